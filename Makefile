@@ -1,0 +1,38 @@
+# Two set-up commands (README): `make demo` runs the product on embedded defaults,
+# `make test` runs the whole suite. Both create .venv and install everything themselves.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_PIN := torch==2.13.0
+DEMO_DIR ?= var/demo
+DEMO_USERS ?= 2000
+DEMO_ITEMS ?= 1000
+DEMO_INTERACTIONS ?= 30000
+
+.PHONY: demo test lint install clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned: a CPU wheel; an open range would pull a multi-GB CUDA build
+	$(PY) -m pip install -q $(TORCH_PIN)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+lint: install
+	$(PY) -m ruff check .
+
+test: install lint
+	$(PY) -m pytest
+
+demo: install
+	$(VENV)/bin/margo import synth $(DEMO_DIR)/data --users $(DEMO_USERS) --items $(DEMO_ITEMS) \
+		--interactions $(DEMO_INTERACTIONS) --modalities image=512,text=384 --overwrite
+	$(VENV)/bin/margo train --data $(DEMO_DIR)/data --model margo --out $(DEMO_DIR)/models/margo-demo \
+		--overwrite --epochs 40 --patience 5 --threads 2
+	$(VENV)/bin/margo evaluate --bundle $(DEMO_DIR)/models/margo-demo --data $(DEMO_DIR)/data
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

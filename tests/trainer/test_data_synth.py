@@ -1,0 +1,98 @@
+"""Synthetic generator: shapes, corruption masks, determinism, planted (learnable) structure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainer.data.dataset import Dataset, load_dataset
+from trainer.data.importers import import_synth
+from trainer.errors import ConfigError
+
+SMALL = dict(
+    n_users=300,
+    n_items=200,
+    n_interactions=3000,
+    modalities={"image": 64, "text": 32},
+    n_clusters=5,
+    progress=False,
+)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
+    return load_dataset(import_synth(tmp_path_factory.mktemp("synth") / "s", seed=3, **SMALL))
+
+
+def _clusters(ds: Dataset) -> np.ndarray:
+    assert ds.item_meta is not None
+    return np.array([int(m["categories"][0].removeprefix("cluster-")) for m in ds.item_meta])
+
+
+def test_shapes_and_counts(small: Dataset) -> None:
+    ds = small
+    assert (ds.n_users, ds.n_items) == (300, 200)
+    pairs = np.concatenate([ds.train, ds.valid, ds.test])
+    assert len(pairs) == 3000 and len(np.unique(pairs, axis=0)) == 3000
+    assert np.bincount(pairs[:, 0], minlength=300).min() >= 5
+    assert np.unique(ds.valid[:, 0]).size == 300 and np.unique(ds.test[:, 0]).size == 300
+    assert ds.features["image"].shape == (200, 64) and ds.features["image"].min() >= 0.0
+    assert np.allclose(np.linalg.norm(ds.features["text"], axis=1), 1.0, atol=1e-5)
+    assert ds.item_meta is not None and ds.item_meta[17]["title"].startswith("item 17 (cluster ")
+
+
+def test_corruption_masks(small: Dataset, tmp_path: Path) -> None:
+    assert small.corruption is not None
+    image, text = small.corruption["image"], small.corruption["text"]
+    assert image.sum() + text.sum() == 40  # round(0.2 * 200), one modality per item
+    assert not (image & text).any() and image.any() and text.any()
+    out = import_synth(tmp_path / "t", corrupt_modality="text", corrupt_fraction=0.1, **SMALL)
+    ds = load_dataset(out)
+    assert ds.corruption is not None
+    assert ds.corruption["text"].sum() == 20 and not ds.corruption["image"].any()
+
+
+def test_deterministic(small: Dataset, tmp_path: Path) -> None:
+    again = load_dataset(import_synth(tmp_path / "a", seed=3, **SMALL))
+    assert again.fingerprint == small.fingerprint
+    other = load_dataset(import_synth(tmp_path / "b", seed=4, **SMALL))
+    assert other.fingerprint != small.fingerprint
+
+
+def test_features_carry_cluster_signal(small: Dataset) -> None:
+    cluster = _clusters(small)
+    assert small.corruption is not None
+    for m, f in small.features.items():
+        clean = ~small.corruption[m]
+        x = f - f[clean].mean(axis=0)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        sim = x @ x.T
+        same = cluster[:, None] == cluster[None, :]
+        np.fill_diagonal(same, False)
+        other = ~same
+        np.fill_diagonal(other, False)
+        pair_clean = clean[:, None] & clean[None, :]
+        assert sim[same & pair_clean].mean() > sim[other & pair_clean].mean() + 0.1, m
+        # A corrupted row is noise: no closer to its own cluster than to the others.
+        bad = ~clean
+        gap = sim[same & bad[:, None]].mean() - sim[other & bad[:, None]].mean()
+        assert abs(gap) < 0.05, m
+
+
+def test_interactions_follow_planted_preferences(small: Dataset) -> None:
+    cluster = _clusters(small)
+    pairs = np.concatenate([small.train, small.valid, small.test])
+    per_user = np.zeros((small.n_users, cluster.max() + 1))
+    np.add.at(per_user, (pairs[:, 0], cluster[pairs[:, 1]]), 1)
+    dominant = (per_user.max(axis=1) / per_user.sum(axis=1)).mean()
+    base = np.bincount(cluster).max() / len(cluster)  # what popularity alone would give
+    assert dominant > base + 0.2
+
+
+def test_bad_options(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="corrupt_modality 'audio'"):
+        import_synth(tmp_path / "x", corrupt_modality="audio", **SMALL)
+    with pytest.raises(ConfigError, match="n_interactions"):
+        import_synth(tmp_path / "x", **{**SMALL, "n_interactions": 300 * 200 + 1})

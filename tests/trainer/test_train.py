@@ -1,0 +1,98 @@
+"""Every model through one shared check, and the end-to-end MARGO claim on planted noise."""
+
+import numpy as np
+import pytest
+
+from trainer.bundle import load_bundle
+from trainer.config import MODELS, TrainConfig
+from trainer.errors import ConfigError, TrainingCancelled
+from trainer.export import export_model
+from trainer.train import fit, stage_plan
+
+FAST = {"epochs": 2, "batch_size": 512, "lr": 0.01, "patience": 5}
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_trains_exports_and_scores_identically(model, tiny, tmp_path):
+    cfg = TrainConfig(model=model, **FAST)
+    result = fit(tiny, cfg, progress=False)
+    assert [s.stage for s in result.stages] == stage_plan(cfg)
+    assert 0.0 <= result.test["recall@20"] <= 1.0 and result.test["users"] > 0
+    path = export_model(result, tiny, cfg, tmp_path / model)
+    b = load_bundle(path)
+    assert b.n_users == tiny.n_users and b.n_items == tiny.n_items
+    assert b.manifest["training"]["export_check_max_abs_error"] < 1e-4
+    assert b.manifest["dataset"]["fingerprint"] == tiny.fingerprint
+    w = b.arrays["item_weights"]
+    if cfg.weighted:
+        np.testing.assert_allclose(w.sum(1), 1.0, rtol=1e-5)
+    else:
+        assert np.all(w == 1.0)
+    if model in ("fusion-sum", "fusion-learned", "margo"):
+        assert b.channels == ["image", "text"]
+        assert "proj_image_w1" in b.arrays and "user_graph_indptr" in b.arrays
+
+
+def test_training_is_reproducible(tiny):
+    a = fit(tiny, TrainConfig(model="margo", seed=3, **FAST), progress=False)
+    b = fit(tiny, TrainConfig(model="margo", seed=3, **FAST), progress=False)
+    assert a.test == b.test
+    np.testing.assert_array_equal(a.model.export_arrays()[2], b.model.export_arrays()[2])
+
+
+def test_single_modality_and_id_channel(tiny):
+    r = fit(tiny.select_modalities(["text"]), TrainConfig(model="margo", **FAST), progress=False)
+    assert r.model.channels == ["text"]
+    r = fit(tiny, TrainConfig(model="margo", id_channel=True, **FAST), progress=False)
+    assert r.model.channels == ["image", "text", "id"]
+
+
+def test_no_two_stage_trains_weights_from_the_start(tiny):
+    cfg = TrainConfig(model="margo", two_stage=False, **FAST)
+    r = fit(tiny, cfg, progress=False)
+    assert [s.stage for s in r.stages] == ["II"]
+    assert r.model.weight_logits is not None
+
+
+def test_callback_sees_every_epoch_and_can_cancel(tiny):
+    seen = []
+
+    def cb(report):
+        seen.append((report.stage, report.epoch, round(report.progress, 3)))
+        if report.stage == "II":
+            raise TrainingCancelled("cancelled by test")
+
+    with pytest.raises(TrainingCancelled):
+        fit(tiny, TrainConfig(model="margo", **FAST), callback=cb, progress=False)
+    assert seen == [("I", 1, 0.25), ("I", 2, 0.5), ("II", 1, 0.75)]
+
+
+def test_invalid_options_are_config_errors(tiny):
+    with pytest.raises(ConfigError, match="--model"):
+        TrainConfig(model="nope").validate()
+    with pytest.raises(ConfigError, match="no-two-stage"):
+        TrainConfig(model="bpr", two_stage=False).validate()
+    with pytest.raises(ConfigError, match="--lr"):
+        TrainConfig(lr=0).validate()
+
+
+@pytest.mark.slow
+def test_margo_gives_planted_noisy_modality_lower_weight_than_fusion_learned(tiny):
+    """The project's claim in miniature: L_cal moves weight away from corrupted content."""
+    corrupted = tiny.corruption["image"]
+    assert 0.2 < corrupted.mean() < 0.4
+    common = {
+        "epochs": 15,
+        "batch_size": 512,
+        "lr": 0.01,
+        "patience": 100,
+        "seed": 5,
+        "per_channel_graph": True,
+        "weight_lr": 0.1,
+        "alpha": 1.0,
+    }
+    image_weight = {}
+    for model in ("fusion-learned", "margo"):
+        r = fit(tiny, TrainConfig(model=model, **common), progress=False)
+        image_weight[model] = r.model.export_arrays()[2][corrupted, 0].mean()
+    assert image_weight["margo"] < image_weight["fusion-learned"] - 0.05, image_weight

@@ -1,0 +1,341 @@
+"""Model bundle: the one contract between the trainer (writer) and the service (reader).
+
+numpy + JSON only, so the service can load a model without importing torch.
+
+A bundle is a directory::
+
+    manifest.json        format version, model kind, channels, dims, hyper-parameters,
+                         dataset fingerprint, metrics, and {file: sha256, shape, dtype}
+    user_ids.json        external user ids, row u of every user array
+    item_ids.json        external item ids, row i of every item array
+    item_meta.json       optional: per-item {"title": ..., "categories": [...]}
+    user_emb.npy         float32 [n_users, M, d]   e_u^m, one 64-d block per channel
+    item_emb.npy         float32 [n_items, M, d]   e_i^m
+    item_weights.npy     float32 [n_items, M]      w_i^m (1.0 everywhere for unweighted fusion)
+    item_pos_count.npy   int32   [n_items]         training positives per item (weight confidence)
+    item_popularity.npy  int32   [n_items]         all interactions per item (popular fallback)
+    seen_indptr.npy      int64   [n_users + 1]     CSR of each user's training items
+    seen_indices.npy     int32   [nnz]
+    + optional arrays listed in OPTIONAL_ARRAYS (fixed graphs, cold-start projections)
+
+Scoring identity (ALGORITHMS.md 1.8): y_ui = sum_m w_i^m (e_u^m . e_i^m) = q_u . v_i with
+q_u = concat_m e_u^m and v_i = concat_m w_i^m e_i^m.
+
+The writer builds the whole directory under a temporary name beside the target and renames it
+into place, so a reader never sees half a bundle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trainer.errors import BundleError
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+# name -> (dtype, shape symbols). Symbols: U users, I items, M channels, D dim, N nnz, P = U + 1.
+REQUIRED_ARRAYS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "user_emb": ("float32", ("U", "M", "D")),
+    "item_emb": ("float32", ("I", "M", "D")),
+    "item_weights": ("float32", ("I", "M")),
+    "item_pos_count": ("int32", ("I",)),
+    "item_popularity": ("int32", ("I",)),
+    "seen_indptr": ("int64", ("P",)),
+    "seen_indices": ("int32", ("N",)),
+}
+# Optional arrays: checked against the manifest's checksums when present. Shapes beyond the
+# leading dimension are free (projection matrices differ per channel).
+OPTIONAL_ARRAYS = (
+    "user_graph_indptr",  # int64 [U + 1]   fixed user-user graph G the user vectors used (D6)
+    "user_graph_indices",  # int32 [nnz_g]
+    "user_graph_data",  # float32 [nnz_g]
+)
+PROJECTION_PREFIX = "proj_"  # proj_<channel>_<w1|b1|w2|b2>.npy: feature -> 64-d item node (D1)
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """A verified model bundle held in memory (arrays may be memory-mapped)."""
+
+    path: Path
+    manifest: dict[str, Any]
+    user_ids: list[str]
+    item_ids: list[str]
+    arrays: dict[str, np.ndarray]
+    item_meta: list[dict[str, Any]] | None = None
+    _user_index: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+    _item_index: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._user_index.update({u: k for k, u in enumerate(self.user_ids)})
+        self._item_index.update({i: k for k, i in enumerate(self.item_ids)})
+
+    # -- shape facts ---------------------------------------------------------------------
+    @property
+    def channels(self) -> list[str]:
+        return [c["name"] for c in self.manifest["channels"]]
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    def user_index(self, external_id: str) -> int | None:
+        return self._user_index.get(external_id)
+
+    def item_index(self, external_id: str) -> int | None:
+        return self._item_index.get(external_id)
+
+    # -- the scoring identity ------------------------------------------------------------
+    def query_vectors(self) -> np.ndarray:
+        """Q = concat_m e_u^m, [n_users, M*d] float32."""
+        ue = self.arrays["user_emb"]
+        return np.ascontiguousarray(ue.reshape(ue.shape[0], -1), dtype=np.float32)
+
+    def item_vectors(self) -> np.ndarray:
+        """K = concat_m w_i^m e_i^m, [n_items, M*d] float32 (ALGORITHMS.md 1.8)."""
+        ie = self.arrays["item_emb"]
+        w = self.arrays["item_weights"]
+        return np.ascontiguousarray((ie * w[:, :, None]).reshape(ie.shape[0], -1), np.float32)
+
+    def seen_items(self, user: int) -> np.ndarray:
+        ptr = self.arrays["seen_indptr"]
+        return self.arrays["seen_indices"][ptr[user] : ptr[user + 1]]
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_bundle(
+    out: str | Path,
+    *,
+    manifest: dict[str, Any],
+    arrays: dict[str, np.ndarray],
+    user_ids: list[str],
+    item_ids: list[str],
+    item_meta: list[dict[str, Any]] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a bundle atomically (temporary directory, then rename) and return its path.
+
+    ``manifest`` needs at least ``model`` and ``channels`` ([{"name", "feature_dim"}]); the
+    writer adds format version, sizes, creation time and the file table with checksums.
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise BundleError(f"{out}: already exists (pass overwrite to replace it)")
+    missing = [k for k in REQUIRED_ARRAYS if k not in arrays]
+    if missing:
+        raise BundleError(f"{out}: cannot write a bundle without {', '.join(missing)}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        files: dict[str, dict[str, Any]] = {}
+
+        def record(name: str, path: Path, arr: np.ndarray | None = None) -> None:
+            entry: dict[str, Any] = {"sha256": sha256_file(path)}
+            if arr is not None:
+                entry.update(shape=list(arr.shape), dtype=str(arr.dtype))
+            files[name] = entry
+
+        for name, arr in arrays.items():
+            if name in REQUIRED_ARRAYS:
+                arr = np.ascontiguousarray(arr, dtype=REQUIRED_ARRAYS[name][0])
+            else:
+                arr = np.ascontiguousarray(arr)
+            path = tmp / f"{name}.npy"
+            np.save(path, arr, allow_pickle=False)
+            record(f"{name}.npy", path, arr)
+        for name, payload in (
+            ("user_ids.json", [str(u) for u in user_ids]),
+            ("item_ids.json", [str(i) for i in item_ids]),
+            *([("item_meta.json", item_meta)] if item_meta is not None else []),
+        ):
+            path = tmp / name
+            path.write_text(json.dumps(payload, ensure_ascii=False))
+            record(name, path)
+
+        full = dict(manifest)
+        full.update(
+            format_version=FORMAT_VERSION,
+            n_users=len(user_ids),
+            n_items=len(item_ids),
+            dim=int(arrays["user_emb"].shape[2]),
+            created_at=full.get("created_at") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            files=files,
+        )
+        (tmp / MANIFEST).write_text(
+            json.dumps(full, indent=2, sort_keys=True, default=_json_default)
+        )
+        # verify what we wrote before anyone can see it
+        load_bundle(tmp)
+        for p in tmp.iterdir():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+        _fsync_dir(tmp)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+        _fsync_dir(out.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """Read and sanity-check manifest.json only (cheap; no checksums)."""
+    path = Path(path)
+    mf = path / MANIFEST
+    if not mf.is_file():
+        raise BundleError(f"{mf}: not found (is {path} a model bundle?)")
+    try:
+        manifest = json.loads(mf.read_text())
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{mf}: unreadable JSON ({exc})") from exc
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{mf}: expected a JSON object")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleError(f"{mf}: format_version {version!r}, this code reads {FORMAT_VERSION}")
+    for key in ("model", "channels", "n_users", "n_items", "dim", "files"):
+        if key not in manifest:
+            raise BundleError(f"{mf}: missing key {key!r}")
+    return manifest
+
+
+def load_bundle(path: str | Path, *, verify: bool = True, mmap: bool = False) -> ModelBundle:
+    """Load a bundle; with ``verify`` check every checksum, dtype, shape and finiteness.
+
+    Raises BundleError naming the offending file on any mismatch.
+    """
+    path = Path(path)
+    manifest = read_manifest(path)
+    files: dict[str, dict[str, Any]] = manifest["files"]
+    for name in [f"{k}.npy" for k in REQUIRED_ARRAYS] + ["user_ids.json", "item_ids.json"]:
+        if name not in files:
+            raise BundleError(f"{path / MANIFEST}: file table lacks {name}")
+    for name, entry in files.items():
+        fp = path / name
+        if not fp.is_file():
+            raise BundleError(f"{fp}: listed in the manifest but missing")
+        if verify and sha256_file(fp) != entry.get("sha256"):
+            raise BundleError(f"{fp}: checksum mismatch (file changed or corrupt)")
+
+    def read_json_list(name: str) -> list[Any]:
+        try:
+            data = json.loads((path / name).read_text())
+        except (OSError, ValueError) as exc:
+            raise BundleError(f"{path / name}: unreadable JSON ({exc})") from exc
+        if not isinstance(data, list):
+            raise BundleError(f"{path / name}: expected a JSON list")
+        return data
+
+    user_ids = [str(u) for u in read_json_list("user_ids.json")]
+    item_ids = [str(i) for i in read_json_list("item_ids.json")]
+    item_meta = read_json_list("item_meta.json") if "item_meta.json" in files else None
+
+    arrays: dict[str, np.ndarray] = {}
+    for name in files:
+        if not name.endswith(".npy"):
+            continue
+        try:
+            arrays[name[:-4]] = np.load(
+                path / name, allow_pickle=False, mmap_mode="r" if mmap else None
+            )
+        except (OSError, ValueError) as exc:
+            raise BundleError(f"{path / name}: not a readable .npy array ({exc})") from exc
+
+    n_ch = len(manifest["channels"])
+    sizes = {
+        "U": len(user_ids),
+        "I": len(item_ids),
+        "M": n_ch,
+        "D": int(manifest["dim"]),
+        "P": len(user_ids) + 1,
+        "N": int(arrays["seen_indices"].shape[0]) if "seen_indices" in arrays else 0,
+    }
+    if (sizes["U"], sizes["I"]) != (manifest["n_users"], manifest["n_items"]):
+        raise BundleError(
+            f"{path / MANIFEST}: n_users/n_items {manifest['n_users']}/{manifest['n_items']} "
+            f"but id lists hold {sizes['U']}/{sizes['I']}"
+        )
+    if item_meta is not None and len(item_meta) != sizes["I"]:
+        raise BundleError(
+            f"{path / 'item_meta.json'}: {len(item_meta)} rows for {sizes['I']} items"
+        )
+    for name, (dtype, symbols) in REQUIRED_ARRAYS.items():
+        arr = arrays[name]
+        want = tuple(sizes[s] for s in symbols)
+        if arr.shape != want:
+            raise BundleError(f"{path / (name + '.npy')}: shape {arr.shape}, expected {want}")
+        if str(arr.dtype) != dtype:
+            raise BundleError(f"{path / (name + '.npy')}: dtype {arr.dtype}, expected {dtype}")
+    if verify:
+        for name in ("user_emb", "item_emb", "item_weights"):
+            if not np.isfinite(arrays[name]).all():
+                raise BundleError(f"{path / (name + '.npy')}: contains NaN or inf")
+        ptr = arrays["seen_indptr"]
+        if ptr[0] != 0 or ptr[-1] != sizes["N"] or np.any(np.diff(ptr) < 0):
+            raise BundleError(f"{path / 'seen_indptr.npy'}: not a valid CSR row pointer")
+        idx = arrays["seen_indices"]
+        if idx.size and (idx.min() < 0 or idx.max() >= sizes["I"]):
+            raise BundleError(f"{path / 'seen_indices.npy'}: item index out of range")
+        if "user_graph_indptr" in arrays and arrays["user_graph_indptr"].shape != (sizes["P"],):
+            raise BundleError(f"{path / 'user_graph_indptr.npy'}: expected {sizes['P']} rows")
+    return ModelBundle(
+        path=path,
+        manifest=manifest,
+        user_ids=user_ids,
+        item_ids=item_ids,
+        arrays=arrays,
+        item_meta=item_meta,
+    )

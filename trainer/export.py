@@ -1,0 +1,107 @@
+"""Export a trained model to a model bundle (format: trainer/bundle.py), with an export check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from trainer.bundle import write_bundle
+from trainer.config import TrainConfig
+from trainer.errors import BundleError
+from trainer.evaluate import csr_from_pairs
+
+if TYPE_CHECKING:
+    from trainer.data.dataset import Dataset
+    from trainer.train import FitResult
+
+EXPORT_TOLERANCE = 1e-4  # ALGORITHMS.md 1.8 step 7: max |Q K^T - model score|
+
+
+@torch.no_grad()
+def check_scoring_identity(
+    model: Any, user_emb: np.ndarray, item_emb: np.ndarray, weights: np.ndarray, n_check: int = 512
+) -> float:
+    """Max |q_u . v_i - y_ui| over up to ``n_check`` users (y_ui: the model's own forward)."""
+    model.eval()
+    u_t, i_t = model.embeddings()
+    w = model.item_weights()
+    users = torch.arange(min(n_check, u_t.shape[0]))
+    # model scoring path: sum_m w_i^m (e_u^m . e_i^m), Eqs. 2-3 over all items
+    per_channel = torch.einsum("umd,imd->uim", u_t[users], i_t)
+    ref = per_channel.sum(-1) if w is None else (per_channel * w[None]).sum(-1)
+    q = user_emb[: len(users)].reshape(len(users), -1)
+    v = (item_emb * weights[:, :, None]).reshape(item_emb.shape[0], -1)
+    return float(np.abs(q @ v.T - ref.cpu().numpy()).max())
+
+
+def export_model(
+    result: FitResult, data: Dataset, cfg: TrainConfig, out: str | Path, *, overwrite: bool = False
+) -> Path:
+    """Write ``result.model`` as a verified bundle at ``out`` (atomically)."""
+    model = result.model
+    user_emb, item_emb, weights = model.export_arrays()
+    err = check_scoring_identity(model, user_emb, item_emb, weights)
+    if err > EXPORT_TOLERANCE:
+        raise BundleError(
+            f"{out}: export check failed, max |QK^T - score| = {err:.2e} > {EXPORT_TOLERANCE}"
+        )
+
+    everything = np.concatenate([data.train, data.valid, data.test])
+    seen = csr_from_pairs(everything, data.n_users, data.n_items)
+    arrays: dict[str, np.ndarray] = {
+        "user_emb": user_emb,
+        "item_emb": item_emb,
+        "item_weights": weights,
+        "item_pos_count": np.bincount(data.train[:, 1], minlength=data.n_items).astype(np.int32),
+        "item_popularity": np.bincount(everything[:, 1], minlength=data.n_items).astype(np.int32),
+        "seen_indptr": seen.indptr.astype(np.int64),
+        "seen_indices": seen.indices.astype(np.int32),
+        **model.export_extras(),
+    }
+    feature_dims = {m: int(f.shape[1]) for m, f in data.features.items()}
+    manifest = {
+        "model": cfg.model,
+        "channels": [{"name": c, "feature_dim": feature_dims.get(c)} for c in model.channels],
+        "weights": "learned" if model.weight_logits is not None else "none",
+        "seen": "all interactions of the dataset (train, valid and test)",
+        "hyperparameters": cfg.to_dict(),
+        "dataset": {
+            "name": data.name,
+            "path": str(data.path) if data.path else None,
+            "fingerprint": data.fingerprint,
+            "n_users": data.n_users,
+            "n_items": data.n_items,
+            "n_train": int(len(data.train)),
+            "n_valid": int(len(data.valid)),
+            "n_test": int(len(data.test)),
+        },
+        "metrics": {"valid": result.valid, "test": result.test},
+        "training": {
+            "seconds": round(result.seconds, 3),
+            "stages": [
+                {
+                    "stage": s.stage,
+                    "best_epoch": s.best_epoch,
+                    "epochs_run": s.epochs_run,
+                    "seconds": round(s.seconds, 3),
+                    "median_epoch_seconds": float(np.median(s.epoch_seconds))
+                    if s.epoch_seconds
+                    else None,
+                }
+                for s in result.stages
+            ],
+            "export_check_max_abs_error": err,
+        },
+    }
+    return write_bundle(
+        out,
+        manifest=manifest,
+        arrays=arrays,
+        user_ids=data.user_ids,
+        item_ids=data.item_ids,
+        item_meta=data.item_meta,
+        overwrite=overwrite,
+    )

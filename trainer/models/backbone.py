@@ -1,0 +1,113 @@
+"""The late-fusion multimodal graph backbone MARGO runs on (DRAGON-style, ALGORITHMS.md 1.2).
+
+Follows DRAGON (Zhou et al., ECAI'23; hongyurain/DRAGON models/dragon.py) without its per-user
+weights (A6): every channel is a separate 64-d block, and fusion is left to per-item weights.
+
+    D1  H^m  = Lin2^m(LeakyReLU(Lin1^m(F^m)))                 [n_i, d]
+    D2  X0^m = rowL2normalize([P^m ; H^m])                      [n_u + n_i, d]
+    D3  X(l+1) = A_hat X(l), l = 0..L-1
+    D4  Z^m  = sum_l X(l)^m
+    D5  E_I^m = Z_I^m + S Z_I^m      (S: fixed kNN item graph, mixed or per channel)
+    D6  E_U^m = Z_U^m + G Z_U^m      (G: fixed top-k co-occurrence user graph)
+
+All channels are propagated together as one [n, M*d] matrix: one sparse product per layer.
+The optional ``id`` channel (1.9) uses a free item embedding in place of H.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from trainer.graphs import SparseOp
+from trainer.models.base import Recommender, xavier_embedding
+
+
+class FeatureProjection(nn.Module):
+    """D1: feature -> hidden -> d, the item node of one modality."""
+
+    def __init__(self, in_dim: int, hidden: int, dim: int) -> None:
+        super().__init__()
+        self.lin1 = nn.Linear(in_dim, hidden)
+        self.lin2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin2(F.leaky_relu(self.lin1(x)))
+
+
+class GraphBackbone(Recommender):
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        *,
+        features: dict[str, torch.Tensor],
+        adj: SparseOp,
+        item_graphs: SparseOp | dict[str, SparseOp],
+        user_graph: SparseOp,
+        dim: int = 64,
+        hidden: int = 256,
+        n_layers: int = 2,
+        id_channel: bool = False,
+        user_graph_export: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        channels = [*features, *(["id"] if id_channel else [])]
+        super().__init__(n_users, n_items, channels, dim)
+        self.features = features  # fixed raw features, not parameters
+        self.proj = nn.ModuleDict(
+            {m: FeatureProjection(f.shape[1], hidden, dim) for m, f in features.items()}
+        )
+        self.preference = xavier_embedding(n_users, len(channels) * dim)  # P^m, all channels
+        self.item_id = xavier_embedding(n_items, dim) if id_channel else None
+        self.adj = adj
+        self.item_graphs = item_graphs  # one mixed S, or {channel: S^m}
+        self.user_graph = user_graph
+        self.n_layers = n_layers
+        self._user_graph_export = user_graph_export or {}
+
+    def item_nodes(self) -> torch.Tensor:
+        """D1 for every channel: [n_i, M, d]."""
+        nodes = [self.proj[m](f) for m, f in self.features.items()]
+        if self.item_id is not None:
+            nodes.append(self.item_id)
+        return torch.stack(nodes, 1)
+
+    def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        m, d = len(self.channels), self.dim
+        users = self.preference.view(self.n_users, m, d)
+        x = F.normalize(torch.cat([users, self.item_nodes()], 0), dim=-1)  # D2 [n, M, d]
+        x = x.reshape(-1, m * d)
+        z = x
+        for _ in range(self.n_layers):  # D3-D4
+            x = self.adj(x)
+            z = z + x
+        z_u, z_i = z[: self.n_users], z[self.n_users :]
+        e_u = z_u + self.user_graph(z_u)  # D6
+        if isinstance(self.item_graphs, dict):  # D5, each channel over its own graph
+            z_i3 = z_i.view(self.n_items, m, d)
+            e_i = torch.stack(
+                [
+                    z_i3[:, c] + self.item_graphs[ch](z_i3[:, c])
+                    for c, ch in enumerate(self.channels)
+                ],
+                1,
+            )
+        else:
+            e_i = (z_i + self.item_graphs(z_i)).view(self.n_items, m, d)
+        return e_u.view(self.n_users, m, d), e_i
+
+    def reg_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        """A4: sum_m mean(P^m[u]^2) over the batch users (DRAGON's regulariser)."""
+        p = self.preference[users].view(users.shape[0], len(self.channels), self.dim)
+        return p.pow(2).mean(dim=(0, 2)).sum()
+
+    def export_extras(self) -> dict[str, np.ndarray]:
+        out = {f"user_graph_{k}": v for k, v in self._user_graph_export.items()}
+        for m, p in self.proj.items():  # cold start: a new item's layer-0 node from its feature
+            out[f"proj_{m}_w1"] = p.lin1.weight.detach().cpu().numpy().astype(np.float32)
+            out[f"proj_{m}_b1"] = p.lin1.bias.detach().cpu().numpy().astype(np.float32)
+            out[f"proj_{m}_w2"] = p.lin2.weight.detach().cpu().numpy().astype(np.float32)
+            out[f"proj_{m}_b2"] = p.lin2.bias.detach().cpu().numpy().astype(np.float32)
+        return out

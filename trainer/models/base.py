@@ -1,0 +1,87 @@
+"""The one model interface every recommender implements.
+
+A model exposes M channels. For each it produces user and item embeddings e_u^m, e_i^m
+(one d-vector per channel), and scores y_ui = sum_m w_i^m (e_u^m . e_i^m) (MARGO Eqs. 2-3).
+Unweighted models use w = 1 (the stage-I sum of Eq. 9), so every model, from BPR-MF to
+MARGO, folds into one inner product q_u . v_i for serving (ALGORITHMS.md 1.8).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class Recommender(nn.Module, ABC):
+    """Base class: embeddings, optional per-item channel weights, regulariser, export."""
+
+    def __init__(self, n_users: int, n_items: int, channels: list[str], dim: int) -> None:
+        super().__init__()
+        self.n_users = n_users
+        self.n_items = n_items
+        self.channels = list(channels)
+        self.dim = dim
+        self.weight_logits: nn.Parameter | None = None  # W [n_items, M], created for stage II
+
+    # -- what each model provides ---------------------------------------------------------
+    @abstractmethod
+    def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Full forward pass: (user [n_users, M, d], item [n_items, M, d])."""
+
+    @abstractmethod
+    def reg_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        """The L2 regulariser of the batch (without the beta factor)."""
+
+    def export_extras(self) -> dict[str, np.ndarray]:
+        """Optional arrays for the model bundle (fixed graphs, cold-start projections)."""
+        return {}
+
+    # -- MARGO's per-item weights (A5) ------------------------------------------------------
+    def enable_weights(self, std: float, generator: torch.Generator | None = None) -> None:
+        """Create the free logits W ~ N(0, std^2); softmax(W[i]) is item i's weight vector."""
+        w = torch.randn(self.n_items, len(self.channels), generator=generator) * std
+        device = next(self.parameters()).device
+        self.weight_logits = nn.Parameter(w.to(device))
+
+    def item_weights(self, items: torch.Tensor | None = None) -> torch.Tensor | None:
+        """softmax(W[items]) [B, M]; None while the model is unweighted."""
+        if self.weight_logits is None:
+            return None
+        logits = self.weight_logits if items is None else self.weight_logits[items]
+        return torch.softmax(logits, dim=-1)
+
+    @torch.no_grad()
+    def export_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(user_emb [U, M, d], item_emb [I, M, d], item_weights [I, M]) as float32 numpy."""
+        was_training = self.training
+        self.eval()
+        user, item = self.embeddings()
+        w = self.item_weights()
+        weights = torch.ones(self.n_items, len(self.channels)) if w is None else w
+        self.train(was_training)
+        return (
+            user.float().cpu().numpy(),
+            item.float().cpu().numpy(),
+            weights.float().cpu().numpy(),
+        )
+
+
+def xavier_embedding(n: int, dim: int) -> nn.Parameter:
+    w = torch.empty(n, dim)
+    nn.init.xavier_normal_(w)
+    return nn.Parameter(w)
+
+
+def batch_l2(
+    user: torch.Tensor,
+    item: torch.Tensor,
+    users: torch.Tensor,
+    pos: torch.Tensor,
+    neg: torch.Tensor,
+) -> torch.Tensor:
+    """Half the mean squared norm of the batch's ID embeddings (BPR-MF's regulariser)."""
+    sq = user[users].pow(2).sum(-1) + item[pos].pow(2).sum(-1) + item[neg].pow(2).sum(-1)
+    return sq.mean() / 2

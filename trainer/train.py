@@ -1,0 +1,274 @@
+"""The training loop: BPR with Adam, early stopping on validation Recall@20, two stages.
+
+    stage I   L_rec + beta*reg, unweighted channel sum (Eq. 9), to early stop
+    stage II  from the best stage-I state: per-item weights W, a fresh Adam over Theta and W,
+              L_rec + alpha*L_cal + beta*reg (Eq. 10), to early stop
+    report    test metrics of the best-validation state of the last stage
+
+Models without weights run stage I only; ``--no-two-stage`` runs stage II from scratch.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+from tqdm.auto import tqdm
+
+from trainer import losses
+from trainer.config import TrainConfig
+from trainer.errors import ConfigError, ModelFitError, TrainingCancelled
+from trainer.evaluate import csr_from_pairs, evaluate_vectors, fold_vectors
+from trainer.models import Recommender, build_model
+from trainer.sampling import TripletSampler
+
+if TYPE_CHECKING:
+    from trainer.data.dataset import Dataset
+
+
+@dataclass
+class EpochReport:
+    """What a progress callback sees after every epoch."""
+
+    stage: str
+    epoch: int
+    max_epochs: int
+    loss: float
+    seconds: float
+    valid: dict[str, float] | None
+    best: float
+    progress: float  # rough fraction of the whole run done (stages x max epochs)
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class StageResult:
+    stage: str
+    best_epoch: int
+    epochs_run: int
+    best_valid: dict[str, float]
+    seconds: float
+    epoch_seconds: list[float]
+
+
+@dataclass
+class FitResult:
+    model: Recommender
+    stages: list[StageResult]
+    valid: dict[str, float]
+    test: dict[str, float]
+    seconds: float
+    history: list[EpochReport]
+
+
+Callback = Callable[[EpochReport], None]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def early_stopping(
+    best: float, current: float, bad_checks: int, patience: int
+) -> tuple[float, int, bool, bool]:
+    """One validation check: returns (best, bad_checks, improved, stop)."""
+    if current > best:
+        return current, 0, True, False
+    bad_checks += 1
+    return best, bad_checks, False, bad_checks >= patience
+
+
+def stage_plan(cfg: TrainConfig) -> list[str]:
+    if not cfg.weighted:
+        return ["I"]
+    return ["I", "II"] if cfg.two_stage else ["II"]
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: Recommender, data: Dataset, split: str, cfg: TrainConfig
+) -> dict[str, float]:
+    """Full ranking of ``split`` ('valid' or 'test') with training items masked."""
+    was_training = model.training
+    model.eval()
+    user, item = model.embeddings()
+    q, v = fold_vectors(user, item, model.item_weights())
+    model.train(was_training)
+    target = data.valid if split == "valid" else data.test
+    return evaluate_vectors(
+        q,
+        v,
+        csr_from_pairs(data.train, data.n_users, data.n_items),
+        csr_from_pairs(target, data.n_users, data.n_items),
+        cfg.topk,
+        cfg.eval_batch_users,
+    )
+
+
+def param_groups(model: Recommender, lr: float, weight_lr: float | None) -> list[dict]:
+    """Theta at ``lr``; the per-item logits W (sparse, one row per item) optionally faster."""
+    w = model.weight_logits
+    theta = [p for p in model.parameters() if p is not w]
+    groups: list[dict] = [{"params": theta, "lr": lr}]
+    if w is not None:
+        groups.append({"params": [w], "lr": weight_lr or lr})
+    return groups
+
+
+def batch_loss(
+    model: Recommender,
+    users: torch.Tensor,
+    pos: torch.Tensor,
+    neg: torch.Tensor,
+    cfg: TrainConfig,
+    alpha: float,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """L_rec + alpha*L_cal + beta*reg for one batch (Eqs. 2-10)."""
+    user_emb, item_emb = model.embeddings()
+    eu = user_emb[users]
+    pos_scores = losses.modality_scores(eu, item_emb[pos])  # [B, M]
+    neg_scores = losses.modality_scores(eu, item_emb[neg])
+    w_pos, w_neg = model.item_weights(pos), model.item_weights(neg)
+    y_pos = losses.fused_score(pos_scores, w_pos)
+    y_neg = losses.fused_score(neg_scores, w_neg)
+    l_rec = losses.bpr_loss(y_pos, y_neg)
+    loss = l_rec + cfg.reg_weight * model.reg_loss(users, pos, neg)
+    stats = {"l_rec": float(l_rec.detach())}
+    if alpha > 0 and w_pos is not None and w_neg is not None:
+        l_cal, cal_stats = losses.calibration_from_scores(
+            pos_scores,
+            neg_scores,
+            y_pos,
+            y_neg,
+            w_pos,
+            w_neg,
+            tau_conf=cfg.tau_conf,
+            stopgrad=cfg.stopgrad,
+            literal=not cfg.drop_invalid,
+        )
+        loss = loss + alpha * l_cal
+        stats.update(l_cal=float(l_cal.detach()), **cal_stats)
+    return loss, stats
+
+
+def fit(
+    data: Dataset,
+    cfg: TrainConfig,
+    *,
+    callback: Callback | None = None,
+    progress: bool = True,
+) -> FitResult:
+    """Train ``cfg.model`` on ``data`` and return the best-validation model with its metrics."""
+    cfg.validate()
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    t_start = time.perf_counter()
+    model = build_model(cfg, data, device)
+    sampler = TripletSampler(data.train, data.n_items, cfg.seed)
+    plan = stage_plan(cfg)
+    history: list[EpochReport] = []
+    stages: list[StageResult] = []
+    select = cfg.select_metric
+
+    for s_idx, stage in enumerate(plan):
+        # -- set up the stage: weights (II) and a fresh optimiser --------------------------
+        if stage == "II":
+            model.enable_weights(cfg.weight_init_std, torch.Generator().manual_seed(cfg.seed + 1))
+        alpha = cfg.alpha if (stage == "II" and cfg.model == "margo") else 0.0
+        lr = cfg.stage2_lr if stage == "II" else cfg.lr
+        opt = torch.optim.Adam(param_groups(model, lr, cfg.weight_lr))
+        best, bad, best_epoch = float("-inf"), 0, 0
+        best_state = copy.deepcopy(model.state_dict())
+        best_valid: dict[str, float] = {}
+        epoch_seconds: list[float] = []
+        t_stage = time.perf_counter()
+        bar = tqdm(
+            total=cfg.epochs, desc=f"{cfg.model} stage {stage}", disable=not progress, leave=False
+        )
+        epoch = 0
+        for epoch in range(1, cfg.epochs + 1):
+            # -- one pass over the training pairs -------------------------------------------
+            t0 = time.perf_counter()
+            model.train()
+            total, n_b, extra = 0.0, 0, {}
+            for u, i, k in sampler.epoch(cfg.batch_size):
+                ut, it, kt = (torch.from_numpy(a).to(device) for a in (u, i, k))
+                loss, extra = batch_loss(model, ut, it, kt, cfg, alpha)
+                if not torch.isfinite(loss):
+                    raise ModelFitError(
+                        f"stage {stage} epoch {epoch}: loss is {float(loss)}; try a lower --lr"
+                    )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach())
+                n_b += 1
+            epoch_seconds.append(time.perf_counter() - t0)
+            # -- validate and early-stop ---------------------------------------------------
+            valid = None
+            stop = False
+            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+                valid = evaluate_model(model, data, "valid", cfg)
+                best, bad, improved, stop = early_stopping(best, valid[select], bad, cfg.patience)
+                if improved:
+                    best_epoch, best_valid = epoch, valid
+                    best_state = copy.deepcopy(model.state_dict())
+            report = EpochReport(
+                stage=stage,
+                epoch=epoch,
+                max_epochs=cfg.epochs,
+                loss=total / max(n_b, 1),
+                seconds=epoch_seconds[-1],
+                valid=valid,
+                best=best,
+                progress=(s_idx + epoch / cfg.epochs) / len(plan),
+                extra=extra,
+            )
+            history.append(report)
+            bar.update(1)
+            bar.set_postfix(
+                loss=f"{report.loss:.4f}",
+                r20=f"{(valid or {}).get(select, float('nan')):.4f}",
+                best=f"{best:.4f}",
+            )
+            if callback is not None:
+                callback(report)  # may raise TrainingCancelled
+            if stop:
+                break
+        bar.close()
+        # -- keep the best state of this stage ---------------------------------------------
+        model.load_state_dict(best_state)
+        stages.append(
+            StageResult(
+                stage, best_epoch, epoch, best_valid, time.perf_counter() - t_stage, epoch_seconds
+            )
+        )
+
+    test = evaluate_model(model, data, "test", cfg)
+    return FitResult(
+        model=model,
+        stages=stages,
+        valid=stages[-1].best_valid,
+        test=test,
+        seconds=time.perf_counter() - t_start,
+        history=history,
+    )
+
+
+__all__ = [
+    "EpochReport",
+    "FitResult",
+    "StageResult",
+    "TrainingCancelled",
+    "early_stopping",
+    "fit",
+    "stage_plan",
+]
