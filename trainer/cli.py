@@ -305,6 +305,12 @@ def _add_train(sub: Any) -> None:
     )
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
     tr.add_argument(
+        "--stage1-cache",
+        type=Path,
+        help="folder to keep/reuse the stage-I state of backbone models (same data, "
+        "backbone settings and seed share it)",
+    )
+    tr.add_argument(
         "--report", type=Path, help="also write the run's metrics and timings to this JSON file"
     )
     tr.set_defaults(func=_cmd_train)
@@ -326,7 +332,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
     if a.out.exists() and not a.overwrite:
         raise ConfigError(f"--out {a.out}: already exists (use --overwrite to replace it)")
     data = load_dataset(a.data, cfg.modalities)
-    result = fit(data, cfg, progress=not a.quiet)
+    result = fit(data, cfg, progress=not a.quiet, stage1_cache=a.stage1_cache)
     path = export_model(result, data, cfg, a.out, overwrite=a.overwrite)
     summary = {
         "bundle": str(path),

@@ -11,16 +11,19 @@ Models without weights run stage I only; ``--no-two-stage`` runs stage II from s
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
 
 from trainer import losses
-from trainer.config import TrainConfig
+from trainer.config import BACKBONE_MODELS, TrainConfig
 from trainer.errors import ConfigError, ModelFitError, TrainingCancelled
 from trainer.evaluate import csr_from_pairs, evaluate_vectors, fold_vectors
 from trainer.models import Recommender, build_model
@@ -66,6 +69,21 @@ class FitResult:
 
 
 Callback = Callable[[EpochReport], None]
+# options that do not change stage I (the key of the stage-I cache leaves them out)
+STAGE2_ONLY = {
+    "model",
+    "alpha",
+    "tau_conf",
+    "two_stage",
+    "stopgrad",
+    "drop_invalid",
+    "weight_init_std",
+    "weight_lr",
+    "lr_stage2",
+    "device",
+    "threads",
+    "eval_batch_users",
+}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -163,94 +181,41 @@ def fit(
     *,
     callback: Callback | None = None,
     progress: bool = True,
+    stage1_cache: Path | None = None,
 ) -> FitResult:
-    """Train ``cfg.model`` on ``data`` and return the best-validation model with its metrics."""
+    """Train ``cfg.model`` on ``data`` and return the best-validation model with its metrics.
+
+    ``stage1_cache``: a folder where the best stage-I state of the backbone models is kept,
+    keyed by everything stage I depends on; fusion-sum, fusion-learned and margo with the
+    same data, backbone settings and seed then share one stage I.
+    """
     cfg.validate()
     device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
     t_start = time.perf_counter()
     model = build_model(cfg, data, device)
-    sampler = TripletSampler(data.train, data.n_items, cfg.seed)
     plan = stage_plan(cfg)
     history: list[EpochReport] = []
     stages: list[StageResult] = []
-    select = cfg.select_metric
-
     for s_idx, stage in enumerate(plan):
-        # -- set up the stage: weights (II) and a fresh optimiser --------------------------
-        if stage == "II":
-            model.enable_weights(cfg.weight_init_std, torch.Generator().manual_seed(cfg.seed + 1))
-        alpha = cfg.alpha if (stage == "II" and cfg.model == "margo") else 0.0
-        lr = cfg.stage2_lr if stage == "II" else cfg.lr
-        opt = torch.optim.Adam(param_groups(model, lr, cfg.weight_lr))
-        best, bad, best_epoch = float("-inf"), 0, 0
-        best_state = copy.deepcopy(model.state_dict())
-        best_valid: dict[str, float] = {}
-        epoch_seconds: list[float] = []
-        t_stage = time.perf_counter()
-        bar = tqdm(
-            total=cfg.epochs, desc=f"{cfg.model} stage {stage}", disable=not progress, leave=False
+        cached = (
+            _stage1_path(stage1_cache, cfg, data)
+            if stage == "I" and cfg.model in BACKBONE_MODELS
+            else None
         )
-        epoch = 0
-        for epoch in range(1, cfg.epochs + 1):
-            # -- one pass over the training pairs -------------------------------------------
-            t0 = time.perf_counter()
-            model.train()
-            total, n_b, extra = 0.0, 0, {}
-            for u, i, k in sampler.epoch(cfg.batch_size):
-                ut, it, kt = (torch.from_numpy(a).to(device) for a in (u, i, k))
-                loss, extra = batch_loss(model, ut, it, kt, cfg, alpha)
-                if not torch.isfinite(loss):
-                    raise ModelFitError(
-                        f"stage {stage} epoch {epoch}: loss is {float(loss)}; try a lower --lr"
-                    )
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach())
-                n_b += 1
-            epoch_seconds.append(time.perf_counter() - t0)
-            # -- validate and early-stop ---------------------------------------------------
-            valid = None
-            stop = False
-            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-                valid = evaluate_model(model, data, "valid", cfg)
-                best, bad, improved, stop = early_stopping(best, valid[select], bad, cfg.patience)
-                if improved:
-                    best_epoch, best_valid = epoch, valid
-                    best_state = copy.deepcopy(model.state_dict())
-            report = EpochReport(
-                stage=stage,
-                epoch=epoch,
-                max_epochs=cfg.epochs,
-                loss=total / max(n_b, 1),
-                seconds=epoch_seconds[-1],
-                valid=valid,
-                best=best,
-                progress=(s_idx + epoch / cfg.epochs) / len(plan),
-                extra=extra,
-            )
-            history.append(report)
-            bar.update(1)
-            bar.set_postfix(
-                loss=f"{report.loss:.4f}",
-                r20=f"{(valid or {}).get(select, float('nan')):.4f}",
-                best=f"{best:.4f}",
-            )
-            if callback is not None:
-                callback(report)  # may raise TrainingCancelled
-            if stop:
-                break
-        bar.close()
-        # -- keep the best state of this stage ---------------------------------------------
-        model.load_state_dict(best_state)
-        stages.append(
-            StageResult(
-                stage, best_epoch, epoch, best_valid, time.perf_counter() - t_stage, epoch_seconds
-            )
-        )
+        if cached is not None and cached.is_file():
+            saved = torch.load(cached, map_location=device, weights_only=False)
+            model.load_state_dict(saved["state"])
+            stages.append(saved["result"])
+            continue
+        result = _run_stage(model, data, cfg, stage, s_idx, len(plan), history, callback, progress)
+        stages.append(result)
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_suffix(".tmp")
+            torch.save({"state": model.state_dict(), "result": result}, tmp)
+            tmp.replace(cached)
 
     test = evaluate_model(model, data, "test", cfg)
     return FitResult(
@@ -260,6 +225,105 @@ def fit(
         test=test,
         seconds=time.perf_counter() - t_start,
         history=history,
+    )
+
+
+def _stage1_path(cache: Path | None, cfg: TrainConfig, data: Dataset) -> Path | None:
+    if cache is None:
+        return None
+    keep = {k: v for k, v in cfg.to_dict().items() if k not in STAGE2_ONLY}
+    key = json.dumps(
+        {"data": data.fingerprint, "modalities": list(data.features), **keep}, sort_keys=True
+    )
+    return Path(cache) / f"stage1-{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"
+
+
+def _run_stage(
+    model: Recommender,
+    data: Dataset,
+    cfg: TrainConfig,
+    stage: str,
+    s_idx: int,
+    n_stages: int,
+    history: list[EpochReport],
+    callback: Callback | None,
+    progress: bool,
+) -> StageResult:
+    """Train one stage to early stop; leaves ``model`` in the stage's best-validation state."""
+    device = next(model.parameters()).device
+    select = cfg.select_metric
+    # -- set up the stage: weights (II), its own sampler stream and a fresh optimiser ----------
+    if stage == "II":
+        model.enable_weights(cfg.weight_init_std, torch.Generator().manual_seed(cfg.seed + 1))
+    torch.manual_seed(cfg.seed + s_idx)
+    sampler = TripletSampler(data.train, data.n_items, cfg.seed + s_idx)
+    alpha = cfg.alpha if (stage == "II" and cfg.model == "margo") else 0.0
+    lr = cfg.stage2_lr if stage == "II" else cfg.lr
+    opt = torch.optim.Adam(param_groups(model, lr, cfg.weight_lr))
+    best, bad, best_epoch = float("-inf"), 0, 0
+    best_state = copy.deepcopy(model.state_dict())
+    best_valid: dict[str, float] = {}
+    if s_idx > 0:
+        # epoch 0 of stage II is the stage-I model with near-uniform weights (same ranking):
+        # a candidate, so fine-tuning that never helps on validation cannot make it worse
+        best_valid = evaluate_model(model, data, "valid", cfg)
+        best = best_valid[select]
+    epoch_seconds: list[float] = []
+    t_stage = time.perf_counter()
+    bar = tqdm(
+        total=cfg.epochs, desc=f"{cfg.model} stage {stage}", disable=not progress, leave=False
+    )
+    epoch = 0
+    for epoch in range(1, cfg.epochs + 1):
+        # -- one pass over the training pairs -----------------------------------------------
+        t0 = time.perf_counter()
+        model.train()
+        total, n_b, extra = 0.0, 0, {}
+        for u, i, k in sampler.epoch(cfg.batch_size):
+            ut, it, kt = (torch.from_numpy(a).to(device) for a in (u, i, k))
+            loss, extra = batch_loss(model, ut, it, kt, cfg, alpha)
+            if not torch.isfinite(loss):
+                raise ModelFitError(
+                    f"stage {stage} epoch {epoch}: loss is {float(loss)}; try a lower --lr"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach())
+            n_b += 1
+        epoch_seconds.append(time.perf_counter() - t0)
+        # -- validate and early-stop ----------------------------------------------------------
+        valid, stop = None, False
+        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+            valid = evaluate_model(model, data, "valid", cfg)
+            best, bad, improved, stop = early_stopping(best, valid[select], bad, cfg.patience)
+            if improved:
+                best_epoch, best_valid = epoch, valid
+                best_state = copy.deepcopy(model.state_dict())
+        report = EpochReport(
+            stage=stage,
+            epoch=epoch,
+            max_epochs=cfg.epochs,
+            loss=total / max(n_b, 1),
+            seconds=epoch_seconds[-1],
+            valid=valid,
+            best=best,
+            progress=(s_idx + epoch / cfg.epochs) / n_stages,
+            extra=extra,
+        )
+        history.append(report)
+        bar.update(1)
+        r20 = (valid or {}).get(select, float("nan"))
+        bar.set_postfix(loss=f"{report.loss:.4f}", r20=f"{r20:.4f}", best=f"{best:.4f}")
+        if callback is not None:
+            callback(report)  # may raise TrainingCancelled
+        if stop:
+            break
+    bar.close()
+    # -- keep the best state of this stage -------------------------------------------------------
+    model.load_state_dict(best_state)
+    return StageResult(
+        stage, best_epoch, epoch, best_valid, time.perf_counter() - t_stage, epoch_seconds
     )
 
 
