@@ -263,9 +263,10 @@ def _run_stage(
     best, bad, best_epoch = float("-inf"), 0, 0
     best_state = copy.deepcopy(model.state_dict())
     best_valid: dict[str, float] = {}
-    if s_idx > 0:
+    if stage == "II":
         # epoch 0 of stage II is the stage-I model with near-uniform weights (same ranking):
         # a candidate, so fine-tuning that never helps on validation cannot make it worse
+        # (without stage I it is an untrained model that the first epoch beats)
         best_valid = evaluate_model(model, data, "valid", cfg)
         best = best_valid[select]
     epoch_seconds: list[float] = []
