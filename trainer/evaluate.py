@@ -79,9 +79,9 @@ def topk_items(
         scores = queries[torch.from_numpy(ub).to(queries.device)] @ keys_t  # [b, n_items]
         sub = mask[ub]
         rows = np.repeat(np.arange(len(ub)), np.diff(sub.indptr))
-        scores[torch.from_numpy(rows), torch.from_numpy(sub.indices.astype(np.int64))] = float(
-            "-inf"
-        )
+        r = torch.from_numpy(rows).to(scores.device)
+        c = torch.from_numpy(sub.indices.astype(np.int64)).to(scores.device)
+        scores[r, c] = float("-inf")
         out[s : s + batch] = torch.topk(scores, k, dim=1).indices.cpu().numpy()
     return out
 
