@@ -164,6 +164,7 @@ def write_bundle(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
+        tmp.chmod(0o755)  # mkdtemp makes it owner-only; the service may run as another user
         files: dict[str, dict[str, Any]] = {}
 
         def record(name: str, path: Path, arr: np.ndarray | None = None) -> None:
