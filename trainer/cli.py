@@ -249,6 +249,13 @@ def _add_train(sub: Any) -> None:
         action="store_false",
         help="margo: paper-literal g(x) = -e^6, keeping all-negative triplets (A1)",
     )
+    tr.add_argument(
+        "--paper-scale",
+        dest="scale_weights",
+        action="store_false",
+        help="fuse with softmax weights as printed (halves stage-II scores for M=2) "
+        "instead of M * softmax (A5's variant, default)",
+    )
     tr.add_argument("--alpha", type=float, default=d.alpha, help="weight of L_cal")
     tr.add_argument(
         "--beta",

@@ -42,6 +42,7 @@ class TrainConfig:
     stopgrad: bool = True  # False: "w/o nograd", gradients flow through z and gamma
     drop_invalid: bool = True  # A1: drop triplets whose every gap is negative from L_cal
     weight_init_std: float = 0.01  # A5: W ~ N(0, 0.01^2)
+    scale_weights: bool = True  # A5 variant: fuse with M * softmax(W) (uniform = stage-I sum)
     weight_lr: float | None = None  # Adam lr of the per-item logits W; None: the stage's lr
     # -- run ----------------------------------------------------------------------------------
     seed: int = 999

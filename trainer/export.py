@@ -27,7 +27,7 @@ def check_scoring_identity(
     """Max |q_u . v_i - y_ui| over up to ``n_check`` users (y_ui: the model's own forward)."""
     model.eval()
     u_t, i_t = model.embeddings()
-    w = model.item_weights()
+    w = model.fusion_weights()
     users = torch.arange(min(n_check, u_t.shape[0]))
     # model scoring path: sum_m w_i^m (e_u^m . e_i^m), Eqs. 2-3 over all items
     per_channel = torch.einsum("umd,imd->uim", u_t[users], i_t)
@@ -66,6 +66,8 @@ def export_model(
         "model": cfg.model,
         "channels": [{"name": c, "feature_dim": feature_dims.get(c)} for c in model.channels],
         "weights": "learned" if model.weight_logits is not None else "none",
+        # item_weights = weight_scale * softmax(W): divide by it for the per-item distribution
+        "weight_scale": model.weight_scale,
         "seen": "all interactions of the dataset (train, valid and test)",
         "hyperparameters": cfg.to_dict(),
         "dataset": {

@@ -79,6 +79,7 @@ STAGE2_ONLY = {
     "drop_invalid",
     "weight_init_std",
     "weight_lr",
+    "scale_weights",
     "lr_stage2",
     "device",
     "threads",
@@ -116,7 +117,7 @@ def evaluate_model(
     was_training = model.training
     model.eval()
     user, item = model.embeddings()
-    q, v = fold_vectors(user, item, model.item_weights())
+    q, v = fold_vectors(user, item, model.fusion_weights())
     model.train(was_training)
     target = data.valid if split == "valid" else data.test
     return evaluate_vectors(
@@ -152,9 +153,9 @@ def batch_loss(
     eu = user_emb[users]
     pos_scores = losses.modality_scores(eu, item_emb[pos])  # [B, M]
     neg_scores = losses.modality_scores(eu, item_emb[neg])
-    w_pos, w_neg = model.item_weights(pos), model.item_weights(neg)
-    y_pos = losses.fused_score(pos_scores, w_pos)
-    y_neg = losses.fused_score(neg_scores, w_neg)
+    w_pos, w_neg = model.item_weights(pos), model.item_weights(neg)  # distributions (L_cal)
+    y_pos = losses.fused_score(pos_scores, model.fusion_weights(pos))
+    y_neg = losses.fused_score(neg_scores, model.fusion_weights(neg))
     l_rec = losses.bpr_loss(y_pos, y_neg)
     loss = l_rec + cfg.reg_weight * model.reg_loss(users, pos, neg)
     stats = {"l_rec": float(l_rec.detach())}
@@ -254,7 +255,10 @@ def _run_stage(
     select = cfg.select_metric
     # -- set up the stage: weights (II), its own sampler stream and a fresh optimiser ----------
     if stage == "II":
-        model.enable_weights(cfg.weight_init_std, torch.Generator().manual_seed(cfg.seed + 1))
+        scale = float(len(model.channels)) if cfg.scale_weights else 1.0
+        model.enable_weights(
+            cfg.weight_init_std, torch.Generator().manual_seed(cfg.seed + 1), scale
+        )
     torch.manual_seed(cfg.seed + s_idx)
     sampler = TripletSampler(data.train, data.n_items, cfg.seed + s_idx)
     alpha = cfg.alpha if (stage == "II" and cfg.model == "margo") else 0.0

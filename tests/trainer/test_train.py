@@ -25,7 +25,9 @@ def test_every_model_trains_exports_and_scores_identically(model, tiny, tmp_path
     assert b.manifest["dataset"]["fingerprint"] == tiny.fingerprint
     w = b.arrays["item_weights"]
     if cfg.weighted:
-        np.testing.assert_allclose(w.sum(1), 1.0, rtol=1e-5)
+        # fused with M * softmax(W) by default: weights average 1, sum to M
+        assert b.manifest["weight_scale"] == len(b.channels)
+        np.testing.assert_allclose(w.sum(1), len(b.channels), rtol=1e-5)
     else:
         assert np.all(w == 1.0)
     if model in ("fusion-sum", "fusion-learned", "margo"):
@@ -45,6 +47,11 @@ def test_single_modality_and_id_channel(tiny):
     assert r.model.channels == ["text"]
     r = fit(tiny, TrainConfig(model="margo", id_channel=True, **FAST), progress=False)
     assert r.model.channels == ["image", "text", "id"]
+
+
+def test_paper_scale_keeps_softmax_weights(tiny):
+    r = fit(tiny, TrainConfig(model="margo", scale_weights=False, **FAST), progress=False)
+    np.testing.assert_allclose(r.model.export_arrays()[2].sum(1), 1.0, rtol=1e-5)
 
 
 def test_no_two_stage_trains_weights_from_the_start(tiny):

@@ -25,6 +25,7 @@ class Recommender(nn.Module, ABC):
         self.channels = list(channels)
         self.dim = dim
         self.weight_logits: nn.Parameter | None = None  # W [n_items, M], created for stage II
+        self.weight_scale = 1.0  # fusion weights = weight_scale * softmax(W)
 
     # -- what each model provides ---------------------------------------------------------
     @abstractmethod
@@ -40,11 +41,18 @@ class Recommender(nn.Module, ABC):
         return {}
 
     # -- MARGO's per-item weights (A5) ------------------------------------------------------
-    def enable_weights(self, std: float, generator: torch.Generator | None = None) -> None:
-        """Create the free logits W ~ N(0, std^2); softmax(W[i]) is item i's weight vector."""
+    def enable_weights(
+        self, std: float, generator: torch.Generator | None = None, scale: float = 1.0
+    ) -> None:
+        """Create the free logits W ~ N(0, std^2); softmax(W[i]) is item i's weight vector.
+
+        ``scale`` multiplies the weights where scores are fused (A5's variant: with scale M,
+        near-uniform weights reproduce the stage-I sum instead of halving every score).
+        """
         w = torch.randn(self.n_items, len(self.channels), generator=generator) * std
         device = next(self.parameters()).device
         self.weight_logits = nn.Parameter(w.to(device))
+        self.weight_scale = scale
 
     def item_weights(self, items: torch.Tensor | None = None) -> torch.Tensor | None:
         """softmax(W[items]) [B, M]; None while the model is unweighted."""
@@ -53,13 +61,18 @@ class Recommender(nn.Module, ABC):
         logits = self.weight_logits if items is None else self.weight_logits[items]
         return torch.softmax(logits, dim=-1)
 
+    def fusion_weights(self, items: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The weights scores are fused with (Eq. 3): weight_scale * softmax(W[items])."""
+        w = self.item_weights(items)
+        return w if w is None or self.weight_scale == 1.0 else w * self.weight_scale
+
     @torch.no_grad()
     def export_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(user_emb [U, M, d], item_emb [I, M, d], item_weights [I, M]) as float32 numpy."""
+        """(user_emb [U, M, d], item_emb [I, M, d], fusion weights [I, M]) as float32 numpy."""
         was_training = self.training
         self.eval()
         user, item = self.embeddings()
-        w = self.item_weights()
+        w = self.fusion_weights()
         weights = torch.ones(self.n_items, len(self.channels)) if w is None else w
         self.train(was_training)
         return (
