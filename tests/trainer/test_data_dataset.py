@@ -12,7 +12,8 @@ import pytest
 from trainer.data.dataset import Dataset, load_dataset, write_dataset
 from trainer.errors import DataError
 
-SHARED = Path("/work/shared/data/mlsmall-mmrec")
+# the shared data lies beside the checkout (../shared), as on developer machines and in CI
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mlsmall-mmrec"
 HEADER = "userID\titemID\trating\ttimestamp\tx_label\n"
 # 3 users, 4 items; every user with valid/test rows has training rows.
 ROWS = [(0, 0, 0), (0, 1, 0), (0, 2, 1), (0, 3, 2), (1, 1, 0), (1, 2, 2), (2, 3, 0)]
