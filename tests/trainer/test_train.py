@@ -107,10 +107,14 @@ def test_margo_gives_planted_noisy_modality_lower_weight_than_fusion_learned(tin
 
 def test_stage1_cache_is_shared_and_changes_nothing(tiny, tmp_path):
     plain = fit(tiny, TrainConfig(model="margo", **FAST), progress=False)
-    first = fit(tiny, TrainConfig(model="fusion-sum", **FAST), progress=False, stage1_cache=tmp_path)
+    first = fit(
+        tiny, TrainConfig(model="fusion-sum", **FAST), progress=False, stage1_cache=tmp_path
+    )
     assert len(list(tmp_path.glob("stage1-*.pt"))) == 1
     cached = fit(tiny, TrainConfig(model="margo", **FAST), progress=False, stage1_cache=tmp_path)
     assert cached.stages[0] == first.stages[0]
     assert cached.test == plain.test  # stage II is identical whether stage I was cached or not
-    other = fit(tiny, TrainConfig(model="margo", seed=7, **FAST), progress=False, stage1_cache=tmp_path)
+    other = fit(
+        tiny, TrainConfig(model="margo", seed=7, **FAST), progress=False, stage1_cache=tmp_path
+    )
     assert len(list(tmp_path.glob("stage1-*.pt"))) == 2 and other.test != plain.test
