@@ -16,7 +16,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from trainer.config import MODELS, TrainConfig
 from trainer.errors import ConfigError, MargoError
@@ -160,10 +160,12 @@ def _add_import(sub: Any) -> None:
     cs.add_argument("interactions", type=Path, help="CSV with a user and an item column")
     cs.add_argument("out", type=Path, help="dataset bundle folder to write")
     cs.add_argument("--items", type=Path, help="items CSV (one row per item, with the item column)")
-    cs.add_argument("--user-col", default="user")
-    cs.add_argument("--item-col", default="item")
-    cs.add_argument("--rating-col")
-    cs.add_argument("--timestamp-col")
+    cs.add_argument("--user-col", default="user", help="user id column (default user)")
+    cs.add_argument(
+        "--item-col", default="item", help="item id column, in both CSVs (default item)"
+    )
+    cs.add_argument("--rating-col", help="rating column, needed by --min-rating")
+    cs.add_argument("--timestamp-col", help="timestamp column (kept in the bundle)")
     cs.add_argument("--title-col", help="items CSV column shown as the item title")
     cs.add_argument("--category-col", help="items CSV column of pipe-separated category labels")
     cs.add_argument(
@@ -185,9 +187,11 @@ def _add_import(sub: Any) -> None:
         "synth", help="synthetic data with planted preferences and corrupted modalities"
     )
     sy.add_argument("out", type=Path, help="dataset bundle folder to write")
-    sy.add_argument("--users", type=int, default=19445)
-    sy.add_argument("--items", type=int, default=7050)
-    sy.add_argument("--interactions", type=int, default=160792)
+    sy.add_argument("--users", type=int, default=19445, help="number of users (default 19445)")
+    sy.add_argument("--items", type=int, default=7050, help="number of items (default 7050)")
+    sy.add_argument(
+        "--interactions", type=int, default=160792, help="distinct user-item pairs (default 160792)"
+    )
     sy.add_argument(
         "--modalities",
         type=_kv_int_map,
@@ -204,8 +208,8 @@ def _add_import(sub: Any) -> None:
     sy.add_argument(
         "--corrupt-modality", help="always corrupt this modality (default: a random one per item)"
     )
-    sy.add_argument("--seed", type=int, default=0)
-    sy.add_argument("--overwrite", action="store_true")
+    sy.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    sy.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     sy.set_defaults(func=_cmd_import_synth)
 
 
@@ -417,10 +421,15 @@ def add_commands(subparsers: Any) -> None:
     _add_evaluate(subparsers)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr and exit code 2 (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="margo", description="MARGO trainer: import data, train, evaluate."
-    )
+    parser = OneLineParser(prog="margo", description="MARGO trainer: import data, train, evaluate.")
     add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     return parser
 

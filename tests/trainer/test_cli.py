@@ -118,3 +118,11 @@ def test_help_explains_every_option(capsys):
         "--device",
     ):
         assert opt in text
+
+
+def test_usage_errors_are_one_line_too(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--data", str(tmp_path)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--out" in err
