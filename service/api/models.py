@@ -1,0 +1,52 @@
+"""Model versions: list, inspect, activate (roll forward or back to any ready version)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from service.api.deps import RegistryDep
+from service.api.responses import errors
+from service.db.tables import ModelStatus, ModelVersion
+from service.registry import Registry
+from service.schemas import ModelOut, ModelsOut
+
+router = APIRouter(prefix="/models", tags=["models"])
+
+Version = Annotated[str, Path(min_length=1, max_length=128)]
+
+
+def model_out(row: ModelVersion, registry: Registry) -> ModelOut:
+    out = ModelOut.model_validate(row)
+    live = registry.current
+    out.live = live is not None and live.version == row.version
+    return out
+
+
+@router.get("", response_model=ModelsOut)
+def list_models(registry: RegistryDep) -> ModelsOut:
+    rows = registry.versions()
+    active = next((r.version for r in rows if r.status == ModelStatus.ACTIVE.value), None)
+    live = registry.current
+    return ModelsOut(
+        active=active,
+        live=live.version if live else None,
+        models=[model_out(r, registry) for r in rows],
+    )
+
+
+@router.get("/{version}", response_model=ModelOut, responses=errors(404))
+def get_model(version: Version, registry: RegistryDep) -> ModelOut:
+    return model_out(registry.get(version), registry)
+
+
+@router.post(
+    "/{version}/activate",
+    response_model=ModelOut,
+    responses=errors(404, 409),
+    summary="Load a version and make it the live model of every API process",
+)
+def activate(version: Version, registry: RegistryDep) -> ModelOut:
+    # a plain def: FastAPI runs it on a worker thread, the event loop keeps serving meanwhile
+    return model_out(registry.activate(version), registry)

@@ -1,0 +1,111 @@
+"""GET /users/{user_id}/recommendations: the hot path.
+
+The payload is built as plain dicts (service/ranking.py) and encoded once with orjson; the
+encoded body is what the cache stores, so a hit costs one lookup and no encoding.
+
+The route is served by a plain Starlette endpoint (``fast_route``) mounted ahead of the
+documented FastAPI one: FastAPI's per-parameter dependency solving costs about a third as
+much as the ranking itself, so the fast endpoint validates the query with the same pydantic
+model (``RecParams``) in one call and raises the same errors. The FastAPI route below is what
+``/docs`` shows; it answers the same way (tests/service/api/test_users.py checks both).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Path, Query
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from service.api.deps import StateDep
+from service.api.responses import errors, json_bytes
+from service.cache import cache_field
+from service.errors import NoActiveModel
+from service.ranking import RecQuery, recommend
+from service.schemas import RecommendationsOut, RecParams
+from service.state import ServiceState
+
+router = APIRouter(prefix="/users", tags=["recommendations"])
+
+PATH = "/{user_id}/recommendations"
+MAX_ID = 255
+
+
+async def serve_recommendations(state: ServiceState, user_id: str, params: RecParams) -> Response:
+    # the live model is read once: a swap during this request does not change it
+    model = state.registry.current
+    if model is None:
+        raise NoActiveModel()
+    categories = tuple(sorted(set(params.category)))
+    k, offset = params.k, params.offset
+    query = RecQuery(user_id, k, offset, params.exclude_seen, params.explain, categories)
+    field = cache_field(
+        model.version, model.catalog.revision, k, offset, query.exclude_seen, query.explain,
+        *categories,
+    )  # fmt: skip
+    cache = state.cache
+    body = cache.get(user_id, field)
+    if body is None:
+        cfg = state.ranking
+        if categories or offset + k > cfg.candidate_pool:
+            # may fall back to exact search: keep the event loop free meanwhile
+            payload = await run_in_threadpool(recommend, model, query, cfg)
+        else:
+            payload = recommend(model, query, cfg)
+        body = orjson.dumps(payload)
+        cache.set(user_id, field, body)
+    return json_bytes(body)
+
+
+async def fast_recommendations(request: Request) -> Response:
+    """The same contract as ``recommendations`` below, without FastAPI's per-field solving."""
+    user_id = request.path_params["user_id"]
+    query = request.query_params
+    raw: dict[str, object] = {
+        name: query[name] for name in ("k", "offset", "exclude_seen", "explain") if name in query
+    }
+    if "category" in query:
+        raw["category"] = query.getlist("category")
+    problems = []
+    if len(user_id) > MAX_ID:
+        problems.append(
+            {"loc": ("path", "user_id"), "msg": f"String should have at most {MAX_ID} characters"}
+        )
+    try:
+        params = RecParams.model_validate(raw)
+    except ValidationError as exc:
+        problems += [{**e, "loc": ("query", *e["loc"])} for e in exc.errors(include_url=False)]
+    if problems:
+        raise RequestValidationError(problems)
+    return await serve_recommendations(request.app.state.margo, user_id, params)
+
+
+fast_route = Route(f"/users{PATH}", fast_recommendations, methods=["GET"], include_in_schema=False)
+"""Mounted ahead of every other route by ``service.app.create_app``."""
+
+
+@router.get(
+    PATH,
+    response_model=RecommendationsOut,
+    responses=errors(422, 503),
+    summary="Top-k items for a user, with per-modality explanations",
+)
+async def recommendations(
+    user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID)],
+    params: Annotated[RecParams, Query()],
+    state: StateDep,
+) -> Response:
+    """Items ranked by ``sum_m w_i^m (e_u^m . e_i^m)``; unknown users get popular items.
+
+    Pages of one model version never overlap: page ``[offset, offset + k)`` is a slice of the
+    user's one ranking. Hidden items never appear; ``category`` keeps items carrying every
+    given label; ``exclude_seen`` drops the user's training interactions and those ingested
+    since (POST /interactions).
+    """
+    return await serve_recommendations(state, user_id, params)

@@ -1,0 +1,55 @@
+"""The FastAPI application factory (``uvicorn --factory service.app:create_app``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service.api import api_router
+from service.api.responses import OrjsonResponse
+from service.api.users import fast_route
+from service.errors import ServiceError, install_handlers
+from service.settings import Settings, get_settings
+from service.state import ServiceState
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Multimodal recommendations from a MARGO model: every recommended item says which of its
+modalities carried it (score, learned reliability weight, contribution, share).
+Every error body is `{"error": ..., "detail": ...}`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app. Connections open at start-up (lifespan), not here."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            state = ServiceState.open(settings)
+        except ServiceError as exc:
+            log.error("%s", exc.detail)  # e.g. "... run `margo db upgrade` ..."
+            raise
+        app.state.margo = state
+        state.registry.start()
+        try:
+            yield
+        finally:
+            state.close()
+
+    app = FastAPI(
+        title="MARGO recommendations",
+        version="0.1.0",
+        description=DESCRIPTION,
+        default_response_class=OrjsonResponse,
+        lifespan=lifespan,
+    )
+    install_handlers(app)
+    app.router.routes.insert(0, fast_route)  # the hot path, ahead of its documented twin
+    app.include_router(api_router)
+    return app

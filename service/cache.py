@@ -1,0 +1,177 @@
+"""Response cache: Redis when ``MARGO_REDIS_URL`` is set, an in-process LRU otherwise.
+
+Entries are the encoded JSON bodies of recommendation responses, grouped by user so one call
+drops all of a user's entries when their interactions change. The field of an entry carries
+the model version, the catalogue revision (hidden flags and categories) and every query
+parameter, so a new model or a hidden item never serves a stale page.
+
+Redis layout: one hash per user, ``<prefix>rec:<user_id>``, field -> body, with a TTL that
+each write renews.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any, Protocol
+
+
+class ResponseCache(Protocol):
+    hits: int
+    misses: int
+
+    def get(self, user_id: str, field: str) -> bytes | None: ...
+
+    def set(self, user_id: str, field: str, body: bytes) -> None: ...
+
+    def invalidate_user(self, user_id: str) -> None: ...
+
+    def clear(self) -> None: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+class _Counters:
+    kind = "none"
+
+    def __init__(self) -> None:
+        self.hits = 0
+        self.misses = 0
+
+    def stats(self) -> dict[str, Any]:
+        total = self.hits + self.misses
+        return {
+            "kind": self.kind,
+            "hits": self.hits,
+            "misses": self.misses,
+            "hit_rate": self.hits / total if total else 0.0,
+        }
+
+
+class NullCache(_Counters):
+    """Caching switched off (``MARGO_CACHE_ENABLED=false``): every lookup is a miss."""
+
+    def get(self, user_id: str, field: str) -> bytes | None:
+        self.misses += 1
+        return None
+
+    def set(self, user_id: str, field: str, body: bytes) -> None:
+        return None
+
+    def invalidate_user(self, user_id: str) -> None:
+        return None
+
+    def clear(self) -> None:
+        return None
+
+
+class LRUCache(_Counters):
+    """In-process LRU of at most ``capacity`` responses."""
+
+    kind = "memory"
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__()
+        self.capacity = capacity
+        self._entries: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._by_user: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, user_id: str, field: str) -> bytes | None:
+        key = (user_id, field)
+        with self._lock:
+            body = self._entries.get(key)
+            if body is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return body
+
+    def set(self, user_id: str, field: str, body: bytes) -> None:
+        if self.capacity <= 0:
+            return
+        with self._lock:
+            self._entries[(user_id, field)] = body
+            self._entries.move_to_end((user_id, field))
+            self._by_user.setdefault(user_id, set()).add(field)
+            while len(self._entries) > self.capacity:
+                (old_user, old_field), _ = self._entries.popitem(last=False)
+                fields = self._by_user.get(old_user)
+                if fields is not None:
+                    fields.discard(old_field)
+                    if not fields:
+                        del self._by_user[old_user]
+
+    def invalidate_user(self, user_id: str) -> None:
+        with self._lock:
+            for field in self._by_user.pop(user_id, ()):
+                self._entries.pop((user_id, field), None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._by_user.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class RedisCache(_Counters):
+    """Shared cache in Redis; errors count as misses so Redis trouble never fails a request."""
+
+    kind = "redis"
+
+    def __init__(self, client: Any, *, prefix: str, ttl_s: int) -> None:
+        super().__init__()
+        self.client = client
+        self.prefix = prefix
+        self.ttl_s = ttl_s
+        self.errors = 0
+
+    def key(self, user_id: str) -> str:
+        return f"{self.prefix}rec:{user_id}"
+
+    def get(self, user_id: str, field: str) -> bytes | None:
+        try:
+            body = self.client.hget(self.key(user_id), field)
+        except Exception:
+            self.errors += 1
+            body = None
+        if body is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return bytes(body)
+
+    def set(self, user_id: str, field: str, body: bytes) -> None:
+        key = self.key(user_id)
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hset(key, field, body)
+            pipe.expire(key, self.ttl_s)
+            pipe.execute()
+        except Exception:
+            self.errors += 1
+
+    def invalidate_user(self, user_id: str) -> None:
+        try:
+            self.client.delete(self.key(user_id))
+        except Exception:
+            self.errors += 1
+
+    def clear(self) -> None:
+        try:
+            keys = list(self.client.scan_iter(match=f"{self.prefix}rec:*", count=1000))
+            if keys:
+                self.client.delete(*keys)
+        except Exception:
+            self.errors += 1
+
+    def stats(self) -> dict[str, Any]:
+        return {**super().stats(), "errors": self.errors}
+
+
+def cache_field(version: str, revision: str, *params: object) -> str:
+    """The hash field of one response: model version, catalogue revision, query parameters."""
+    return "|".join([version, revision, *(str(p) for p in params)])

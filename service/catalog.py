@@ -1,0 +1,143 @@
+"""Request-time filters of one loaded model: hidden items, category labels, recent interactions.
+
+SQL is the authority (items.hidden, items.categories, interactions); this module keeps the
+part a request needs as arrays over the bundle's item rows, so filtering costs a few array
+look-ups instead of a query. The registry refreshes them from SQL when items or interactions
+change (its poller, Redis events, or the API call that made the change in this process).
+
+Writers take ``_lock`` and replace arrays instead of editing shared ones where a reader
+could see half an update; readers never lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+_MASK_CACHE = 64  # label combinations whose boolean masks are kept
+
+
+class Catalog:
+    """Hidden flags and category labels over the rows of one bundle."""
+
+    def __init__(self, n_items: int, item_row: Callable[[str], int | None]) -> None:
+        self.n_items = n_items
+        self._item_row = item_row
+        self.hidden = np.zeros(n_items, dtype=bool)
+        self.n_hidden = 0
+        self.labels: dict[str, np.ndarray] = {}  # label -> sorted int64 rows
+        self.revision = ""  # watermark of the SQL rows applied; part of every cache key
+        self._masks: OrderedDict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # -- loading and updates ---------------------------------------------------------------
+    def load(self, rows: Iterable[Any], revision: str) -> None:
+        """Initial fill from (external_id, hidden, categories) rows."""
+        hidden = np.zeros(self.n_items, dtype=bool)
+        lists: dict[str, list[int]] = {}
+        for external_id, is_hidden, categories in rows:
+            row = self._item_row(external_id)
+            if row is None:
+                continue
+            if is_hidden:
+                hidden[row] = True
+            for label in categories or ():
+                lists.setdefault(str(label), []).append(row)
+        with self._lock:
+            self.hidden = hidden
+            self.n_hidden = int(hidden.sum())
+            self.labels = {k: np.unique(np.asarray(v, dtype=np.int64)) for k, v in lists.items()}
+            self._masks.clear()
+            self.revision = revision
+
+    def apply(self, rows: Iterable[Any], revision: str) -> int:
+        """Apply changed (external_id, hidden, categories) rows; return how many were ours."""
+        changed = 0
+        with self._lock:
+            labels = dict(self.labels)
+            hidden = self.hidden
+            for external_id, is_hidden, categories in rows:
+                row = self._item_row(external_id)
+                if row is None:
+                    continue
+                changed += 1
+                hidden[row] = bool(is_hidden)
+                wanted = {str(c) for c in categories or ()}
+                for label, members in list(labels.items()):
+                    pos = np.searchsorted(members, row)
+                    present = pos < members.size and members[pos] == row
+                    if present and label not in wanted:
+                        labels[label] = np.delete(members, pos)
+                    elif not present and label in wanted:
+                        labels[label] = np.insert(members, pos, row)
+                for label in wanted - labels.keys():
+                    labels[label] = np.asarray([row], dtype=np.int64)
+            self.n_hidden = int(hidden.sum())
+            self.labels = labels
+            self._masks = OrderedDict()
+            if revision > self.revision:
+                self.revision = revision
+        return changed
+
+    # -- queries -----------------------------------------------------------------------------
+    def rows_with(self, labels: tuple[str, ...]) -> np.ndarray:
+        """Sorted rows carrying every label in ``labels`` (empty if one is unknown)."""
+        arrays = [self.labels.get(label) for label in labels]
+        if any(a is None for a in arrays):
+            return np.empty(0, dtype=np.int64)
+        arrays.sort(key=len)
+        rows = arrays[0]
+        for other in arrays[1:]:
+            rows = np.intersect1d(rows, other, assume_unique=True)
+        return rows
+
+    def label_filter(self, labels: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, boolean mask over all items) for a label combination, cached."""
+        masks = self._masks
+        hit = masks.get(labels)
+        if hit is not None:
+            return hit
+        rows = self.rows_with(labels)
+        mask = np.zeros(self.n_items, dtype=bool)
+        mask[rows] = True
+        masks[labels] = (rows, mask)
+        while len(masks) > _MASK_CACHE:
+            try:
+                masks.popitem(last=False)
+            except KeyError:  # another request trimmed it first
+                break
+        return rows, mask
+
+
+class SeenOverlay:
+    """Items each user interacted with after the bundle was trained (from SQL), by row."""
+
+    def __init__(self, item_row: Callable[[str], int | None]) -> None:
+        self._item_row = item_row
+        self._by_user: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def add(self, pairs: Iterable[tuple[str, str]]) -> set[str]:
+        """Add (user external id, item external id) pairs; return the users that changed."""
+        new: dict[str, set[int]] = {}
+        for user_id, item_id in pairs:
+            row = self._item_row(item_id)
+            if row is not None:
+                new.setdefault(user_id, set()).add(row)
+        changed: set[str] = set()
+        with self._lock:
+            for user_id, rows in new.items():
+                old = self._by_user.get(user_id)
+                merged = np.union1d(old, list(rows)) if old is not None else np.array(sorted(rows))
+                merged = merged.astype(np.int64)
+                if old is None or merged.size != old.size:
+                    self._by_user[user_id] = merged
+                    changed.add(user_id)
+        return changed
+
+    def rows(self, user_id: str) -> np.ndarray | None:
+        return self._by_user.get(user_id)

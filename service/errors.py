@@ -1,0 +1,131 @@
+"""Errors the service raises on purpose, and the one place they become HTTP responses.
+
+    ServiceError                 (status 500, error "internal")
+     ├── NotFound                404  unknown user, item, model version or route
+     ├── InvalidRequest          422  a value the schema cannot catch (unknown modality, ...)
+     ├── Conflict                409  an action the current state forbids (activate a failed model)
+     ├── ModelLoadError          409  a bundle or index that cannot be loaded; the old model stays
+     ├── NoActiveModel           503  nothing to recommend with yet; says how to train one
+     └── DatabaseNotReady        503  un-migrated or unreachable database; names the command
+
+trainer.errors.MargoError (BundleError, ...) maps to 409 as well. Every error body is
+``{"error": <code>, "detail": <readable text>}``; the CLI prints the same text on one line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from trainer.errors import MargoError
+
+HOW_TO_TRAIN = (
+    "no model is active: train one with `margo train --out $MARGO_MODEL_DIR/<name>` "
+    "(it is registered and activated at the next start), or register an existing bundle "
+    "with `margo models register PATH --activate`"
+)
+
+
+class ServiceError(Exception):
+    """Base class: an HTTP status, a short machine-readable code and a readable detail."""
+
+    status_code = 500
+    code = "internal"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status_code={self.status_code}, detail={self.detail!r})"
+
+
+class NotFound(ServiceError):
+    status_code = 404
+    code = "not_found"
+
+
+class InvalidRequest(ServiceError):
+    status_code = 422
+    code = "invalid_request"
+
+
+class Conflict(ServiceError):
+    status_code = 409
+    code = "conflict"
+
+
+class ModelLoadError(ServiceError):
+    status_code = 409
+    code = "model_load_failed"
+
+
+class NoActiveModel(ServiceError):
+    status_code = 503
+    code = "no_active_model"
+
+    def __init__(self, detail: str = HOW_TO_TRAIN) -> None:
+        super().__init__(detail)
+
+
+class DatabaseNotReady(ServiceError):
+    status_code = 503
+    code = "database_not_ready"
+
+
+def error_response(status_code: int, code: str, detail: str) -> Response:
+    """The JSON body every error shares."""
+    return Response(
+        orjson.dumps({"error": code, "detail": detail}),
+        status_code=status_code,
+        media_type="application/json",
+    )
+
+
+def _validation_detail(errors: list[dict[str, Any]]) -> str:
+    parts = []
+    for err in errors:
+        where = ".".join(str(p) for p in err.get("loc", ()))
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
+
+
+def install_handlers(app: FastAPI) -> None:
+    """Map every error (ours, the trainer's, FastAPI's and Starlette's) to ``{error, detail}``."""
+
+    async def on_service_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ServiceError)
+        return error_response(exc.status_code, exc.code, exc.detail)
+
+    async def on_margo_error(_: Request, exc: Exception) -> Response:
+        return error_response(409, "model_load_failed", str(exc))
+
+    async def on_validation(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(422, "validation_error", _validation_detail(list(exc.errors())))
+
+    async def on_http(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        response = error_response(exc.status_code, code, detail)
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    async def on_unexpected(_: Request, exc: Exception) -> Response:
+        return error_response(500, "internal", f"internal server error ({type(exc).__name__})")
+
+    app.add_exception_handler(ServiceError, on_service_error)
+    app.add_exception_handler(MargoError, on_margo_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)

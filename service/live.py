@@ -1,0 +1,178 @@
+"""A model version loaded for serving: bundle, index, filters and the arrays requests use.
+
+``LiveModel.load`` does all the slow work (checksums, index build or read, SQL filters) before
+the registry swaps it in; after that a request only reads it. Nothing here mutates the bundle.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from service.catalog import Catalog, SeenOverlay
+from service.db import crud
+from service.db.session import Database
+from service.index import IndexParams, ItemIndex, gpu_available, vectors_fingerprint
+from service.settings import Settings
+from trainer.bundle import ModelBundle, load_bundle
+from trainer.errors import BundleError
+
+log = logging.getLogger(__name__)
+
+OVERLAY_MARGIN = dt.timedelta(minutes=5)
+"""Interactions this long before the bundle's creation still count as 'ingested since'."""
+REFRESH_OVERLAP = dt.timedelta(seconds=5)
+"""Refreshes re-read this much before their watermark (rows may commit out of order)."""
+
+
+def parse_time(value: object) -> dt.datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def revision_of(value: dt.datetime | None) -> str:
+    value = crud.as_utc(value)
+    return value.isoformat(timespec="microseconds") if value else ""
+
+
+@dataclass
+class LiveModel:
+    version: str
+    bundle: ModelBundle
+    index: ItemIndex
+    catalog: Catalog
+    overlay: SeenOverlay
+    arrays: dict[str, np.ndarray]  # the bundle's arrays as plain ndarray views (no memmap)
+    queries: np.ndarray  # [n_users, M*d] float32
+    popular_order: np.ndarray  # item rows by popularity, most popular first
+    low_confidence_positives: int
+    created_at: dt.datetime
+    load_seconds: float = 0.0
+    overlay_since: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    _reliability_order: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def channels(self) -> list[str]:
+        return self.bundle.channels
+
+    @property
+    def n_items(self) -> int:
+        return self.bundle.n_items
+
+    # -- loading -----------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls, *, version: str, bundle_path: str | Path, settings: Settings, db: Database | None
+    ) -> LiveModel:
+        """Verify and load a bundle, read or build its index, read its filters from SQL.
+
+        Raises BundleError (trainer.errors) for a corrupt or mismatched bundle.
+        """
+        started = time.perf_counter()
+        path = Path(bundle_path)
+        bundle = load_bundle(path, verify=True, mmap=True)
+        vectors = bundle.item_vectors()
+        dim = len(bundle.channels) * bundle.dim
+        if vectors.shape != (bundle.n_items, dim):
+            raise BundleError(
+                f"{path}: item vectors {vectors.shape}, expected {(bundle.n_items, dim)}"
+            )
+        params = IndexParams.choose(bundle.n_items, settings)
+        fallback = settings.index_cache_dir / version if settings.index_cache_dir else None
+        index = ItemIndex.load_or_build(
+            vectors,
+            params,
+            index_dir=path / "index",
+            fingerprint=vectors_fingerprint(bundle.manifest),
+            use_gpu=gpu_available(settings.gpu),
+            fallback_dir=fallback,
+        )
+        # plain views: np.memmap's per-index overhead would show on every request
+        arrays = {name: np.asarray(a) for name, a in bundle.arrays.items()}
+        popularity = arrays["item_popularity"]
+        # most popular first, ties broken by row so the order is total and stable
+        popular_order = np.lexsort((np.arange(bundle.n_items), -popularity.astype(np.int64)))
+        created = parse_time(bundle.manifest.get("created_at")) or dt.datetime.now(dt.UTC)
+        model = cls(
+            version=version,
+            bundle=bundle,
+            index=index,
+            catalog=Catalog(bundle.n_items, bundle.item_index),
+            overlay=SeenOverlay(bundle.item_index),
+            arrays=arrays,
+            queries=bundle.query_vectors(),
+            popular_order=popular_order,
+            low_confidence_positives=settings.low_confidence_positives,
+            created_at=created,
+            overlay_since=created - OVERLAY_MARGIN,
+        )
+        if db is not None:
+            model.refresh_catalog(db, full=True)
+            model.refresh_overlay(db)
+        model.load_seconds = time.perf_counter() - started
+        log.info(
+            "loaded model %s: %d items, %s index, %.2fs",
+            version,
+            bundle.n_items,
+            params.kind.value,
+            model.load_seconds,
+        )
+        return model
+
+    # -- refresh from SQL ------------------------------------------------------------------
+    def refresh_catalog(self, db: Database, *, full: bool = False) -> int:
+        """Re-read items changed since the last refresh (all of them with ``full``)."""
+        with db.session() as session:
+            watermark = crud.items_watermark(session)
+            revision = revision_of(watermark)
+            if full:
+                self.catalog.load(crud.item_filter_rows(session), revision)
+                return self.n_items
+            if revision <= self.catalog.revision:
+                return 0
+            since = None
+            if self.catalog.revision:
+                # a little overlap: a row committed late may carry a slightly older timestamp
+                since = dt.datetime.fromisoformat(self.catalog.revision) - REFRESH_OVERLAP
+            rows = crud.item_filter_rows(session, since=since)
+        return self.catalog.apply(rows, revision)
+
+    def refresh_overlay(self, db: Database) -> set[str]:
+        """Add interactions ingested since the last refresh; return the users that changed."""
+        with db.session() as session:
+            rows = crud.interactions_since(session, since=self.overlay_since)
+        if rows:
+            newest = max(crud.as_utc(r[2]) or self.overlay_since for r in rows)
+            self.overlay_since = max(self.overlay_since, newest - REFRESH_OVERLAP)
+        return self.overlay.add((u, i) for u, i, _ in rows)
+
+    # -- per-request helpers -----------------------------------------------------------------
+    def excluded_rows(self, user_row: int | None, user_id: str) -> np.ndarray:
+        """Rows the user has seen: training interactions plus those ingested since."""
+        recent = self.overlay.rows(user_id)
+        if user_row is None:
+            return recent if recent is not None else np.empty(0, dtype=np.int64)
+        ptr = self.arrays["seen_indptr"]
+        seen = self.arrays["seen_indices"][ptr[user_row] : ptr[user_row + 1]]
+        if recent is None:
+            return np.sort(seen).astype(np.int64)
+        return np.union1d(seen, recent)
+
+    def reliability_order(self, channel: int) -> np.ndarray:
+        """Item rows by the channel's learned weight, lowest first (cached)."""
+        order = self._reliability_order.get(channel)
+        if order is None:
+            weights = self.arrays["item_weights"][:, channel]
+            order = np.lexsort((np.arange(self.n_items), weights))
+            self._reliability_order[channel] = order
+        return order

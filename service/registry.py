@@ -1,0 +1,330 @@
+"""Model registry: register bundles, activate versions, and hot-swap the live model.
+
+The live model is one reference (``Registry.current``). A request reads it once and keeps that
+object to the end, so a swap never changes a model under a request in flight. Activation
+loads the new bundle and index first (on a worker thread; the event loop keeps serving the old
+model), then records it in SQL, then swaps the reference. A bundle that fails to load is
+marked ``failed`` and the old model stays live.
+
+Other API processes learn of an activation by polling ``model_versions`` every
+``poll_interval_s`` and, with Redis, from a pub/sub message that wakes the poller at once.
+The same poller applies catalogue edits (hidden flags, categories) and newly ingested
+interactions to the live model's filters.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from service.cache import ResponseCache
+from service.db import crud
+from service.db.session import Database
+from service.db.tables import ModelStatus, ModelVersion, utcnow
+from service.errors import Conflict, ModelLoadError, NotFound
+from service.events import EventBus
+from service.index import IndexParams, ItemIndex, gpu_available, vectors_fingerprint
+from service.live import LiveModel, parse_time
+from service.settings import Settings
+from trainer.bundle import MANIFEST, ModelBundle, load_bundle, read_manifest
+from trainer.errors import BundleError, MargoError
+
+log = logging.getLogger(__name__)
+
+RETRY_FAILED_LOAD_S = 60.0
+"""A poller that could not load the active version waits this long before trying again."""
+
+_LOADABLE = {ModelStatus.READY.value, ModelStatus.ACTIVE.value, ModelStatus.RETIRED.value}
+
+
+def item_rows(bundle: ModelBundle) -> list[dict[str, Any]]:
+    """SQL rows of a bundle's items: external id, title, categories, other metadata."""
+    meta = bundle.item_meta or [{} for _ in bundle.item_ids]
+    rows = []
+    for external_id, m in zip(bundle.item_ids, meta, strict=True):
+        m = m if isinstance(m, dict) else {}
+        rows.append(
+            {
+                "external_id": external_id,
+                "title": m.get("title"),
+                "categories": [str(c) for c in m.get("categories") or ()],
+                "metadata": {k: v for k, v in m.items() if k not in ("title", "categories")},
+            }
+        )
+    return rows
+
+
+class Registry:
+    def __init__(
+        self, settings: Settings, db: Database, cache: ResponseCache, events: EventBus
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.cache = cache
+        self.events = events
+        self._current: LiveModel | None = None
+        self._activation = threading.RLock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._load_failures: dict[str, float] = {}  # version -> monotonic time of failure
+        self.started = threading.Event()  # set once the start-up load has finished
+
+    # -- the live model ----------------------------------------------------------------------
+    @property
+    def current(self) -> LiveModel | None:
+        return self._current
+
+    def _swap(self, live: LiveModel) -> None:
+        old, self._current = self._current, live
+        # A bundle brings millions of long-lived objects (ids, metadata): move them out of the
+        # cyclic collector's reach, or its full passes stall requests for 100+ ms. They hold
+        # no reference cycles, so reference counting still frees them after a swap.
+        gc.freeze()
+        log.info("serving model %s (was %s)", live.version, old.version if old else None)
+
+    # -- registration ----------------------------------------------------------------------
+    def register(
+        self, path: str | Path, *, activate: bool = False, build_index: bool = False
+    ) -> ModelVersion:
+        """Verify a bundle, upsert its users and items, record it as ``ready``.
+
+        A corrupt bundle is recorded as ``failed`` (with the reason in ``note``) and the
+        BundleError is raised again.
+        """
+        path = Path(path).resolve()
+        version = path.name
+        with self.db.session() as session:
+            existing = crud.get_model(session, version=version)
+            if existing is not None and existing.bundle_path != str(path):
+                raise Conflict(
+                    f"model version {version} is already registered for {existing.bundle_path}; "
+                    "give the bundle directory another name"
+                )
+        try:
+            manifest = read_manifest(path)
+            bundle = load_bundle(path, verify=True, mmap=True)
+        except BundleError as exc:
+            with self.db.session() as session:
+                crud.save_model(
+                    session,
+                    version=version,
+                    bundle_path=str(path),
+                    status=ModelStatus.FAILED.value,
+                    note=str(exc),
+                )
+            raise
+        started = time.perf_counter()
+        with self.db.session() as session:
+            crud.upsert_users(session, external_ids=bundle.user_ids)
+            crud.upsert_items(session, items=item_rows(bundle))
+            status = existing.status if existing is not None else ModelStatus.READY.value
+            if status not in _LOADABLE:
+                status = ModelStatus.READY.value
+            crud.save_model(
+                session,
+                version=version,
+                bundle_path=str(path),
+                status=status,
+                created_at=parse_time(manifest.get("created_at")) or utcnow(),
+                metrics=manifest.get("metrics") or {},
+                dataset_fingerprint=manifest.get("dataset_fingerprint"),
+                n_users=bundle.n_users,
+                n_items=bundle.n_items,
+                model_kind=str(manifest.get("model")),
+                note=None,
+            )
+        log.info(
+            "registered %s (%d items) in %.2fs",
+            version,
+            bundle.n_items,
+            time.perf_counter() - started,
+        )
+        if build_index:
+            self.build_index(bundle, version)
+        if activate:
+            return self.activate(version)
+        return self.get(version)
+
+    def build_index(self, bundle: ModelBundle, version: str) -> ItemIndex:
+        """Build (or find) the bundle's index now, so activation only reads it."""
+        params = IndexParams.choose(bundle.n_items, self.settings)
+        cache_dir = self.settings.index_cache_dir
+        return ItemIndex.load_or_build(
+            bundle.item_vectors(),
+            params,
+            index_dir=bundle.path / "index",
+            fingerprint=vectors_fingerprint(bundle.manifest),
+            use_gpu=gpu_available(self.settings.gpu),
+            fallback_dir=cache_dir / version if cache_dir else None,
+        )
+
+    def scan_model_dir(self) -> list[str]:
+        """Register every bundle under the model directory not registered yet."""
+        root = self.settings.model_dir
+        if not root.is_dir():
+            return []
+        added = []
+        for path in sorted(p for p in root.iterdir() if (p / MANIFEST).is_file()):
+            path = path.resolve()
+            with self.db.session() as session:
+                if crud.model_by_path(session, bundle_path=str(path)) is not None:
+                    continue
+            try:
+                self.register(path)
+                added.append(path.name)
+            except (MargoError, Conflict) as exc:
+                log.error("not registering %s: %s", path, exc)
+            except IntegrityError:  # another process registered it at the same moment
+                continue
+        return added
+
+    def get(self, version: str) -> ModelVersion:
+        with self.db.session() as session:
+            row = crud.get_model(session, version=version)
+        if row is None:
+            raise NotFound(f"no model version {version!r}; see GET /models")
+        return row
+
+    def versions(self) -> list[ModelVersion]:
+        with self.db.session() as session:
+            return list(crud.list_models(session))
+
+    # -- activation ----------------------------------------------------------------------------
+    def _load(self, row: ModelVersion) -> LiveModel:
+        try:
+            return LiveModel.load(
+                version=row.version, bundle_path=row.bundle_path, settings=self.settings, db=self.db
+            )
+        except (MargoError, OSError, ValueError, RuntimeError, MemoryError) as exc:
+            raise ModelLoadError(f"model {row.version} cannot be loaded: {exc}") from exc
+
+    def activate(self, version: str) -> ModelVersion:
+        """Load ``version``, make it the active one in SQL, swap it in, tell other processes."""
+        with self._activation:
+            row = self.get(version)
+            if row.status not in _LOADABLE:
+                raise Conflict(
+                    f"model {version} is {row.status}"
+                    + (f" ({row.note})" if row.note else "")
+                    + "; only ready, active or retired versions can be activated"
+                )
+            current = self._current
+            if current is not None and current.version == version:
+                live = current
+            else:
+                try:
+                    live = self._load(row)
+                except ModelLoadError as exc:
+                    with self.db.session() as session:
+                        crud.mark_failed(session, version=version, reason=str(exc.__cause__))
+                    serving = current.version if current else "nothing"
+                    raise ModelLoadError(f"{exc.detail}; still serving {serving}") from exc
+            with self.db.session() as session:
+                crud.mark_active(session, version=version)
+            self._swap(live)
+        self.events.publish("model_activated", version=version)
+        return self.get(version)
+
+    # -- start-up and polling --------------------------------------------------------------------
+    def start(self) -> None:
+        """Start-up load and the poller (and Redis listener) threads; returns at once."""
+        self._spawn("margo-poller", self._run_poller)
+        if self.events.enabled:
+            self._spawn("margo-events", lambda: self.events.listen(self._on_event, self._stop))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._threads.clear()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        return self.started.wait(timeout)
+
+    def _spawn(self, name: str, target: Any) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def startup(self) -> None:
+        """Register new bundles, then serve the active version or activate the newest ready."""
+        if self.settings.load_on_startup:
+            self.scan_model_dir()
+            with self.db.session() as session:
+                active = crud.active_version(session)
+                newest = crud.newest_ready(session) if active is None else None
+            if newest is not None:
+                try:
+                    self.activate(newest.version)
+                except (ModelLoadError, Conflict) as exc:
+                    log.error("start-up activation failed: %s", exc.detail)
+        self.poll_once()
+
+    def _run_poller(self) -> None:
+        try:
+            self.startup()
+        except Exception:
+            log.exception("start-up load failed; the poller keeps trying")
+        finally:
+            self.started.set()
+        while not self._stop.is_set():
+            self._wake.wait(self.settings.poll_interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self.poll_once()
+            except Exception:
+                log.exception("poll failed")
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        if event.get("event") == "interactions":
+            for user_id in event.get("users") or ():
+                self.cache.invalidate_user(str(user_id))
+        self._wake.set()
+
+    def poll_once(self) -> None:
+        """Follow the active version in SQL; apply catalogue and interaction changes."""
+        with self.db.session() as session:
+            active = crud.active_version(session)
+            row = crud.get_model(session, version=active) if active else None
+        current = self._current
+        if row is not None and (current is None or current.version != row.version):
+            failed_at = self._load_failures.get(row.version)
+            if failed_at is None or time.monotonic() - failed_at > RETRY_FAILED_LOAD_S:
+                with self._activation:
+                    if self._current is None or self._current.version != row.version:
+                        try:
+                            self._swap(self._load(row))
+                            self._load_failures.pop(row.version, None)
+                        except ModelLoadError as exc:
+                            self._load_failures[row.version] = time.monotonic()
+                            log.error("%s; still serving the previous model", exc.detail)
+        live = self._current
+        if live is not None:
+            live.refresh_catalog(self.db)
+            for user_id in live.refresh_overlay(self.db):
+                self.cache.invalidate_user(user_id)
+
+    # -- changes made through this process ---------------------------------------------------
+    def items_changed(self) -> None:
+        live = self._current
+        if live is not None:
+            live.refresh_catalog(self.db)
+        self.events.publish("items_changed")
+
+    def interactions_added(self, user_ids: list[str]) -> None:
+        live = self._current
+        if live is not None:
+            live.refresh_overlay(self.db)
+        for user_id in user_ids:
+            self.cache.invalidate_user(user_id)
+        self.events.publish("interactions", users=user_ids)

@@ -1,0 +1,188 @@
+"""API schemas (pydantic), separate from the SQL tables in ``service/db/tables.py``.
+
+The recommendation route builds its payload as plain dicts and encodes it with orjson (the hot
+path skips pydantic validation); its schema here documents that payload in ``/docs``, and
+``tests/service/api`` validates real responses against it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from service.db.tables import ModelStatus
+
+
+class ErrorOut(BaseModel):
+    error: str = Field(description="machine-readable code, e.g. not_found, validation_error")
+    detail: str = Field(description="what went wrong and, where it helps, what to do")
+
+
+class Strategy(StrEnum):
+    PERSONAL = "personal"  # the user's own query vector against the index
+    POPULAR = "popular"  # unknown user: most popular items
+
+
+class RecParams(BaseModel):
+    """Query parameters of GET /users/{user_id}/recommendations."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    k: int = Field(20, ge=1, le=1000, description="page size")
+    offset: int = Field(0, ge=0, description="items to skip")
+    exclude_seen: bool = Field(
+        True, description="drop training interactions and those ingested since"
+    )
+    explain: bool = Field(True, description="per-modality terms for each item")
+    category: list[str] = Field(
+        default_factory=list, description="keep items carrying every given label"
+    )
+
+
+class ModalityExplanation(BaseModel):
+    score: float = Field(description="e_u^m . e_i^m, the modality's own score")
+    weight: float = Field(description="w_i^m, the item's learned reliability of the modality")
+    contribution: float = Field(description="w_i^m * score; contributions sum to the item score")
+    share: float = Field(description="contribution / sum of |contributions|, signed")
+
+
+class RecommendedItem(BaseModel):
+    item_id: str
+    rank: int = Field(description="1-based position in the user's full ranking")
+    score: float = Field(description="MARGO score (popularity count for the popular strategy)")
+    modalities: dict[str, ModalityExplanation] | None = Field(
+        None, description="per-modality terms; null with explain=false or strategy popular"
+    )
+    top_modality: str | None = Field(None, description="modality with the largest contribution")
+    positives: int = Field(description="training positives of the item")
+    low_confidence: bool = Field(
+        description="fewer training positives than MARGO_LOW_CONFIDENCE_POSITIVES: the item's "
+        "weights were learned from little data"
+    )
+
+
+class RecommendationsOut(BaseModel):
+    user_id: str
+    model_version: str
+    strategy: Strategy
+    items: list[RecommendedItem]
+
+
+class ItemModelInfo(BaseModel):
+    model_version: str
+    weights: dict[str, float] = Field(description="learned reliability weight per modality")
+    positives: int
+    popularity: int
+    low_confidence: bool
+
+
+class ItemOut(BaseModel):
+    item_id: str
+    title: str | None
+    categories: list[str]
+    metadata: dict[str, Any]
+    hidden: bool
+    model: ItemModelInfo | None = Field(
+        None, description="the active model's view of the item; null if it does not know it"
+    )
+
+
+class ItemPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    hidden: bool | None = None
+    categories: list[str] | None = None
+    title: str | None = None
+
+
+class SimilarItem(BaseModel):
+    item_id: str
+    rank: int
+    score: float = Field(description="v_i . v_j in the fused (weighted) space")
+
+
+class SimilarOut(BaseModel):
+    item_id: str
+    model_version: str
+    items: list[SimilarItem]
+
+
+class Order(StrEnum):
+    ASC = "asc"
+    DESC = "desc"
+
+
+class ReliabilityItem(BaseModel):
+    item_id: str
+    title: str | None
+    weight: float
+    weights: dict[str, float]
+    positives: int
+    low_confidence: bool
+
+
+class ReliabilityOut(BaseModel):
+    model_version: str
+    modality: str
+    order: Order
+    items: list[ReliabilityItem]
+
+
+class ModelOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    version: str
+    status: ModelStatus
+    created_at: dt.datetime
+    registered_at: dt.datetime
+    activated_at: dt.datetime | None
+    bundle_path: str
+    model_kind: str | None
+    n_users: int
+    n_items: int
+    dataset_fingerprint: str | None
+    metrics: dict[str, Any]
+    note: str | None
+    live: bool = Field(False, description="served by this API process right now")
+
+    @field_validator("created_at", "registered_at", "activated_at")
+    @classmethod
+    def _utc(cls, value: dt.datetime | None) -> dt.datetime | None:
+        """SQLite hands datetimes back without a zone; everything is stored in UTC."""
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value
+
+
+class ModelsOut(BaseModel):
+    active: str | None
+    live: str | None = Field(description="version this process serves")
+    models: list[ModelOut]
+
+
+class InteractionIn(BaseModel):
+    user_id: str = Field(min_length=1, max_length=255)
+    item_id: str = Field(min_length=1, max_length=255)
+    timestamp: int | None = Field(None, description="Unix seconds; default: now")
+    weight: float = 1.0
+
+
+class InteractionsIn(BaseModel):
+    interactions: list[InteractionIn] = Field(min_length=1, max_length=10_000)
+
+
+class InteractionsOut(BaseModel):
+    accepted: int
+
+
+class HealthOut(BaseModel):
+    status: str
+
+
+class ReadyOut(BaseModel):
+    status: str
+    model_version: str
+    cache: dict[str, Any]

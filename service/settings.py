@@ -1,0 +1,108 @@
+"""Service settings: one pydantic-settings class, read from ``MARGO_*`` environment variables.
+
+Nothing is read at import time: call :func:`get_settings` (cached) or build ``Settings(...)``
+directly in tests and pass it to ``create_app``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///var/margo.db"
+"""Embedded default: a SQLite file under ./var (created on ``margo db upgrade``)."""
+
+DEFAULT_MODEL_DIR = "var/models"
+"""Where ``margo train --out`` writes bundles; scanned at start-up."""
+
+
+class GpuMode(StrEnum):
+    """Whether the FAISS index may use a GPU."""
+
+    AUTO = "auto"  # use one when faiss.get_num_gpus() > 0
+    OFF = "off"
+
+
+class IndexKind(StrEnum):
+    """FAISS index kinds (service/index.py)."""
+
+    FLAT = "flat"  # exact; below ann_threshold_items
+    IVF = "ivf"  # IVF-Flat, inner product
+    HNSW = "hnsw"  # HNSW-Flat, inner product
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Units are in the names (``_s`` seconds, ``_items`` counts)."""
+
+    model_config = SettingsConfigDict(env_prefix="MARGO_", extra="forbid")
+
+    # -- storage -------------------------------------------------------------------------
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+    model_dir: Path = Path(DEFAULT_MODEL_DIR)
+
+    # -- index ---------------------------------------------------------------------------
+    ann_threshold_items: int = Field(20_000, ge=0)
+    """Catalogues with at least this many items get an ANN index, smaller ones a flat one."""
+    ann_kind: IndexKind = IndexKind.IVF
+    """ANN index above the threshold: ivf (default, see service/index.py) or hnsw."""
+    ivf_lists: int = Field(0, ge=0)
+    """IVF k-means lists; 0 = sqrt(n_items)."""
+    ivf_nprobe: int = Field(12, ge=1)
+    """IVF lists scanned per query (more for deep pages). 12: recall@20 0.989 at 1M items
+    and 0.979 at 100k on the planted-cluster benchmark (bench/results/serve_load.md)."""
+    hnsw_m: int = Field(32, ge=4, le=128)
+    hnsw_ef_construction: int = Field(40, ge=8)
+    hnsw_ef_search: int = Field(128, ge=8)
+    candidate_pool: int = Field(128, ge=16)
+    """First ANN fetch size, before the user's seen items are added (see service/index.py)."""
+    ann_pool_max: int = Field(4096, ge=16)
+    """Largest ANN fetch; a ranking that needs more is finished by exact search."""
+    exact_subset_max_items: int = Field(20_000, ge=0)
+    """Category filters matching at most this many items are scored exactly on that subset."""
+    faiss_threads: int = Field(1, ge=1)
+    """OpenMP threads per process; scale with uvicorn workers instead (shared cores stall)."""
+    gpu: GpuMode = GpuMode.AUTO
+    index_cache_dir: Path | None = None
+    """Where to keep built indexes when a bundle directory is read-only (default: beside it)."""
+
+    # -- serving -------------------------------------------------------------------------
+    low_confidence_positives: int = Field(5, ge=0)
+    """Items with fewer training positives have low-confidence reliability weights."""
+    poll_interval_s: float = Field(2.0, gt=0)
+    """How often each process checks SQL for a newly activated model and catalogue edits."""
+    load_on_startup: bool = True
+    """Scan the model directory and load the active (or newest ready) model at start-up."""
+
+    # -- cache ---------------------------------------------------------------------------
+    cache_enabled: bool = True
+    cache_size: int = Field(10_000, ge=0)
+    """In-process LRU capacity (responses), used when no Redis URL is set."""
+    cache_ttl_s: int = Field(300, ge=1)
+    cache_prefix: str = "margo:"
+    """Prefix of every Redis key and channel this service writes."""
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return value or None
+
+    @field_validator("database_url")
+    @classmethod
+    def _psycopg_driver(cls, value: str) -> str:
+        """Accept plain ``postgresql://`` URLs and use psycopg 3, the driver we ship."""
+        if value.startswith("postgres://"):
+            value = "postgresql://" + value[len("postgres://") :]
+        if value.startswith("postgresql://"):
+            value = "postgresql+psycopg://" + value[len("postgresql://") :]
+        return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

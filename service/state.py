@@ -1,0 +1,75 @@
+"""What one API process holds: settings, database, cache, events, the model registry."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from service.cache import LRUCache, NullCache, RedisCache, ResponseCache
+from service.db.migrate import check_schema
+from service.db.session import Database
+from service.events import EventBus
+from service.index import set_faiss_threads
+from service.ranking import RankingConfig
+from service.registry import Registry
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+REDIS_TIMEOUT_S = 0.5
+"""Socket timeout of Redis calls; a slow Redis costs a cache miss, not a stuck request."""
+
+
+def redis_client(url: str) -> Any:
+    import redis
+
+    return redis.Redis.from_url(
+        url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
+    )
+
+
+def make_cache(settings: Settings, client: Any | None) -> ResponseCache:
+    if not settings.cache_enabled:
+        return NullCache()
+    if client is not None:
+        return RedisCache(client, prefix=settings.cache_prefix, ttl_s=settings.cache_ttl_s)
+    return LRUCache(settings.cache_size)
+
+
+@dataclass
+class ServiceState:
+    settings: Settings
+    db: Database
+    registry: Registry
+    cache: ResponseCache
+    events: EventBus
+    ranking: RankingConfig
+    redis: Any | None = None
+
+    @classmethod
+    def open(cls, settings: Settings) -> ServiceState:
+        """Connect to SQL (refusing an un-migrated schema) and Redis; nothing starts yet."""
+        db = Database(settings.database_url)
+        try:
+            check_schema(db.engine)
+        except Exception:
+            db.dispose()
+            raise
+        set_faiss_threads(settings.faiss_threads)
+        client = redis_client(settings.redis_url) if settings.redis_url else None
+        cache = make_cache(settings, client)
+        events = EventBus(client, prefix=settings.cache_prefix)
+        ranking = RankingConfig(
+            candidate_pool=settings.candidate_pool,
+            ann_pool_max=settings.ann_pool_max,
+            exact_subset_max_items=settings.exact_subset_max_items,
+        )
+        registry = Registry(settings, db, cache, events)
+        return cls(settings, db, registry, cache, events, ranking, client)
+
+    def close(self) -> None:
+        self.registry.stop()
+        self.db.dispose()
+        if self.redis is not None:
+            self.redis.close()

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import numpy as np
+
+from service.catalog import Catalog, SeenOverlay
+
+ROWS = {f"i{i}": i for i in range(10)}
+
+
+def test_load_and_label_intersection() -> None:
+    catalog = Catalog(10, ROWS.get)
+    catalog.load([("i1", True, ["a"]), ("i2", False, ["a", "b"]), ("zz", True, ["a"])], "r1")
+    assert catalog.hidden.tolist() == [i == 1 for i in range(10)] and catalog.n_hidden == 1
+    assert catalog.rows_with(("a",)).tolist() == [1, 2]
+    assert catalog.rows_with(("a", "b")).tolist() == [2]
+    assert catalog.rows_with(("a", "nope")).size == 0
+    rows, mask = catalog.label_filter(("b",))
+    assert rows.tolist() == [2] and mask.sum() == 1
+
+
+def test_apply_moves_labels_and_flags() -> None:
+    catalog = Catalog(10, ROWS.get)
+    catalog.load([("i1", False, ["a"]), ("i2", False, ["a"])], "r1")
+    catalog.label_filter(("a",))  # cached mask must not survive the change
+    assert catalog.apply([("i1", True, ["new"]), ("unknown", True, [])], "r2") == 1
+    assert catalog.rows_with(("a",)).tolist() == [2]
+    assert catalog.label_filter(("a",))[0].tolist() == [2]
+    assert catalog.rows_with(("new",)).tolist() == [1]
+    assert catalog.hidden[1] and catalog.n_hidden == 1 and catalog.revision == "r2"
+
+
+def test_overlay_reports_changed_users_once() -> None:
+    overlay = SeenOverlay(ROWS.get)
+    assert overlay.add([("u", "i3"), ("u", "i5"), ("v", "zz")]) == {"u"}
+    assert overlay.add([("u", "i3")]) == set()
+    assert overlay.rows("u").tolist() == [3, 5] and overlay.rows("v") is None
+    assert np.issubdtype(overlay.rows("u").dtype, np.integer)

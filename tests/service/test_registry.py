@@ -1,0 +1,171 @@
+"""Registration, activation, rollback, refusal of corrupt bundles, following other processes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from service.cache import LRUCache
+from service.db.migrate import upgrade
+from service.db.session import Database
+from service.errors import Conflict, ModelLoadError, NotFound
+from service.events import EventBus
+from service.registry import Registry
+from service.settings import Settings
+from service.state import redis_client
+from tests.service.factories import corrupt, make_bundle
+from trainer.errors import BundleError
+
+
+def make_registry(settings: Settings, client: object | None = None) -> Registry:
+    db = Database(settings.database_url)
+    events = EventBus(client, prefix=settings.cache_prefix)
+    return Registry(settings, db, LRUCache(100), events)
+
+
+@pytest.fixture
+def registry(settings: Settings) -> Iterator[Registry]:
+    reg = make_registry(settings)
+    yield reg
+    reg.stop()
+    reg.db.dispose()
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_register_records_a_ready_version_with_its_facts(
+    registry: Registry, tmp_path: Path
+) -> None:
+    row = registry.register(make_bundle(tmp_path / "v1", n_items=120, n_users=9))
+    assert (row.version, row.status, row.n_items, row.n_users) == ("v1", "ready", 120, 9)
+    assert row.dataset_fingerprint == "synthetic-0" and row.model_kind == "margo"
+
+
+def test_register_builds_the_index_beside_the_bundle(registry: Registry, tmp_path: Path) -> None:
+    path = make_bundle(tmp_path / "v1")
+    registry.register(path, build_index=True)
+    assert [p.suffix for p in (path / "index").iterdir()] == [".faiss"]
+
+
+def test_corrupt_bundle_is_recorded_failed(registry: Registry, tmp_path: Path) -> None:
+    path = make_bundle(tmp_path / "bad")
+    corrupt(path)
+    with pytest.raises(BundleError, match="checksum"):
+        registry.register(path)
+    row = registry.get("bad")
+    assert row.status == "failed" and "checksum" in (row.note or "")
+    with pytest.raises(Conflict, match="failed"):
+        registry.activate("bad")
+
+
+def test_same_name_from_another_path_is_refused(registry: Registry, tmp_path: Path) -> None:
+    registry.register(make_bundle(tmp_path / "a" / "v1"))
+    with pytest.raises(Conflict, match="already registered"):
+        registry.register(make_bundle(tmp_path / "b" / "v1"))
+
+
+def test_startup_activates_the_newest_ready_version(registry: Registry, settings: Settings) -> None:
+    make_bundle(settings.model_dir / "old", created_at="2024-01-01T00:00:00Z")
+    make_bundle(settings.model_dir / "new", created_at="2024-03-01T00:00:00Z", seed=1)
+    registry.startup()
+    assert registry.current is not None and registry.current.version == "new"
+    assert registry.get("old").status == "ready"
+    # a second start does not re-register or switch
+    registry.startup()
+    assert registry.current.version == "new"
+
+
+def test_activation_and_rollback(registry: Registry, tmp_path: Path) -> None:
+    registry.register(make_bundle(tmp_path / "v1"), activate=True)
+    registry.register(make_bundle(tmp_path / "v2", seed=1), activate=True)
+    assert registry.current.version == "v2"
+    assert registry.get("v1").status == "retired"
+    registry.activate("v1")
+    assert registry.current.version == "v1"
+    assert [registry.get(v).status for v in ("v1", "v2")] == ["active", "retired"]
+    with pytest.raises(NotFound):
+        registry.activate("v9")
+
+
+def test_bundle_corrupted_after_registration_is_refused(registry: Registry, tmp_path: Path) -> None:
+    registry.register(make_bundle(tmp_path / "v1"), activate=True)
+    registry.register(make_bundle(tmp_path / "v2", seed=1))
+    corrupt(tmp_path / "v2", "user_emb.npy")
+    with pytest.raises(ModelLoadError, match="still serving v1"):
+        registry.activate("v2")
+    assert registry.current.version == "v1"
+    assert registry.get("v2").status == "failed"
+    assert registry.get("v1").status == "active"
+
+
+def test_another_process_follows_an_activation_by_polling(
+    settings: Settings, tmp_path: Path
+) -> None:
+    a, b = make_registry(settings), make_registry(settings)
+    try:
+        a.register(make_bundle(tmp_path / "v1"), activate=True)
+        a.register(make_bundle(tmp_path / "v2", seed=1))
+        b.start()
+        assert wait_for(lambda: b.current is not None and b.current.version == "v1")
+        a.activate("v2")
+        assert wait_for(lambda: b.current.version == "v2")
+    finally:
+        for reg in (a, b):
+            reg.stop()
+            reg.db.dispose()
+
+
+def test_another_process_follows_catalogue_and_interactions(
+    settings: Settings, tmp_path: Path
+) -> None:
+    from service.db import crud
+
+    a, b = make_registry(settings), make_registry(settings)
+    try:
+        a.register(make_bundle(tmp_path / "v1"), activate=True)
+        b.start()
+        assert wait_for(lambda: b.current is not None)
+        with a.db.session() as session:
+            crud.update_item(session, external_id="i7", hidden=True)
+            crud.add_interactions(session, rows=[{"user_id": "u3", "item_id": "i9"}])
+        row = b.current.bundle.item_index("i7")
+        assert wait_for(lambda: bool(b.current.catalog.hidden[row]))
+        assert wait_for(lambda: b.current.overlay.rows("u3") is not None)
+        assert b.current.bundle.item_index("i9") in b.current.overlay.rows("u3").tolist()
+    finally:
+        for reg in (a, b):
+            reg.stop()
+            reg.db.dispose()
+
+
+def test_redis_event_wakes_another_process_at_once(
+    make_settings: Callable[..., Settings], redis_url: tuple[str, str], tmp_path: Path
+) -> None:
+    url, prefix = redis_url
+    settings = make_settings(poll_interval_s=30.0, redis_url=url, cache_prefix=prefix)
+    upgrade(settings.database_url)
+    a = make_registry(settings, redis_client(url))
+    b = make_registry(settings, redis_client(url))
+    try:
+        a.register(make_bundle(tmp_path / "v1"), activate=True)
+        a.register(make_bundle(tmp_path / "v2", seed=1))
+        b.start()
+        assert wait_for(lambda: b.current is not None and b.current.version == "v1")
+        time.sleep(0.3)  # let b subscribe
+        a.activate("v2")
+        # the poll interval is 30 s: only the pub/sub message can explain a quick switch
+        assert wait_for(lambda: b.current.version == "v2", timeout=5.0)
+    finally:
+        for reg in (a, b):
+            reg.stop()
+            reg.db.dispose()
