@@ -30,9 +30,16 @@ test: install lint
 demo: install
 	$(VENV)/bin/margo import synth $(DEMO_DIR)/data --users $(DEMO_USERS) --items $(DEMO_ITEMS) \
 		--interactions $(DEMO_INTERACTIONS) --modalities image=512,text=384 --overwrite
-	$(VENV)/bin/margo train --data $(DEMO_DIR)/data --model margo --out $(DEMO_DIR)/models/margo-demo \
-		--overwrite --epochs 40 --patience 5 --threads 2
-	$(VENV)/bin/margo evaluate --bundle $(DEMO_DIR)/models/margo-demo --data $(DEMO_DIR)/data
+	$(VENV)/bin/margo train --data $(DEMO_DIR)/data --model margo --out var/models/margo-demo \
+		--overwrite --epochs 40 --patience 5
+	$(VENV)/bin/margo db upgrade
+	@echo
+	@echo "Try, once the server below is up:"
+	@echo "  curl -s 'http://127.0.0.1:8000/users/0/recommendations?k=5&explain=true'"
+	@echo "  curl -s 'http://127.0.0.1:8000/reliability?modality=image&order=asc&limit=5'"
+	@echo "  curl -s 'http://127.0.0.1:8000/items/0'"
+	@echo
+	$(VENV)/bin/margo serve --host 127.0.0.1 --port 8000
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
