@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from service.errors import ServiceError
 from service.settings import Settings, get_settings
+from trainer.cli import OneLineParser
 from trainer.errors import MargoError
 
 if TYPE_CHECKING:
@@ -149,7 +150,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def build_parser(*, with_trainer: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="margo", description="MARGO multimodal recommender: train, register and serve models"
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
