@@ -96,3 +96,20 @@ def test_bad_options(tmp_path: Path) -> None:
         import_synth(tmp_path / "x", corrupt_modality="audio", **SMALL)
     with pytest.raises(ConfigError, match="n_interactions"):
         import_synth(tmp_path / "x", **{**SMALL, "n_interactions": 300 * 200 + 1})
+
+
+def test_corruption_leaves_every_clean_row_unchanged(tmp_path) -> None:
+    kw = dict(
+        n_users=60,
+        n_items=40,
+        n_interactions=600,
+        modalities={"image": 8, "text": 6},
+        seed=4,
+        progress=False,
+    )
+    clean = load_dataset(import_synth(tmp_path / "clean", corrupt_fraction=0.0, **kw))
+    bad = load_dataset(import_synth(tmp_path / "bad", corrupt_fraction=0.5, **kw))
+    for m in ("image", "text"):
+        ok = ~bad.corruption[m]
+        np.testing.assert_array_equal(clean.features[m][ok], bad.features[m][ok])
+        assert not np.allclose(clean.features[m][~ok], bad.features[m][~ok])

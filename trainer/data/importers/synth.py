@@ -108,7 +108,8 @@ def import_synth(
     features, corruption = {}, {}
     for k, m in enumerate(tqdm(names, desc="synth features", disable=not progress)):
         rows = bad_items[bad_mod == k]
-        features[m] = _modality(s_feat, m, modalities[m], z, rows)
+        # noise from its own stream: clean rows are identical whatever is corrupted
+        features[m] = _modality(s_feat, s_corrupt, m, modalities[m], z, rows)
         corruption[m] = np.zeros(n_items, dtype=bool)
         corruption[m][rows] = True
 
@@ -219,7 +220,12 @@ def _sample_pairs(
 
 
 def _modality(
-    rng: np.random.Generator, name: str, dim: int, z: np.ndarray, corrupt_rows: np.ndarray
+    rng: np.random.Generator,
+    noise_rng: np.random.Generator,
+    name: str,
+    dim: int,
+    z: np.ndarray,
+    corrupt_rows: np.ndarray,
 ) -> np.ndarray:
     """float32 [n_items, dim] features of one modality, corrupt rows replaced by noise."""
     n_items = len(z)
@@ -244,7 +250,7 @@ def _modality(
     if len(corrupt_rows):
         mean = total / n_items
         std = np.sqrt(np.maximum(total_sq / n_items - mean**2, 0.0))
-        noise = rng.standard_normal((len(corrupt_rows), dim), dtype=np.float32)
+        noise = noise_rng.standard_normal((len(corrupt_rows), dim), dtype=np.float32)
         out[corrupt_rows] = _transform(name, (noise * std + mean).astype(np.float32))
     return out
 
