@@ -1,0 +1,484 @@
+"""Shared helpers of the benchmark scripts (bench/quality.py, reliability.py, train_speed.py).
+
+- a cached, resumable run store: every training run is one JSON under ``<workdir>/runs``
+  (keyed by a hash of its dataset, config and parent), skipped when it already exists;
+- a small dependency-aware process pool (fresh spawned process per run, 1 torch thread,
+  so peak RSS is per run) plus a machine-wide slot lock, so two benchmark scripts running
+  side by side still train at most ``--max-train`` processes at once;
+- ``branch`` runs: stage II of fusion-learned / margo (and ablations) started from a shared,
+  saved stage-I checkpoint, so fusion-sum, fusion-learned, margo and margo --no-stopgrad of one
+  seed pay for stage I once (see ``run_step``);
+- ROC-AUC, mean/std, markdown tables, machine notes, atomic writes, peak RSS.
+
+Nothing here changes the trainer: runs call ``trainer.train.fit`` itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import math
+import os
+import platform
+import resource
+import shlex
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+DEFAULT_WORKDIR = Path("/tmp/margo-bench")
+MLSMALL_MMREC = Path("/work/shared/data/mlsmall-mmrec")
+ML_LATEST_SMALL = Path("/work/shared/data/ml-latest-small")
+POLL_S = 2.0  # seconds between tries for a free training slot
+
+
+# -- small utilities --------------------------------------------------------------------------
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, MiB (Linux ru_maxrss is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC-AUC by the Mann-Whitney U statistic with average ranks for ties; NaN if one class."""
+    from scipy.stats import rankdata
+
+    y = np.asarray(labels, dtype=bool)
+    s = np.asarray(scores, dtype=np.float64)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    r = rankdata(s)
+    return float((r[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample std (ddof=1; 0 for one value)."""
+    v = np.asarray([x for x in values if x is not None and not math.isnan(x)], dtype=np.float64)
+    if v.size == 0:
+        return float("nan"), float("nan")
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+def fmt_ms(values: Sequence[float], digits: int = 4) -> str:
+    m, s = mean_std(values)
+    if math.isnan(m):
+        return "–"
+    return f"{m:.{digits}f} ± {s:.{digits}f}" if len(values) > 1 else f"{m:.{digits}f}"
+
+
+def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    def cell(x: Any) -> str:
+        if x is None:
+            return "–"
+        if isinstance(x, float):
+            return "–" if math.isnan(x) else f"{x:.4f}"
+        return str(x).replace("|", "\\|")
+
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def machine_info(threads: int | None = None) -> dict[str, Any]:
+    import torch
+
+    return {
+        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": threads,
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+        "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]),
+    }
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def machine_md(info: dict[str, Any], extra: str = "") -> str:
+    return (
+        f"- machine: {info['host']}, {info['cpu']}, {info['cpu_count']} CPU cores; "
+        f"python {info['python']}, torch {info['torch']}, torch threads per process: {info['torch_threads']}\n"
+        f"- date: {info['date']}; load average (1/5/15 min) at start: {info['loadavg']}"
+        f"{extra}\n- command: `{info['command']}`\n"
+    )
+
+
+# -- training slots shared by all benchmark processes ----------------------------------------
+@contextlib.contextmanager
+def training_slot(slots_dir: Path, n_slots: int) -> Iterator[int]:
+    """Hold one of ``n_slots`` machine-wide flock slots for the duration of a training run."""
+    slots_dir.mkdir(parents=True, exist_ok=True)
+    while True:
+        for i in range(n_slots):
+            f = open(slots_dir / f"slot{i}.lock", "w")  # noqa: SIM115 - held for the run
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.close()
+                continue
+            try:
+                yield i
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+                f.close()
+            return
+        time.sleep(POLL_S)
+
+
+# -- run steps -----------------------------------------------------------------------------------
+@dataclass
+class Step:
+    """One training run.
+
+    kind  "fit"     trainer.train.fit as ``margo train`` would run it
+          "stage1"  the same, for a stage-I-only model (fusion-sum config), also saving its state
+          "branch"  stage II of a weighted model from the saved state of ``parent`` (a stage1)
+    """
+
+    label: str  # row name in the tables, e.g. "margo"
+    data: str  # dataset bundle path
+    cfg: dict[str, Any]  # TrainConfig fields (modalities included)
+    kind: str = "fit"
+    parent: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)  # dataset name, seed, phase ...
+
+    @property
+    def key(self) -> str:
+        blob = json.dumps([self.kind, self.data, self.cfg, self.parent], sort_keys=True)
+        return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+    @property
+    def deps(self) -> list[str]:
+        return [self.parent] if self.parent else []
+
+
+def result_path(runs_dir: Path, key: str) -> Path:
+    return runs_dir / f"{key}.json"
+
+
+def load_result(runs_dir: Path, key: str) -> dict[str, Any] | None:
+    p = result_path(runs_dir, key)
+    if not p.is_file():
+        return None
+    with contextlib.suppress(json.JSONDecodeError):
+        return json.loads(p.read_text())
+    return None
+
+
+@contextlib.contextmanager
+def _stage_two_only(model: Any) -> Iterator[None]:
+    """Make ``fit`` train stage II only, on ``model`` (already loaded with a stage-I state).
+
+    fit() looks up ``build_model`` and ``stage_plan`` (and ``_run_stage``) in trainer.train's
+    namespace, so they are swapped for this call only (this process runs one step and exits):
+    the plan is ["II"] and the stage runs with its two-stage index (1), so its sampler and
+    torch seeds (cfg.seed + 1) are those of a full ``margo train`` run. Everything else (weights
+    init, the epoch-0 candidate, fresh Adam, L_cal, early stopping, test at the best stage-II
+    epoch) is fit's own code. (trainer.train.fit's ``stage1_cache`` does the same sharing
+    through the trainer itself; it appeared while this benchmark was running.)
+    """
+    import trainer.train as tt
+
+    saved = tt.build_model, tt.stage_plan, getattr(tt, "_run_stage", None)
+    tt.build_model = lambda *a, **k: model
+    tt.stage_plan = lambda cfg: ["II"]
+    if saved[2] is not None:
+        run_stage = saved[2]
+
+        def _as_second_stage(model, data, cfg, stage, s_idx, n_stages, *rest, **kw):  # noqa: ANN001, ANN202
+            return run_stage(model, data, cfg, stage, 1, 2, *rest, **kw)
+
+        tt._run_stage = _as_second_stage
+    try:
+        yield
+    finally:
+        tt.build_model, tt.stage_plan = saved[0], saved[1]
+        if saved[2] is not None:
+            tt._run_stage = saved[2]
+
+
+def run_step(
+    step_d: dict[str, Any], runs_dir: str, slots_dir: str, n_slots: int, threads: int
+) -> dict[str, Any]:
+    """Worker entry point (a fresh process per step): train, write the result JSON, return it."""
+    import torch
+
+    torch.set_num_threads(threads)
+    from trainer.config import TrainConfig
+    from trainer.data import load_dataset
+    from trainer.models import build_model
+    from trainer.train import fit
+
+    step = Step(**step_d)
+    runs = Path(runs_dir)
+    with training_slot(Path(slots_dir), n_slots):
+        load = [round(x, 2) for x in os.getloadavg()]
+        t_wall = time.perf_counter()
+        cfg = TrainConfig(**{**step.cfg, "threads": threads})
+        cfg.topk = tuple(cfg.topk)
+        data = load_dataset(step.data, cfg.modalities)
+        parent = None
+        if step.kind == "branch":
+            parent = load_result(runs, step.parent)
+            if parent is None:
+                raise RuntimeError(f"{step.label}: parent run {step.parent} has no result")
+            model = build_model(cfg, data, cfg.device)
+            model.load_state_dict(torch.load(runs / f"{step.parent}.pt", weights_only=True))
+            last: dict[str, np.ndarray] = {}
+
+            def snapshot(
+                rep: Any,
+            ) -> None:  # the weights after every epoch, whatever early stopping keeps
+                if model.weight_logits is not None:
+                    last["w"] = (
+                        torch.softmax(model.weight_logits.detach(), -1)
+                        .cpu()
+                        .numpy()
+                        .astype(np.float32)
+                    )
+
+            with _stage_two_only(model):
+                res = fit(data, cfg, progress=False, callback=snapshot)
+            if "w" in last:
+                np.save(runs / f"{step.key}.weights_last.npy", last["w"])
+        else:
+            res = fit(data, cfg, progress=False)
+        if step.kind == "stage1":
+            torch.save(res.model.state_dict(), runs / f"{step.key}.pt.tmp")
+            os.replace(runs / f"{step.key}.pt.tmp", runs / f"{step.key}.pt")
+        weights_file = None
+        if res.model.weight_logits is not None:
+            weights_file = f"{step.key}.weights.npy"
+            w = torch.softmax(res.model.weight_logits.detach(), -1).cpu().numpy().astype(np.float32)
+            np.save(runs / weights_file, w)
+        stages = [
+            {
+                "stage": s.stage,
+                "best_epoch": s.best_epoch,
+                "epochs_run": s.epochs_run,
+                "seconds": round(s.seconds, 2),
+                "median_epoch_s": round(float(np.median(s.epoch_seconds)), 3)
+                if s.epoch_seconds
+                else None,
+                "best_valid_r20": s.best_valid.get("recall@20"),
+            }
+            for s in res.stages
+        ]
+        hist = [
+            [
+                h.stage,
+                h.epoch,
+                round(h.loss, 5),
+                None if h.valid is None else round(h.valid["recall@20"], 5),
+            ]
+            for h in res.history
+        ]
+        record = {
+            "key": step.key,
+            "step": asdict(step),
+            "train_config": cfg.to_dict(),
+            "channels": list(res.model.channels),
+            "stages": (parent["stages"] if parent else []) + stages,
+            "valid": res.valid,
+            "test": res.test,
+            # a branch's training time includes the stage I it continues from
+            "seconds": round(res.seconds + (parent["seconds"] if parent else 0.0), 2),
+            "own_seconds": round(res.seconds, 2),
+            "wall_seconds": round(time.perf_counter() - t_wall, 2),
+            "history": (parent["history"] if parent else []) + hist,
+            "weights_file": weights_file,
+            # branch runs: weights after the last stage-II epoch (the exported ones are the best-valid epoch's)
+            "weights_last_file": f"{step.key}.weights_last.npy"
+            if (runs / f"{step.key}.weights_last.npy").is_file()
+            else None,
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+            "loadavg_start": load,
+            "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+            "threads": threads,
+            "finished": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        }
+        atomic_write_json(result_path(runs, step.key), record)
+        return record
+
+
+def run_steps(
+    steps: Sequence[Step],
+    *,
+    runs_dir: Path,
+    jobs: int,
+    slots_dir: Path,
+    max_train: int,
+    threads: int = 1,
+    log: Any = print,
+) -> dict[str, dict[str, Any]]:
+    """Run ``steps`` (in list order, parents first) with ``jobs`` worker processes.
+
+    Finished steps (a result JSON exists) are skipped; a failed step is logged and its
+    dependants are dropped. Returns key -> result for every step that has one.
+    """
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    unique: dict[str, Step] = {}
+    for s in steps:
+        unique.setdefault(s.key, s)
+    # finished runs of this list, and finished parents from earlier calls (e.g. a sweep phase)
+    wanted = set(unique) | {d for s in unique.values() for d in s.deps}
+    results = {k: r for k in wanted if (r := load_result(runs_dir, k)) is not None}
+    pending = [s for k, s in unique.items() if k not in results]
+    missing = {d for s in pending for d in s.deps if d not in unique and d not in results}
+    if missing:
+        log(
+            f"[bench] WARNING: parents {sorted(missing)} are neither planned nor finished; their branches are skipped"
+        )
+    n_done = sum(k in results for k in unique)
+    if n_done:
+        log(f"[bench] {n_done} of {len(unique)} runs already done (resumed from {runs_dir})")
+    failed: set[str] = set()
+    running: dict[Future, Step] = {}
+    t0 = time.perf_counter()
+    ctx = get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, max_tasks_per_child=1) as ex:
+        while pending or running:
+            for s in list(pending):
+                if len(running) >= jobs:
+                    break
+                if any(d in failed for d in s.deps):
+                    pending.remove(s)
+                    failed.add(s.key)
+                    log(f"[bench] skip {s.label} {s.meta}: a parent run failed")
+                    continue
+                if (
+                    r := load_result(runs_dir, s.key)
+                ) is not None:  # finished meanwhile by another invocation
+                    pending.remove(s)
+                    results[s.key] = r
+                    continue
+                for d in s.deps:
+                    if d not in results and (rd := load_result(runs_dir, d)) is not None:
+                        results[d] = rd
+                if all(d in results for d in s.deps):
+                    pending.remove(s)
+                    fut = ex.submit(
+                        run_step, asdict(s), str(runs_dir), str(slots_dir), max_train, threads
+                    )
+                    running[fut] = s
+            if not running:
+                for s in pending:
+                    log(f"[bench] skip {s.label} {s.meta}: its parent never finished")
+                break
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in done:
+                s = running.pop(fut)
+                try:
+                    r = fut.result()
+                except Exception:  # noqa: BLE001 - one failed run must not stop the benchmark
+                    failed.add(s.key)
+                    log(f"[bench] FAILED {s.label} {s.meta}:\n{traceback.format_exc()}")
+                    continue
+                results[s.key] = r
+                t = r["test"].get("recall@20", float("nan"))
+                log(
+                    f"[bench] {time.perf_counter() - t0:7.0f}s done {s.label:<22} {s.meta} "
+                    f"stages={[(x['stage'], x['best_epoch'], x['epochs_run']) for x in r['stages']]} "
+                    f"valid R@20={r['valid'].get('recall@20', float('nan')):.4f} test R@20={t:.4f} "
+                    f"({r['own_seconds']:.0f}s)"
+                )
+    return results
+
+
+def make_logger(path: Path) -> Any:
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def log(msg: str) -> None:
+        line = f"{dt.datetime.now():%H:%M:%S} {msg}"
+        print(line, flush=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+    return log
+
+
+def add_common_args(p: Any, *, jobs: int = 2) -> None:
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=DEFAULT_WORKDIR,
+        help=f"cache for generated datasets and per-run results (default {DEFAULT_WORKDIR})",
+    )
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=RESULTS,
+        help="where the .json/.md/.png go (default bench/results)",
+    )
+    p.add_argument(
+        "--jobs", type=int, default=jobs, help=f"training processes of this script (default {jobs})"
+    )
+    p.add_argument(
+        "--max-train",
+        type=int,
+        default=2,
+        help="machine-wide cap on training processes across benchmark scripts (flock slots "
+        "in WORKDIR/slots; default 2 = this machine's cores)",
+    )
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch threads per training process (default 1)"
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="smoke check: 1 seed, few epochs, small grids"
+    )
