@@ -31,7 +31,8 @@ demo: install
 	$(VENV)/bin/margo import synth $(DEMO_DIR)/data --users $(DEMO_USERS) --items $(DEMO_ITEMS) \
 		--interactions $(DEMO_INTERACTIONS) --modalities image=512,text=384 --overwrite
 	$(VENV)/bin/margo train --data $(DEMO_DIR)/data --model margo --out var/models/margo-demo \
-		--overwrite --epochs 40 --patience 5
+		--overwrite --epochs 40 --patience 5 \
+		--per-channel-graph --alpha 1 --weight-lr 0.1 --lr-stage2 1e-4
 	$(VENV)/bin/margo db upgrade
 	@echo
 	@echo "Try, once the server below is up:"
