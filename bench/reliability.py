@@ -439,9 +439,8 @@ def main(argv: list[str] | None = None) -> int:
         "corrupted vs clean (item, modality) pairs (synth: both modalities pooled; mlsmall: the text weight of "
         "every item). Selection caveat: 'best by AUC' picks the config with the ground-truth labels (an "
         "oracle choice, optimistic); 'best by valid R@20' is a fair choice. 'AUC last-epoch w' scores the weights after the "
-        "last stage-II epoch instead of the best-validation epoch's: stage II (trainer code) keeps the stage-I model "
-        "with its initial, near-uniform weights when no stage-II epoch beats it on validation (best epoch 0 in the "
-        "epochs column), and then the exported weights carry no information (AUC ~0.5) whatever the weights learned.\n"
+        "last stage-II epoch instead of the best-validation epoch's (they differ when early stopping kept an "
+        "earlier epoch).\n"
     )
     for ds, rep in report.items():
         data, mods = rep["data"], rep["mods"]
