@@ -16,7 +16,16 @@ from service.errors import DatabaseNotReady
 from service.settings import Settings
 from service.state import ServiceState
 
-TABLES = {"users", "items", "interactions", "model_versions", "jobs", "alembic_version"}
+TABLES = {
+    "users",
+    "items",
+    "interactions",
+    "model_versions",
+    "jobs",
+    "item_features",
+    "api_keys",
+    "alembic_version",
+}
 
 
 def assert_schema_matches_tables(url: str) -> None:
