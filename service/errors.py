@@ -1,6 +1,8 @@
 """Errors the service raises on purpose, and the one place they become HTTP responses.
 
     ServiceError                 (status 500, error "internal")
+     ├── Unauthorized            401  no API key, or one that is unknown or revoked
+     ├── Forbidden               403  a valid key whose role is too low for the action
      ├── NotFound                404  unknown user, item, model version or route
      ├── InvalidRequest          422  a value the schema cannot catch (unknown modality, ...)
      ├── Conflict                409  an action the current state forbids (activate a failed model)
@@ -43,6 +45,16 @@ class ServiceError(Exception):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(status_code={self.status_code}, detail={self.detail!r})"
+
+
+class Unauthorized(ServiceError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(ServiceError):
+    status_code = 403
+    code = "forbidden"
 
 
 class NotFound(ServiceError):

@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     load_on_startup: bool = True
     """Scan the model directory and load the active (or newest ready) model at start-up."""
 
+    # -- access --------------------------------------------------------------------------
+    public_reads: bool = False
+    """Let GET endpoints answer without an API key (``make demo`` sets it; compose does not).
+    Writes need a ``write`` key and retraining/activation an ``admin`` key either way."""
+
     # -- cache ---------------------------------------------------------------------------
     cache_enabled: bool = True
     cache_size: int = Field(10_000, ge=0)
