@@ -44,6 +44,25 @@ class TrainConfig:
     weight_init_std: float = 0.01  # A5: W ~ N(0, 0.01^2)
     scale_weights: bool = True  # A5 variant: fuse with M * softmax(W) (uniform = stage-I sum)
     weight_lr: float | None = None  # Adam lr of the per-item logits W; None: the stage's lr
+    # -- training plug-ins (trainer/plugins; ALGORITHMS.md 2-4) ----------------------------------
+    plugins: tuple[str, ...] = ()  # "ckd", "sea", or both
+    ckd_lambda_kd: float = 0.01  # lambda_kd, total distillation weight (Eq. 19; code kd_ratio)
+    ckd_lambda_g: float = 5.0  # lambda_g, generic vs specific distillation (Eq. 14; code kl)
+    ckd_tau: float = 0.1  # tau_kd of the generic targets (Eq. 13)
+    ckd_generic: int = 5000  # N_g random (u, j, k) triples per step (C5)
+    ckd_reweight: str = "paper"  # counterfactual lambda_m (Eqs. 15-18, C1-C2) or "none"
+    ckd_teacher: str = "drop"  # teachers: "drop" the other modalities or "mean" them (2.7)
+    ckd_teacher_seed: int = 0  # teachers are shared by every student seed (cached)
+    ckd_stage2: bool = False  # also distil in stage II (an ablation: flattens z, 2.7)
+    ckd_stage2_scale: float = 0.1  # lambda_kd multiplier in stage II
+    sea_alpha: float = 0.012  # alpha_s, Solosim alignment weight (SEA code default)
+    sea_beta: float = 0.006  # beta_s, generic/unique distancing weight (SEA code default)
+    sea_tau: float = 0.2  # tau_cl of the alignment
+    sea_distance: str = "club"  # "club" (vCLUB upper bound) or "neg-l2" (cheap, Eq. 30)
+    sea_align: str = "solosim"  # "solosim" (one direction) or "infonce" (both directions)
+    sea_club_steps: int = 5  # inner Adam steps of the CLUB estimator per batch (paper: 50)
+    sea_club_hidden: int = 16  # hidden width of q_theta
+    sea_scope: str = "batch"  # "batch": the batch's items; "full": every item (SEA code, costly)
     # -- run ----------------------------------------------------------------------------------
     seed: int = 999
     device: str = "cpu"
@@ -74,6 +93,10 @@ class TrainConfig:
                 raise ConfigError(
                     f"--{name.replace('_', '-')}: invalid value {getattr(self, name)!r}"
                 )
+        self.plugins = tuple(self.plugins)
+        from trainer.plugins import check_plugins
+
+        check_plugins(self)
         if self.select_metric not in {f"{m}@{k}" for m in ("recall", "ndcg") for k in self.topk}:
             raise ConfigError(f"select_metric {self.select_metric!r} is not a computed metric")
         if self.model not in WEIGHTED_MODELS and (not self.two_stage or not self.stopgrad):
@@ -93,4 +116,5 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["topk"] = list(self.topk)
+        d["plugins"] = list(self.plugins)
         return d

@@ -28,6 +28,7 @@ from trainer.config import BACKBONE_MODELS, TrainConfig
 from trainer.errors import ConfigError, ModelFitError, TrainingCancelled
 from trainer.evaluate import csr_from_pairs, evaluate_vectors, fold_vectors
 from trainer.models import Recommender, build_model
+from trainer.plugins import Plugin, StepContext, build_plugins
 from trainer.sampling import TripletSampler
 
 if TYPE_CHECKING:
@@ -87,6 +88,8 @@ STAGE2_ONLY = {
     "device",
     "threads",
     "eval_batch_users",
+    "ckd_stage2",
+    "ckd_stage2_scale",
 }
 
 
@@ -133,10 +136,16 @@ def evaluate_model(
     )
 
 
-def param_groups(model: Recommender, lr: float, weight_lr: float | None) -> list[dict]:
-    """Theta at ``lr``; the per-item logits W (sparse, one row per item) optionally faster."""
+def param_groups(
+    model: Recommender,
+    lr: float,
+    weight_lr: float | None,
+    plugins: list[Plugin] | tuple[Plugin, ...] = (),
+) -> list[dict]:
+    """Theta (and plug-in heads) at ``lr``; the per-item logits W optionally faster."""
     w = model.weight_logits
     theta = [p for p in model.parameters() if p is not w]
+    theta += [p for plugin in plugins for p in plugin.parameters()]
     groups: list[dict] = [{"params": theta, "lr": lr}]
     if w is not None:
         groups.append({"params": [w], "lr": weight_lr or lr})
@@ -150,8 +159,11 @@ def batch_loss(
     neg: torch.Tensor,
     cfg: TrainConfig,
     alpha: float,
+    plugins: list[Plugin] | tuple[Plugin, ...] = (),
+    stage: str = "I",
+    first_stage: bool = True,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """L_rec + alpha*L_cal + beta*reg for one batch (Eqs. 2-10)."""
+    """L_rec + alpha*L_cal + beta*reg (Eqs. 2-10) + the plug-ins' terms for one batch."""
     user_emb, item_emb = model.embeddings()
     eu = user_emb[users]
     pos_scores = losses.modality_scores(eu, item_emb[pos])  # [B, M]
@@ -176,6 +188,16 @@ def batch_loss(
         )
         loss = loss + alpha * l_cal
         stats.update(l_cal=float(l_cal.detach()), **cal_stats)
+    if plugins:
+        ctx = StepContext(
+            model, stage, first_stage, users, pos, neg, user_emb, item_emb,
+            pos_scores, neg_scores, model.fusion_weights(pos), model.fusion_weights(neg),
+        )  # fmt: skip
+        for plugin in plugins:
+            extra, plugin_stats = plugin.loss(ctx)
+            if extra is not None:
+                loss = loss + extra
+            stats.update(plugin_stats)
     return loss, stats
 
 
@@ -186,12 +208,15 @@ def fit(
     callback: Callback | None = None,
     progress: bool = True,
     stage1_cache: Path | None = None,
+    plugin_cache: Path | None = None,
 ) -> FitResult:
     """Train ``cfg.model`` on ``data`` and return the best-validation model with its metrics.
 
     ``stage1_cache``: a folder where the best stage-I state of the backbone models is kept,
     keyed by everything stage I depends on; fusion-sum, fusion-learned and margo with the
     same data, backbone settings and seed then share one stage I.
+    ``plugin_cache``: a folder where plug-ins keep reusable helpers (CKD's teachers, keyed by
+    dataset fingerprint and teacher settings).
     """
     cfg.validate()
     device = resolve_device(cfg.device)
@@ -199,6 +224,9 @@ def fit(
         torch.set_num_threads(cfg.threads)
     t_start = time.perf_counter()
     model = build_model(cfg, data, device)
+    plugins = build_plugins(cfg)
+    for plugin in plugins:  # may train helpers (CKD teachers) and install modules (SEA)
+        plugin.setup(model, data, cfg, device, plugin_cache)
     plan = stage_plan(cfg)
     if cfg.weighted and len(model.channels) == 1:
         log.warning(
@@ -215,14 +243,19 @@ def fit(
         if cached is not None and cached.is_file():
             saved = torch.load(cached, map_location=device, weights_only=False)
             model.load_state_dict(saved["state"])
+            for plugin in plugins:
+                plugin.load_state_dict(saved.get("plugins", {}).get(plugin.name, {}))
             stages.append(saved["result"])
             continue
-        result = _run_stage(model, data, cfg, stage, s_idx, len(plan), history, callback, progress)
+        result = _run_stage(
+            model, data, cfg, stage, s_idx, len(plan), history, callback, progress, plugins
+        )
         stages.append(result)
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
             tmp = cached.with_suffix(".tmp")
-            torch.save({"state": model.state_dict(), "result": result}, tmp)
+            state = {p.name: p.state_dict() for p in plugins}
+            torch.save({"state": model.state_dict(), "result": result, "plugins": state}, tmp)
             tmp.replace(cached)
 
     test = evaluate_model(model, data, "test", cfg)
@@ -240,6 +273,12 @@ def _stage1_path(cache: Path | None, cfg: TrainConfig, data: Dataset) -> Path | 
     if cache is None:
         return None
     keep = {k: v for k, v in cfg.to_dict().items() if k not in STAGE2_ONLY}
+    # options of plug-ins that are off do not change stage I (keeps plain runs' keys as before)
+    for name in ("ckd", "sea"):
+        if name not in cfg.plugins:
+            keep = {k: v for k, v in keep.items() if not k.startswith(f"{name}_")}
+    if not cfg.plugins:
+        keep.pop("plugins", None)
     key = json.dumps(
         {"data": data.fingerprint, "modalities": list(data.features), **keep}, sort_keys=True
     )
@@ -256,6 +295,7 @@ def _run_stage(
     history: list[EpochReport],
     callback: Callback | None,
     progress: bool,
+    plugins: list[Plugin] | tuple[Plugin, ...] = (),
 ) -> StageResult:
     """Train one stage to early stop; leaves ``model`` in the stage's best-validation state."""
     device = next(model.parameters()).device
@@ -271,7 +311,7 @@ def _run_stage(
     alpha = cfg.alpha if (stage == "II" and cfg.model == "margo") else 0.0
     lr = cfg.stage2_lr if stage == "II" else cfg.lr
     # fused: one kernel for all parameters (the per-tensor Adam was ~10% of a Baby-sized step)
-    opt = torch.optim.Adam(param_groups(model, lr, cfg.weight_lr), fused=True)
+    opt = torch.optim.Adam(param_groups(model, lr, cfg.weight_lr, plugins), fused=True)
     best, bad, best_epoch = float("-inf"), 0, 0
     best_state = copy.deepcopy(model.state_dict())
     best_valid: dict[str, float] = {}
@@ -288,13 +328,17 @@ def _run_stage(
         total, n_b, extra = 0.0, 0, {}
         for u, i, k in sampler.epoch(cfg.batch_size):
             ut, it, kt = (torch.from_numpy(a).to(device) for a in (u, i, k))
-            loss, extra = batch_loss(model, ut, it, kt, cfg, alpha)
+            loss, extra = batch_loss(
+                model, ut, it, kt, cfg, alpha, plugins, stage, first_stage=s_idx == 0
+            )
             if not torch.isfinite(loss):
                 raise ModelFitError(
                     f"stage {stage} epoch {epoch}: loss is {float(loss)}; try a lower --lr"
                 )
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            for plugin in plugins:
+                plugin.before_step()  # e.g. SEA's CLUB inner steps, on their own optimiser
             opt.step()
             total += float(loss.detach())
             n_b += 1

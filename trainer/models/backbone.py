@@ -69,7 +69,7 @@ class GraphBackbone(Recommender):
 
     def item_nodes(self) -> torch.Tensor:
         """D1 for every channel: [n_i, M, d]."""
-        nodes = [self.proj[m](f) for m, f in self.features.items()]
+        nodes = [self.proj[m](self.content_feature(m, f)) for m, f in self.features.items()]
         if self.item_id is not None:
             nodes.append(self.item_id)
         return torch.stack(nodes, 1)
@@ -106,8 +106,13 @@ class GraphBackbone(Recommender):
     def export_extras(self) -> dict[str, np.ndarray]:
         out = {f"user_graph_{k}": v for k, v in self._user_graph_export.items()}
         for m, p in self.proj.items():  # cold start: a new item's layer-0 node from its feature
-            out[f"proj_{m}_w1"] = p.lin1.weight.detach().cpu().numpy().astype(np.float32)
-            out[f"proj_{m}_b1"] = p.lin1.bias.detach().cpu().numpy().astype(np.float32)
+            w1, b1 = p.lin1.weight.detach(), p.lin1.bias.detach()
+            if self.feature_transform is not None and m in self.feature_transform:
+                # a linear T^m folds into lin1: W1 (Wt x + bt) + b1 (same bundle format)
+                t = self.feature_transform[m]
+                w1, b1 = w1 @ t.weight.detach(), w1 @ t.bias.detach() + b1
+            out[f"proj_{m}_w1"] = w1.cpu().numpy().astype(np.float32)
+            out[f"proj_{m}_b1"] = b1.cpu().numpy().astype(np.float32)
             out[f"proj_{m}_w2"] = p.lin2.weight.detach().cpu().numpy().astype(np.float32)
             out[f"proj_{m}_b2"] = p.lin2.bias.detach().cpu().numpy().astype(np.float32)
         return out

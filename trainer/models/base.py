@@ -26,6 +26,8 @@ class Recommender(nn.Module, ABC):
         self.dim = dim
         self.weight_logits: nn.Parameter | None = None  # W [n_items, M], created for stage II
         self.weight_scale = 1.0  # fusion weights = weight_scale * softmax(W)
+        # optional learnable per-modality transform before the feature projection (SEA's T^m)
+        self.feature_transform: nn.ModuleDict | None = None
 
     # -- what each model provides ---------------------------------------------------------
     @abstractmethod
@@ -39,6 +41,11 @@ class Recommender(nn.Module, ABC):
     def export_extras(self) -> dict[str, np.ndarray]:
         """Optional arrays for the model bundle (fixed graphs, cold-start projections)."""
         return {}
+
+    def content_feature(self, modality: str, feature: torch.Tensor) -> torch.Tensor:
+        """The raw feature rows of ``modality`` as the model consumes them (after T^m if set)."""
+        t = self.feature_transform
+        return feature if t is None or modality not in t else t[modality](feature)
 
     # -- MARGO's per-item weights (A5) ------------------------------------------------------
     def enable_weights(

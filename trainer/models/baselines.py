@@ -64,7 +64,7 @@ class VBPR(Recommender):
             nn.init.xavier_normal_(lin.weight)
 
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        content = [self.proj[m](f) for m, f in self.features.items()]
+        content = [self.proj[m](self.content_feature(m, f)) for m, f in self.features.items()]
         item = torch.stack([self.item, *content], 1)  # [n_i, M, d]
         user = self.user.view(self.n_users, len(self.channels), self.dim)
         return user, item
