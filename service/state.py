@@ -46,6 +46,7 @@ class ServiceState:
     events: EventBus
     ranking: RankingConfig
     redis: Any | None = None
+    jobs: Any | None = None  # service.jobs.queue.JobQueue, started by ``start_jobs``
 
     @classmethod
     def open(cls, settings: Settings) -> ServiceState:
@@ -68,7 +69,18 @@ class ServiceState:
         registry = Registry(settings, db, cache, events)
         return cls(settings, db, registry, cache, events, ranking, client)
 
+    def start_jobs(self) -> None:
+        """Retraining jobs: RQ on Redis when configured, else a worker thread in this process.
+        Jobs left running by a dead worker are marked failed first."""
+        from service.jobs.queue import make_queue
+        from service.jobs.runner import sweep_stale
+
+        sweep_stale(self.db, self.settings)
+        self.jobs = make_queue(self.settings, self.redis, self.registry)
+
     def close(self) -> None:
+        if self.jobs is not None:
+            self.jobs.close()
         self.registry.stop()
         self.db.dispose()
         if self.redis is not None:

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Path, Query
 
 from service.api.deps import LiveModelDep, RegistryDep, SessionDep, StateDep
 from service.api.responses import errors
+from service.auth import WriteAccess
 from service.db import crud
 from service.db.tables import Item
-from service.errors import NotFound
+from service.errors import InvalidRequest, NotFound
 from service.live import LiveModel
 from service.ranking import similar_rows
-from service.schemas import ItemModelInfo, ItemOut, ItemPatch, SimilarItem, SimilarOut
+from service.schemas import (
+    ItemIn,
+    ItemModelInfo,
+    ItemOut,
+    ItemPatch,
+    ItemsIn,
+    ItemsWriteOut,
+    SimilarItem,
+    SimilarOut,
+)
+from service.state import ServiceState
 
 router = APIRouter(prefix="/items", tags=["items"])
 
@@ -46,6 +57,109 @@ def item_out(item: Item, model: LiveModel | None) -> ItemOut:
         hidden=item.hidden,
         model=model_info(model, item.external_id),
     )
+
+
+RECOMMENDABLE = (
+    "metadata, categories and the hidden flag apply at once; a new item (and new modality "
+    "content of an existing one) is recommended once a retrain has trained on it "
+    "(POST /retrain)"
+)
+Features = dict[str, tuple[bytes, int, str | None]]
+
+
+def reference_dims(state: ServiceState) -> dict[str, int]:
+    """Vector size per modality: the active model's input sizes, then what SQL stores."""
+    with state.db.session() as session:
+        dims = crud.feature_dims(session)
+    live = state.registry.current
+    if live is not None:
+        for channel in live.bundle.manifest.get("channels") or []:
+            if isinstance(channel, dict) and channel.get("feature_dim"):
+                dims[str(channel["name"])] = int(channel["feature_dim"])
+    return dims
+
+
+def item_features(
+    n: int, item: ItemIn, dims: dict[str, int], text_modalities: list[str]
+) -> Features:
+    """Check one item's content against the reference sizes; 422 names the item and modality."""
+    from trainer.data.text import TEXT_DIM
+
+    out: Features = {}
+    for modality, content in item.content.items():
+        where = f"items.{n}.content.{modality}"
+        if dims and modality not in dims:
+            known = ", ".join(sorted(dims))
+            raise InvalidRequest(f"{where}: unknown modality (known: {known})")
+        if (content.vector is None) == (content.text is None):
+            raise InvalidRequest(f"{where}: give exactly one of vector or text")
+        if content.text is not None:
+            if modality not in text_modalities:
+                raise InvalidRequest(
+                    f"{where}: raw text is accepted for {', '.join(text_modalities) or 'no'} "
+                    "modalities only; send a vector"
+                )
+            if dims.get(modality, TEXT_DIM) != TEXT_DIM:
+                raise InvalidRequest(
+                    f"{where}: text encodes to {TEXT_DIM} values but the modality has "
+                    f"{dims[modality]}; send a vector"
+                )
+            out[modality] = (b"", 0, content.text)  # encoded by the next retrain's worker
+            continue
+        vector = np.asarray(content.vector, dtype=np.float64)
+        if modality in dims and vector.shape[0] != dims[modality]:
+            raise InvalidRequest(
+                f"{where}.vector: has {vector.shape[0]} values, the modality has {dims[modality]}"
+            )
+        if vector.size == 0 or not np.isfinite(vector).all():
+            bad = "is empty" if vector.size == 0 else "contains NaN or inf"
+            raise InvalidRequest(f"{where}.vector: {bad}")
+        out[modality] = (vector.astype(np.float32).tobytes(), int(vector.shape[0]), None)
+    return out
+
+
+def sent_fields(item: ItemIn) -> dict[str, Any]:
+    """The item attributes the client sent (an update leaves the others as they are)."""
+    sent = item.model_fields_set
+    fields: dict[str, Any] = {}
+    if "title" in sent:
+        fields["title"] = item.title
+    if "categories" in sent:
+        fields["categories"] = list(item.categories or [])
+    if "metadata" in sent:
+        fields["meta"] = dict(item.metadata or {})
+    if "hidden" in sent:
+        fields["hidden"] = bool(item.hidden)
+    return fields
+
+
+@router.post(
+    "",
+    response_model=ItemsWriteOut,
+    responses=errors(401, 403, 422),
+    dependencies=[WriteAccess],
+    summary="Create or update items: metadata, categories, hidden flag, modality content",
+)
+def write_items(body: ItemsIn, state: StateDep) -> ItemsWriteOut:
+    ids = [it.item_id for it in body.items]
+    if len(set(ids)) != len(ids):
+        dup = next(n for n, i in enumerate(ids) if ids.index(i) != n)
+        raise InvalidRequest(f"items.{dup}.item_id: {ids[dup]!r} appears twice in the batch")
+    dims = reference_dims(state)
+    checked = [
+        item_features(n, it, dims, state.settings.text_modalities)
+        for n, it in enumerate(body.items)
+    ]
+    created, updated = [], []
+    with state.db.session() as session:
+        for it, features in zip(body.items, checked, strict=True):
+            fields = sent_fields(it)
+            _, was_created = crud.upsert_item(
+                session, external_id=it.item_id, fields=fields, features=features
+            )
+            (created if was_created else updated).append(it.item_id)
+    state.registry.items_changed()
+    return ItemsWriteOut(created=created, updated=updated, recommendable=RECOMMENDABLE)
 
 
 @router.get("/{item_id}", response_model=ItemOut, responses=errors(404))

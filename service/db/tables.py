@@ -20,6 +20,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    SmallInteger,
     String,
     Text,
 )
@@ -88,6 +89,7 @@ class Interaction(Base):
     __table_args__ = (
         Index("ix_interactions_user_id", "user_id"),
         Index("ix_interactions_created_at", "created_at"),
+        Index("uq_interactions_record", "user_id", "item_id", "timestamp", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -98,6 +100,8 @@ class Interaction(Base):
     weight: Mapped[float] = mapped_column(Float, default=1.0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     """When the service ingested it."""
+    split: Mapped[int | None] = mapped_column(SmallInteger)
+    """0/1/2 = train/valid/test in the dataset the row was seeded from; NULL if ingested."""
 
 
 class ModelVersion(Base):
@@ -141,6 +145,9 @@ class Job(Base):
     result_version: Mapped[str | None] = mapped_column(
         ForeignKey("model_versions.version", ondelete="SET NULL")
     )
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    """Last sign of life of the worker running the job (see service/jobs/runner.py)."""
+    cancel_requested_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ItemFeature(Base):

@@ -1,0 +1,159 @@
+"""Where jobs run: RQ on Redis, or one worker thread inside the API process.
+
+Both take a job id whose row already exists in ``jobs`` (JSON payloads that carry ids, never
+pickles); the job function is :func:`service.jobs.runner.run_job` either way, so statuses,
+progress and cancellation behave the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from typing import TYPE_CHECKING, Any, Protocol
+
+from service.errors import ServiceError
+from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.registry import Registry
+
+log = logging.getLogger(__name__)
+
+RQ_FUNCTION = "service.jobs.runner.rq_job"
+RESULT_TTL_S = 7 * 24 * 3600
+"""How long RQ keeps a finished job's record (ours lives in SQL regardless)."""
+
+
+class QueueUnavailable(ServiceError):
+    """The job queue cannot take a job (Redis unreachable); serving is not affected."""
+
+    status_code = 503
+    code = "queue_unavailable"
+
+
+class JobQueue(Protocol):
+    kind: str
+
+    def submit(self, job_id: str) -> None: ...
+    def check(self) -> None: ...
+    def discard(self, job_id: str) -> None: ...
+    def close(self) -> None: ...
+
+
+class RQJobQueue:
+    """Jobs go to an RQ queue on Redis; ``margo worker`` processes run them."""
+
+    kind = "rq"
+
+    def __init__(self, client: Any, settings: Settings) -> None:
+        from rq import Queue
+        from rq.serializers import JSONSerializer
+
+        self.client = client
+        self.settings = settings
+        self.queue = Queue(
+            settings.queue_name,
+            connection=client,
+            serializer=JSONSerializer,
+            default_timeout=settings.job_timeout_s,
+        )
+
+    def check(self) -> None:
+        """Raise QueueUnavailable unless Redis answers."""
+        import redis
+
+        try:
+            self.client.ping()
+        except redis.RedisError as exc:
+            raise QueueUnavailable(
+                f"the job queue (Redis at {self.settings.redis_url}) is unreachable: {exc}; "
+                "retraining cannot be queued now (recommendations keep working)"
+            ) from None
+
+    def submit(self, job_id: str) -> None:
+        import redis
+
+        self.check()
+        try:
+            self.queue.enqueue_call(
+                RQ_FUNCTION,
+                args=(job_id,),
+                job_id=job_id,
+                timeout=self.settings.job_timeout_s,
+                result_ttl=RESULT_TTL_S,
+                failure_ttl=RESULT_TTL_S,
+                description=f"margo retrain {job_id}",
+            )
+        except redis.RedisError as exc:
+            raise QueueUnavailable(f"could not queue job {job_id} on Redis: {exc}") from None
+
+    def discard(self, job_id: str) -> None:
+        """Drop a queued job from Redis (best effort: the worker skips it anyway)."""
+        import redis
+
+        try:
+            self.queue.remove(job_id)
+        except redis.RedisError:
+            log.warning("could not remove job %s from the RQ queue", job_id)
+
+    def close(self) -> None:
+        return None
+
+
+class ThreadJobQueue:
+    """The embedded default: one daemon thread runs the jobs of this process, one at a time."""
+
+    kind = "in-process"
+
+    def __init__(self, settings: Settings, registry: Registry) -> None:
+        self.settings = settings
+        self.registry = registry
+        self._jobs: queue.Queue[str | None] = queue.Queue()
+        self.current: str | None = None
+        self._thread = threading.Thread(target=self._work, name="margo-jobs", daemon=True)
+        self._thread.start()
+
+    def check(self) -> None:
+        if not self._thread.is_alive():
+            raise QueueUnavailable("the in-process job worker has stopped; restart the service")
+
+    def submit(self, job_id: str) -> None:
+        self.check()
+        self._jobs.put(job_id)
+
+    def discard(self, job_id: str) -> None:
+        return None  # the thread skips a job that is no longer queued
+
+    def _work(self) -> None:
+        from service.jobs.runner import run_job
+
+        while True:
+            job_id = self._jobs.get()
+            if job_id is None:
+                return
+            self.current = job_id
+            try:
+                run_job(job_id, self.settings, registry=self.registry)
+            except BaseException:  # keep the thread alive for the next job
+                log.exception("in-process job %s crashed", job_id)
+            finally:
+                self.current = None
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop taking jobs; a running job is asked to stop (cancelled at its next epoch)."""
+        from service.db import crud
+        from service.db.tables import utcnow
+
+        self._jobs.put(None)
+        running = self.current
+        if running is not None:
+            with self.registry.db.session() as session:
+                crud.update_job(session, job_id=running, cancel_requested_at=utcnow())
+        self._thread.join(timeout)
+
+
+def make_queue(settings: Settings, client: Any | None, registry: Registry) -> JobQueue:
+    if settings.redis_url and client is not None:
+        return RQJobQueue(client, settings)
+    return ThreadJobQueue(settings, registry)

@@ -1,0 +1,152 @@
+"""Copy a registered bundle's dataset into SQL, so the database alone can be retrained.
+
+At registration the bundle's users and items are upserted (service/registry.py); this adds
+what a retrain needs besides them, read from the dataset the bundle's manifest names
+(``dataset.path``, checked against ``dataset.fingerprint``):
+
+- the interactions with their train/valid/test labels, only into a database that has none
+  (the first model seeds the history; later data arrives through POST /interactions);
+- each item's feature vector per modality where SQL has none yet.
+
+Seeded interactions are dated before the bundle (they are its training data), so the
+serving overlay of "ingested since the model" does not take them for new ones.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from service.db.tables import Interaction, Item, ItemFeature, User, utcnow
+from trainer.errors import DataError
+
+log = logging.getLogger(__name__)
+
+BATCH = 20_000
+SNAPSHOT_SOURCE = '"source": "sql snapshot"'
+"""stats.json of a dataset built from SQL by a retrain (service/jobs/snapshot.py)."""
+SEED_AGE = dt.timedelta(hours=1)
+"""Seeded interactions are dated this long before the bundle's creation."""
+
+
+def dataset_dir(manifest: dict[str, Any], bundle_path: Path) -> Path | None:
+    """The dataset folder the manifest names (relative paths: from the working directory,
+    else from beside the model directory)."""
+    raw = (manifest.get("dataset") or {}).get("path")
+    if not raw:
+        return None
+    path = Path(raw)
+    candidates = [path] if path.is_absolute() else [path, bundle_path.parent.parent / path]
+    return next((p for p in candidates if p.is_dir()), None)
+
+
+def needs_seed(session: Session, manifest: dict[str, Any], n_items: int) -> bool:
+    has_interactions = session.scalar(select(Interaction.id).limit(1)) is not None
+    modalities = [
+        c for c in manifest.get("channels") or [] if isinstance(c, dict) and c.get("feature_dim")
+    ]
+    n_features = session.scalar(select(func.count()).select_from(ItemFeature)) or 0
+    return not has_interactions or n_features < n_items * len(modalities)
+
+
+def seed_from_dataset(
+    session: Session, manifest: dict[str, Any], bundle_path: Path, bundle_created: dt.datetime
+) -> dict[str, int]:
+    """Seed interactions (empty database only) and missing feature vectors; returns counts."""
+    from trainer.data.dataset import load_dataset
+    from trainer.data.tables import int_columns
+
+    root = dataset_dir(manifest, bundle_path)
+    if root is None:
+        log.info("%s: its dataset is not on this machine; SQL keeps no copy", bundle_path.name)
+        return {}
+    if (
+        SNAPSHOT_SOURCE in (root / "stats.json").read_text(encoding="utf-8", errors="replace")
+        if (root / "stats.json").is_file()
+        else False
+    ):
+        return {}  # built from SQL by a retrain: nothing to copy back
+    try:
+        data = load_dataset(root)
+    except DataError as exc:
+        log.warning("%s: its dataset cannot be read (%s); not seeding", bundle_path.name, exc)
+        return {}
+    expected = (manifest.get("dataset") or {}).get("fingerprint")
+    if expected and data.fingerprint != expected:
+        log.warning("%s: dataset at %s has changed since training; not seeding", bundle_path, root)
+        return {}
+    items = dict(session.execute(select(Item.external_id, Item.id)).all())
+    counts = {"interactions": 0, "features": 0}
+
+    # -- interactions, with the split the model was trained and validated on ------------------
+    if session.scalar(select(Interaction.id).limit(1)) is None:
+        users = dict(session.execute(select(User.external_id, User.id)).all())
+        inter_file = next(root.glob("*.inter"))
+        cols = int_columns(
+            inter_file.read_text(encoding="utf-8"),
+            label=str(inter_file),
+            names=("userID", "itemID", "x_label"),
+        )
+        stamps = _timestamps(inter_file, len(cols["userID"]))
+        created = bundle_created - SEED_AGE
+        rows = [
+            {
+                "user_id": users[data.user_ids[u]],
+                "item_id": items[data.item_ids[i]],
+                "timestamp": int(t),
+                "weight": 1.0,
+                "split": int(x),
+                "created_at": created,
+            }
+            for u, i, x, t in zip(
+                cols["userID"].tolist(),
+                cols["itemID"].tolist(),
+                cols["x_label"].tolist(),
+                stamps.tolist(),
+                strict=True,
+            )
+        ]
+        for start in range(0, len(rows), BATCH):
+            session.execute(Interaction.__table__.insert(), rows[start : start + BATCH])
+        counts["interactions"] = len(rows)
+
+    # -- feature vectors the database lacks -------------------------------------------------
+    have = set(session.execute(select(ItemFeature.item_id, ItemFeature.modality)).all())
+    now = utcnow()
+    for modality, matrix in data.features.items():
+        rows = [
+            {
+                "item_id": items[ext],
+                "modality": modality,
+                "dim": int(matrix.shape[1]),
+                "vector": np.ascontiguousarray(matrix[n], dtype=np.float32).tobytes(),
+                "source_text": None,
+                "updated_at": now,
+            }
+            for n, ext in enumerate(data.item_ids)
+            if ext in items and (items[ext], modality) not in have
+        ]
+        for start in range(0, len(rows), BATCH):
+            session.execute(ItemFeature.__table__.insert(), rows[start : start + BATCH])
+        counts["features"] += len(rows)
+    log.info("seeded from %s: %s", root, counts)
+    return counts
+
+
+def _timestamps(inter_file: Path, n: int) -> np.ndarray:
+    """The .inter timestamp column as integers, or zeros when it is absent or fractional."""
+    from trainer.data.tables import int_columns
+
+    try:
+        cols = int_columns(
+            inter_file.read_text(encoding="utf-8"), label=str(inter_file), names=("timestamp",)
+        )
+        return cols["timestamp"]
+    except DataError:
+        return np.zeros(n, dtype=np.int64)
