@@ -12,6 +12,8 @@ from service.api import api_router
 from service.api.responses import OrjsonResponse
 from service.api.users import fast_route
 from service.errors import ServiceError, install_handlers
+from service.metrics import metrics_route
+from service.middleware import ObserveRequests
 from service.settings import Settings, get_settings
 from service.state import ServiceState
 
@@ -52,4 +54,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_handlers(app)
     app.router.routes.insert(0, fast_route)  # the hot path, ahead of its documented twin
     app.include_router(api_router)
+    if settings.metrics_enabled:
+        app.router.routes.append(metrics_route)
+    app.add_middleware(
+        ObserveRequests, metrics=settings.metrics_enabled, log_requests=settings.log_requests
+    )
     return app

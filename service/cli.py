@@ -4,6 +4,8 @@
     margo db upgrade                                  create or migrate the database schema
     margo models register PATH [--activate]           verify a bundle, build its index, record it
     margo models list                                 model versions and their status
+    margo keys create --role R [--name N]             a new API key, printed once
+    margo keys list | margo keys revoke PREFIX        the keys (never their secrets); revoke one
     margo train ... / margo ...                       see trainer/cli.py
 
 Every MargoError or ServiceError becomes one line on stderr and exit code 2.
@@ -35,6 +37,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings | None = None) -> int
 
     from service.db.migrate import check_schema
     from service.db.session import create_db_engine
+    from service.log_config import logging_config
 
     settings = settings or get_settings()
     engine = create_db_engine(settings.database_url)
@@ -44,6 +47,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings | None = None) -> int
         engine.dispose()
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     base = f"http://{shown}:{args.port}"
+    if args.workers > 1:
+        _metrics_dir_for_workers()
     print(f"MARGO API on {base}  (interactive docs: {base}/docs)", flush=True)
     uvicorn.run(
         "service.app:create_app",
@@ -54,9 +59,27 @@ def cmd_serve(args: argparse.Namespace, settings: Settings | None = None) -> int
         loop="uvloop",  # the asyncio loop adds ~44 ms per keep-alive request with --workers
         http="httptools",
         log_level=args.log_level,
+        log_config=logging_config(settings.log_format, args.log_level),  # applied in each worker
         access_log=args.access_log,
     )
     return 0
+
+
+def _metrics_dir_for_workers() -> None:
+    """Let every worker's counters reach /metrics: a shared, empty prometheus-client folder."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from service.metrics import MULTIPROC_ENV
+
+    folder = os.environ.get(MULTIPROC_ENV)
+    if folder:  # given by the operator: drop the files of an earlier run, or they would add up
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        for stale in Path(folder).glob("*.db"):
+            stale.unlink()
+    else:
+        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="margo-metrics-")
 
 
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings | None = None) -> int:
@@ -113,6 +136,79 @@ def cmd_models_list(args: argparse.Namespace, settings: Settings | None = None) 
     return 0
 
 
+def _open_db(settings: Settings) -> Database:
+    from service.db.migrate import check_schema
+    from service.db.session import Database
+
+    db = Database(settings.database_url)
+    try:
+        check_schema(db.engine)
+    except Exception:
+        db.dispose()
+        raise
+    return db
+
+
+def cmd_keys_create(args: argparse.Namespace, settings: Settings | None = None) -> int:
+    from service.auth import create_api_key, parse_role
+
+    role = parse_role(args.role)  # a bad role fails before touching the database
+    db = _open_db(settings or get_settings())
+    try:
+        with db.session() as session:
+            key = create_api_key(session, role, args.name)
+    finally:
+        db.dispose()
+    # the key alone on stdout (scriptable); the advice on stderr
+    print(key)
+    print(
+        f"margo: {role.value} key created; it is shown only now, store it (header X-API-Key)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace, settings: Settings | None = None) -> int:
+    from service.auth import list_keys
+
+    db = _open_db(settings or get_settings())
+    try:
+        with db.session() as session:
+            rows = list_keys(session)
+    finally:
+        db.dispose()
+    if not rows:
+        print("no API keys; create one with `margo keys create --role admin`")
+        return 0
+
+    def when(value: object) -> str:
+        return f"{value:%Y-%m-%d %H:%M}" if value else "-"
+
+    print(f"{'prefix':10} {'role':6} {'created':16} {'last used':16} {'revoked':16} name")
+    for r in rows:
+        print(
+            f"{r.prefix:10} {r.role:6} {when(r.created_at):16} {when(r.last_used_at):16} "
+            f"{when(r.revoked_at):16} {r.name or ''}"
+        )
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace, settings: Settings | None = None) -> int:
+    from service.auth import revoke_key
+
+    settings = settings or get_settings()
+    db = _open_db(settings)
+    try:
+        with db.session() as session:
+            row = revoke_key(session, args.prefix)
+            prefix, role = row.prefix, row.role
+    finally:
+        db.dispose()
+    ttl = settings.api_key_cache_ttl_s
+    print(f"key {prefix} ({role}) revoked; running API processes refuse it within {ttl:g} s")
+    return 0
+
+
 def _shown_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -127,7 +223,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     serve.add_argument("--log-level", default="info")
-    serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False)
+    serve.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="uvicorn's own access lines (MARGO_LOG_REQUESTS writes structured ones already)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     db = subparsers.add_parser("db", help="database schema").add_subparsers(
@@ -147,6 +248,19 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     reg.set_defaults(func=cmd_models_register)
     ls = models.add_parser("list", help="registered model versions")
     ls.set_defaults(func=cmd_models_list)
+
+    keys = subparsers.add_parser("keys", help="API keys (roles read < write < admin)")
+    keys = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys.add_parser("create", help="create a key and print it (the only time it is shown)")
+    create.add_argument("--role", required=True, choices=["read", "write", "admin"])
+    create.add_argument("--name", default=None, help="a label for `margo keys list`")
+    create.set_defaults(func=cmd_keys_create)
+    keys.add_parser("list", help="keys by prefix, role and last use").set_defaults(
+        func=cmd_keys_list
+    )
+    revoke = keys.add_parser("revoke", help="revoke the key with this prefix (see `keys list`)")
+    revoke.add_argument("prefix", help="the key's prefix (the part after mgk_)")
+    revoke.set_defaults(func=cmd_keys_revoke)
 
 
 def build_parser(*, with_trainer: bool = True) -> argparse.ArgumentParser:

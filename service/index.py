@@ -27,6 +27,7 @@ import math
 import os
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from service.metrics import faiss_timer
 from service.settings import GpuMode, IndexKind, Settings
 
 log = logging.getLogger(__name__)
@@ -122,6 +124,7 @@ class ItemIndex:
         self.vectors = vectors
         self.on_gpu = on_gpu
         self._search_params: dict[int, Any] = {}  # beam width or nprobe -> FAISS parameters
+        self._timer = faiss_timer(f"{params.kind.value}{'-gpu' if on_gpu else ''}")
 
     # -- construction ----------------------------------------------------------------------
     @staticmethod
@@ -216,6 +219,7 @@ class ItemIndex:
             return np.empty(0, dtype=np.int64)
         x = query.reshape(1, -1)
         p = self.params
+        start = time.perf_counter()
         if p.kind is IndexKind.HNSW:
             _, ids = self.index.search(x, n, params=self._params(max(p.ef_search, n)))
         elif p.kind is IndexKind.IVF and not self.on_gpu:
@@ -224,6 +228,7 @@ class ItemIndex:
             _, ids = self.index.search(x, n, params=self._params(nprobe))
         else:
             _, ids = self.index.search(x, n)
+        self._timer.observe(time.perf_counter() - start)
         ids = ids[0]
         return ids[ids >= 0]
 

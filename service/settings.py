@@ -35,6 +35,13 @@ class IndexKind(StrEnum):
     HNSW = "hnsw"  # HNSW-Flat, inner product
 
 
+class LogFormat(StrEnum):
+    """How the service writes its log lines (service/log_config.py)."""
+
+    JSON = "json"
+    TEXT = "text"
+
+
 class Settings(BaseSettings):
     """Every knob of the service. Units are in the names (``_s`` seconds, ``_items`` counts)."""
 
@@ -82,6 +89,17 @@ class Settings(BaseSettings):
     public_reads: bool = False
     """Let GET endpoints answer without an API key (``make demo`` sets it; compose does not).
     Writes need a ``write`` key and retraining/activation an ``admin`` key either way."""
+    api_key_cache_ttl_s: float = Field(10.0, ge=0)
+    """How long a process trusts a key it verified; a revoked key stops working within this
+    time. 0: every request with a key reads SQL."""
+
+    # -- observability -------------------------------------------------------------------
+    log_format: LogFormat = LogFormat.JSON
+    """``json`` (one object per line, for log shippers) or ``text`` (for a terminal)."""
+    log_requests: bool = True
+    """One log line per request (request id, route, status, duration); never headers."""
+    metrics_enabled: bool = True
+    """Serve Prometheus metrics on ``/metrics`` and count requests."""
 
     # -- cache ---------------------------------------------------------------------------
     cache_enabled: bool = True

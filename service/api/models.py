@@ -8,11 +8,12 @@ from fastapi import APIRouter, Path
 
 from service.api.deps import RegistryDep
 from service.api.responses import errors
+from service.auth import AdminAccess, ReadAccess
 from service.db.tables import ModelStatus, ModelVersion
 from service.registry import Registry
 from service.schemas import ModelOut, ModelsOut
 
-router = APIRouter(prefix="/models", tags=["models"])
+router = APIRouter(prefix="/models", tags=["models"], dependencies=[ReadAccess])
 
 Version = Annotated[str, Path(min_length=1, max_length=128)]
 
@@ -44,8 +45,9 @@ def get_model(version: Version, registry: RegistryDep) -> ModelOut:
 @router.post(
     "/{version}/activate",
     response_model=ModelOut,
-    responses=errors(404, 409),
-    summary="Load a version and make it the live model of every API process",
+    responses=errors(401, 403, 404, 409),
+    summary="Load a version and make it the live model of every API process (admin key)",
+    dependencies=[AdminAccess],
 )
 def activate(version: Version, registry: RegistryDep) -> ModelOut:
     # a plain def: FastAPI runs it on a worker thread, the event loop keeps serving meanwhile

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query
 
 from service.api.deps import LiveModelDep, SessionDep
 from service.api.responses import errors
+from service.auth import ReadAccess
 from service.db import crud
 from service.errors import InvalidRequest
 from service.schemas import Order, ReliabilityItem, ReliabilityOut
@@ -20,7 +21,12 @@ from service.schemas import Order, ReliabilityItem, ReliabilityOut
 router = APIRouter(tags=["reliability"])
 
 
-@router.get("/reliability", response_model=ReliabilityOut, responses=errors(422, 503))
+@router.get(
+    "/reliability",
+    response_model=ReliabilityOut,
+    responses=errors(401, 403, 422, 503),
+    dependencies=[ReadAccess],
+)
 def reliability(
     model: LiveModelDep,
     session: SessionDep,

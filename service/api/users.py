@@ -25,8 +25,11 @@ from starlette.routing import Route
 
 from service.api.deps import StateDep
 from service.api.responses import errors, json_bytes
+from service.auth import ReadAccess, check_access
 from service.cache import cache_field
+from service.db.tables import ApiRole
 from service.errors import NoActiveModel
+from service.metrics import CACHE_HIT, CACHE_MISS
 from service.ranking import RecQuery, recommend
 from service.schemas import RecommendationsOut, RecParams
 from service.state import ServiceState
@@ -51,7 +54,10 @@ async def serve_recommendations(state: ServiceState, user_id: str, params: RecPa
     )  # fmt: skip
     cache = state.cache
     body = cache.get(user_id, field)
-    if body is None:
+    if body is not None:
+        CACHE_HIT.inc()
+    else:
+        CACHE_MISS.inc()
         cfg = state.ranking
         if categories or offset + k > cfg.candidate_pool:
             # may fall back to exact search: keep the event loop free meanwhile
@@ -65,6 +71,9 @@ async def serve_recommendations(state: ServiceState, user_id: str, params: RecPa
 
 async def fast_recommendations(request: Request) -> Response:
     """The same contract as ``recommendations`` below, without FastAPI's per-field solving."""
+    # FastAPI dependencies do not run here: the same access check, called directly (a keyless
+    # request under MARGO_PUBLIC_READS costs two attribute reads, a keyed one a dict lookup)
+    await check_access(request, ApiRole.READ)
     user_id = request.path_params["user_id"]
     query = request.query_params
     raw: dict[str, object] = {
@@ -93,8 +102,9 @@ fast_route = Route(f"/users{PATH}", fast_recommendations, methods=["GET"], inclu
 @router.get(
     PATH,
     response_model=RecommendationsOut,
-    responses=errors(422, 503),
+    responses=errors(401, 403, 422, 503),
     summary="Top-k items for a user, with per-modality explanations",
+    dependencies=[ReadAccess],
 )
 async def recommendations(
     user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID)],

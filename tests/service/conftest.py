@@ -1,5 +1,8 @@
-"""Fixtures of the service tests: settings on a fresh SQLite file, bundles, apps, and the
-real PostgreSQL and Redis servers (skipped, with the reason, when their URLs are unset)."""
+"""Fixtures of the service tests: settings on a fresh SQLite file, bundles, apps, API keys,
+and the real PostgreSQL and Redis servers (skipped, with the reason, when their URLs are unset).
+
+Tests that are not about access control run with ``public_reads`` on and a client carrying an
+admin key; tests/service/api/test_auth.py checks every role on every protected route."""
 
 from __future__ import annotations
 
@@ -15,7 +18,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from service.app import create_app
+from service.auth import HEADER, create_api_key
 from service.db.migrate import upgrade
+from service.db.session import Database
 from service.settings import Settings
 from tests.service.factories import make_bundle
 
@@ -30,7 +35,8 @@ def sqlite_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def make_settings(tmp_path: Path, sqlite_url: str) -> Callable[..., Settings]:
-    """Settings for a test: its own SQLite file and model directory, fast polling."""
+    """Settings for a test: its own SQLite file and model directory, fast polling, public
+    reads (keys are the subject of test_auth.py, which turns them off)."""
 
     def build(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
@@ -38,6 +44,7 @@ def make_settings(tmp_path: Path, sqlite_url: str) -> Callable[..., Settings]:
             "model_dir": tmp_path / "models",
             "redis_url": None,
             "poll_interval_s": 0.1,
+            "public_reads": True,
         }
         values.update(overrides)
         return Settings(**values)
@@ -62,23 +69,45 @@ def bundles(settings: Settings) -> dict[str, Path]:
     }
 
 
-def start_client(settings: Settings) -> Iterator[TestClient]:
+def make_keys(database_url: str) -> dict[str, str]:
+    """One fresh API key per role in this database: {"read": ..., "write": ..., "admin": ...}."""
+    db = Database(database_url)
+    try:
+        with db.session() as session:
+            return {role: create_api_key(session, role, f"test-{role}") for role in ROLES}
+    finally:
+        db.dispose()
+
+
+ROLES = ("read", "write", "admin")
+
+
+@pytest.fixture
+def api_keys(settings: Settings) -> dict[str, str]:
+    """A key of each role in the test's database."""
+    return make_keys(settings.database_url)
+
+
+def start_client(settings: Settings, api_key: str | None = None) -> Iterator[TestClient]:
     app = create_app(settings)
-    with TestClient(app, raise_server_exceptions=False) as client:
+    headers = {HEADER: api_key} if api_key else None
+    with TestClient(app, raise_server_exceptions=False, headers=headers) as client:
         assert app.state.margo.registry.wait_ready(30), "start-up load did not finish"
         yield client
 
 
 @pytest.fixture
-def client(settings: Settings, bundles: dict[str, Path]) -> Iterator[TestClient]:
-    """A started app serving m2 (m1 registered and ready)."""
-    yield from start_client(settings)
+def client(
+    settings: Settings, bundles: dict[str, Path], api_keys: dict[str, str]
+) -> Iterator[TestClient]:
+    """A started app serving m2 (m1 registered and ready); it sends an admin key."""
+    yield from start_client(settings, api_keys["admin"])
 
 
 @pytest.fixture
-def empty_client(settings: Settings) -> Iterator[TestClient]:
-    """A started app with no model at all."""
-    yield from start_client(settings)
+def empty_client(settings: Settings, api_keys: dict[str, str]) -> Iterator[TestClient]:
+    """A started app with no model at all; it sends an admin key."""
+    yield from start_client(settings, api_keys["admin"])
 
 
 # -- real servers -------------------------------------------------------------------------------
@@ -110,7 +139,9 @@ def postgres_db(postgres_url: str) -> Iterator[str]:
     yield postgres_url
     engine = create_engine(postgres_url)
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE jobs, interactions, model_versions, items, users CASCADE"))
+        conn.execute(
+            text("TRUNCATE jobs, interactions, model_versions, items, users, api_keys CASCADE")
+        )
     engine.dispose()
 
 

@@ -19,6 +19,7 @@ import pytest
 import uvicorn
 
 from service.app import create_app
+from service.auth import HEADER
 from service.settings import Settings
 from tests.service.factories import make_bundle
 
@@ -71,7 +72,7 @@ def server(settings: Settings) -> Iterator[str]:
     thread.join(timeout=10)
 
 
-async def load(base: str) -> tuple[list[tuple[float, float, int, str]], list]:
+async def load(base: str, admin_key: str) -> tuple[list[tuple[float, float, int, str]], list]:
     results: list[tuple[float, float, int, str]] = []
     windows: list[tuple[float, float, str]] = []
     done = asyncio.Event()
@@ -90,7 +91,8 @@ async def load(base: str) -> tuple[list[tuple[float, float, int, str]], list]:
             results.append((t0, time.monotonic(), status, version))
 
     async def activator() -> None:
-        async with httpx.AsyncClient(base_url=base, timeout=60) as admin:
+        headers = {HEADER: admin_key}
+        async with httpx.AsyncClient(base_url=base, timeout=60, headers=headers) as admin:
             for version in ACTIVATIONS:
                 await asyncio.sleep(0.3)
                 t0 = time.monotonic()
@@ -114,8 +116,8 @@ def live_intervals(windows: list[tuple[float, float, str]]) -> list[tuple[float,
     return intervals
 
 
-def test_concurrent_requests_across_five_activations(server: str) -> None:
-    results, windows = asyncio.run(load(server))
+def test_concurrent_requests_across_five_activations(server: str, api_keys: dict[str, str]) -> None:
+    results, windows = asyncio.run(load(server, api_keys["admin"]))
     failures = [r for r in results if r[2] != 200]
     assert not failures, f"{len(failures)} failed requests, e.g. {failures[:3]}"
     intervals = live_intervals(windows)

@@ -1,0 +1,88 @@
+"""One pure ASGI middleware around every request: request id, latency metric, access log.
+
+The request id is taken from ``X-Request-ID`` when the caller sends a sane one (up to 128
+characters of ``[A-Za-z0-9._:-]``), else a new one is made; it is echoed back in the response
+header and names every log line written while the request runs. The access line carries the
+method, route template, path, status, duration and, when a key was used, its public prefix:
+never headers, never a key. A pure ASGI class, not ``BaseHTTPMiddleware``: that one costs a
+task and a stream per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.log_config import request_id_var
+from service.metrics import UNMATCHED, RequestTimer
+
+HEADER = b"x-request-id"
+_SANE_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+
+access_log = logging.getLogger("service.access")
+
+
+def incoming_request_id(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == HEADER:
+            return value.decode() if _SANE_ID.fullmatch(value) else None
+    return None
+
+
+class ObserveRequests:
+    def __init__(self, app: ASGIApp, *, metrics: bool = True, log_requests: bool = True) -> None:
+        self.app = app
+        self.timer = RequestTimer() if metrics else None
+        self.log_requests = log_requests
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = incoming_request_id(scope) or uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        header = (HEADER, request_id.encode())
+        status = 500  # unless a response starts: an exception escaped every handler
+        start = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = scope.get("route")
+            template = getattr(route, "path", None) or UNMATCHED
+            if self.timer is not None:
+                self.timer.observe(scope["method"], template, status, elapsed)
+            if self.log_requests:
+                self._log(scope, template, status, elapsed)
+            request_id_var.reset(token)
+
+    @staticmethod
+    def _log(scope: Scope, template: str, status: int, elapsed: float) -> None:
+        level = logging.ERROR if status >= 500 else logging.INFO
+        if not access_log.isEnabledFor(level):
+            return
+        fields: dict[str, Any] = {
+            "method": scope["method"],
+            "route": template,
+            "path": scope["path"],
+            "status": status,
+            "duration_ms": round(elapsed * 1000, 3),
+        }
+        state = scope.get("state")
+        prefix = state.get("api_key_prefix") if isinstance(state, dict) else None
+        if prefix:
+            fields["key_prefix"] = prefix
+        access_log.log(level, "request", extra={"fields": fields})
