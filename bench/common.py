@@ -298,7 +298,15 @@ def run_step(
             if "w" in last:
                 np.save(runs / f"{step.key}.weights_last.npy", last["w"])
         else:
-            res = fit(data, cfg, progress=False)
+            # plug-in rows: stage I shared through fit's own stage-I cache (a row with a parent
+            # step of the same stage I waits for it), CKD teachers cached per dataset
+            res = fit(
+                data,
+                cfg,
+                progress=False,
+                stage1_cache=runs / "stage1" if step.meta.get("stage1_cache") else None,
+                plugin_cache=runs / "plugin-cache",
+            )
         if step.kind == "stage1":
             torch.save(res.model.state_dict(), runs / f"{step.key}.pt.tmp")
             os.replace(runs / f"{step.key}.pt.tmp", runs / f"{step.key}.pt")

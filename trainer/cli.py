@@ -324,7 +324,82 @@ def _add_train(sub: Any) -> None:
     tr.add_argument(
         "--report", type=Path, help="also write the run's metrics and timings to this JSON file"
     )
+    _add_plugin_options(tr, d)
     tr.set_defaults(func=_cmd_train)
+
+
+def _add_plugin_options(tr: argparse.ArgumentParser, d: TrainConfig) -> None:
+    from trainer.plugins import PLUGINS
+
+    g = tr.add_argument_group("training plug-ins (ALGORITHMS.md 2-4; README 'Training plug-ins')")
+    g.add_argument(
+        "--plugin",
+        dest="plugins",
+        action="append",
+        choices=PLUGINS,
+        default=None,
+        help="add a training plug-in (repeatable: --plugin ckd --plugin sea)",
+    )
+    g.add_argument(
+        "--plugin-cache",
+        type=Path,
+        help="folder to keep/reuse plug-in helpers (CKD teachers, keyed by dataset fingerprint)",
+    )
+    g.add_argument("--ckd-lambda-kd", type=float, default=d.ckd_lambda_kd, help="CKD: lambda_kd")
+    g.add_argument("--ckd-lambda-g", type=float, default=d.ckd_lambda_g, help="CKD: lambda_g")
+    g.add_argument("--ckd-tau", type=float, default=d.ckd_tau, help="CKD: tau_kd")
+    g.add_argument(
+        "--ckd-generic", type=int, default=d.ckd_generic, help="CKD: generic triples per step"
+    )
+    g.add_argument(
+        "--ckd-reweight",
+        choices=("paper", "none", "code"),
+        default=d.ckd_reweight,
+        help="CKD: counterfactual modality weights (paper) or none ('code' is refused: its "
+        "per-sample weights are identically 1 in late fusion)",
+    )
+    g.add_argument(
+        "--ckd-teacher",
+        choices=("drop", "mean"),
+        default=d.ckd_teacher,
+        help="CKD teachers: drop the other modalities, or replace them by their mean feature",
+    )
+    g.add_argument(
+        "--ckd-teacher-seed", type=int, default=d.ckd_teacher_seed, help="CKD: teachers' seed"
+    )
+    g.add_argument(
+        "--ckd-stage2", action="store_true", help="CKD: also distil in stage II (an ablation)"
+    )
+    g.add_argument(
+        "--ckd-stage2-scale",
+        type=float,
+        default=d.ckd_stage2_scale,
+        help="CKD: lambda_kd multiplier in stage II",
+    )
+    g.add_argument("--sea-alpha", type=float, default=d.sea_alpha, help="SEA: alignment weight")
+    g.add_argument("--sea-beta", type=float, default=d.sea_beta, help="SEA: distancing weight")
+    g.add_argument("--sea-tau", type=float, default=d.sea_tau, help="SEA: alignment temperature")
+    g.add_argument(
+        "--sea-distance", choices=("club", "neg-l2"), default=d.sea_distance, help="SEA: distance"
+    )
+    g.add_argument(
+        "--sea-align", choices=("solosim", "infonce"), default=d.sea_align, help="SEA: alignment"
+    )
+    g.add_argument(
+        "--sea-club-steps",
+        type=int,
+        default=d.sea_club_steps,
+        help="SEA: CLUB estimator inner steps per batch (paper 50)",
+    )
+    g.add_argument(
+        "--sea-club-hidden", type=int, default=d.sea_club_hidden, help="SEA: q_theta hidden width"
+    )
+    g.add_argument(
+        "--sea-scope",
+        choices=("batch", "full"),
+        default=d.sea_scope,
+        help="SEA: losses on the batch's items (cheap) or on every item (the paper's code)",
+    )
 
 
 def config_from_args(a: argparse.Namespace) -> TrainConfig:
@@ -343,7 +418,13 @@ def _cmd_train(a: argparse.Namespace) -> int:
     if a.out.exists() and not a.overwrite:
         raise ConfigError(f"--out {a.out}: already exists (use --overwrite to replace it)")
     data = load_dataset(a.data, cfg.modalities)
-    result = fit(data, cfg, progress=not a.quiet, stage1_cache=a.stage1_cache)
+    result = fit(
+        data,
+        cfg,
+        progress=not a.quiet,
+        stage1_cache=a.stage1_cache,
+        plugin_cache=a.plugin_cache,
+    )
     path = export_model(result, data, cfg, a.out, overwrite=a.overwrite)
     summary = {
         "bundle": str(path),

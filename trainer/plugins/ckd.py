@@ -171,6 +171,8 @@ def train_teacher(
     v = (item * w[:, :, None]).reshape(item.shape[0], -1)
     info = {
         "modality": modality,
+        "dataset": data.name,
+        "fingerprint": data.fingerprint,
         "channels": result.model.channels,
         "valid": result.valid,
         "test": result.test,

@@ -241,8 +241,15 @@ class SEAPlugin(Plugin):
         self.club_opt.zero_grad(set_to_none=True)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"heads": self.heads.state_dict(), "club": self.club.state_dict()}
+        assert self.club_opt is not None
+        return {
+            "heads": self.heads.state_dict(),
+            "club": self.club.state_dict(),
+            "club_opt": self.club_opt.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        assert self.club_opt is not None
         self.heads.load_state_dict(state["heads"])
         self.club.load_state_dict(state["club"])
+        self.club_opt.load_state_dict(state["club_opt"])
