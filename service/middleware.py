@@ -16,6 +16,7 @@ import time
 import uuid
 from typing import Any
 
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.log_config import request_id_var
@@ -39,6 +40,7 @@ class ObserveRequests:
         self.app = app
         self.timer = RequestTimer() if metrics else None
         self.log_requests = log_requests
+        self._plain: dict[Any, str] | None = None  # endpoint -> template of plain routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -61,20 +63,37 @@ class ObserveRequests:
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - start
-            route = scope.get("route")
-            template = getattr(route, "path", None) or UNMATCHED
+            template = self._template(scope)
             if self.timer is not None:
                 self.timer.observe(scope["method"], template, status, elapsed)
             if self.log_requests:
-                self._log(scope, template, status, elapsed)
+                self._log(scope, request_id, template, status, elapsed)
             request_id_var.reset(token)
 
+    def _template(self, scope: Scope) -> str:
+        """The matched route's path template; FastAPI records plain Starlette routes (the
+        recommendation fast path, /metrics) only as the endpoint they ran."""
+        route = scope.get("route")
+        if route is not None:
+            return getattr(route, "path", UNMATCHED)
+        endpoint = scope.get("endpoint")
+        if endpoint is None:
+            return UNMATCHED
+        if self._plain is None:
+            app = scope.get("app")
+            routes = getattr(getattr(app, "router", None), "routes", ())
+            self._plain = {
+                r.endpoint: r.path for r in routes if isinstance(r, Route) and r.path is not None
+            }
+        return self._plain.get(endpoint, UNMATCHED)
+
     @staticmethod
-    def _log(scope: Scope, template: str, status: int, elapsed: float) -> None:
+    def _log(scope: Scope, request_id: str, template: str, status: int, elapsed: float) -> None:
         level = logging.ERROR if status >= 500 else logging.INFO
         if not access_log.isEnabledFor(level):
             return
         fields: dict[str, Any] = {
+            "request_id": request_id,  # explicit: a handler may format after the request
             "method": scope["method"],
             "route": template,
             "path": scope["path"],
