@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from service.api import api_router
 from service.api.responses import OrjsonResponse
 from service.api.users import fast_route
+from service.dashboard import install_dashboard
 from service.errors import ServiceError, install_handlers
 from service.metrics import metrics_route
 from service.middleware import ObserveRequests
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise
         app.state.margo = state
         state.registry.start()
+        state.start_jobs()
         try:
             yield
         finally:
@@ -54,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_handlers(app)
     app.router.routes.insert(0, fast_route)  # the hot path, ahead of its documented twin
     app.include_router(api_router)
+    install_dashboard(app)  # the web page at / (the API reference stays at /docs)
     if settings.metrics_enabled:
         app.router.routes.append(metrics_route)
     app.add_middleware(

@@ -131,6 +131,21 @@ class ReliabilityOut(BaseModel):
     items: list[ReliabilityItem]
 
 
+class ModalityHistogram(BaseModel):
+    modality: str
+    counts: list[int] = Field(description="items per bin; bins are the response's ``edges``")
+    mean: float
+    quantiles: dict[str, float] = Field(description="p10, p25, p50, p75, p90 of the weights")
+
+
+class ReliabilityHistogramOut(BaseModel):
+    model_version: str
+    n_items: int = Field(description="items counted (those with at least min_positives)")
+    min_positives: int
+    edges: list[float] = Field(description="bins+1 edges shared by every modality")
+    modalities: list[ModalityHistogram]
+
+
 class ModelOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
