@@ -1,0 +1,61 @@
+"""GET /jobs, GET /jobs/{id}, DELETE /jobs/{id}; a job whose worker died is failed by the sweep."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from fastapi.testclient import TestClient
+
+from service.db import crud
+from service.db.tables import JobStatus, utcnow
+from service.jobs.runner import run_job
+
+
+def add_job(client: TestClient, job_id: str, **values: object) -> None:
+    with client.app.state.margo.db.session() as session:
+        crud.create_job(session, job_id=job_id, kind="retrain", params={"model": "margo"}, note="n")
+        if values:
+            crud.update_job(session, job_id=job_id, **values)
+
+
+def test_list_and_get(live: tuple[TestClient, dict, dict]) -> None:
+    client, admin, write = live
+    add_job(client, "j1")
+    add_job(client, "j2", status="failed", error="boom")
+    listed = client.get("/jobs", headers=write).json()["jobs"]  # a write key may read
+    assert {j["job_id"] for j in listed} == {"j1", "j2"}
+    failed = client.get("/jobs", params={"status": "failed"}, headers=admin).json()["jobs"]
+    assert [j["job_id"] for j in failed] == ["j2"] and failed[0]["error"] == "boom"
+    one = client.get("/jobs/j1", headers=admin).json()
+    assert one["status"] == "queued" and one["note"] == "n" and one["params"] == {"model": "margo"}
+    assert client.get("/jobs/nope", headers=admin).status_code == 404
+    assert client.get("/jobs/j1").status_code == 200  # the tests' settings have public reads
+    assert client.get("/jobs", params={"status": "sleeping"}, headers=admin).status_code == 422
+
+
+def test_cancel_a_queued_job(live: tuple[TestClient, dict, dict]) -> None:
+    client, admin, write = live
+    add_job(client, "q1")
+    assert client.delete("/jobs/q1", headers=write).status_code == 403
+    r = client.delete("/jobs/q1", headers=admin)
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    # a worker that dequeues it afterwards skips it
+    state = client.app.state.margo
+    assert run_job("q1", state.settings, registry=state.registry) == "skipped"
+    assert client.get("/jobs/q1", headers=admin).json()["status"] == "cancelled"
+    assert client.delete("/jobs/q1", headers=admin).status_code == 409
+
+
+def test_a_silent_running_job_is_failed(live: tuple[TestClient, dict, dict]) -> None:
+    client, admin, _ = live
+    stale_s = client.app.state.margo.settings.job_stale_s
+    old = utcnow() - dt.timedelta(seconds=stale_s + 1)
+    add_job(client, "dead", status=JobStatus.RUNNING.value, started_at=old, heartbeat_at=old)
+    add_job(client, "alive", status=JobStatus.RUNNING.value, started_at=old, heartbeat_at=utcnow())
+    job = client.get("/jobs/dead", headers=admin).json()
+    assert job["status"] == "failed" and "stopped responding" in job["error"]
+    assert job["finished_at"] is not None
+    assert client.get("/jobs/alive", headers=admin).json()["status"] == "running"
+    # the live one still blocks a new retrain
+    r = client.post("/retrain", json={}, headers=admin)
+    assert r.status_code == 409 and "alive" in r.json()["detail"]

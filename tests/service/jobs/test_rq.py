@@ -1,0 +1,162 @@
+"""Retraining through RQ on the real Redis and PostgreSQL: `margo worker` processes run the
+jobs, the API process follows the activation; a worker killed with SIGKILL mid-job leaves the
+job failed (within job_stale_s) and the active model unchanged."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from service.settings import Settings
+from tests.service.conftest import start_client
+from tests.service.jobs.helpers import FAST, api_key, wait_for, wait_job
+
+MARGO = str(Path(sys.executable).with_name("margo"))
+serving = contextmanager(start_client)
+
+
+@pytest.fixture
+def rq_settings(
+    job_settings: Callable[..., Settings], postgres_db: str, redis_url: tuple[str, str]
+) -> Iterator[Settings]:
+    """PostgreSQL + Redis settings with a queue of this test's own; its RQ keys are removed."""
+    url, prefix = redis_url
+    token = prefix.rstrip(":")
+    settings = job_settings(
+        database_url=postgres_db, redis_url=url, cache_prefix=prefix, queue_name=f"{token}-retrain"
+    )
+    yield settings
+    import redis
+
+    engine = create_engine(postgres_db)
+    with engine.connect() as conn:
+        job_ids = [r[0] for r in conn.execute(text("SELECT id FROM jobs"))]
+    engine.dispose()
+    client = redis.Redis.from_url(url)
+    keys = set(client.scan_iter(match=f"*{token}*", count=1000))
+    for job_id in job_ids:
+        keys |= set(client.scan_iter(match=f"rq:*{job_id}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    for registry in ("rq:workers", "rq:queues"):
+        for member in client.smembers(registry):
+            if token.encode() in member:
+                client.srem(registry, member)
+    client.close()
+
+
+def start_worker(settings: Settings, name: str, *, burst: bool) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MARGO_DATABASE_URL": settings.database_url,
+        "MARGO_REDIS_URL": str(settings.redis_url),
+        "MARGO_QUEUE_NAME": settings.queue_name,
+        "MARGO_CACHE_PREFIX": settings.cache_prefix,
+        "MARGO_MODEL_DIR": str(settings.model_dir),
+        "MARGO_SNAPSHOT_DIR": str(settings.snapshot_dir),
+        "MARGO_JOB_HEARTBEAT_S": str(settings.job_heartbeat_s),
+        "MARGO_JOB_STALE_S": str(settings.job_stale_s),
+        "MARGO_TRAIN_THREADS": "1",
+    }
+    args = [MARGO, "worker", "--name", name] + (["--burst"] if burst else [])
+    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a worker and its descendants (RQ's work horse runs in a session of its own),
+    as when the machine or container of the worker dies."""
+    victims, frontier = [pid], [pid]
+    while frontier:
+        parent = frontier.pop()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == parent:  # ppid
+                child = int(stat.parent.name)
+                victims.append(child)
+                frontier.append(child)
+    for victim in victims:
+        with suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGKILL)
+
+
+def recs(client: TestClient, user: str) -> tuple[str, list[str]]:
+    body = client.get(f"/users/{user}/recommendations", params={"k": 10, "explain": False}).json()
+    return body["model_version"], [it["item_id"] for it in body["items"]]
+
+
+def test_loop_through_rq_on_postgres(rq_settings: Settings) -> None:
+    admin, write = api_key(rq_settings, "admin"), api_key(rq_settings, "write")
+    with serving(rq_settings) as client:
+        version, before = recs(client, "5")
+        records = [
+            {"user_id": "5", "item_id": before[0], "timestamp": 1_800_000_000},
+            {"user_id": "rq-new", "item_id": before[1], "timestamp": 1_800_000_000},
+        ]
+        r = client.post("/interactions", json={"interactions": records}, headers=write)
+        assert r.json()["written"] == 2
+        job_id = client.post("/retrain", json={"hyperparameters": FAST}, headers=admin).json()[
+            "job_id"
+        ]
+        r = client.post("/retrain", json={}, headers=admin)
+        assert r.status_code == 409 and job_id in r.json()["detail"]
+        worker = start_worker(rq_settings, f"{rq_settings.queue_name}-w1", burst=True)
+        try:
+            job = wait_job(client, job_id, admin, timeout=120)
+            assert worker.wait(60) == 0
+        finally:
+            if worker.poll() is None:
+                kill_tree(worker.pid)
+        assert job["status"] == "succeeded", (job, worker.stdout.read().decode()[-3000:])
+        assert job["metrics"]["gate"]["active_version"] == version
+        # the API process follows the activation made by the worker (Redis event / SQL poll)
+        new_version = wait_for(
+            lambda: recs(client, "5")[0] if recs(client, "5")[0] != version else None,
+            what="the API to serve the retrained model",
+        )
+        assert new_version == job["result_version"]
+        assert before[0] not in recs(client, "5")[1]
+        assert before[1] not in recs(client, "rq-new")[1]
+
+
+def test_sigkill_mid_job_fails_the_job_and_keeps_the_model(rq_settings: Settings) -> None:
+    admin = api_key(rq_settings, "admin")
+    with serving(rq_settings) as client:
+        active = client.get("/models").json()["active"]
+        job_id = client.post(
+            "/retrain",
+            json={"hyperparameters": {**FAST, "epochs": 1000, "patience": 1000}},
+            headers=admin,
+        ).json()["job_id"]
+        worker = start_worker(rq_settings, f"{rq_settings.queue_name}-w2", burst=False)
+        try:
+            wait_for(
+                lambda: client.get(f"/jobs/{job_id}", headers=admin).json()["epoch"],
+                timeout=120,
+                what="the job to train",
+            )
+        finally:
+            kill_tree(worker.pid)
+            worker.wait(10)
+        killed = time.monotonic()
+        job = wait_job(client, job_id, admin, timeout=rq_settings.job_stale_s + 10)
+        waited = time.monotonic() - killed
+        assert job["status"] == "failed" and "stopped responding" in job["error"], job
+        assert waited <= rq_settings.job_stale_s + 2
+        assert client.get("/models").json()["active"] == active
+        assert recs(client, "5")[0] == active
+        # the queue takes a new job again
+        assert client.post("/retrain", json={}, headers=admin).status_code == 202
