@@ -8,6 +8,9 @@ DEMO_DIR ?= var/demo
 DEMO_USERS ?= 2000
 DEMO_ITEMS ?= 1000
 DEMO_INTERACTIONS ?= 30000
+# the retrain the demo suggests: the configuration `make demo` trained with
+DEMO_RETRAIN := {"model": "margo", "hyperparameters": {"epochs": 40, "patience": 5, \
+	"per_channel_graph": true, "alpha": 1, "weight_lr": 0.1, "lr_stage2": 0.0001}}
 
 .PHONY: demo test lint install clean
 
@@ -34,13 +37,18 @@ demo: install
 		--overwrite --epochs 40 --patience 5 \
 		--per-channel-graph --alpha 1 --weight-lr 0.1 --lr-stage2 1e-4
 	$(VENV)/bin/margo db upgrade
-	@echo
-	@echo "Try, once the server below is up:"
-	@echo "  curl -s 'http://127.0.0.1:8000/users/0/recommendations?k=5&explain=true'"
-	@echo "  curl -s 'http://127.0.0.1:8000/reliability?modality=image&order=asc&limit=5'"
-	@echo "  curl -s 'http://127.0.0.1:8000/items/0'"
-	@echo
-	$(VENV)/bin/margo serve --host 127.0.0.1 --port 8000
+	@# reads are public in the demo; retraining needs an admin key: a new one per run
+	@key=$$($(VENV)/bin/margo keys create --role admin --name make-demo) && \
+	echo && \
+	echo "Try, once the server below is up (reads need no key here, retraining needs this one):" && \
+	echo "  export MARGO_KEY=$$key" && \
+	echo '  curl -s "http://127.0.0.1:8000/users/0/recommendations?k=5&explain=true"' && \
+	echo '  curl -s "http://127.0.0.1:8000/reliability?modality=image&order=asc&limit=5"' && \
+	echo '  curl -s -X POST http://127.0.0.1:8000/retrain -H "X-API-Key: $$MARGO_KEY" \' && \
+	echo '    -H "Content-Type: application/json" -d '"'"'$(DEMO_RETRAIN)'"'" && \
+	echo '  curl -s http://127.0.0.1:8000/jobs   # the retrain'"'"'s progress' && \
+	echo
+	MARGO_PUBLIC_READS=true $(VENV)/bin/margo serve --host 127.0.0.1 --port 8000
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
