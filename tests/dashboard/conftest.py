@@ -1,5 +1,6 @@
-"""Fixtures of the dashboard's browser tests: two small trained models, a real uvicorn server
-on 127.0.0.1 with keys required for reads, and Debian's headless chromium driven by selenium.
+"""Fixtures of the dashboard's browser tests: real uvicorn servers on 127.0.0.1 (two small
+trained models with keys required for reads; a synthetic bundle with public reads) and
+Debian's headless chromium driven by selenium.
 
 The browser and driver are found on PATH (``apt-get install chromium chromium-driver``) or at
 MARGO_TEST_CHROMIUM / MARGO_TEST_CHROMEDRIVER; without them the browser tests skip, and CI
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,7 @@ import pytest
 from service.auth import HEADER, create_api_key
 from service.db.migrate import upgrade
 from service.db.session import Database
+from tests.service.factories import make_bundle
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "dashboard"
@@ -82,17 +85,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """uvicorn serving two trained models (``new`` live, ``old`` ready) from a SQLite file,
-    with in-process jobs and reads that need a key."""
-    root = tmp_path_factory.mktemp("dashboard")
-    data, models = root / "data", root / "models"
-    margo("import", "synth", str(data), *SYNTH)
-    margo("train", "--data", str(data), "--out", str(models / "old"), *TRAIN, "--seed", "1")
-    time.sleep(1.1)  # created_at has one-second resolution: "new" must be the newest
-    margo("train", "--data", str(data), "--out", str(models / "new"), *TRAIN, "--seed", "2")
-
+@contextmanager
+def run_server(root: Path, models: Path, *, public_reads: bool) -> Iterator[Server]:
+    """uvicorn on a free port serving ``models`` from a fresh SQLite file in ``root``, with
+    in-process jobs and cache; a read and an admin key exist."""
     database_url = f"sqlite:///{root / 'margo.db'}"
     upgrade(database_url)
     db = Database(database_url)
@@ -111,7 +107,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "MARGO_MODEL_DIR": str(models),
         "MARGO_SNAPSHOT_DIR": str(root / "snapshots"),
         "MARGO_REDIS_URL": "",
-        "MARGO_PUBLIC_READS": "false",
+        "MARGO_PUBLIC_READS": str(public_reads).lower(),
         "MARGO_POLL_INTERVAL_S": "0.5",
         "MARGO_TRAIN_THREADS": "1",
         "MARGO_LOG_FORMAT": "text",
@@ -146,6 +142,30 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Two trained models (``new`` live, ``old`` ready) whose dataset seeds SQL, so a retrain
+    can run; reads need a key."""
+    root = tmp_path_factory.mktemp("dashboard")
+    data, models = root / "data", root / "models"
+    margo("import", "synth", str(data), *SYNTH)
+    margo("train", "--data", str(data), "--out", str(models / "old"), *TRAIN, "--seed", "1")
+    time.sleep(1.1)  # created_at has one-second resolution: "new" must be the newest
+    margo("train", "--data", str(data), "--out", str(models / "new"), *TRAIN, "--seed", "2")
+    with run_server(root, models, public_reads=False) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def public_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A synthetic bundle (tests/service/factories.py: random embeddings, so some modality
+    contributions are negative) behind MARGO_PUBLIC_READS=true."""
+    root = tmp_path_factory.mktemp("dashboard-public")
+    make_bundle(root / "models" / "m1", n_users=40, n_items=300, seed=3)
+    with run_server(root, root / "models", public_reads=True) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
 def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     chromium, chromedriver = browser_paths()
     from selenium import webdriver

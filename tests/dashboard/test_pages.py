@@ -7,75 +7,30 @@ read key, the later ones check it is never asked for again.
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import Select
 
+from tests.dashboard.browser import (
+    check_contribution_bars,
+    console_errors,
+    dialog_error,
+    enter_key,
+    go,
+    item_ids,
+    key_dialog_open,
+    no_error_panel,
+    text_of,
+    visible,
+    wait,
+)
 from tests.dashboard.conftest import Server
 
 TERMINAL = {"succeeded", "failed", "cancelled", "rejected"}
 K = 10
-
-
-def wait(driver: WebDriver, timeout: float = 10):  # noqa: ANN201
-    return WebDriverWait(driver, timeout, poll_frequency=0.05)
-
-
-def visible(driver: WebDriver, css: str, timeout: float = 10) -> WebElement:
-    return wait(driver, timeout).until(EC.visibility_of_element_located((By.CSS_SELECTOR, css)))
-
-
-def go(driver: WebDriver, server: Server, hash_: str) -> None:
-    """Navigate inside the page (a hash change keeps the tab's sessionStorage, as a click)."""
-    if not driver.current_url.startswith(server.url):
-        driver.get(f"{server.url}/{hash_}")
-    else:
-        driver.execute_script("location.hash = arguments[0]", hash_)
-
-
-def key_dialog_open(driver: WebDriver) -> bool:
-    return driver.execute_script("return document.getElementById('key-dialog').open")
-
-
-def enter_key(driver: WebDriver, key: str) -> None:
-    wait(driver).until(lambda d: key_dialog_open(d))
-    field = driver.find_element(By.ID, "key-input")
-    field.clear()
-    field.send_keys(key)
-    driver.find_element(By.ID, "key-submit").click()
-
-
-def dialog_error(driver: WebDriver) -> str:
-    el = visible(driver, "#key-dialog-error")
-    return el.text
-
-
-def item_ids(driver: WebDriver, css: str) -> list[str | None]:
-    return [el.get_attribute("data-item-id") for el in driver.find_elements(By.CSS_SELECTOR, css)]
-
-
-def text_of(driver: WebDriver, element_id: str) -> str:
-    return driver.find_element(By.ID, element_id).text
-
-
-def no_error_panel(driver: WebDriver) -> None:
-    panels = [p.text for p in driver.find_elements(By.CSS_SELECTOR, ".error-panel")]
-    assert not panels, f"the page shows errors: {panels}"
-
-
-def console_errors(driver: WebDriver) -> list[str]:
-    """Script errors in the browser console (refused requests are expected, and skipped)."""
-    return [
-        e["message"]
-        for e in driver.get_log("browser")
-        if e["level"] == "SEVERE" and "Failed to load resource" not in e["message"]
-    ]
 
 
 # -- 1. access ----------------------------------------------------------------------------------
@@ -131,36 +86,7 @@ def test_recommendations_show_contribution_bars_matching_the_api(
 
     api = server.api("/users/7/recommendations", k=K, exclude_seen="true", explain="true")
     assert api["strategy"] == "personal"
-    items = driver.find_elements(By.CSS_SELECTOR, "#rec-list > li")
-    assert item_ids(driver, "#rec-list > li") == [i["item_id"] for i in api["items"]]
-
-    # the scale the bars share: how far stacks reach left (negative) and right of zero
-    left = max(sum(-t["contribution"] for t in i["modalities"].values()
-                   if t["contribution"] < 0) for i in api["items"])  # fmt: skip
-    right = max(sum(t["contribution"] for t in i["modalities"].values()
-                    if t["contribution"] >= 0) for i in api["items"])  # fmt: skip
-    for li, expected in zip(items, api["items"], strict=True):
-        terms = expected["modalities"]
-        track = li.find_element(By.CSS_SELECTOR, ".contrib-track")
-        track_px = track.rect["width"]
-        segments = track.find_elements(By.CSS_SELECTOR, ".contrib-seg")
-        assert sorted(s.get_attribute("data-modality") for s in segments) == sorted(terms)
-        for seg in segments:
-            term = terms[seg.get_attribute("data-modality")]
-            # the number in the DOM is the API's, and the part's length is proportional to it
-            assert float(seg.get_attribute("data-contribution")) == pytest.approx(
-                term["contribution"], rel=1e-9, abs=1e-12
-            )
-            expected_px = abs(term["contribution"]) / (left + right) * track_px
-            assert math.isclose(seg.rect["width"], expected_px, abs_tol=1.0)
-        assert sum(t["contribution"] for t in terms.values()) == pytest.approx(expected["score"])
-        if expected["top_modality"]:
-            assert expected["top_modality"] in li.find_element(By.CSS_SELECTOR, ".pill-top").text
-        weights = {
-            w.get_attribute("data-modality"): float(w.get_attribute("data-weight"))
-            for w in li.find_elements(By.CSS_SELECTOR, ".weight-row")
-        }
-        assert weights == pytest.approx({m: t["weight"] for m, t in terms.items()})
+    check_contribution_bars(driver, api)
 
     # titles arrive from GET /items/{id}
     first = api["items"][0]["item_id"]
@@ -329,6 +255,29 @@ def test_a_retrain_started_with_an_admin_key_reaches_a_terminal_status(
     row = visible(driver, f'#jobs-table tr[data-job-id="{job_id}"]')
     assert row.get_attribute("data-status") == job["status"]
     assert console_errors(driver) == []
+
+
+def test_a_running_retrain_can_be_cancelled_from_its_page(
+    driver: WebDriver, server: Server, shot
+) -> None:
+    # the tab keeps the admin key from the test before: no prompt now
+    go(driver, server, "#/jobs")
+    epochs = visible(driver, "#retrain-epochs")
+    epochs.send_keys("1000")
+    visible(driver, "#retrain-form details summary").click()
+    driver.find_element(By.ID, "retrain-hyperparameters").send_keys('{"patience": 1000}')
+    driver.find_element(By.ID, "retrain-submit").click()
+    wait(driver).until(lambda d: "#/jobs/" in d.current_url)
+    assert not key_dialog_open(driver)
+    job_id = driver.current_url.rsplit("/", 1)[1]
+    detail = visible(driver, "#job-detail[data-status]")
+    wait(driver, 30).until(lambda d: detail.get_attribute("data-status") == "running")
+    visible(driver, "#job-cancel").click()
+    visible(driver, "#job-message .success-panel")
+    wait(driver, 30).until(lambda d: detail.get_attribute("data-status") in TERMINAL)
+    job = server.api(f"/jobs/{job_id}")
+    assert job["status"] == detail.get_attribute("data-status") == "cancelled"
+    shot("cancelled")
 
 
 # -- 8. small screens ----------------------------------------------------------------------------
