@@ -47,6 +47,7 @@ demo: install
 	echo '  curl -s -X POST http://127.0.0.1:8000/retrain -H "X-API-Key: $$MARGO_KEY" \' && \
 	echo '    -H "Content-Type: application/json" -d '"'"'$(DEMO_RETRAIN)'"'" && \
 	echo '  curl -s http://127.0.0.1:8000/jobs   # the retrain'"'"'s progress' && \
+	echo "Or open the dashboard at http://127.0.0.1:8000/ (the key above lets it retrain and activate)" && \
 	echo
 	MARGO_PUBLIC_READS=true $(VENV)/bin/margo serve --host 127.0.0.1 --port 8000
 
