@@ -49,6 +49,16 @@ SYNTH_MARGO = {
     "lr_stage2": 1e-4,
 }
 PLUGIN_SETS: list[tuple[str, ...]] = [(), ("ckd",), ("sea",), ("ckd", "sea")]
+# timing rows: (label, plug-ins, extra options); SEA's costlier and cheaper variants beside the default
+TIMING_ROWS: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [
+    ("margo", (), {}),
+    ("margo+CKD", ("ckd",), {}),
+    ("margo+SEA", ("sea",), {}),
+    ("margo+SEA full-catalogue", ("sea",), {"sea_scope": "full"}),
+    ("margo+SEA 50 CLUB steps", ("sea",), {"sea_club_steps": 50}),
+    ("margo+SEA neg-l2", ("sea",), {"sea_distance": "neg-l2"}),
+    ("margo+CKD+SEA", ("ckd", "sea"), {}),
+]
 
 
 def _suffix(plugins: tuple[str, ...]) -> str:
@@ -112,9 +122,9 @@ def timing(args, path: str, log) -> dict[str, Any]:
     cache = args.workdir / "timing-cache"  # teachers of these short runs, apart from the rows'
     per: dict[str, dict[str, list[float]]] = {}
     for rnd in range(args.timing_rounds):
-        for plugins in PLUGIN_SETS:
+        for label, plugins, extra in TIMING_ROWS:
             cfg = TrainConfig(
-                **{**ML_HP, **MARGO_KW},
+                **{**ML_HP, **MARGO_KW, **extra},
                 plugins=plugins,
                 epochs=args.timing_epochs,
                 patience=10_000,
@@ -123,10 +133,10 @@ def timing(args, path: str, log) -> dict[str, Any]:
                 threads=args.threads,
             )
             res = fit(data, cfg, progress=False, plugin_cache=cache)
-            row = per.setdefault(f"margo{_suffix(plugins)}", {"I": [], "II": []})
+            row = per.setdefault(label, {"I": [], "II": []})
             for s in res.stages:
                 row[s.stage] += s.epoch_seconds[1:]  # the first epoch carries warm-up
-            log(f"[timing] round {rnd} margo{_suffix(plugins)} {res.seconds:.1f}s")
+            log(f"[timing] round {rnd} {label} {res.seconds:.1f}s")
     base = {st: statistics.median(per["margo"][st]) for st in ("I", "II")}
     out = {}
     for label, row in per.items():
@@ -346,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patience", type=int, default=20)
     p.add_argument("--rel-epochs", type=int, default=100, help="max epochs per stage (synth)")
     p.add_argument("--timing-rounds", type=int, default=2)
-    p.add_argument("--timing-epochs", type=int, default=4)
+    p.add_argument("--timing-epochs", type=int, default=3)
     p.add_argument(
         "--parts", nargs="+", default=["reliability", "quality", "timing"], help="what to run"
     )
