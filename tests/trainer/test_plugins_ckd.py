@@ -11,8 +11,7 @@ from trainer.cli import build_parser, config_from_args
 from trainer.config import TrainConfig
 from trainer.errors import ConfigError
 from trainer.export import export_model
-from trainer.plugins import StepContext
-from trainer.plugins import ckd
+from trainer.plugins import StepContext, ckd
 from trainer.train import fit
 
 FAST = {"epochs": 2, "batch_size": 512, "lr": 0.01, "patience": 5}
@@ -164,9 +163,12 @@ def test_teacher_config_is_the_unweighted_backbone_without_plugins(tiny):
     cfg = TrainConfig(model="margo", plugins=("ckd", "sea"), seed=5, ckd_teacher_seed=3)
     t = ckd.teacher_config(cfg.validate(), tiny, "image")
     assert (t.model, t.plugins, t.seed) == ("fusion-sum", (), 3)
-    assert ckd.teacher_config(
-        TrainConfig(model="vbpr", plugins=("ckd",)).validate(), tiny, "image"
-    ).model == "vbpr"
+    assert (
+        ckd.teacher_config(
+            TrainConfig(model="vbpr", plugins=("ckd",)).validate(), tiny, "image"
+        ).model
+        == "vbpr"
+    )
 
 
 def test_teachers_are_cached_by_fingerprint(tiny, tmp_path):
