@@ -186,8 +186,16 @@ export function flattenMetrics(metrics, prefix = "") {
   return rows;
 }
 
-export function metricsTable(metrics, { empty = "no metrics yet" } = {}) {
-  const rows = flattenMetrics(metrics);
+/** ``first``: rows whose label contains one of these words come first, in that order. */
+export function metricsTable(metrics, { empty = "no metrics yet", first = [] } = {}) {
+  const rank = ([label]) => {
+    const i = first.findIndex((word) => label.includes(word));
+    return i < 0 ? first.length : i;
+  };
+  const rows = flattenMetrics(metrics)
+    .map((row, i) => [row, i])
+    .sort((a, b) => rank(a[0]) - rank(b[0]) || a[1] - b[1])
+    .map(([row]) => row);
   if (!rows.length) return h("p", { class: "muted" }, empty);
   return h("table", { class: "kv metrics" },
     h("tbody", {}, rows.map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", { class: "num" },

@@ -97,7 +97,15 @@ export async function render(root, ctx) {
   }
   fill(status,
     h("div", { class: "page-head" },
-      h("p", { class: "crumbs" }, h("a", { href: "#/audit" }, "Reliability audit"), " / item"),
+      h("p", { class: "crumbs" }, h("a", {
+        href: "#/audit",
+        onclick: (event) => {
+          if (history.length > 1) {
+            event.preventDefault();
+            history.back();
+          }
+        },
+      }, "← Back")),
       h("h1", { id: "item-title" }, item.title || item.item_id),
       h("div", { class: "result-meta" },
         h("span", { class: "mono muted" }, item.item_id),

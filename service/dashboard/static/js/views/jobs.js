@@ -158,14 +158,16 @@ function detail(job, onCancel) {
           disabled: job.cancel_requested, onclick: onCancel,
         }, "Cancel job")) : null)),
     job.error ? h("div", {
-      class: job.status === "rejected" ? "notice notice-warn" : "error-panel",
+      class: { rejected: "notice notice-warn", cancelled: "notice" }[job.status] || "error-panel",
       role: "alert", id: "job-error",
     },
     h("strong", {}, job.status === "rejected" ? "Not activated: the quality gate said no"
       : job.status === "cancelled" ? "Cancelled" : "Error"),
     h("pre", { class: "error-detail" }, job.error)) : null,
     h("div", { class: "grid-2" },
-      card("Latest metrics", metricsTable(job.metrics, { empty: "no validation yet" })),
+      card("Latest metrics", metricsTable(job.metrics, {
+        empty: "no validation yet", first: ["recall@20", "ndcg@20", "loss", "gate"],
+      })),
       card("Details", h("table", { class: "kv" }, h("tbody", {},
         [["job id", h("span", { class: "mono" }, job.job_id)],
           ["created", when(job.created_at)],
