@@ -1,10 +1,17 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from service.auth import HEADER
+from service.db.migrate import upgrade
 from service.schemas import ReliabilityHistogramOut
+from service.settings import Settings
+from tests.service.conftest import make_keys, start_client
+from tests.service.factories import make_bundle
 from trainer.bundle import load_bundle
 
 URL = "/reliability/histogram"
@@ -42,3 +49,15 @@ def test_bad_parameters_are_422(client: TestClient, params: dict) -> None:
 
 def test_no_active_model_is_503(empty_client: TestClient) -> None:
     assert empty_client.get(URL).status_code == 503
+
+
+def test_histogram_needs_a_read_key_unless_reads_are_public(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(public_reads=False)
+    upgrade(settings.database_url)
+    make_bundle(settings.model_dir / "m1", seed=1)
+    keys = make_keys(settings.database_url)
+    for client in start_client(settings):
+        assert client.get(URL).status_code == 401
+        assert client.get(URL, headers={HEADER: keys["read"]}).status_code == 200
