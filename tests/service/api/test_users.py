@@ -65,16 +65,16 @@ def test_ingested_interactions_are_excluded_at_once(client: TestClient) -> None:
     r = client.post(
         "/interactions", json={"interactions": [{"user_id": "u1", "item_id": first[0]}]}
     )
-    assert r.status_code == 201 and r.json() == {"accepted": 1}
+    assert r.status_code == 201 and r.json() == {"accepted": 1, "written": 1, "duplicates": 0}
     after = [it["item_id"] for it in client.get(URL, params={"k": 3}).json()["items"]]
     assert first[0] not in after and after[:2] == first[1:]
     with_seen = client.get(URL, params={"k": 3, "exclude_seen": False}).json()["items"]
     assert first[0] in [it["item_id"] for it in with_seen]
 
 
-def test_interactions_with_unknown_items_are_404(client: TestClient) -> None:
+def test_interactions_with_unknown_items_are_422(client: TestClient) -> None:
     r = client.post("/interactions", json={"interactions": [{"user_id": "u1", "item_id": "zz"}]})
-    assert r.status_code == 404 and "zz" in r.json()["detail"]
+    assert r.status_code == 422 and "zz" in r.json()["detail"]
 
 
 def test_hidden_item_disappears_at_once(client: TestClient) -> None:
