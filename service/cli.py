@@ -4,6 +4,7 @@
     margo db upgrade                                  create or migrate the database schema
     margo models register PATH [--activate]           verify a bundle, build its index, record it
     margo models list                                 model versions and their status
+    margo worker [--burst]                            run retraining jobs from Redis (RQ)
     margo keys create --role R [--name N]             a new API key, printed once
     margo keys list | margo keys revoke PREFIX        the keys (never their secrets); revoke one
     margo train ... / margo ...                       see trainer/cli.py
@@ -209,6 +210,38 @@ def cmd_keys_revoke(args: argparse.Namespace, settings: Settings | None = None) 
     return 0
 
 
+def cmd_worker(args: argparse.Namespace, settings: Settings | None = None) -> int:
+    """Run retraining jobs from the RQ queue on Redis until stopped (or, --burst, drained)."""
+    import redis
+    from rq import Queue, Worker
+    from rq.serializers import JSONSerializer
+
+    from service.jobs.queue import QueueUnavailable
+    from service.jobs.runner import sweep_stale
+
+    settings = settings or get_settings()
+    if not settings.redis_url:
+        raise QueueUnavailable(
+            "margo worker needs MARGO_REDIS_URL; without Redis, `margo serve` runs "
+            "retraining jobs on a thread of its own"
+        )
+    db = _open_db(settings)
+    try:
+        sweep_stale(db, settings)  # jobs of a worker that died before this one started
+    finally:
+        db.dispose()
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise QueueUnavailable(f"Redis at {settings.redis_url} does not answer: {exc}") from None
+    queue = Queue(settings.queue_name, connection=client, serializer=JSONSerializer)
+    worker = Worker([queue], connection=client, serializer=JSONSerializer, name=args.name)
+    print(f"margo worker {worker.name} on queue {settings.queue_name}", flush=True)
+    worker.work(burst=args.burst, logging_level=args.log_level.upper())
+    return 0
+
+
 def _shown_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -248,6 +281,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     reg.set_defaults(func=cmd_models_register)
     ls = models.add_parser("list", help="registered model versions")
     ls.set_defaults(func=cmd_models_list)
+
+    worker = subparsers.add_parser(
+        "worker", help="run retraining jobs from the Redis queue (MARGO_REDIS_URL)"
+    )
+    worker.add_argument("--name", default=None, help="worker name (default: RQ's, unique)")
+    worker.add_argument("--burst", action="store_true", help="exit once the queue is empty")
+    worker.add_argument("--log-level", default="info")
+    worker.set_defaults(func=cmd_worker)
 
     keys = subparsers.add_parser("keys", help="API keys (roles read < write < admin)")
     keys = keys.add_subparsers(dest="keys_command", required=True)

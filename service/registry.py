@@ -30,6 +30,7 @@ from service.db.tables import ModelStatus, ModelVersion, utcnow
 from service.errors import Conflict, ModelLoadError, NotFound
 from service.events import EventBus
 from service.index import IndexParams, ItemIndex, gpu_available, vectors_fingerprint
+from service.jobs import seed
 from service.live import LiveModel, parse_time
 from service.settings import Settings
 from trainer.bundle import MANIFEST, ModelBundle, load_bundle, read_manifest
@@ -124,6 +125,9 @@ class Registry:
         with self.db.session() as session:
             crud.upsert_users(session, external_ids=bundle.user_ids)
             crud.upsert_items(session, items=item_rows(bundle))
+            if seed.needs_seed(session, manifest, bundle.n_items):  # retraining needs them
+                created = parse_time(manifest.get("created_at")) or utcnow()
+                seed.seed_from_dataset(session, manifest, path, created)
             status = existing.status if existing is not None else ModelStatus.READY.value
             if status not in _LOADABLE:
                 status = ModelStatus.READY.value

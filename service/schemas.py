@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from service.db.tables import ModelStatus
+from service.db.tables import JobStatus, ModelStatus
 
 
 class ErrorOut(BaseModel):
@@ -201,3 +201,135 @@ class ReadyOut(BaseModel):
     status: str
     model_version: str
     cache: dict[str, Any]
+
+
+# -- feedback and retraining (service/api/interactions.py, items.py, retrain.py, jobs.py) ------
+class IngestOut(BaseModel):
+    accepted: int = Field(description="records in the batch")
+    written: int = Field(description="rows stored now")
+    duplicates: int = Field(description="records stored before (or repeated in the batch)")
+
+
+class ModalityContent(BaseModel):
+    """One modality of an item: a vector, or raw text for a text modality (not both)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    vector: list[float] | None = Field(None, description="the modality's feature vector")
+    text: str | None = Field(
+        None, min_length=1, description="raw text, encoded with all-MiniLM-L6-v2 at retraining"
+    )
+
+
+class ItemIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    item_id: str = Field(min_length=1, max_length=255)
+    title: str | None = None
+    categories: list[str] | None = None
+    metadata: dict[str, Any] | None = None
+    hidden: bool | None = None
+    content: dict[str, ModalityContent] = Field(
+        default_factory=dict, description="modality name -> vector or text"
+    )
+
+    @field_validator("categories")
+    @classmethod
+    def _no_pipe(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and any("|" in c or not c for c in value):
+            raise ValueError("category labels must be non-empty and must not contain '|'")
+        return value
+
+
+class ItemsIn(BaseModel):
+    items: list[ItemIn] = Field(min_length=1, max_length=1000)
+
+
+class ItemsWriteOut(BaseModel):
+    created: list[str]
+    updated: list[str]
+    recommendable: str = Field(description="when the written items can be recommended")
+
+
+class TrainParams(BaseModel):
+    """Hyper-parameters a retrain may set (the rest keep trainer/config.py's defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int | None = Field(None, ge=1, le=1000)
+    patience: int | None = Field(None, ge=1, le=1000)
+    eval_every: int | None = Field(None, ge=1, le=100)
+    lr: float | None = Field(None, gt=0, le=1)
+    lr_stage2: float | None = Field(None, gt=0, le=1)
+    weight_lr: float | None = Field(None, gt=0, le=10)
+    batch_size: int | None = Field(None, ge=1, le=1_000_000)
+    dim: int | None = Field(None, ge=1, le=1024)
+    hidden: int | None = Field(None, ge=1, le=8192)
+    n_layers: int | None = Field(None, ge=0, le=8)
+    knn_k: int | None = Field(None, ge=1, le=1000)
+    user_graph_k: int | None = Field(None, ge=1, le=1000)
+    per_channel_graph: bool | None = None
+    id_channel: bool | None = None
+    two_stage: bool | None = None
+    reg_weight: float | None = Field(None, ge=0)
+    alpha: float | None = Field(None, ge=0)
+    tau_conf: float | None = Field(None, gt=0)
+    seed: int | None = Field(None, ge=0)
+    modalities: list[str] | None = Field(None, min_length=1)
+
+
+class RetrainIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(
+        "margo", description="bpr, lightgcn, vbpr, fusion-sum, fusion-learned, margo"
+    )
+    hyperparameters: TrainParams = Field(default_factory=TrainParams)
+    note: str | None = Field(None, max_length=2000)
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        from trainer.config import MODELS
+
+        if value not in MODELS:
+            raise ValueError(f"unknown model {value!r}; choose from {', '.join(MODELS)}")
+        return value
+
+
+class RetrainOut(BaseModel):
+    job_id: str
+    status: JobStatus
+    status_url: str
+
+
+class JobOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    job_id: str = Field(validation_alias="id")
+    kind: str
+    status: JobStatus
+    stage: str | None
+    epoch: int | None
+    progress: float = Field(description="rough fraction done, 0..1")
+    metrics: dict[str, Any] = Field(description="latest validation metrics and gate numbers")
+    error: str | None
+    params: dict[str, Any]
+    note: str | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    heartbeat_at: dt.datetime | None
+    cancel_requested: bool = False
+    result_version: str | None
+
+    @field_validator("created_at", "started_at", "finished_at", "heartbeat_at")
+    @classmethod
+    def _utc(cls, value: dt.datetime | None) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value
+
+
+class JobsOut(BaseModel):
+    jobs: list[JobOut]

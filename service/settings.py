@@ -101,6 +101,25 @@ class Settings(BaseSettings):
     metrics_enabled: bool = True
     """Serve Prometheus metrics on ``/metrics`` and count requests."""
 
+    # -- feedback and retraining (service/jobs/) ------------------------------------------
+    retrain_tolerance: float = Field(0.02, ge=0, lt=1)
+    """Activation gate: a retrained model goes live only if its validation Recall@20 is at
+    least (1 - tolerance) x that of the active model on the same snapshot."""
+    snapshot_dir: Path = Path("var/snapshots")
+    """Where a retrain writes the dataset bundle it builds from SQL (one folder per job)."""
+    queue_name: str = "margo-retrain"
+    """RQ queue of retraining jobs (used when ``redis_url`` is set)."""
+    job_timeout_s: int = Field(6 * 3600, ge=60)
+    """RQ kills a job running longer than this (the job is then marked failed)."""
+    job_heartbeat_s: float = Field(5.0, gt=0)
+    """How often a running job proves it is alive (``jobs.heartbeat_at``)."""
+    job_stale_s: float = Field(60.0, gt=0)
+    """A running job silent for this long is marked failed (its worker died)."""
+    train_threads: int | None = Field(None, ge=1)
+    """torch threads of a training job; unset: torch's default (all cores)."""
+    text_modalities: list[str] = ["text"]
+    """Modalities whose content may be sent as raw text (encoded with all-MiniLM-L6-v2)."""
+
     # -- cache ---------------------------------------------------------------------------
     cache_enabled: bool = True
     cache_size: int = Field(10_000, ge=0)
