@@ -104,4 +104,8 @@ class ObserveRequests:
         prefix = state.get("api_key_prefix") if isinstance(state, dict) else None
         if prefix:
             fields["key_prefix"] = prefix
-        access_log.log(level, "request", extra={"fields": fields})
+        # a record made directly: Logger.log would walk the stack for a caller no one reads
+        record = access_log.makeRecord(
+            access_log.name, level, __file__, 0, "request", (), None, extra={"fields": fields}
+        )
+        access_log.handle(record)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query
 
 from service.api.deps import LiveModelDep, RegistryDep, SessionDep, StateDep
 from service.api.responses import errors
-from service.auth import WriteAccess
+from service.auth import ReadAccess, WriteAccess
 from service.db import crud
 from service.db.tables import Item
 from service.errors import InvalidRequest, NotFound
@@ -162,7 +162,9 @@ def write_items(body: ItemsIn, state: StateDep) -> ItemsWriteOut:
     return ItemsWriteOut(created=created, updated=updated, recommendable=RECOMMENDABLE)
 
 
-@router.get("/{item_id}", response_model=ItemOut, responses=errors(404))
+@router.get(
+    "/{item_id}", response_model=ItemOut, responses=errors(401, 403, 404), dependencies=[ReadAccess]
+)
 def get_item(item_id: ItemId, session: SessionDep, registry: RegistryDep) -> ItemOut:
     item = crud.get_item(session, external_id=item_id)
     if item is None:
@@ -173,8 +175,9 @@ def get_item(item_id: ItemId, session: SessionDep, registry: RegistryDep) -> Ite
 @router.patch(
     "/{item_id}",
     response_model=ItemOut,
-    responses=errors(404, 422),
+    responses=errors(401, 403, 404, 422),
     summary="Hide or re-label an item (applies to recommendations at once)",
+    dependencies=[WriteAccess],
 )
 def patch_item(item_id: ItemId, patch: ItemPatch, state: StateDep) -> ItemOut:
     with state.db.session() as session:
@@ -185,7 +188,12 @@ def patch_item(item_id: ItemId, patch: ItemPatch, state: StateDep) -> ItemOut:
     return item_out(item, state.registry.current)
 
 
-@router.get("/{item_id}/similar", response_model=SimilarOut, responses=errors(404, 422, 503))
+@router.get(
+    "/{item_id}/similar",
+    response_model=SimilarOut,
+    responses=errors(401, 403, 404, 422, 503),
+    dependencies=[ReadAccess],
+)
 def similar(
     item_id: ItemId,
     model: LiveModelDep,

@@ -4,6 +4,7 @@ open probes, and keys that never reach a log line."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 
@@ -20,13 +21,23 @@ from service.settings import Settings
 from tests.service.conftest import ROLES, make_keys, start_client
 from tests.service.factories import make_bundle
 
-# (method, path, role needed): every protected route this module's routers serve
+# (method, path, role needed, JSON body, status once allowed). Routes with side effects a test
+# should not start (a retrain, a job deletion) get a request that fails *after* the access check.
 ROUTES = [
-    ("GET", "/users/u1/recommendations?k=3", "read"),  # the Starlette fast path
-    ("GET", "/reliability?modality=image&limit=3", "read"),
-    ("GET", "/models", "read"),
-    ("GET", "/models/m2", "read"),
-    ("POST", "/models/m2/activate", "admin"),
+    ("GET", "/users/u1/recommendations?k=3", "read", None, 200),  # the Starlette fast path
+    ("GET", "/reliability?modality=image&limit=3", "read", None, 200),
+    ("GET", "/reliability/histogram", "read", None, 200),
+    ("GET", "/items/i1", "read", None, 200),
+    ("GET", "/items/i1/similar?k=3", "read", None, 200),
+    ("GET", "/models", "read", None, 200),
+    ("GET", "/models/m2", "read", None, 200),
+    ("GET", "/jobs", "read", None, 200),
+    ("POST", "/interactions", "write", {"interactions": [{"user_id": "u1", "item_id": "i2"}]}, 201),
+    ("PATCH", "/items/i1", "write", {"hidden": False}, 200),
+    ("POST", "/items", "write", {"items": []}, 422),
+    ("POST", "/models/m2/activate", "admin", None, 200),
+    ("POST", "/retrain", "admin", {"model": "no-such-model"}, 422),
+    ("DELETE", "/jobs/no-such-job", "admin", None, 404),
 ]
 OPEN = ["/healthz", "/readyz", "/metrics"]
 
@@ -54,9 +65,11 @@ def app_and_keys(private: Private) -> Iterator[tuple[TestClient, dict[str, str]]
         yield client, make_keys(client.app.state.margo.settings.database_url)
 
 
-def call(client: TestClient, method: str, path: str, key: str | None = None):  # noqa: ANN201
+def call(  # noqa: ANN201
+    client: TestClient, method: str, path: str, key: str | None = None, body: object = None
+):
     headers = {HEADER: key} if key else {}
-    return client.request(method, path, headers=headers)
+    return client.request(method, path, headers=headers, json=body)
 
 
 def last_used(db: Database, prefix: str) -> object:
@@ -64,22 +77,27 @@ def last_used(db: Database, prefix: str) -> object:
         return session.scalars(select(ApiKey.last_used_at).where(ApiKey.prefix == prefix)).one()
 
 
-@pytest.mark.parametrize(("method", "path", "needed"), ROUTES)
+@pytest.mark.parametrize(("method", "path", "needed", "body", "allowed"), ROUTES)
 def test_each_role_on_each_protected_route(
-    app_and_keys: tuple[TestClient, dict[str, str]], method: str, path: str, needed: str
+    app_and_keys: tuple[TestClient, dict[str, str]],
+    method: str,
+    path: str,
+    needed: str,
+    body: object,
+    allowed: int,
 ) -> None:
     client, keys = app_and_keys
-    r = call(client, method, path)
+    r = call(client, method, path, body=body)
     assert r.status_code == 401, r.text
     assert r.json()["error"] == "unauthorized" and HEADER in r.json()["detail"]
     for role in ROLES:
-        r = call(client, method, path, keys[role])
+        r = call(client, method, path, keys[role], body)
         if ROLE_RANK[ApiRole(role)] < ROLE_RANK[ApiRole(needed)]:
             assert r.status_code == 403, (role, r.text)
-            body = r.json()
-            assert body["error"] == "forbidden" and f"needs role {needed}" in body["detail"]
+            out = r.json()
+            assert out["error"] == "forbidden" and f"needs role {needed}" in out["detail"]
         else:
-            assert r.status_code == 200, (role, r.text)
+            assert r.status_code == allowed, (role, r.text)
 
 
 @pytest.mark.parametrize(
@@ -123,8 +141,8 @@ def test_revocation_reaches_a_caching_process_within_its_ttl(
 def test_public_reads(private: Private) -> None:
     with private(public_reads=True) as client:
         keys = make_keys(client.app.state.margo.settings.database_url)
-        for method, path, needed in ROUTES:
-            r = call(client, method, path)
+        for method, path, needed, body, _ in ROUTES:
+            r = call(client, method, path, body=body)
             assert r.status_code == (200 if needed == "read" else 401), (path, r.text)
         # a key that is sent is still checked: a wrong one is refused, a low one is forbidden
         assert call(client, "GET", "/models", "mgk_00000000_nope").status_code == 401
@@ -185,3 +203,35 @@ def test_no_key_material_in_the_database(app_and_keys: tuple[TestClient, dict[st
     text = repr(stored)
     for key in keys.values():
         assert key.split("_", 2)[2] not in text
+
+
+# every documented operation, GET or not, is checked here: a new route that forgets its access
+# dependency fails this test. Open on purpose: the probes (and /metrics, /docs: undocumented).
+OPEN_OPERATIONS = {("GET", "/healthz"), ("GET", "/readyz")}
+
+
+def documented_operations(client: TestClient) -> list[tuple[str, str]]:
+    ops = []
+    for path, item in client.app.openapi()["paths"].items():
+        concrete = re.sub(r"\{[^}]+\}", "x", path)
+        ops += [(method.upper(), concrete) for method in item if method != "parameters"]
+    return sorted(ops)
+
+
+def test_every_documented_operation_needs_the_right_key(
+    app_and_keys: tuple[TestClient, dict[str, str]],
+) -> None:
+    client, keys = app_and_keys
+    ops = documented_operations(client)
+    assert len(ops) >= 10
+    unprotected, read_can_write = [], []
+    for method, path in ops:
+        if (method, path) in OPEN_OPERATIONS or not path.startswith("/") or path == "/":
+            continue
+        r = call(client, method, path)
+        if r.status_code != 401:
+            unprotected.append((method, path, r.status_code))
+        if method != "GET" and call(client, method, path, keys["read"]).status_code != 403:
+            read_can_write.append((method, path))
+    assert not unprotected, f"answer without a key: {unprotected}"
+    assert not read_can_write, f"a read key passes: {read_can_write}"
