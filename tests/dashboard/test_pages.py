@@ -205,6 +205,7 @@ def test_activating_a_model_asks_for_an_admin_key_and_shows_the_result(
         ("#/jobs/0123456789abcdef", ["Could not load job", "no job", "HTTP 404"]),
         ("#/users/7?k=5&category=no-such-label", ["No item matches"]),
         ("#/nowhere", ["Page not found"]),
+        ("#/items/%E0%A4%A", ["Page not found", "not a valid address"]),
     ],
 )
 def test_api_errors_are_readable_messages(

@@ -46,7 +46,13 @@ async function route() {
     for (const a of document.querySelectorAll("[data-nav]")) {
       a.classList.toggle("active", a.dataset.nav === nav);
     }
-    const params = match.slice(1).map((p) => decodeURIComponent(p));
+    let params;
+    try {
+      params = match.slice(1).map((p) => decodeURIComponent(p));
+    } catch {
+      root.append(errorPanel({ detail: `#${path} is not a valid address.` }, "Page not found"));
+      return;
+    }
     const ctx = {
       params,
       query,
@@ -99,6 +105,7 @@ async function onKeyButton() {
 }
 
 function start() {
+  document.documentElement.dataset.started = "1"; // see boot-check.js
   setKeyPrompt(askKey);
   onKeyChange(showKeyState);
   showKeyState();
