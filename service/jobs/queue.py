@@ -113,6 +113,17 @@ class ThreadJobQueue:
         self.current: str | None = None
         self._thread = threading.Thread(target=self._work, name="margo-jobs", daemon=True)
         self._thread.start()
+        for job_id in self._left_queued():
+            self._jobs.put(job_id)
+
+    def _left_queued(self) -> list[str]:
+        """Jobs queued before this process started (the thread's queue died with the last one)."""
+        from service.db import crud
+        from service.db.tables import JobStatus
+
+        with self.registry.db.session() as session:
+            rows = crud.list_jobs(session, status=JobStatus.QUEUED.value, limit=1000)
+            return [job.id for job in sorted(rows, key=lambda j: j.created_at)]
 
     def check(self) -> None:
         if not self._thread.is_alive():

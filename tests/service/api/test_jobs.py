@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from contextlib import contextmanager
 
+import pytest
 from fastapi.testclient import TestClient
 
 from service.db import crud
+from service.db.session import Database
 from service.db.tables import JobStatus, utcnow
 from service.jobs.runner import run_job
+from service.settings import Settings
+from tests.service.conftest import start_client
+from tests.service.jobs.helpers import FAST, api_key, wait_job
 
 
 def add_job(client: TestClient, job_id: str, **values: object) -> None:
@@ -59,3 +66,37 @@ def test_a_silent_running_job_is_failed(live: tuple[TestClient, dict, dict]) -> 
     # the live one still blocks a new retrain
     r = client.post("/retrain", json={}, headers=admin)
     assert r.status_code == 409 and "alive" in r.json()["detail"]
+
+
+def test_in_process_worker_runs_jobs_left_queued(
+    job_settings: Callable[..., Settings],
+) -> None:
+    settings = job_settings()
+    admin = api_key(settings, "admin")
+    db = Database(settings.database_url)
+    with db.session() as session:  # queued by a process that stopped before running it
+        crud.create_job(
+            session, job_id="left", kind="retrain", params={"model": "margo"}, note=None
+        )
+        crud.update_job(session, job_id="left", params={"model": "margo", "hyperparameters": FAST})
+    db.dispose()
+    with contextmanager(start_client)(settings) as client:
+        job = wait_job(client, "left", admin)
+        assert job["status"] == "succeeded", job
+
+
+def test_worker_command_needs_redis(
+    monkeypatch: pytest.MonkeyPatch, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from service import cli
+    from service.settings import get_settings
+
+    monkeypatch.setenv("MARGO_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("MARGO_REDIS_URL", "")
+    get_settings.cache_clear()
+    try:
+        assert cli.main(["worker", "--burst"]) == 2
+    finally:
+        get_settings.cache_clear()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs MARGO_REDIS_URL" in err[0]
