@@ -6,7 +6,7 @@
 //          #/models                                          model versions
 //          #/jobs  and  #/jobs/<id>                          retraining jobs
 
-import { get, getKey, onKeyChange, setKey, setKeyPrompt } from "./api.js";
+import { get, getKey, onKeyChange, request, setKey, setKeyPrompt } from "./api.js";
 import { askKey } from "./keydialog.js";
 import { clear, errorPanel, h, toast } from "./ui.js";
 import * as audit from "./views/audit.js";
@@ -72,10 +72,13 @@ async function route() {
     h("p", {}, h("a", { href: "#/" }, "Back to recommendations")));
 }
 
-async function refreshLiveModel() {
+const LIVE_MODEL_POLL_MS = 30000;
+
+/** The badge of the live model; the periodic refresh never asks for a key (``quiet``). */
+async function refreshLiveModel({ quiet = false } = {}) {
   const el = document.getElementById("live-model");
   try {
-    const body = await get("/models");
+    const body = quiet ? await request("/models") : await get("/models");
     const live = body.models.find((m) => m.version === body.live);
     el.textContent = live ? `live: ${live.version} · ${live.model_kind || "model"}` : "no live model";
     el.className = `pill ${live ? "pill-good" : "pill-warn"}`;
@@ -117,6 +120,8 @@ function start() {
   });
   route();
   refreshLiveModel();
+  // another operator may activate a model meanwhile
+  setInterval(() => refreshLiveModel({ quiet: true }), LIVE_MODEL_POLL_MS);
 }
 
 start();
