@@ -63,7 +63,7 @@ class JobRunner:
         with self.db.session() as session:
             job = crud.get_job(session, job_id=self.job_id)
             assert job is not None
-            return {"kind": job.kind, **dict(job.params or {})}
+            return dict(job.params or {})
 
     def update(self, **values: Any) -> None:
         with self.db.session() as session:
