@@ -1,5 +1,6 @@
 """The retraining pipeline one job runs (torch is imported here, inside the job only).
 
+    seed       the active model's dataset into SQL, if it is not there yet (service/jobs/seed.py)
     encode     raw text sent with POST /items -> MiniLM vectors (stored in SQL)
     snapshot   one consistent read of SQL -> a dataset bundle under ``snapshot_dir/<job>``
     train      trainer.train.fit, progress and cancellation through JobRunner.on_epoch
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,8 +25,9 @@ import numpy as np
 from service.cache import NullCache
 from service.db import crud
 from service.db.session import Database
-from service.db.tables import JobStatus
+from service.db.tables import JobStatus, utcnow
 from service.events import EventBus
+from service.jobs import seed
 from service.jobs.gate import GATE_METRIC, GateDecision, evaluate_bundle
 from service.jobs.runner import TRAIN_PROGRESS, JobRunner
 from service.jobs.snapshot import take_snapshot
@@ -72,6 +75,25 @@ def encode_pending_texts(db: Database) -> int:
     return len(rows)
 
 
+def seed_active_dataset(db: Database) -> None:
+    """Seeding happens at registration; a database whose model was registered before that
+    existed gets its history here, before the first snapshot needs it."""
+    from trainer.bundle import read_manifest
+
+    with db.session() as session:
+        version = crud.active_version(session)
+        active = crud.get_model(session, version=version) if version else None
+        if active is None:
+            return
+        try:
+            manifest = read_manifest(active.bundle_path)
+        except Exception:  # noqa: BLE001 - an unreadable bundle just has nothing to seed
+            return
+        if seed.needs_seed(session, manifest, active.n_items):
+            created = crud.as_utc(active.created_at) or utcnow()
+            seed.seed_from_dataset(session, manifest, Path(active.bundle_path), created)
+
+
 def train_config(kind: str, overrides: dict[str, Any], active: Any, settings: Settings) -> Any:
     """TrainConfig: the active model's hyper-parameters (same kind), then the overrides."""
     import dataclasses
@@ -107,7 +129,9 @@ def run(runner: JobRunner, settings: Settings, registry: Registry) -> Outcome:
     job_id = runner.job_id
     t0 = time.perf_counter()
 
-    # -- encode new text content, then snapshot SQL into a dataset bundle ----------------------
+    # -- the active model's dataset into SQL (if not yet), new text content, the snapshot -----
+    runner.stage("seed", 0.005)
+    seed_active_dataset(db)
     runner.stage("encode", 0.01)
     encoded = encode_pending_texts(db)
     runner.stage("snapshot", 0.02)

@@ -2,10 +2,11 @@
 
 At registration the bundle's users and items are upserted (service/registry.py); this adds
 what a retrain needs besides them, read from the dataset the bundle's manifest names
-(``dataset.path``, checked against ``dataset.fingerprint``):
+(``dataset.path``, checked against ``dataset.fingerprint``). It runs at registration and again
+at the start of every retrain (for a model registered before its dataset was at hand):
 
-- the interactions with their train/valid/test labels, only into a database that has none
-  (the first model seeds the history; later data arrives through POST /interactions);
+- the interactions with their train/valid/test labels, once (the first model with its dataset
+  at hand seeds the history; later data arrives through POST /interactions);
 - each item's feature vector per modality where SQL has none yet.
 
 Seeded interactions are dated before the bundle (they are its training data), so the
@@ -46,8 +47,14 @@ def dataset_dir(manifest: dict[str, Any], bundle_path: Path) -> Path | None:
     return next((p for p in candidates if p.is_dir()), None)
 
 
+def seeded_already(session: Session) -> bool:
+    """Whether a dataset's interactions were copied in before (they carry a split label)."""
+    stmt = select(Interaction.id).where(Interaction.split.is_not(None)).limit(1)
+    return session.scalar(stmt) is not None
+
+
 def needs_seed(session: Session, manifest: dict[str, Any], n_items: int) -> bool:
-    has_interactions = session.scalar(select(Interaction.id).limit(1)) is not None
+    has_interactions = seeded_already(session)
     modalities = [
         c for c in manifest.get("channels") or [] if isinstance(c, dict) and c.get("feature_dim")
     ]
@@ -85,8 +92,14 @@ def seed_from_dataset(
     counts = {"interactions": 0, "features": 0}
 
     # -- interactions, with the split the model was trained and validated on ------------------
-    if session.scalar(select(Interaction.id).limit(1)) is None:
+    if not seeded_already(session):
         users = dict(session.execute(select(User.external_id, User.id)).all())
+        # records ingested through the API before the seed stay as they are
+        stored = set(
+            session.execute(
+                select(Interaction.user_id, Interaction.item_id, Interaction.timestamp)
+            ).all()
+        )
         inter_file = next(root.glob("*.inter"))
         cols = int_columns(
             inter_file.read_text(encoding="utf-8"),
@@ -112,6 +125,7 @@ def seed_from_dataset(
                 strict=True,
             )
         ]
+        rows = [r for r in rows if (r["user_id"], r["item_id"], r["timestamp"]) not in stored]
         for start in range(0, len(rows), BATCH):
             session.execute(Interaction.__table__.insert(), rows[start : start + BATCH])
         counts["interactions"] = len(rows)

@@ -7,8 +7,9 @@ committed while the snapshot runs are either all in it or all out.
 Rules (README, "Feedback and retraining"):
 
 - positives are the stored (user, item) pairs with weight > 0; repeats of a pair count once;
-- a pair keeps the split label it was seeded with (``interactions.split``); a pair ingested
-  through the API gets a label from a hash of its ids (80/10/10), the same in every snapshot,
+- a pair keeps the split label it was seeded with (``interactions.split``, even when it was
+  also ingested through the API); any other pair gets a label from a hash of its ids
+  (80/10/10), the same in every snapshot,
   so neither the active model nor a retrained one ever trained on a validation pair;
 - a user whose pairs all landed in valid/test gets them as training pairs (no user may be
   evaluated without training data);
@@ -89,17 +90,16 @@ def take_snapshot(db: Database, out: Path, *, name: str = "snapshot") -> Snapsho
         {"title": title or "", "categories": list(cats or [])} for _, _, title, cats in items
     ]
 
-    # -- pairs: first row of each (user, item) wins, with its label --------------------------
+    # -- pairs: one per (user, item); a seeded label beats a hashed one, else the first row ----
     first: dict[tuple[int, int], tuple[int, int]] = {}
+    seeded: set[tuple[int, int]] = set()
     for u, i, split, ts in pairs:
         key = (u, i)
-        if key not in first:
-            label = (
-                int(split)
-                if split is not None
-                else hashed_split(user_names[u], item_ids[item_row[i]])
-            )
-            first[key] = (label, int(ts))
+        if split is not None and key not in seeded:
+            first[key] = (int(split), first.get(key, (0, int(ts)))[1])
+            seeded.add(key)
+        elif key not in first:
+            first[key] = (hashed_split(user_names[u], item_ids[item_row[i]]), int(ts))
     users_sorted = sorted({u for u, _ in first})
     user_row = {u: n for n, u in enumerate(users_sorted)}
     inter = np.array(

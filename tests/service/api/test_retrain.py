@@ -158,3 +158,29 @@ def test_a_bundle_failing_verification_is_never_activated(
     failed = [m for m in client.get("/models").json()["models"] if m["status"] == "failed"]
     assert len(failed) == 1 and failed[0]["version"].startswith("retrain-")
     assert client.get("/models").json()["active"] == "tiny"
+
+
+def test_retrain_seeds_a_database_registered_before_seeding(
+    live: tuple[TestClient, dict, dict],
+) -> None:
+    client, admin, write = live
+    from sqlalchemy import delete
+
+    from service.db.tables import Interaction, ItemFeature
+
+    with client.app.state.margo.db.session() as session:  # as a pre-0003 database would be
+        session.execute(delete(Interaction))
+        session.execute(delete(ItemFeature))
+    records = [{"user_id": "0", "item_id": "1", "timestamp": 1_800_000_000}]
+    assert (
+        client.post("/interactions", json={"interactions": records}, headers=write).json()[
+            "written"
+        ]
+        == 1
+    )
+    job = wait_job(client, retrain(client, admin, **FAST)["job_id"], admin)
+    assert job["status"] == "succeeded", job
+    snapshot = job["metrics"]["snapshot"]
+    assert snapshot["modalities"] == {"image": 16, "text": 384}
+    assert snapshot["items_missing_vectors"] == {}
+    assert snapshot["pairs"] in (1500, 1501)  # 1500 if user 0 had item 1 already

@@ -83,6 +83,26 @@ def test_ingested_pairs_repeats_and_new_items(
     assert all(not f[bare].any() for f in first.features.values())
 
 
+def test_a_seeded_pair_keeps_its_label_when_ingested_again(
+    seeded: tuple[Database, Settings], tiny_model: tuple[Path, Path], tmp_path: Path
+) -> None:
+    db, _ = seeded
+    original = load_dataset(tiny_model[0])
+    # a validation pair whose hash says "train": ingesting it again must not move it
+    valid = [
+        (original.user_ids[u], original.item_ids[i])
+        for u, i in original.valid.tolist()
+        if hashed_split(original.user_ids[u], original.item_ids[i]) == 0
+    ]
+    user, item = valid[0]
+    with db.session() as session:
+        rows = [{"user_id": user, "item_id": item, "timestamp": 1_900_000_000}]
+        assert crud.ingest_interactions(session, rows=rows).written == 1
+    copy = load_dataset(take_snapshot(db, tmp_path / "s").path)
+    assert (user, item) in pairs(copy, copy.valid)
+    assert pairs(copy, copy.train) == pairs(original, original.train)
+
+
 def test_hashed_split_is_stable_and_roughly_80_10_10() -> None:
     labels = np.array([hashed_split(f"u{n}", f"i{n % 97}") for n in range(20_000)])
     assert labels.tolist() == [hashed_split(f"u{n}", f"i{n % 97}") for n in range(20_000)]
