@@ -226,7 +226,9 @@ def fit(
     model = build_model(cfg, data, device)
     plugins = build_plugins(cfg)
     for plugin in plugins:  # may train helpers (CKD teachers) and install modules (SEA)
-        plugin.setup(model, data, cfg, device, plugin_cache)
+        # forked RNG: the run is the same whether CKD's teachers come from the cache or not
+        with torch.random.fork_rng(devices=[]):
+            plugin.setup(model, data, cfg, device, plugin_cache)
     plan = stage_plan(cfg)
     if cfg.weighted and len(model.channels) == 1:
         log.warning(

@@ -183,9 +183,16 @@ def test_teachers_are_cached_by_fingerprint(tiny, tmp_path):
 
     other = dataclasses.replace(tiny, fingerprint="0" * 64)
     assert ckd.teacher_key(other, "image", cfg) != ckd.teacher_key(tiny, "image", cfg)
-    # the student seed does not change the teachers (shared across seeds)
-    cfg_seed = TrainConfig(model="margo", plugins=("ckd",), **{**FAST, "seed": 7}).validate()
-    assert ckd.teacher_key(tiny, "image", cfg_seed) == ckd.teacher_key(tiny, "image", cfg)
+    # the student's seed, kind and stage-II / plug-in options do not change the teachers
+    for kw in ({"seed": 7}, {"model": "fusion-sum"}, {"alpha": 3.0, "ckd_lambda_kd": 1.0}):
+        other_cfg = TrainConfig(**{"model": "margo", "plugins": ("ckd",), **FAST, **kw})
+        assert ckd.teacher_key(tiny, "image", other_cfg.validate()) == ckd.teacher_key(
+            tiny, "image", cfg
+        )
+    more_epochs = TrainConfig(model="margo", plugins=("ckd",), **{**FAST, "epochs": 9})
+    assert ckd.teacher_key(tiny, "image", more_epochs.validate()) != ckd.teacher_key(
+        tiny, "image", cfg
+    )
 
 
 # -- configuration and end to end --------------------------------------------------------------

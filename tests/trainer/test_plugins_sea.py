@@ -185,5 +185,8 @@ def test_ckd_and_sea_combined_with_a_shared_stage_one(tiny, tmp_path):
     b = fit(tiny, cfg, progress=False, stage1_cache=cache, plugin_cache=tmp_path / "t")
     assert [h.stage for h in b.history] == ["II"] * len(b.history)
     assert a.test == b.test
+    # a full run with the teachers now from the cache is the very same run as ``a``
+    c = fit(tiny, cfg, progress=False, plugin_cache=tmp_path / "t")
+    assert c.test == a.test
     path = export_model(b, tiny, cfg.validate(), tmp_path / "b")
     assert load_bundle(path).manifest["training"]["export_check_max_abs_error"] < 1e-4

@@ -142,8 +142,18 @@ def teacher_config(cfg: TrainConfig, data: Dataset, modality: str) -> TrainConfi
 
 
 def teacher_key(data: Dataset, modality: str, cfg: TrainConfig) -> str:
+    """Cache key: dataset fingerprint, modality, mode and every option a teacher's training
+    reads (not the student's seed, model kind, stage-II or plug-in options)."""
+    from trainer.train import STAGE2_ONLY
+
     tcfg = teacher_config(cfg, data, modality)
-    keep = {k: v for k, v in tcfg.to_dict().items() if k not in _NOT_TEACHER}
+    keep = {
+        k: v
+        for k, v in tcfg.to_dict().items()
+        if k not in _NOT_TEACHER
+        and (k == "model" or k not in STAGE2_ONLY)
+        and not k.startswith(("ckd_", "sea_"))
+    }
     key = json.dumps(
         {
             "data": data.fingerprint,
