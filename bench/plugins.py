@@ -423,8 +423,9 @@ def main(argv: list[str] | None = None) -> int:
             import json
 
             tinfo = json.loads(str(z["info"]))
-        if tinfo.get("dataset") == ml_name:
-            teachers.append({"file": f.name, **tinfo})
+        seen = {(t["modality"], t["mode"]) for t in teachers}
+        if tinfo.get("dataset") == ml_name and (tinfo["modality"], tinfo.get("mode")) not in seen:
+            teachers.append({"file": f.name, "mode": tinfo.get("mode"), **tinfo})
     rep["teachers"] = teachers
     if "timing" in args.parts:
         if args.report_only and json_path.is_file():

@@ -482,6 +482,9 @@ def write_report(args, datasets, summary, sweep_info, pairs, all_runs, t_wall, i
         f"wall time of this invocation {t_wall / 60:.1f} min{' (report only)' if args.report_only else ''} with --jobs {args.jobs}. Per-run seconds were "
         f"measured with 1 torch thread while other work shared the 2 cores, so they are upper bounds.\n"
     )
+    md.append(
+        "\nTraining plug-ins (CKD, SEA): their quality rows are in [plugins.md](plugins.md) (`bench/plugins.py`)."
+    )
     C.atomic_write_text(args.results / f"{NAME}.md", "\n".join(md))
 
 

@@ -617,6 +617,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     out_json["wall_seconds"] = round(t_wall, 1)
     C.atomic_write_json(args.results / f"{NAME}.json", out_json)
+    md.append(
+        "\nTraining plug-ins (CKD, SEA): their reliability rows are in [plugins.md](plugins.md) (`bench/plugins.py`)."
+    )
     C.atomic_write_text(args.results / f"{NAME}.md", "\n".join(md))
     log(f"[bench] wrote {args.results / NAME}.json/.md in {t_wall:.0f}s")
     return 0

@@ -181,6 +181,7 @@ def train_teacher(
     v = (item * w[:, :, None]).reshape(item.shape[0], -1)
     info = {
         "modality": modality,
+        "mode": cfg.ckd_teacher,
         "dataset": data.name,
         "fingerprint": data.fingerprint,
         "channels": result.model.channels,
