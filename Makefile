@@ -49,7 +49,7 @@ demo: install
 	echo '  curl -s http://127.0.0.1:8000/jobs   # the retrain'"'"'s progress' && \
 	echo "Or open the dashboard at http://127.0.0.1:8000/ (the key above lets it retrain and activate)" && \
 	echo
-	MARGO_PUBLIC_READS=true $(VENV)/bin/margo serve --host 127.0.0.1 --port 8000
+	MARGO_PUBLIC_READS=true MARGO_LOG_FORMAT=text $(VENV)/bin/margo serve --host 127.0.0.1 --port 8000
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
