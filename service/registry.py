@@ -138,7 +138,7 @@ class Registry:
                 status=status,
                 created_at=parse_time(manifest.get("created_at")) or utcnow(),
                 metrics=manifest.get("metrics") or {},
-                dataset_fingerprint=manifest.get("dataset_fingerprint"),
+                dataset_fingerprint=(manifest.get("dataset") or {}).get("fingerprint"),
                 n_users=bundle.n_users,
                 n_items=bundle.n_items,
                 model_kind=str(manifest.get("model")),

@@ -93,7 +93,7 @@ def make_bundle(
     manifest: dict[str, Any] = {
         "model": "margo",
         "channels": [{"name": c, "feature_dim": dim} for c in channels],
-        "dataset_fingerprint": f"synthetic-{seed}",
+        "dataset": {"fingerprint": f"synthetic-{seed}"},  # as trainer/export.py writes it
         "metrics": {"recall@20": 0.1 + seed / 100},
         **(extra_manifest or {}),
     }
