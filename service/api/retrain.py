@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 from fastapi import APIRouter, Request
@@ -10,9 +11,9 @@ from service.api.deps import StateDep
 from service.api.responses import errors
 from service.auth import AdminAccess
 from service.db import crud
-from service.db.tables import JobStatus
+from service.db.tables import Job, JobStatus, utcnow
 from service.errors import Conflict, InvalidRequest
-from service.jobs.queue import QueueUnavailable
+from service.jobs.queue import JobQueue, QueueUnavailable
 from service.jobs.runner import sweep_stale
 from service.schemas import RetrainIn, RetrainOut
 from service.state import ServiceState
@@ -20,6 +21,10 @@ from service.state import ServiceState
 router = APIRouter(prefix="/retrain", tags=["retraining"])
 
 JOB_KIND = "retrain"
+LOST = (
+    "lost from the job queue before a worker took it (Redis was restarted without "
+    "persistence or flushed); start a new retrain"
+)
 
 
 def check_params(body: RetrainIn, state: ServiceState) -> None:
@@ -45,6 +50,18 @@ def check_params(body: RetrainIn, state: ServiceState) -> None:
         raise InvalidRequest(f"hyperparameters: {exc}") from None
 
 
+def is_lost(job: Job, jobs: JobQueue, state: ServiceState) -> bool:
+    """A queued job the queue no longer holds would block retraining forever. Young jobs are
+    spared: another request may have recorded one and not yet handed it to the queue."""
+    if job.status != JobStatus.QUEUED.value:
+        return False
+    created = job.created_at
+    if created.tzinfo is None:  # SQLite drops the zone; we store UTC
+        created = created.replace(tzinfo=dt.UTC)
+    age_s = (utcnow() - created).total_seconds()
+    return age_s > state.settings.job_stale_s and not jobs.knows(job.id)
+
+
 @router.post(
     "",
     status_code=202,
@@ -67,6 +84,9 @@ def retrain(body: RetrainIn, state: StateDep, request: Request) -> RetrainOut:
     }
     with state.db.session() as session:
         running = crud.open_job(session, kind=JOB_KIND)
+        if running is not None and is_lost(running, jobs, state):
+            crud.finish_job(session, job_id=running.id, status=JobStatus.FAILED, error=LOST)
+            running = None
         if running is not None:
             raise Conflict(f"job {running.id} is {running.status}; wait for it or cancel it first")
         crud.create_job(session, job_id=job_id, kind=JOB_KIND, params=params, note=body.note)

@@ -38,6 +38,7 @@ class JobQueue(Protocol):
     def submit(self, job_id: str) -> None: ...
     def check(self) -> None: ...
     def discard(self, job_id: str) -> None: ...
+    def knows(self, job_id: str) -> bool: ...
     def close(self) -> None: ...
 
 
@@ -88,6 +89,17 @@ class RQJobQueue:
         except redis.RedisError as exc:
             raise QueueUnavailable(f"could not queue job {job_id} on Redis: {exc}") from None
 
+    def knows(self, job_id: str) -> bool:
+        """Whether Redis still holds the job (a Redis restart without persistence, or a flush,
+        loses queued jobs while SQL still says queued)."""
+        import redis
+        from rq.job import Job
+
+        try:
+            return bool(Job.exists(job_id, connection=self.client))
+        except redis.RedisError:
+            return True  # unknown is not lost: never fail a job on a flaky connection
+
     def discard(self, job_id: str) -> None:
         """Drop a queued job from Redis (best effort: the worker skips it anyway)."""
         import redis
@@ -132,6 +144,9 @@ class ThreadJobQueue:
     def submit(self, job_id: str) -> None:
         self.check()
         self._jobs.put(job_id)
+
+    def knows(self, job_id: str) -> bool:
+        return True  # queued rows are re-read from SQL at start-up: nothing can be lost
 
     def discard(self, job_id: str) -> None:
         return None  # the thread skips a job that is no longer queued

@@ -160,3 +160,31 @@ def test_sigkill_mid_job_fails_the_job_and_keeps_the_model(rq_settings: Settings
         assert recs(client, "5")[0] == active
         # the queue takes a new job again
         assert client.post("/retrain", json={}, headers=admin).status_code == 202
+
+
+def test_a_job_lost_from_redis_does_not_block_retraining(rq_settings: Settings) -> None:
+    """Redis restarted without persistence: SQL says queued, RQ has no such job."""
+    import redis
+    from rq.job import Job as RQJob
+
+    admin = api_key(rq_settings, "admin")
+    with serving(rq_settings) as client:
+        lost = client.post("/retrain", json={}, headers=admin).json()["job_id"]
+        conn = redis.Redis.from_url(str(rq_settings.redis_url))
+        try:
+            assert RQJob.exists(lost, connection=conn)
+            # a young job is spared even when RQ misses it (it may not be handed over yet)
+            RQJob.fetch(lost, connection=conn).delete()
+            r = client.post("/retrain", json={}, headers=admin)
+            assert r.status_code == 409 and lost in r.json()["detail"]
+            engine = create_engine(rq_settings.database_url)
+            with engine.begin() as db:
+                older = "UPDATE jobs SET created_at = created_at - interval '1 hour' WHERE id = :j"
+                db.execute(text(older), {"j": lost})
+            engine.dispose()
+            r = client.post("/retrain", json={}, headers=admin)
+            assert r.status_code == 202, r.json()
+            job = client.get(f"/jobs/{lost}", headers=admin).json()
+            assert job["status"] == "failed" and "lost from the job queue" in job["error"]
+        finally:
+            conn.close()
