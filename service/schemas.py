@@ -64,6 +64,19 @@ class RecommendedItem(BaseModel):
     )
 
 
+class UserOut(BaseModel):
+    user_id: str
+    personal: bool = Field(
+        description="the live model has a vector for this user (else: popular items until the "
+        "next retrain)"
+    )
+    interactions: int = Field(description="interactions stored in SQL for this user")
+
+
+class UsersOut(BaseModel):
+    users: list[UserOut]
+
+
 class RecommendationsOut(BaseModel):
     user_id: str
     model_version: str

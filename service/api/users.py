@@ -1,4 +1,4 @@
-"""GET /users/{user_id}/recommendations: the hot path.
+"""GET /users/{user_id}/recommendations: the hot path; GET /users: find users by id prefix.
 
 The payload is built as plain dicts (service/ranking.py) and encoded once with orjson; the
 encoded body is what the cache stores, so a hit costs one lookup and no encoding.
@@ -27,11 +27,12 @@ from service.api.deps import StateDep
 from service.api.responses import errors, json_bytes
 from service.auth import ReadAccess, check_access
 from service.cache import cache_field
+from service.db import crud
 from service.db.tables import ApiRole
 from service.errors import NoActiveModel
 from service.metrics import CACHE_HIT, CACHE_MISS
 from service.ranking import RecQuery, recommend
-from service.schemas import RecommendationsOut, RecParams
+from service.schemas import RecommendationsOut, RecParams, UserOut, UsersOut
 from service.state import ServiceState
 
 router = APIRouter(prefix="/users", tags=["recommendations"])
@@ -97,6 +98,33 @@ async def fast_recommendations(request: Request) -> Response:
 
 fast_route = Route(f"/users{PATH}", fast_recommendations, methods=["GET"], include_in_schema=False)
 """Mounted ahead of every other route by ``service.app.create_app``."""
+
+
+@router.get(
+    "",
+    response_model=UsersOut,
+    responses=errors(401, 403, 422),
+    summary="Users whose id starts with a prefix (for pickers and search boxes)",
+    dependencies=[ReadAccess],
+)
+def find_users(
+    state: StateDep,
+    prefix: Annotated[str, Query(max_length=MAX_ID)] = "",
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> UsersOut:
+    with state.db.session() as session:
+        found = crud.find_users(session, prefix=prefix, limit=limit)
+    model = state.registry.current
+    return UsersOut(
+        users=[
+            UserOut(
+                user_id=user_id,
+                personal=model is not None and model.bundle.user_index(user_id) is not None,
+                interactions=n,
+            )
+            for user_id, n in found
+        ]
+    )
 
 
 @router.get(

@@ -408,3 +408,24 @@ def mark_rejected(session: Session, *, version: str, reason: str) -> None:
         .where(ModelVersion.version == version)
         .values(status=ModelStatus.REJECTED.value, note=reason[:2000])
     )
+
+
+def find_users(session: Session, *, prefix: str, limit: int) -> list[tuple[str, int]]:
+    """Users whose external id starts with ``prefix`` (in id order) and their interaction
+    counts. LIKE wildcards in the prefix are matched literally."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    ids = (
+        select(User.id, User.external_id)
+        .where(User.external_id.like(f"{escaped}%", escape="\\"))
+        .order_by(User.external_id)
+        .limit(limit)
+        .subquery()
+    )
+    counts = (
+        select(ids.c.external_id, func.count(Interaction.id))
+        .select_from(ids)
+        .outerjoin(Interaction, Interaction.user_id == ids.c.id)
+        .group_by(ids.c.external_id)
+        .order_by(ids.c.external_id)
+    )
+    return [(external_id, int(n)) for external_id, n in session.execute(counts)]

@@ -80,6 +80,12 @@ def test_recommendations_show_contribution_bars_matching_the_api(
     user = visible(driver, "#user-input")
     user.clear()
     user.send_keys("7")
+    # stored users whose id starts with what was typed are suggested (GET /users?prefix=)
+    found = {u["user_id"] for u in server.api("/users", prefix="7", limit=20)["users"]}
+    assert "7" in found
+    wait(driver).until(lambda d: found <= {
+        o.get_attribute("value") for o in d.find_elements(By.CSS_SELECTOR, "#recent-users option")
+    })  # fmt: skip
     Select(driver.find_element(By.ID, "k-select")).select_by_value(str(K))
     driver.find_element(By.ID, "user-submit").click()
     wait(driver).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#rec-list > li")) == K)

@@ -25,6 +25,7 @@ from tests.service.factories import make_bundle
 # should not start (a retrain, a job deletion) get a request that fails *after* the access check.
 ROUTES = [
     ("GET", "/users/u1/recommendations?k=3", "read", None, 200),  # the Starlette fast path
+    ("GET", "/users?prefix=u1", "read", None, 200),
     ("GET", "/reliability?modality=image&limit=3", "read", None, 200),
     ("GET", "/reliability/histogram", "read", None, 200),
     ("GET", "/items/i1", "read", None, 200),

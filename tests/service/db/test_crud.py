@@ -96,3 +96,23 @@ def test_model_states(db: Database) -> None:
     with db.session() as session:
         assert [m.version for m in crud.list_models(session)] == ["b", "a"]
         assert crud.get_model(session, version="a").note == "broken"
+
+
+def test_find_users_by_prefix_with_counts(db: Database) -> None:
+    with db.session() as session:
+        crud.upsert_users(session, external_ids=["a1", "a2", "a_3", "b1", "a%"])
+        crud.upsert_items(session, items=items(2))
+        crud.ingest_interactions(
+            session,
+            rows=[
+                {"user_id": "a2", "item_id": "i0", "timestamp": 1},
+                {"user_id": "a2", "item_id": "i1", "timestamp": 2},
+            ],
+        )
+    with db.session() as session:
+        assert crud.find_users(session, prefix="a", limit=10) == [
+            ("a%", 0), ("a1", 0), ("a2", 2), ("a_3", 0)
+        ]  # fmt: skip
+        assert crud.find_users(session, prefix="a_", limit=10) == [("a_3", 0)]
+        assert crud.find_users(session, prefix="a%", limit=10) == [("a%", 0)]
+        assert crud.find_users(session, prefix="", limit=2) == [("a%", 0), ("a1", 0)]

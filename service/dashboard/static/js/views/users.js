@@ -60,6 +60,31 @@ function controls(userId, opts) {
       remembered(RECENT_USERS).map((u) => h("option", { value: u }))),
     h("datalist", { id: "known-categories" },
       remembered(KNOWN_CATEGORIES).map((c) => h("option", { value: c }))));
+  // suggest stored users as the id is typed (GET /users?prefix=), recent ones first
+  const suggestions = form.querySelector("#recent-users");
+  let typed = 0;
+  userInput.addEventListener("input", () => {
+    const prefix = userInput.value.trim();
+    const ticket = ++typed;
+    setTimeout(async () => {
+      if (ticket !== typed) return; // a later keystroke supersedes this one
+      let found = [];
+      try {
+        found = (await get(`/users${query({ prefix, limit: 20 })}`)).users;
+      } catch {
+        return; // suggestions are a convenience: the form still works without them
+      }
+      if (ticket !== typed) return;
+      const recent = remembered(RECENT_USERS).filter((u) => u.startsWith(prefix));
+      const seen = new Set(recent);
+      suggestions.replaceChildren(
+        ...recent.map((u) => h("option", { value: u })),
+        ...found.filter((u) => !seen.has(u.user_id)).map((u) => h("option", {
+          value: u.user_id,
+          label: `${u.personal ? "personal" : "popular (new user)"}, ${u.interactions} ingested`,
+        })));
+    }, 200);
+  });
   const go = () => {
     const id = userInput.value.trim();
     if (!id) return;
