@@ -190,3 +190,19 @@ def test_ckd_and_sea_combined_with_a_shared_stage_one(tiny, tmp_path):
     assert c.test == a.test
     path = export_model(b, tiny, cfg.validate(), tmp_path / "b")
     assert load_bundle(path).manifest["training"]["export_check_max_abs_error"] < 1e-4
+
+
+def test_losses_reuse_the_forward_pass_transform_exactly(tiny):
+    cfg, model, plugin = _setup(tiny, model="margo", sea_club_steps=0)
+    model.eval()  # BatchNorm in eval: both passes see the same statistics
+    pos, neg = torch.tensor([0, 1, 1]), torch.tensor([2, 3, 4])
+    s = torch.zeros(3, 2)
+    u, e = model.embeddings()
+    assert set(model.transformed) == {"image", "text"}
+    ctx = StepContext(model, "I", True, pos, pos, neg, u, e, s, s, None, None)
+    torch.manual_seed(0)
+    reused, _ = plugin.loss(ctx)
+    model.transformed = {}  # no forward pass on record: the plug-in computes T^m itself
+    torch.manual_seed(0)
+    own, _ = plugin.loss(ctx)
+    assert reused.item() == pytest.approx(own.item(), rel=1e-5)

@@ -28,6 +28,8 @@ class Recommender(nn.Module, ABC):
         self.weight_scale = 1.0  # fusion weights = weight_scale * softmax(W)
         # optional learnable per-modality transform before the feature projection (SEA's T^m)
         self.feature_transform: nn.ModuleDict | None = None
+        # T^m(F^m) of the latest forward pass, for plug-ins that regularise it (no second pass)
+        self.transformed: dict[str, torch.Tensor] = {}
 
     # -- what each model provides ---------------------------------------------------------
     @abstractmethod
@@ -45,7 +47,11 @@ class Recommender(nn.Module, ABC):
     def content_feature(self, modality: str, feature: torch.Tensor) -> torch.Tensor:
         """The raw feature rows of ``modality`` as the model consumes them (after T^m if set)."""
         t = self.feature_transform
-        return feature if t is None or modality not in t else t[modality](feature)
+        if t is None or modality not in t:
+            return feature
+        out = t[modality](feature)
+        self.transformed[modality] = out
+        return out
 
     # -- MARGO's per-item weights (A5) ------------------------------------------------------
     def enable_weights(

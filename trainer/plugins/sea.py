@@ -103,7 +103,7 @@ def fit_club(
 
 def solosim_loss(anchor: torch.Tensor, cand: torch.Tensor, tau: float) -> torch.Tensor:
     """Eq. 16: -mean_i log softmax_j(a_i . c_j / tau)[i]; rows already L2-normalised."""
-    logits = anchor @ cand.T / tau
+    logits = anchor @ (cand / tau).T  # scale the [N, 32] side, not the [N, N] logits
     return F.cross_entropy(logits, torch.arange(anchor.shape[0], device=anchor.device))
 
 
@@ -201,7 +201,11 @@ class SEAPlugin(Plugin):
         self._pairs = {}
         stats: dict[str, float] = {}
         for m in self.modalities:
-            t = model.feature_transform[m](model.features[m][items])  # type: ignore[index]
+            full = model.transformed.get(m)  # this step's forward pass already computed T^m(F^m)
+            if full is not None and full.shape[0] == model.n_items and full.requires_grad:
+                t = full[items]
+            else:
+                t = model.feature_transform[m](model.features[m][items])  # type: ignore[index]
             g = self.split[m]
             gen, uniq = t[:, :g], t[:, g:]
             heads = self.heads[m]
