@@ -255,3 +255,21 @@ def test_ckd_changes_training_and_stage_two_option(tiny, tmp_path):
     u_a, _, _ = plain.model.export_arrays()
     u_b, _, _ = with_kd.model.export_arrays()
     assert not np.allclose(u_a, u_b)
+
+
+def test_cli_train_with_both_plugins_and_a_teacher_cache(tiny_bundle, tmp_path, capsys):
+    from trainer.cli import main
+
+    cache = tmp_path / "cache"
+    args = ["train", "--data", str(tiny_bundle), "--model", "margo", "--epochs", "2",
+            "--batch-size", "512", "--quiet", "--threads", "1", "--plugin", "ckd",
+            "--plugin", "sea", "--plugin-cache", str(cache)]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert len(list(cache.glob("ckd-teacher-*.npz"))) == 2  # one per modality, reused below
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    assert len(list(cache.glob("ckd-teacher-*.npz"))) == 2
+    b = load_bundle(tmp_path / "b")
+    assert b.manifest["hyperparameters"]["plugins"] == ["ckd", "sea"]
+    assert main(["train", "--data", str(tiny_bundle), "--out", str(tmp_path / "c"),
+                 "--model", "bpr", "--plugin", "ckd"]) == 2  # fmt: skip
+    assert "multimodal" in capsys.readouterr().err
