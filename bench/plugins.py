@@ -88,6 +88,31 @@ def quality_steps(args, path: str, seed: int) -> list[C.Step]:
     return steps
 
 
+# validation-only sweep around the defaults (backbone, seed 0): is a default clearly wrong?
+SWEEP = [
+    ("ckd", {"ckd_lambda_kd": 0.001}),
+    ("ckd", {"ckd_lambda_kd": 0.1}),
+    ("sea", {"sea_alpha": 0.1, "sea_beta": 0.01}),
+    ("sea", {"sea_alpha": 0.001, "sea_beta": 0.001}),
+]
+
+
+def sweep_steps(args, path: str) -> list[C.Step]:
+    seed = args.seeds[0]
+    meta = {"dataset": "ml-latest-small", "seed": seed, "phase": "sweep"}
+    base = {"epochs": args.epochs, "patience": args.patience, "seed": seed, **ML_HP}
+    return [
+        C.Step(
+            f"backbone+{plugin.upper()} {kw}",
+            path,
+            {**base, "model": "fusion-sum", "plugins": [plugin], **kw},
+            "fit",
+            meta=meta,
+        )
+        for plugin, kw in SWEEP
+    ]
+
+
 def reliability_steps(args, path: str) -> list[C.Step]:
     meta = {"dataset": "synth", "seed": 0, "stage1_cache": True}
     base = {"epochs": args.rel_epochs, "patience": 10, "seed": 0}
@@ -287,6 +312,14 @@ def write_md(args, rep: dict[str, Any], info: dict[str, Any]) -> None:
     if deltas:
         lines += ["", "Differences (mean over seeds; std = the larger of the two rows'):", ""]
         lines += deltas
+    if rep.get("sweep"):
+        lines += [
+            "",
+            f"Validation-only sweep around the plug-in defaults (backbone, seed {args.seeds[0]}; "
+            "defaults: CKD lambda_kd 0.01, SEA alpha_s 0.012 / beta_s 0.006):",
+            "",
+        ]
+        lines += [f"- {r['row']}: valid R@20 {r['valid_recall@20']:.4f}" for r in rep["sweep"]]
     short = [r["row"] for r in q if len(r["seeds"]) < len(args.seeds)]
     if short:
         lines += [
@@ -381,7 +414,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timing-rounds", type=int, default=2)
     p.add_argument("--timing-epochs", type=int, default=3)
     p.add_argument(
-        "--parts", nargs="+", default=["reliability", "quality", "timing"], help="what to run"
+        "--parts",
+        nargs="+",
+        default=["reliability", "sweep", "quality", "timing"],
+        help="what to run (default all)",
     )
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--ml-latest-small", type=Path, default=C.ML_LATEST_SMALL)
@@ -432,11 +468,31 @@ def main(argv: list[str] | None = None) -> int:
     if "reliability" in args.parts:
         steps = reliability_steps(args, str(synth))
         rep["reliability"] = _auc_rows(steps, run(steps), str(synth))
+    if "sweep" in args.parts:
+        steps = sweep_steps(args, str(ml))
+        res = run(steps)
+        rep["sweep"] = [
+            {"row": s.label, "valid_recall@20": res[s.key]["valid"]["recall@20"]}
+            for s in steps
+            if s.key in res
+        ]
     if "quality" in args.parts:
         steps = []
         for seed in args.seeds:  # seed by seed, so that a cut-off run still has whole seeds
             steps += quality_steps(args, str(ml), seed)
-        rep["quality"] = _metric_rows(steps, run(steps))
+        qres = run(steps)
+        rep["quality"] = _metric_rows(steps, qres)
+        if rep.get("sweep"):  # the defaults on the sweep's seed, for comparison
+            rep["sweep"] = [
+                {
+                    "row": f"{s.label} (default)",
+                    "valid_recall@20": qres[s.key]["valid"]["recall@20"],
+                }
+                for s in steps
+                if s.key in qres
+                and s.cfg["seed"] == args.seeds[0]
+                and s.label in ("backbone", "backbone+CKD", "backbone+SEA")
+            ] + rep["sweep"]
     from trainer.data import load_dataset
 
     ml_name = load_dataset(ml).name
@@ -450,13 +506,12 @@ def main(argv: list[str] | None = None) -> int:
         if tinfo.get("dataset") == ml_name and (tinfo["modality"], tinfo.get("mode")) not in seen:
             teachers.append({"file": f.name, "mode": tinfo.get("mode"), **tinfo})
     rep["teachers"] = teachers
-    if "timing" in args.parts:
-        if args.report_only and json_path.is_file():
-            import json
+    if "timing" in args.parts and not args.report_only:
+        rep["timing"] = timing(args, str(ml), log)
+    elif json_path.is_file():  # keep the last measured timing table
+        import json
 
-            rep["timing"] = json.loads(json_path.read_text()).get("timing")
-        else:
-            rep["timing"] = timing(args, str(ml), log)
+        rep["timing"] = json.loads(json_path.read_text()).get("timing")
     C.atomic_write_json(
         json_path,
         {"machine": info, "args": {k: str(v) for k, v in vars(args).items()}, **rep},
