@@ -182,6 +182,7 @@ def env_for(work: Path, n_items: int) -> dict[str, str]:
         MARGO_DATABASE_URL=f"sqlite:///{work / f'serve-{n_items}.db'}",
         MARGO_MODEL_DIR=str(work / "empty-model-dir"),
         MARGO_CACHE_ENABLED="false",
+        MARGO_PUBLIC_READS="true",  # the load is anonymous reads; keyed reads cost one hash
         PYTHONPATH=str(ROOT),
     )
     return env
@@ -621,6 +622,8 @@ def bench_size(n_items: int, args: argparse.Namespace) -> dict[str, Any]:
                     run_wrk(path, port, conns, args.warmup, work)
                     r = run_wrk(path, port, conns, args.duration, work)
                     run["load"][f"{name}_c{conns}"] = r
+                    if r["errors"]:  # a throughput of error pages is no result
+                        raise RuntimeError(f"{name} c={conns}: {r['errors']} failed requests")
                     print(
                         f"  {name:5} c={conns:2}: {_fmt_run(r)}, errors {r['errors']}", flush=True
                     )
