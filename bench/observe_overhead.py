@@ -45,6 +45,7 @@ from bench.serve_load import (  # noqa: E402
     machine,
     prepare_db,
     run_wrk,
+    wait_ready,
 )
 
 RESULTS = ROOT / "bench" / "results"
@@ -98,8 +99,6 @@ def env_for(work: Path, n_items: int, variant: str, tree: Path) -> dict[str, str
 
 
 def start(variant: str, tree: Path, env: dict[str, str], work: Path, port: int) -> Any:
-    import httpx
-
     cmd = [
         sys.executable, "-m", "uvicorn", "bench.serve_load:bench_app", "--factory",
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
@@ -116,18 +115,7 @@ def start(variant: str, tree: Path, env: dict[str, str], work: Path, port: int) 
     log_file = open(work / f"server-{variant}.log", "w")  # noqa: SIM115 - closed by stop()
     proc = subprocess.Popen(cmd, env=env, cwd=tree, stderr=log_file, stdout=log_file)
     proc.log_file = log_file  # type: ignore[attr-defined]
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{variant}: server exited with {proc.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    proc.kill()
-    raise RuntimeError(f"{variant}: server not ready")
+    return wait_ready(proc, port, timeout_s=300, what=f"{variant} server")
 
 
 def stop(proc: Any) -> None:

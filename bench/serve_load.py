@@ -232,20 +232,25 @@ def start_server(env: dict[str, str], port: int) -> subprocess.Popen:
         "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
+    return wait_ready(proc, port, timeout_s=600)
+
+
+def wait_ready(
+    proc: subprocess.Popen, port: int, *, timeout_s: float, what: str = "server"
+) -> subprocess.Popen:
+    """``proc`` once its /readyz answers 200; killed, with an error, when it never does."""
     import httpx
 
-    deadline = time.monotonic() + 600
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
                 return proc
-        except httpx.HTTPError:
-            pass
         time.sleep(0.25)
     proc.kill()
-    raise RuntimeError("server not ready after 600 s")
+    raise RuntimeError(f"{what} not ready after {timeout_s:.0f} s")
 
 
 def run_wrk(url_path: str, port: int, conns: int, duration: float, work: Path) -> dict[str, Any]:
