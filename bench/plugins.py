@@ -268,6 +268,12 @@ def write_md(args, rep: dict[str, Any], info: dict[str, Any]) -> None:
         "",
         "## Quality: ml-latest-small (our importer; modalities meta + text)",
         "",
+        "For orientation, MMRec's own models on `mlsmall-mmrec` (the same MovieLens users and "
+        "items, but MMRec's split and features, so not directly comparable; "
+        "../shared/docs/REFERENCE-NUMBERS.md): test R@20 DRAGON (MARGO's backbone) 0.2842, "
+        "MGCN (patience 50) 0.2976, FREEDOM 0.2792, BPR-MF 0.2713. The papers' CKD and SEA "
+        "were not run by MMRec there, so there is no reference row for the plug-ins themselves.",
+        "",
     ]
     q = rep.get("quality", [])
     lines.append(
