@@ -154,6 +154,9 @@ class ThreadJobQueue:
     def _work(self) -> None:
         from service.jobs.runner import run_job
 
+        # start-up registers the model directory and seeds SQL from its dataset: a job left
+        # queued by the last process must not snapshot the database before that is done
+        self.registry.wait_ready()
         while True:
             job_id = self._jobs.get()
             if job_id is None:
