@@ -334,16 +334,30 @@ def ann_sweep(model: Any, users: np.ndarray, truth: list[np.ndarray]) -> list[di
     import dataclasses
 
     from service.index import ItemIndex
-    from service.settings import IndexKind
+    from service.settings import IndexKind, IvfStore
 
     rows = []
     index = model.index
     if index.params.kind is IndexKind.IVF:
+        store = index.params.ivf_store.value
         for nprobe in (4, 8, 12, 16, 24, 32):
             params = dataclasses.replace(index.params, ivf_nprobe=nprobe)
             probe = ItemIndex(index.index, params, index.vectors, on_gpu=False)
+            point = _sweep_point(model, probe, users, truth)
+            rows.append({"index": "ivf", "nprobe": nprobe, "store": store, **point})
+        # the other vector store at the default nprobe, side by side with the one served
+        other = IvfStore.FLAT if index.params.ivf_store is IvfStore.FP16 else IvfStore.FP16
+        alt = ItemIndex.build(index.vectors, dataclasses.replace(index.params, ivf_store=other))
+        for probe in (index, alt):
+            point = _sweep_point(model, probe, users, truth)
             rows.append(
-                {"index": "ivf", "nprobe": nprobe, **_sweep_point(model, probe, users, truth)}
+                {
+                    "index": "ivf",
+                    "nprobe": probe.params.ivf_nprobe,
+                    "store": probe.params.ivf_store.value,
+                    "side_by_side": True,
+                    **point,
+                }
             )
     return rows
 
@@ -518,7 +532,11 @@ def markdown(result: dict[str, Any]) -> str:
             "|---|---|---|---|---|",
         ]
         for n, x in sweeps:
-            setting = f"nprobe={x['nprobe']}" if "nprobe" in x else f"efSearch={x['ef_search']}"
+            if "nprobe" in x:
+                setting = f"nprobe={x['nprobe']}, {x.get('store', 'flat')}"
+                setting += " (store A/B)" if x.get("side_by_side") else ""
+            else:
+                setting = f"efSearch={x['ef_search']}"
             lines.append(
                 f"| {n:,} | {x['index']} | {setting} | {x['recall_at_20']:.4f} | "
                 f"{x['search_p50_ms']:.2f} / {x['search_p99_ms']:.2f} ms |"
@@ -552,10 +570,20 @@ def notes(runs: dict[int, dict[str, Any]]) -> list[str]:
     out = [
         "- Flat (exact) below `MARGO_ANN_THRESHOLD_ITEMS` = 20,000 items: at 10k items one "
         "exact search is as cheap as an ANN probe and recall is 1.",
-        "- Above it IVF-Flat (inner product, sqrt(n) lists) with `MARGO_IVF_NPROBE` = 12: the "
+        "- Above it IVF (inner product, sqrt(n) lists) with `MARGO_IVF_NPROBE` = 12: the "
         "smallest setting of the sweep whose recall@20 at 1M items clears 0.98 with a margin; "
         "8 lists fall short and 16 cost a third more per search.",
     ]
+    for n in sorted(runs):
+        ab = [x for x in runs[n].get("quality", {}).get("sweep", []) if x.get("side_by_side")]
+        if len(ab) == 2:
+            a, b = sorted(ab, key=lambda x: x["store"])  # flat, fp16
+            out.append(
+                f"- `MARGO_IVF_STORE` at {n:,} items, measured side by side: fp16 search p50 "
+                f"{b['search_p50_ms']:.3f} ms vs float32 {a['search_p50_ms']:.3f} ms "
+                f"({b['search_p50_ms'] / a['search_p50_ms']:.2f}x), recall@20 "
+                f"{b['recall_at_20']:.4f} vs {a['recall_at_20']:.4f}."
+            )
     h = sweep(100_000, "ef_search", 512)
     i = sweep(100_000, "nprobe", 12)
     if h and i:

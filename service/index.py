@@ -4,8 +4,9 @@ The scoring identity (ALGORITHMS.md 1.8) makes MARGO's score one inner product
 ``y_ui = q_u . v_i``, so an inner-product index returns its top-K: exactly for a flat index
 (catalogues below ``ann_threshold_items``), approximately above it, with ``ann_kind``:
 
-* ``ivf`` (default): IVF-Flat, ``sqrt(n)`` k-means lists, ``ivf_nprobe`` lists scanned
-  exactly. Users mix interests, so their query points between clusters; scanning the lists
+* ``ivf`` (default): IVF, ``sqrt(n)`` k-means lists, ``ivf_nprobe`` lists scanned, the
+  vectors kept in fp16 (``ivf_store``; the scan is bound by memory traffic) or float32.
+  Users mix interests, so their query points between clusters; scanning the lists
   nearest to the query finds the best items of every cluster they like.
 * ``hnsw``: HNSW-Flat with inner product. Fast, but its greedy walk tends to stay in one of
   the user's clusters; on the planted-cluster benchmark its recall@20 stalls near 0.93-0.95
@@ -36,7 +37,7 @@ import faiss
 import numpy as np
 
 from service.metrics import faiss_timer
-from service.settings import GpuMode, IndexKind, Settings
+from service.settings import GpuMode, IndexKind, IvfStore, Settings
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class IndexParams:
     ef_search: int = 128
     ivf_lists: int = 0  # 0: sqrt(n_items)
     ivf_nprobe: int = 12
+    ivf_store: IvfStore = IvfStore.FP16
 
     @classmethod
     def choose(cls, n_items: int, settings: Settings) -> IndexParams:
@@ -96,13 +98,15 @@ class IndexParams:
             ef_search=settings.hnsw_ef_search,
             ivf_lists=settings.ivf_lists or max(1, int(round(math.sqrt(n_items)))),
             ivf_nprobe=settings.ivf_nprobe,
+            ivf_store=settings.ivf_store,
         )
 
     def file_name(self, fingerprint: str) -> str:
         if self.kind is IndexKind.HNSW:
             return f"hnsw-m{self.hnsw_m}-efc{self.ef_construction}-{fingerprint}.faiss"
         if self.kind is IndexKind.IVF:
-            return f"ivf{self.ivf_lists}-{fingerprint}.faiss"
+            store = "" if self.ivf_store is IvfStore.FLAT else f"-{self.ivf_store.value}"
+            return f"ivf{self.ivf_lists}{store}-{fingerprint}.faiss"
         return f"flat-{fingerprint}.faiss"
 
 
@@ -136,9 +140,14 @@ class ItemIndex:
             return index
         if params.kind is IndexKind.IVF:
             lists = max(1, min(params.ivf_lists, vectors.shape[0]))
-            index = faiss.IndexIVFFlat(
-                faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT
-            )
+            quantizer = faiss.IndexFlatIP(dim)
+            if params.ivf_store is IvfStore.FP16:
+                index = faiss.IndexIVFScalarQuantizer(
+                    quantizer, dim, lists, faiss.ScalarQuantizer.QT_fp16,
+                    faiss.METRIC_INNER_PRODUCT,
+                )  # fmt: skip
+            else:
+                index = faiss.IndexIVFFlat(quantizer, dim, lists, faiss.METRIC_INNER_PRODUCT)
             n_train = min(vectors.shape[0], lists * IVF_TRAIN_PER_LIST)
             sample = np.random.default_rng(0).choice(vectors.shape[0], n_train, replace=False)
             index.train(vectors[np.sort(sample)])

@@ -42,6 +42,14 @@ class LogFormat(StrEnum):
     TEXT = "text"
 
 
+class IvfStore(StrEnum):
+    """How an IVF index keeps the vectors it scans (candidates are re-scored exactly from the
+    float32 vectors either way)."""
+
+    FLAT = "flat"  # float32
+    FP16 = "fp16"  # half the memory traffic per scanned vector
+
+
 class Settings(BaseSettings):
     """Every knob of the service. Units are in the names (``_s`` seconds, ``_items`` counts)."""
 
@@ -59,6 +67,9 @@ class Settings(BaseSettings):
     """ANN index above the threshold: ivf (default, see service/index.py) or hnsw."""
     ivf_lists: int = Field(0, ge=0)
     """IVF k-means lists; 0 = sqrt(n_items)."""
+    ivf_store: IvfStore = IvfStore.FP16
+    """fp16: IVF search 0.81x the float32 time at 100k items, 0.67x at 1M, same recall@20
+    (bench/results/serve_load.md); ``flat`` keeps float32."""
     ivf_nprobe: int = Field(12, ge=1)
     """IVF lists scanned per query (more for deep pages). 12: recall@20 0.989 at 1M items
     and 0.979 at 100k on the planted-cluster benchmark (bench/results/serve_load.md)."""

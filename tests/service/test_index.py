@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from service.index import IndexParams, ItemIndex, vectors_fingerprint
-from service.settings import IndexKind, Settings
+from service.settings import IndexKind, IvfStore, Settings
 
 
 def _vectors(
@@ -30,10 +30,11 @@ def test_flat_search_equals_brute_force_numpy() -> None:
 @pytest.mark.parametrize(
     "params",
     [
-        IndexParams(IndexKind.IVF, ivf_lists=70, ivf_nprobe=8),
+        IndexParams(IndexKind.IVF, ivf_lists=70, ivf_nprobe=8, ivf_store=IvfStore.FLAT),
+        IndexParams(IndexKind.IVF, ivf_lists=70, ivf_nprobe=8, ivf_store=IvfStore.FP16),
         IndexParams(IndexKind.HNSW, hnsw_m=16, ef_construction=80, ef_search=64),
     ],
-    ids=["ivf", "hnsw"],
+    ids=["ivf", "ivf-fp16", "hnsw"],
 )
 def test_ann_candidates_hold_nearly_all_true_top_items(params: IndexParams) -> None:
     vectors = _vectors(5000, d=32, noise=0.5, clusters=40)
@@ -53,6 +54,24 @@ def test_choose_flat_below_threshold_and_ann_above() -> None:
     settings = Settings(ann_threshold_items=1000, ann_kind="hnsw", hnsw_m=24, hnsw_ef_search=99)
     params = IndexParams.choose(1000, settings)
     assert (params.kind, params.hnsw_m, params.ef_search) == (IndexKind.HNSW, 24, 99)
+
+
+def test_ivf_fp16_store_finds_the_same_candidates_as_float32() -> None:
+    """The fp16 scan only rounds scores: the candidate pool (re-scored exactly afterwards)
+    holds the same items, and the stored index files are told apart by name."""
+    vectors = _vectors(5000, d=32, noise=0.5, clusters=40)
+    flat, half = (
+        IndexParams(IndexKind.IVF, ivf_lists=70, ivf_nprobe=8, ivf_store=store)
+        for store in (IvfStore.FLAT, IvfStore.FP16)
+    )
+    by_flat, by_half = ItemIndex.build(vectors, flat), ItemIndex.build(vectors, half)
+    for q in _vectors(30, d=32, noise=0.5, clusters=40, seed=2):
+        top_flat = by_flat.search(q, 128)[:20].tolist()
+        top_half = set(by_half.search(q, 128).tolist())
+        assert set(top_flat) <= top_half
+    assert flat.file_name("fp") != half.file_name("fp")
+    settings = Settings(ann_threshold_items=1000)
+    assert IndexParams.choose(1600, settings).ivf_store is IvfStore.FP16  # the default
 
 
 def test_ivf_deep_fetch_scans_more_lists() -> None:
