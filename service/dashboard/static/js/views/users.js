@@ -81,7 +81,7 @@ function controls(userId, opts) {
         ...recent.map((u) => h("option", { value: u })),
         ...found.filter((u) => !seen.has(u.user_id)).map((u) => h("option", {
           value: u.user_id,
-          label: `${u.personal ? "personal" : "popular (new user)"}, ${u.interactions} ingested`,
+          label: `${u.personal ? "personal" : "popular (new user)"}, ${u.interactions} interactions`,
         })));
     }, 200);
   });
