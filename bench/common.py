@@ -221,38 +221,6 @@ def load_result(runs_dir: Path, key: str) -> dict[str, Any] | None:
     return None
 
 
-@contextlib.contextmanager
-def _stage_two_only(model: Any) -> Iterator[None]:
-    """Make ``fit`` train stage II only, on ``model`` (already loaded with a stage-I state).
-
-    fit() looks up ``build_model`` and ``stage_plan`` (and ``_run_stage``) in trainer.train's
-    namespace, so they are swapped for this call only (this process runs one step and exits):
-    the plan is ["II"] and the stage runs with its two-stage index (1), so its sampler and
-    torch seeds (cfg.seed + 1) are those of a full ``margo train`` run. Everything else (weights
-    init, the epoch-0 candidate, fresh Adam, L_cal, early stopping, test at the best stage-II
-    epoch) is fit's own code. (trainer.train.fit's ``stage1_cache`` does the same sharing
-    through the trainer itself; it appeared while this benchmark was running.)
-    """
-    import trainer.train as tt
-
-    saved = tt.build_model, tt.stage_plan, getattr(tt, "_run_stage", None)
-    tt.build_model = lambda *a, **k: model
-    tt.stage_plan = lambda cfg: ["II"]
-    if saved[2] is not None:
-        run_stage = saved[2]
-
-        def _as_second_stage(model, data, cfg, stage, s_idx, n_stages, *rest, **kw):  # noqa: ANN001, ANN202
-            return run_stage(model, data, cfg, stage, 1, 2, *rest, **kw)
-
-        tt._run_stage = _as_second_stage
-    try:
-        yield
-    finally:
-        tt.build_model, tt.stage_plan = saved[0], saved[1]
-        if saved[2] is not None:
-            tt._run_stage = saved[2]
-
-
 def run_step(
     step_d: dict[str, Any], runs_dir: str, slots_dir: str, n_slots: int, threads: int
 ) -> dict[str, Any]:
@@ -262,8 +230,7 @@ def run_step(
     torch.set_num_threads(threads)
     from trainer.config import TrainConfig
     from trainer.data import load_dataset
-    from trainer.models import build_model
-    from trainer.train import fit
+    from trainer.train import fit, stage1_cache_path
 
     step = Step(**step_d)
     runs = Path(runs_dir)
@@ -274,42 +241,38 @@ def run_step(
         cfg.topk = tuple(cfg.topk)
         data = load_dataset(step.data, cfg.modalities)
         parent = None
+        stage1 = runs / "stage1"
         if step.kind == "branch":
+            # stage II only: fit loads the parent's best stage-I state from its own stage-I cache
             parent = load_result(runs, step.parent)
             if parent is None:
                 raise RuntimeError(f"{step.label}: parent run {step.parent} has no result")
-            model = build_model(cfg, data, cfg.device)
-            model.load_state_dict(torch.load(runs / f"{step.parent}.pt", weights_only=True))
+            cached = stage1_cache_path(stage1, cfg, data)
+            if cached is None or not cached.is_file():
+                raise RuntimeError(f"{step.label}: no stage-I state of {step.parent} in {stage1}")
             last: dict[str, np.ndarray] = {}
 
-            def snapshot(
-                rep: Any,
-            ) -> None:  # the weights after every epoch, whatever early stopping keeps
-                if model.weight_logits is not None:
-                    last["w"] = (
-                        torch.softmax(model.weight_logits.detach(), -1)
-                        .cpu()
-                        .numpy()
-                        .astype(np.float32)
-                    )
+            def snapshot(rep: Any) -> None:  # weights after every epoch, whatever is kept
+                w = rep.model.weight_logits if rep.model is not None else None
+                if w is not None:
+                    last["w"] = torch.softmax(w.detach(), -1).cpu().numpy().astype(np.float32)
 
-            with _stage_two_only(model):
-                res = fit(data, cfg, progress=False, callback=snapshot)
+            res = fit(data, cfg, progress=False, callback=snapshot, stage1_cache=stage1)
             if "w" in last:
                 np.save(runs / f"{step.key}.weights_last.npy", last["w"])
         else:
-            # plug-in rows: stage I shared through fit's own stage-I cache (a row with a parent
-            # step of the same stage I waits for it), CKD teachers cached per dataset
+            # stage-I rows fill the cache their branches read; plug-in rows share stage I the
+            # same way (a row with a parent step of the same stage I waits for it); CKD
+            # teachers are cached per dataset
             res = fit(
                 data,
                 cfg,
                 progress=False,
-                stage1_cache=runs / "stage1" if step.meta.get("stage1_cache") else None,
+                stage1_cache=stage1
+                if step.kind == "stage1" or step.meta.get("stage1_cache")
+                else None,
                 plugin_cache=runs / "plugin-cache",
             )
-        if step.kind == "stage1":
-            torch.save(res.model.state_dict(), runs / f"{step.key}.pt.tmp")
-            os.replace(runs / f"{step.key}.pt.tmp", runs / f"{step.key}.pt")
         weights_file = None
         if res.model.weight_logits is not None:
             weights_file = f"{step.key}.weights.npy"
@@ -342,7 +305,7 @@ def run_step(
             "step": asdict(step),
             "train_config": cfg.to_dict(),
             "channels": list(res.model.channels),
-            "stages": (parent["stages"] if parent else []) + stages,
+            "stages": stages,  # a branch's list starts with its cached stage I
             "valid": res.valid,
             "test": res.test,
             # a branch's training time includes the stage I it continues from

@@ -9,12 +9,12 @@ Datasets
 
 Protocol
   1. sweep (seed = first seed, first dataset, validation Recall@20 only): stage-I reg_weight
-     {1e-3, 1e-2}; margo alpha {0.01, 0.1, 1} x weight_lr {stage lr, 1e-2}; fusion-learned
-     weight_lr {stage lr, 1e-2}; bpr reg {1e-3, 1e-2, 1e-1, 1}; lightgcn reg {1e-3, 1e-2, 1e-1}.
+     {1e-3, 1e-2}; margo alpha {0.01, 0.1, 1} x weight_lr {stage lr, 1e-2} x stage-II lr
+     {lr, 1e-4 (the paper's)}; fusion-learned weight_lr {stage lr, 1e-2} x stage-II lr {lr, 1e-4}; bpr reg {1e-3, 1e-2, 1e-1, 1}; lightgcn reg {1e-3, 1e-2, 1e-1}.
      The chosen values are used for every seed and both datasets.
   2. every row x seed. fusion-sum is stage I (the paper's "w/o weight"); fusion-learned,
-     margo and margo --no-stopgrad continue from that same saved stage-I state (stage II
-     only; see bench/common.py `_stage_two_only`), so one seed trains stage I once.
+     margo and margo --no-stopgrad continue from that same best stage-I state (the trainer's
+     own stage-I cache, ``fit(stage1_cache=...)``), so one seed trains stage I once.
      Single-modality and ID-channel rows have their own stage I. Training seconds of a
      stage-II row include its stage I.
 
@@ -66,7 +66,9 @@ DEFAULT_HP = {
     "reg": 1e-3,
     "alpha": 0.1,
     "wlr": None,
+    "lr2": None,
     "fl_wlr": None,
+    "fl_lr2": None,
     "bpr_reg": 1e-3,
     "lgcn_reg": 1e-3,
     "vbpr_reg": 1e-3,
@@ -112,7 +114,12 @@ def rows_for(
     (and their stage-I parents) or all; filtered by --models."""
     meta = {"dataset": ds, "seed": seed}
     cfg = lambda **kw: base_cfg(args, seed, **kw)  # noqa: E731
-    margo_kw = {"model": "margo", "alpha": hp["alpha"], "weight_lr": hp["wlr"]}
+    margo_kw = {
+        "model": "margo",
+        "alpha": hp["alpha"],
+        "weight_lr": hp["wlr"],
+        "lr_stage2": hp.get("lr2"),
+    }
     s1 = C.Step(
         "fusion-sum", path, cfg(model="fusion-sum", reg_weight=hp["reg"]), "stage1", meta=meta
     )
@@ -122,7 +129,12 @@ def rows_for(
         C.Step(
             "fusion-learned",
             path,
-            {**s1.cfg, "model": "fusion-learned", "weight_lr": hp["fl_wlr"]},
+            {
+                **s1.cfg,
+                "model": "fusion-learned",
+                "weight_lr": hp["fl_wlr"],
+                "lr_stage2": hp.get("fl_lr2"),
+            },
             "branch",
             s1.key,
             meta,
@@ -232,26 +244,28 @@ def sweep(args, ds: str, path: str, mods: list[str], runs_dir: Path, log) -> dic
     # 1b: stage II of margo / fusion-learned from the chosen stage I (+ filler: seed-0 stage Is)
     s1 = s1s[hp["reg"]]
     margos = {
-        (a, w): C.Step(
+        (a, w, l2): C.Step(
             "margo",
             path,
-            {**s1.cfg, "model": "margo", "alpha": a, "weight_lr": w},
+            {**s1.cfg, "model": "margo", "alpha": a, "weight_lr": w, "lr_stage2": l2},
             "branch",
             s1.key,
             meta,
         )
+        for l2 in (None, 1e-4)
         for a in (0.01, 0.1, 1.0)
         for w in (None, 1e-2)
     }
     fls = {
-        w: C.Step(
+        (w, l2): C.Step(
             "fusion-learned",
             path,
-            {**s1.cfg, "model": "fusion-learned", "weight_lr": w},
+            {**s1.cfg, "model": "fusion-learned", "weight_lr": w, "lr_stage2": l2},
             "branch",
             s1.key,
             meta,
         )
+        for l2 in (None, 1e-4)
         for w in (None, 1e-2)
     }
     filler = [
@@ -260,13 +274,12 @@ def sweep(args, ds: str, path: str, mods: list[str], runs_dir: Path, log) -> dic
         if s.kind == "stage1" and s.key != s1.key
     ]
     res = run([*margos.values(), *fls.values(), *filler])
-    grid["margo"] = [(a, w, v(res[s.key])) for (a, w), s in margos.items() if s.key in res]
-    grid["fl_wlr"] = [(w, v(res[s.key])) for w, s in fls.items() if s.key in res]
+    grid["margo"] = [(*k, v(res[s.key])) for k, s in margos.items() if s.key in res]
+    grid["fl_wlr"] = [(*k, v(res[s.key])) for k, s in fls.items() if s.key in res]
     if grid["margo"]:
-        a, w, _ = max(grid["margo"], key=lambda x: x[2])
-        hp["alpha"], hp["wlr"] = a, w
+        hp["alpha"], hp["wlr"], hp["lr2"], _ = max(grid["margo"], key=lambda x: x[-1])
     if grid["fl_wlr"]:
-        hp["fl_wlr"] = max(grid["fl_wlr"], key=lambda x: x[1])[0]
+        hp["fl_wlr"], hp["fl_lr2"], _ = max(grid["fl_wlr"], key=lambda x: x[-1])
     log(f"[bench] sweep 1b: margo {grid['margo']} fusion-learned {grid['fl_wlr']} -> {hp}")
     return {"dataset": ds, "seed": seed, "grid": grid, "chosen": hp}
 
@@ -376,16 +389,22 @@ def write_report(args, datasets, summary, sweep_info, pairs, all_runs, t_wall, i
                 "- lightgcn reg_weight: " + ", ".join(f"{r:g} → {x:.4f}" for r, x in g["lgcn_reg"])
             )
             md.append(
-                "- margo (alpha, weight_lr): "
-                + ", ".join(f"({a:g}, {w if w else 'lr'}) → {x:.4f}" for a, w, x in g["margo"])
+                "- margo (alpha, weight_lr, stage-II lr): "
+                + ", ".join(
+                    f"({a:g}, {w if w else 'lr'}, {l2 if l2 else 'lr'}) → {x:.4f}"
+                    for a, w, l2, x in g["margo"]
+                )
             )
             md.append(
-                "- fusion-learned weight_lr: "
-                + ", ".join(f"{w if w else 'lr'} → {x:.4f}" for w, x in g["fl_wlr"])
+                "- fusion-learned (weight_lr, stage-II lr): "
+                + ", ".join(
+                    f"({w if w else 'lr'}, {l2 if l2 else 'lr'}) → {x:.4f}"
+                    for w, l2, x in g["fl_wlr"]
+                )
             )
             md.append(
                 f"- **chosen**: `{s['chosen']}` (used for all seeds, both datasets; the ablation and "
-                f"ID-channel rows use margo's alpha/weight_lr; vbpr keeps reg 1e-3)\n"
+                f"ID-channel rows use margo's alpha/weight_lr/stage-II lr; vbpr keeps reg 1e-3)\n"
             )
     for ds, table in summary.items():
         md.append(f"## {ds}\n")
@@ -464,16 +483,9 @@ def write_report(args, datasets, summary, sweep_info, pairs, all_runs, t_wall, i
         "logit is 1 and L_cal is 0, so their stage II is plain fine-tuning with a fresh Adam.\n"
         "- `fusion-sum+id` / `margo+id`: the ID-channel extension (ALGORITHMS.md 1.9), reported as its own rows, "
         "not instead of the paper-faithful margo.\n"
-        "- Stage II of branched rows starts from the saved best stage-I state with the trainer's own stage-II code and "
-        "seeds (bench/common.py `_stage_two_only`), i.e. what `margo train` computes; trainer.train.fit's new "
-        "`stage1_cache` does the same sharing inside the trainer. Stage II includes the trainer's epoch-0 candidate "
-        "(the stage-I model with near-uniform weights): a stage II whose best epoch is 0 never beat stage I on "
-        "validation, and its weights are the initial ones. Weighted models fuse with M * softmax(W) (trainer default "
-        "`scale_weights=True`).\n"
-        "- The trainer changed at about 05:37 while this benchmark ran (the epoch-0 candidate, `scale_weights`, "
-        "per-stage sampler seeds). Runs finished before it (the sweep's stage-I / bpr / lightgcn runs) used the earlier "
-        "code, whose stage I computes the same thing (same model seed, sampler seed cfg.seed); every stage-II run used "
-        "the new code. Per-run JSONs record `train_config` for runs after 06:00.\n"
+        "- Stage II of branched rows starts from the best stage-I state through the trainer's own stage-I cache "
+        "(`fit(stage1_cache=...)`), with the stage-II seeds of a full `margo train` run: what `margo train` "
+        "computes. Weighted models fuse with M * softmax(W) (trainer default `scale_weights=True`).\n"
     )
     n_runs = len(all_runs)
     cpu_s = sum(r["own_seconds"] for r in all_runs.values())

@@ -50,6 +50,8 @@ class EpochReport:
     best: float
     progress: float  # rough fraction of the whole run done (stages x max epochs)
     extra: dict[str, float] = field(default_factory=dict)
+    # the live model after this epoch, for callbacks that inspect it (e.g. weight snapshots)
+    model: Recommender | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -238,7 +240,7 @@ def fit(
     stages: list[StageResult] = []
     for s_idx, stage in enumerate(plan):
         cached = (
-            _stage1_path(stage1_cache, cfg, data)
+            stage1_cache_path(stage1_cache, cfg, data)
             if stage == "I" and cfg.model in BACKBONE_MODELS
             else None
         )
@@ -271,7 +273,8 @@ def fit(
     )
 
 
-def _stage1_path(cache: Path | None, cfg: TrainConfig, data: Dataset) -> Path | None:
+def stage1_cache_path(cache: Path | None, cfg: TrainConfig, data: Dataset) -> Path | None:
+    """Where ``fit(stage1_cache=cache)`` keeps (or finds) the best stage-I state of ``cfg``."""
     if cache is None:
         return None
     keep = {k: v for k, v in cfg.to_dict().items() if k not in STAGE2_ONLY}
@@ -363,6 +366,7 @@ def _run_stage(
             best=best,
             progress=(s_idx + epoch / cfg.epochs) / n_stages,
             extra=extra,
+            model=model,
         )
         history.append(report)
         bar.update(1)
@@ -387,5 +391,6 @@ __all__ = [
     "TrainingCancelled",
     "early_stopping",
     "fit",
+    "stage1_cache_path",
     "stage_plan",
 ]

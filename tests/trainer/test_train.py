@@ -7,7 +7,7 @@ from trainer.bundle import load_bundle
 from trainer.config import MODELS, TrainConfig
 from trainer.errors import ConfigError, TrainingCancelled
 from trainer.export import export_model
-from trainer.train import fit, stage_plan
+from trainer.train import fit, stage1_cache_path, stage_plan
 
 FAST = {"epochs": 2, "batch_size": 512, "lr": 0.01, "patience": 5}
 
@@ -66,6 +66,8 @@ def test_callback_sees_every_epoch_and_can_cancel(tiny):
 
     def cb(report):
         seen.append((report.stage, report.epoch, round(report.progress, 3)))
+        # the live model rides along: weights exist exactly in stage II
+        assert (report.model.weight_logits is not None) == (report.stage == "II")
         if report.stage == "II":
             raise TrainingCancelled("cancelled by test")
 
@@ -110,7 +112,9 @@ def test_stage1_cache_is_shared_and_changes_nothing(tiny, tmp_path):
     first = fit(
         tiny, TrainConfig(model="fusion-sum", **FAST), progress=False, stage1_cache=tmp_path
     )
-    assert len(list(tmp_path.glob("stage1-*.pt"))) == 1
+    assert list(tmp_path.glob("stage1-*.pt")) == [
+        stage1_cache_path(tmp_path, TrainConfig(model="margo", **FAST), tiny)
+    ]  # margo's stage I is fusion-sum's: the options that differ are stage-II only
     cached = fit(tiny, TrainConfig(model="margo", **FAST), progress=False, stage1_cache=tmp_path)
     assert cached.stages[0] == first.stages[0]
     assert cached.test == plain.test  # stage II is identical whether stage I was cached or not
