@@ -18,10 +18,12 @@ import gc
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from service.cache import ResponseCache
 from service.db import crud
@@ -209,8 +211,15 @@ class Registry:
         except (MargoError, OSError, ValueError, RuntimeError, MemoryError) as exc:
             raise ModelLoadError(f"model {row.version} cannot be loaded: {exc}") from exc
 
-    def activate(self, version: str) -> ModelVersion:
-        """Load ``version``, make it the active one in SQL, swap it in, tell other processes."""
+    def activate(
+        self, version: str, *, guard: Callable[[Session], None] | None = None
+    ) -> ModelVersion:
+        """Load ``version``, make it the active one in SQL, swap it in, tell other processes.
+
+        ``guard`` runs inside the transaction that marks the version active, before it does;
+        it raises to abort (nothing changes) and may write rows that must commit together
+        with the activation (a retrain job's terminal status).
+        """
         with self._activation:
             row = self.get(version)
             if row.status not in _LOADABLE:
@@ -231,6 +240,8 @@ class Registry:
                     serving = current.version if current else "nothing"
                     raise ModelLoadError(f"{exc.detail}; still serving {serving}") from exc
             with self.db.session() as session:
+                if guard is not None:
+                    guard(session)
                 crud.mark_active(session, version=version)
             self._swap(live)
         self.events.publish("model_activated", version=version)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy.orm import Session
 
 from service.cache import NullCache
 from service.db import crud
@@ -39,6 +40,10 @@ log = logging.getLogger(__name__)
 INHERITED_SKIP = {"device", "threads", "modalities", "model"}
 """Active-model hyper-parameters a retrain does not inherit (they describe the machine or
 the old dataset)."""
+
+
+class JobEnded(Exception):
+    """The job got a terminal status from elsewhere (the stale sweep) while it ran."""
 
 
 @dataclass
@@ -203,5 +208,15 @@ def run(runner: JobRunner, settings: Settings, registry: Registry) -> Outcome:
         with db.session() as session:
             crud.mark_rejected(session, version=version, reason=decision.explain())
         return Outcome(JobStatus.REJECTED, {**values, "error": decision.explain()})
-    registry.activate(version)
-    return Outcome(JobStatus.SUCCEEDED, values)
+
+    def succeed(session: Session) -> None:
+        # the job's status and the activation commit together: a job the stale sweep (or
+        # anything else) ended meanwhile must not change what serves
+        if not crud.finish_job(session, job_id=job_id, status=JobStatus.SUCCEEDED, **values):
+            raise JobEnded(
+                f"job {job_id} was ended before its model could be activated; "
+                f"{version} stays ready, not active"
+            )
+
+    registry.activate(version, guard=succeed)
+    return Outcome(JobStatus.SUCCEEDED, values)  # recorded already: run_job's finish is a no-op

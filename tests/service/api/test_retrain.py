@@ -3,16 +3,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from service.db.tables import utcnow
 from service.settings import Settings
 from tests.service.conftest import start_client
 from tests.service.factories import corrupt
-from tests.service.jobs.helpers import FAST, api_key, wait_job
+from tests.service.jobs.helpers import FAST, api_key, wait_for, wait_job
 
 REC = "/users/{}/recommendations"
 
@@ -184,3 +186,31 @@ def test_retrain_seeds_a_database_registered_before_seeding(
     assert snapshot["modalities"] == {"image": 16, "text": 384}
     assert snapshot["items_missing_vectors"] == {}
     assert snapshot["pairs"] in (1500, 1501)  # 1500 if user 0 had item 1 already
+
+
+def test_a_job_ended_by_the_stale_sweep_never_activates(
+    live: tuple[TestClient, dict, dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that was only stalled (not dead) comes back after the sweep failed its job:
+    its model must not replace the active one, and the job stays failed."""
+    import service.jobs.retrain as retrain_mod
+    from service.db import crud
+
+    client, admin, _ = live
+    active = client.get("/models").json()["active"]
+    real = retrain_mod.evaluate_bundle
+
+    def sweep_then_evaluate(*args: object, **kwargs: object) -> dict:
+        # what sweep_stale does when the heartbeat is late, right before the gate decides
+        with client.app.state.margo.registry.db.session() as session:
+            crud.fail_stale_jobs(session, older_than=utcnow() + dt.timedelta(days=1))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(retrain_mod, "evaluate_bundle", sweep_then_evaluate)
+    job = wait_job(client, retrain(client, admin, **FAST)["job_id"], admin)
+    assert job["status"] == "failed" and "stopped responding" in job["error"], job
+    jobs = client.app.state.margo.jobs
+    wait_for(lambda: jobs.current is None, what="the job thread to finish the job")
+    assert client.get("/models").json()["active"] == active
+    if job["result_version"]:
+        assert client.get(f"/models/{job['result_version']}").json()["status"] == "ready"
