@@ -7,10 +7,12 @@ Datasets (built once under WORKDIR/data)
               with the same seed (same users, items, interactions and split)
   mlsmall     ../shared/data/mlsmall-mmrec (clean) and a copy whose `text` rows of a random
               20% of items are replaced by the rows of other random items (seed 7), mask kept
+  mlsmall-image   the same with the `image` slot (genres + year) swapped instead
 
 Scores
   ROC-AUC of 1 - w_i^m at telling corrupted (item, modality) pairs from clean ones (synth: every
-  (item, modality) pair is a sample; mlsmall: every item's text), for fusion-learned and margo;
+  (item, modality) pair is a sample; mlsmall: every item's swapped modality), for fusion-learned
+  and margo;
   the training-free detector of REFERENCE-NUMBERS.md (per item, Pearson correlation between its
   row of item-item cosine on the training matrix and its row of item-item cosine of the modality
   features; low correlation = suspicious), plus "mean content similarity to the k nearest
@@ -46,6 +48,8 @@ SYNTH = {
     "modalities": {"image": 512, "text": 384},
 }
 SWAP_FRACTION, SWAP_SEED = 0.2, 7
+# mlsmall variants: which modality's rows are swapped (REFERENCE-NUMBERS.md measures both)
+SWAPPED = {"mlsmall": "text", "mlsmall-image": "image"}
 # (graph, alpha, weight_lr) of the grid; the first margo entry is the trainer default
 # margo (graph, alpha, weight_lr, lr_stage2) and fusion-learned (graph, weight_lr, lr_stage2);
 # None = the trainer default (weight_lr = stage lr; lr_stage2 = lr = 1e-3). The first margo entry
@@ -137,32 +141,34 @@ def build_datasets(args: argparse.Namespace, log) -> dict[str, dict[str, str]]:
             )
             log(f"[bench] generated {clean} and {corrupt}")
         out["synth"] = {"clean": str(clean), "corrupt": str(corrupt)}
-    if "mlsmall" in args.datasets:
-        p = root / "mlsmall-textswap"
+    for ds, swapped in SWAPPED.items():
+        if ds not in args.datasets:
+            continue
+        p = root / f"mlsmall-{swapped}swap"
         if not (p / "stats.json").is_file():
             d = load_dataset(args.mlsmall_mmrec)
             rng = np.random.default_rng(SWAP_SEED)
             n = d.n_items
             bad = rng.choice(n, size=round(SWAP_FRACTION * n), replace=False)
             src = (bad + rng.integers(1, n, size=bad.size)) % n  # another item, never itself
-            text = d.features["text"].copy()
-            text[bad] = d.features["text"][src]
+            feat = d.features[swapped].copy()
+            feat[bad] = d.features[swapped][src]
             mask = np.zeros(n, dtype=bool)
             mask[bad] = True
             _write_copy(
                 d,
                 p,
-                {**d.features, "text": text},
-                {"text": mask, "image": np.zeros(n, dtype=bool)},
-                "mlsmall_textswap",
+                {**d.features, swapped: feat},
+                {m: mask if m == swapped else np.zeros(n, dtype=bool) for m in d.features},
+                f"mlsmall_{swapped}swap",
                 {
                     "source": str(args.mlsmall_mmrec),
-                    "corruption": f"text rows of {bad.size} "
-                    f"items ({SWAP_FRACTION:.0%}, seed {SWAP_SEED}) replaced by rows of other random items",
+                    "corruption": f"{swapped} rows of {bad.size} items ({SWAP_FRACTION:.0%}, "
+                    f"seed {SWAP_SEED}) replaced by rows of other random items",
                 },
             )
             log(f"[bench] wrote {p}")
-        out["mlsmall"] = {"clean": str(args.mlsmall_mmrec), "corrupt": str(p)}
+        out[ds] = {"clean": str(args.mlsmall_mmrec), "corrupt": str(p)}
     return out
 
 
@@ -292,8 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--datasets",
         nargs="+",
-        default=["synth", "mlsmall"],
-        help="synth and/or mlsmall (default both)",
+        default=["synth", "mlsmall", "mlsmall-image"],
+        help="synth, mlsmall (text rows swapped) and/or mlsmall-image (image-slot rows swapped; "
+        "default all three)",
     )
     p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     p.add_argument(
@@ -436,8 +443,8 @@ def main(argv: list[str] | None = None) -> int:
         f"One training seed ({args.seed}); early stop on validation Recall@20, patience {args.patience}, at most "
         f"{args.epochs} epochs per stage; fusion-learned / margo continue from the fusion-sum stage-I checkpoint "
         "of the same data and graph (stage II only, as in bench/quality.py). AUC: ROC-AUC of 1 - w_i^m for "
-        "corrupted vs clean (item, modality) pairs (synth: both modalities pooled; mlsmall: the text weight of "
-        "every item). Selection caveat: 'best by AUC' picks the config with the ground-truth labels (an "
+        "corrupted vs clean (item, modality) pairs (synth: both modalities pooled; mlsmall / mlsmall-image: "
+        "every item's weight of the swapped modality). Selection caveat: 'best by AUC' picks the config with the ground-truth labels (an "
         "oracle choice, optimistic); 'best by valid R@20' is a fair choice. 'AUC last-epoch w' scores the weights after the "
         "last stage-II epoch instead of the best-validation epoch's (they differ when early stopping kept an "
         "earlier epoch).\n"
@@ -564,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
         drows = []
         for m in mods:
             a = det_auc[m]
-            ref = REF_DETECTOR.get(m) if ds == "mlsmall" else None
+            ref = REF_DETECTOR.get(m) if ds in SWAPPED else None
             drows.append(
                 [
                     m,
@@ -634,7 +641,11 @@ def paths_note(ds: str, data: Any, mods: list[str]) -> str:
             f"modality {n}) applied with the importer's recipe (noise with the column mean/std, then ReLU / L2 norm), "
             "so clean and corrupted differ only in the corrupted rows"
         )
-    return f"mlsmall-mmrec, text rows of {n.get('text')} items replaced by other random items' rows (seed {SWAP_SEED})"
+    m = SWAPPED[ds]
+    return (
+        f"mlsmall-mmrec, {m} rows of {n.get(m)} items replaced by other random items' rows "
+        f"(seed {SWAP_SEED})"
+    )
 
 
 def _targets(rows: list[dict], det: float) -> str:

@@ -10,12 +10,15 @@ Each measurement runs in a fresh subprocess, so its peak RSS (getrusage ru_maxrs
               trainer.train.evaluate_model), median of 3, on a freshly built margo model
   fusion-sum, lightgcn   4 epochs each, for context
   profile     (when a stage epoch exceeds the 20 s bar) where a training batch spends its time
+  dragon      MMRec's own DRAGON (MARGO's backbone) on the same data and threads, from an MMRec
+              checkout (--mmrec PATH; bench/mmrec_dragon.py): the side-by-side ratio
 
 While measuring, the script holds every benchmark training slot (WORKDIR/slots), so the other
 bench scripts start no new training run; other users' load is recorded (os.getloadavg).
 
     .venv/bin/python bench/train_speed.py --quick   # 1 epoch per stage, smoke check
     .venv/bin/python bench/train_speed.py           # ~5-10 min
+    .venv/bin/python bench/train_speed.py --measure margo eval dragon --mmrec ../MMRec  # +6 min
 """
 
 from __future__ import annotations
@@ -263,7 +266,27 @@ def hold_all_slots(slots_dir: Path, n: int, log) -> Any:
             f.close()
 
 
+def run_dragon(args: argparse.Namespace, data_path: Path, log) -> dict[str, Any]:
+    """MMRec's own DRAGON on the same data, same threads (bench/mmrec_dragon.py)."""
+    import mmrec_dragon
+
+    out_file = args.workdir / f"{NAME}_dragon.json"
+    deps = args.mmrec_deps or args.workdir / "mmrec-deps"
+    try:
+        mmrec_dragon.ensure_deps(deps, log)
+        src = mmrec_dragon.prepare(args.mmrec, data_path, args.workdir, log)
+        r = mmrec_dragon.run(src, deps, args.epochs, args.threads, log)
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        log(f"[bench] dragon FAILED: {exc}")
+        return {"kind": "dragon", "error": str(exc)[-2000:]}
+    r["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    C.atomic_write_json(out_file, r)
+    return r
+
+
 def run_measure(kind: str, args: argparse.Namespace, data_path: Path, log) -> dict[str, Any]:
+    if kind == "dragon":
+        return run_dragon(args, data_path, log)
     out_file = args.workdir / f"{NAME}_{kind}.json"
     cmd = [
         sys.executable,
@@ -316,7 +339,8 @@ def write_report(args, info, res: dict[str, dict], load_before, load_after, t_wa
     s1 = st.get("I", {}).get("median_s", float("nan"))
     s2 = st.get("II", {}).get("median_s", float("nan"))
     e_s = ev.get("median_s", float("nan"))
-    rss = max((r.get("peak_rss_mb", 0) for r in res.values()), default=float("nan")) / 1024
+    ours = [r.get("peak_rss_mb") or 0 for k, r in res.items() if k != "dragon"]
+    rss = max(ours, default=float("nan")) / 1024
     ok = lambda x, lim: "meets" if x < lim else "MISSES"  # noqa: E731
     md = [
         "# Training speed (`bench/train_speed.py`)\n",
@@ -371,16 +395,57 @@ def write_report(args, info, res: dict[str, dict], load_before, load_after, t_wa
         + "\n"
     )
     md.append(
-        f"Peak RSS over all measurement processes: {rss:.2f} GB (target < {TARGETS['rss_gb']:.0f} GB: "
+        f"Peak RSS over all our measurement processes: {rss:.2f} GB (target < {TARGETS['rss_gb']:.0f} GB: "
         f"{ok(rss, TARGETS['rss_gb'])}).\n"
     )
     worst = max(s1, s2)
-    md.append(
-        f"Ratio to DRAGON's 69.0 s/epoch (REFERENCE-NUMBERS.md, MMRec, measured earlier on this kind of machine, "
-        f"**not re-measured side by side here**): stage I {s1 / DRAGON_EPOCH_S:.2f}x, stage II "
-        f"{s2 / DRAGON_EPOCH_S:.2f}x (DRAGON / ours = {DRAGON_EPOCH_S / worst:.2f}). "
-        f"Versus the ~{FLOOR_S:.0f} s/epoch GEMM floor of the 4096->256 projection: {worst / FLOOR_S:.1f}x.\n"
-    )
+    dr = res.get("dragon", {})
+    if dr.get("median_s"):
+        d_s = dr["median_s"]
+        same_run = "dragon" in args.measure and "margo" in args.measure and not args.report_only
+        md.append("## Side by side with MMRec's DRAGON (MARGO's backbone)\n")
+        md.append(
+            C.md_table(
+                ["model", "s / epoch (median)", "per-epoch seconds", "evaluation s", "peak RSS"],
+                [
+                    [
+                        "ours: margo stage I / II",
+                        f"{_f(s1)} / {_f(s2)}",
+                        "",
+                        _f(e_s),
+                        _gb(m),
+                    ],
+                    [
+                        "MMRec DRAGON (lr 1e-3, reg 1e-3, seed 999)",
+                        _f(d_s),
+                        str([round(x, 1) for x in dr["epoch_seconds"]]),
+                        _f(dr.get("eval_median_s") or float("nan")),
+                        _gb(dr),
+                    ],
+                ],
+            )
+            + "\n"
+        )
+        md.append(
+            f"DRAGON / ours = **{d_s / worst:.2f}x** (slower stage of ours), measured "
+            + ("side by side in this invocation" if same_run else "in separate invocations")
+            + f", {args.threads} torch threads each, same data. REFERENCE-NUMBERS.md quotes "
+            f"{DRAGON_EPOCH_S:.0f} s/epoch for DRAGON. MMRec's epoch time includes DRAGON's per-epoch "
+            "user-graph resampling; its evaluation time is the validation pass alone (full ranking "
+            "of all users). How DRAGON is run: bench/mmrec_dragon.py (an unmodified MMRec "
+            "checkout, two run-time compatibility patches for current torch/numpy, documented "
+            "there). Versus the "
+            f"~{FLOOR_S:.0f} s/epoch GEMM floor of the 4096->256 projection: ours {worst / FLOOR_S:.1f}x.\n"
+        )
+    else:
+        md.append(
+            f"Ratio to DRAGON's {DRAGON_EPOCH_S:.0f} s/epoch (REFERENCE-NUMBERS.md, MMRec, measured "
+            "earlier on this kind of machine, **not re-measured side by side here**; run with "
+            f"`--measure margo dragon --mmrec PATH` for that): stage I {s1 / DRAGON_EPOCH_S:.2f}x, "
+            f"stage II {s2 / DRAGON_EPOCH_S:.2f}x (DRAGON / ours = {DRAGON_EPOCH_S / worst:.2f}). "
+            f"Versus the ~{FLOOR_S:.0f} s/epoch GEMM floor of the 4096->256 projection: "
+            f"{worst / FLOOR_S:.1f}x.\n"
+        )
     md.append("## Reference (MMRec, REFERENCE-NUMBERS.md, 2 CPU threads)\n")
     md.append(
         C.md_table(
@@ -466,11 +531,8 @@ def write_report(args, info, res: dict[str, dict], load_before, load_after, t_wa
         + "\n"
     )
     md.append(
-        "Other users' jobs (a serving load test, probes, tests) shared the 2 cores throughout. The 2-thread "
-        "measurements (margo, eval, lightgcn, profile) held every bench training slot, so none of our own "
-        "training ran beside them; the 1-thread ones (fusion-sum-1t, gemm) ran beside one of our 1-thread "
-        "training runs. The trainer changed during the session (stage-II epoch-0 validation, weight scaling, "
-        "per-stage seeds); none of it touches the per-epoch work timed here.\n"
+        "The 2-thread measurements held every bench training slot, so none of our own benchmark "
+        "training ran beside them; the load averages above show what else the machine ran.\n"
     )
     md.append(f"Wall time of this invocation: {t_wall / 60:.1f} min.\n")
     C.atomic_write_text(args.results / f"{NAME}.md", "\n".join(md))
@@ -500,7 +562,8 @@ def main(argv: list[str] | None = None) -> int:
         "--measure",
         nargs="+",
         default=["margo", "eval", "lightgcn"],
-        help="which of margo eval lightgcn fusion-sum fusion-sum-1t profile (default margo eval lightgcn; "
+        help="which of margo eval lightgcn fusion-sum fusion-sum-1t profile dragon (default margo "
+        "eval lightgcn; dragon: MMRec's DRAGON, needs --mmrec; "
         "fusion-sum-1t: 1 thread, CPU seconds per epoch; earlier measurements not named are "
         "kept from WORKDIR; "
         "fusion-sum's epoch is margo's stage-I epoch; profile runs when a stage epoch "
@@ -517,12 +580,28 @@ def main(argv: list[str] | None = None) -> int:
         "--report-only", action="store_true", help="rebuild the report from earlier measurements"
     )
     p.add_argument(
+        "--mmrec",
+        type=Path,
+        default=None,
+        help="an MMRec checkout (github.com/enoche/MMRec) for the `dragon` measurement: its own "
+        "DRAGON timed on the same data, side by side",
+    )
+    p.add_argument(
+        "--mmrec-deps",
+        type=Path,
+        default=None,
+        help="where MMRec's extra Python packages are pip-installed (default WORKDIR/mmrec-deps)",
+    )
+    p.add_argument(
         "--no-hold", action="store_true", help="do not pause the other bench scripts' training"
     )
     p.add_argument("--_measure", help=argparse.SUPPRESS)
     p.add_argument("--_data", help=argparse.SUPPRESS)
     p.add_argument("--_out", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    needs_mmrec = "dragon" in args.measure and not args.report_only and args._measure is None
+    if needs_mmrec and args.mmrec is None:
+        p.error("--measure dragon needs --mmrec PATH (an MMRec checkout)")
     previous: dict[str, dict] = {}  # measurements of earlier invocations not re-run now
     if args._measure:  # child process
         threads = 1 if args._measure in ("fusion-sum-1t", "gemm") else args.threads
@@ -531,7 +610,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.quick:
         args.epochs = 1
-    for kind in ("margo", "eval", "lightgcn", "fusion-sum", "fusion-sum-1t", "profile", "gemm"):
+    kinds = (
+        "margo",
+        "eval",
+        "lightgcn",
+        "fusion-sum",
+        "fusion-sum-1t",
+        "profile",
+        "gemm",
+        "dragon",
+    )
+    for kind in kinds:
         prev = args.workdir / f"{NAME}_{kind}.json"
         if (args.report_only or kind not in args.measure) and prev.is_file() and not args.quick:
             previous[kind] = json.loads(prev.read_text())

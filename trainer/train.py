@@ -166,8 +166,11 @@ def batch_loss(
     first_stage: bool = True,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """L_rec + alpha*L_cal + beta*reg (Eqs. 2-10) + the plug-ins' terms for one batch."""
-    user_emb, item_emb = model.embeddings()
-    eu = user_emb[users]
+    if any(p.needs_all_users for p in plugins):
+        user_emb, item_emb = model.embeddings()
+        eu = user_emb[users]
+    else:
+        user_emb, (eu, item_emb) = None, model.batch_embeddings(users)
     pos_scores = losses.modality_scores(eu, item_emb[pos])  # [B, M]
     neg_scores = losses.modality_scores(eu, item_emb[neg])
     w_pos, w_neg = model.item_weights(pos), model.item_weights(neg)  # distributions (L_cal)

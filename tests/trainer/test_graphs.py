@@ -56,3 +56,18 @@ def test_sparse_op_forward_and_gradient_match_dense():
     torch.testing.assert_close(y, dense @ x)
     y.sum().backward()
     torch.testing.assert_close(x.grad, dense.T @ torch.ones(6, 3))
+
+
+def test_sparse_op_rows_is_the_row_subset_with_its_gradient():
+    rng = np.random.default_rng(0)
+    m = sp.random(8, 5, density=0.5, random_state=2, dtype=np.float32).tocsr()
+    op, rows = graphs.SparseOp(m), np.array([1, 4, 7])
+    x = torch.tensor(rng.normal(size=(5, 3)), dtype=torch.float32, requires_grad=True)
+    g = torch.tensor(rng.normal(size=(3, 3)), dtype=torch.float32)
+    (op.rows(rows)(x) * g).sum().backward()
+    sub_grad = x.grad.clone()
+    x.grad = None
+    full = op(x)
+    torch.testing.assert_close(op.rows(rows)(x), full[rows])
+    (full[rows] * g).sum().backward()
+    torch.testing.assert_close(sub_grad, x.grad)

@@ -122,3 +122,32 @@ def test_stage1_cache_is_shared_and_changes_nothing(tiny, tmp_path):
         tiny, TrainConfig(model="margo", seed=7, **FAST), progress=False, stage1_cache=tmp_path
     )
     assert len(list(tmp_path.glob("stage1-*.pt"))) == 2 and other.test != plain.test
+
+
+def test_batch_embeddings_equal_the_full_pass_with_the_same_gradients(tiny):
+    """The training step computes the user graph for the batch's users only (D6 restricted)."""
+    import torch
+
+    from trainer.models import build_model
+
+    for per_channel in (False, True):
+        cfg = TrainConfig(model="margo", per_channel_graph=per_channel)
+        model = build_model(cfg, tiny, torch.device("cpu"))
+        users = torch.tensor([3, 0, 3, 17, 250, 0])
+        grads = []
+        for full in (True, False):
+            model.zero_grad(set_to_none=True)
+            if full:
+                u_all, items = model.embeddings()
+                eu = u_all[users]
+            else:
+                eu, items = model.batch_embeddings(users)
+            loss = (eu * torch.linspace(-1, 1, eu.numel()).view_as(eu)).sum() + items.sum()
+            loss.backward()
+            grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+            if full:
+                ref = eu.detach()
+            else:
+                torch.testing.assert_close(eu, ref)
+        for name, g in grads[0].items():
+            torch.testing.assert_close(grads[1][name], g, msg=name)

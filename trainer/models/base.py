@@ -36,6 +36,15 @@ class Recommender(nn.Module, ABC):
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Full forward pass: (user [n_users, M, d], item [n_items, M, d])."""
 
+    def batch_embeddings(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training step's forward pass: (e_u of ``users`` [B, M, d], all items [I, M, d]).
+
+        Same values as ``embeddings()`` indexed by ``users``; models whose per-user work is
+        costly (the backbone's user graph) compute only the batch's rows.
+        """
+        user, item = self.embeddings()
+        return user[users], item
+
     @abstractmethod
     def reg_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
         """The L2 regulariser of the batch (without the beta factor)."""

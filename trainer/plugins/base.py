@@ -33,7 +33,9 @@ class StepContext:
     users: torch.Tensor  # [B]
     pos: torch.Tensor  # [B]
     neg: torch.Tensor  # [B]
-    user_emb: torch.Tensor  # [n_users, M, d], this step's forward pass (with gradient)
+    # this step's forward pass (with gradient): every user's rows only when a plug-in sets
+    # ``needs_all_users`` (the step computes the batch's users alone otherwise)
+    user_emb: torch.Tensor | None  # [n_users, M, d]
     item_emb: torch.Tensor  # [n_items, M, d]
     pos_scores: torch.Tensor  # [B, M] channel scores y_ui^m
     neg_scores: torch.Tensor  # [B, M]
@@ -45,6 +47,7 @@ class Plugin(ABC):
     """Base class; subclasses set ``name`` and implement ``loss``."""
 
     name: str = ""
+    needs_all_users: bool = False  # True: the step computes every user's embeddings for it
 
     def setup(
         self,

@@ -220,6 +220,7 @@ def _to_teacher(modality: str, q: np.ndarray, v: np.ndarray, device: torch.devic
 # -- the plug-in --------------------------------------------------------------------------------
 class CKDPlugin(Plugin):
     name = "ckd"
+    needs_all_users = True  # generic distillation scores random users (C5)
 
     def __init__(self) -> None:
         self.teachers: list[Teacher] = []
@@ -280,6 +281,7 @@ class CKDPlugin(Plugin):
             u = torch.randperm(self.n_users, device=dev)[:n_g]
             j = torch.randint(self.n_items, (n_g,), device=dev)
             k = torch.randint(self.n_items, (n_g,), device=dev)
+            assert ctx.user_emb is not None  # needs_all_users
             eu = ctx.user_emb[u]
             sg = self._student(modality_scores(eu, ctx.item_emb[j])) - self._student(
                 modality_scores(eu, ctx.item_emb[k])
