@@ -62,6 +62,8 @@ MARGO_GRID = [
     ("per-channel", 1.0, 0.1, 1e-4),
     ("mixed", 1.0, 0.1, 1e-4),
     ("per-channel", 1.0, 1.0, 1e-4),
+    ("mixed", 1.0, 0.01, None),
+    ("per-channel", 1.0, 0.01, None),
 ]
 FL_GRID = [
     ("mixed", None, None),
@@ -70,6 +72,8 @@ FL_GRID = [
     ("per-channel", 0.1, 1e-4),
     ("mixed", 0.1, 1e-4),
     ("per-channel", 1.0, 1e-4),
+    ("mixed", 0.01, None),
+    ("per-channel", 0.01, None),
 ]
 # CPU budget on the shared 2-core machine: stage caps below the quality benchmark's 300/20
 MAX_EPOCHS, PATIENCE = 100, 10
@@ -605,6 +609,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             + "\n"
         )
+        pop_md, pop_js = _by_popularity(rep, runs_dir, data, mods, labels, det)
+        md.append(pop_md)
         md.append(_targets(rows_js, pooled["corr"] if len(mods) > 1 else det_auc[mods[0]]["corr"]))
         png = _plot(args, ds, rep, runs_dir, mods, data)
         if png:
@@ -615,6 +621,7 @@ def main(argv: list[str] | None = None) -> int:
             "detector_auc_pooled": pooled,
             "corrupted_modalities": mods,
             "n_corrupted": {m: int(data.corruption[m].sum()) for m in mods},
+            "auc_by_popularity": pop_js,
         }
     t_wall = time.perf_counter() - t0
     all_runs = [res[s.key] for s in {s.key: s for s in steps + steps2}.values() if s.key in res]
@@ -630,6 +637,49 @@ def main(argv: list[str] | None = None) -> int:
     C.atomic_write_text(args.results / f"{NAME}.md", "\n".join(md))
     log(f"[bench] wrote {args.results / NAME}.json/.md in {t_wall:.0f}s")
     return 0
+
+
+def _by_popularity(
+    rep: dict, runs_dir: Path, data: Any, mods: list[str], labels: np.ndarray, det: dict
+) -> tuple[str, list[dict]]:
+    """AUC within item-popularity terciles: how much the weights' evidence depends on how often
+    an item is trained on (each item's weight only moves when it is in a batch)."""
+    pop = np.bincount(data.train[:, 1], minlength=data.n_items)
+    cuts = np.quantile(pop, [1 / 3, 2 / 3])
+    bucket = np.digitize(pop, cuts)  # 0 rare, 1 middle, 2 popular
+    scorers: list[tuple[str, np.ndarray]] = []
+    for tag, row in (
+        ("margo, best by valid R@20", rep["best_valid"]),
+        ("margo, best by AUC", rep["best_auc"]),
+    ):
+        r = row["result"] if row else None
+        if r and r.get("weights_file"):
+            w = np.load(runs_dir / r["weights_file"])
+            scorers.append((tag, np.stack([1 - w[:, r["channels"].index(m)] for m in mods], 1)))
+    scorers.append(
+        ("training-free detector (corr)", np.stack([_rank01(det[m]["corr"]) for m in mods], 1))
+    )
+    names = ["rare", "middle", "popular"]
+    rows, out = [], []
+    for tag, score in scorers:
+        aucs = [
+            C.roc_auc(labels[bucket == b].ravel(), score[bucket == b].ravel()) for b in range(3)
+        ]
+        rows.append([tag, *aucs])
+        out.append({"scorer": tag, **dict(zip(names, aucs, strict=True))})
+    lo = [int(pop.min()), *(int(c) for c in cuts), int(pop.max())]
+    head = [
+        "scorer",
+        f"rare items ({lo[0]}-{lo[1]} train interactions)",
+        f"middle ({lo[1]}-{lo[2]})",
+        f"popular ({lo[2]}-{lo[3]})",
+    ]
+    md = (
+        "AUC within item-popularity terciles (training interactions per item):\n\n"
+        + C.md_table(head, rows)
+        + "\n"
+    )
+    return md, out
 
 
 def paths_note(ds: str, data: Any, mods: list[str]) -> str:
