@@ -22,7 +22,7 @@ _MASK_CACHE = 64  # label combinations whose boolean masks are kept
 
 
 class Catalog:
-    """Hidden flags and category labels over the rows of one bundle."""
+    """Hidden flags, category labels and titles over the rows of one bundle."""
 
     def __init__(self, n_items: int, item_row: Callable[[str], int | None]) -> None:
         self.n_items = n_items
@@ -30,42 +30,49 @@ class Catalog:
         self.hidden = np.zeros(n_items, dtype=bool)
         self.n_hidden = 0
         self.labels: dict[str, np.ndarray] = {}  # label -> sorted int64 rows
+        self.titles: list[str | None] = [None] * n_items  # shown with every recommendation
         self.revision = ""  # watermark of the SQL rows applied; part of every cache key
         self._masks: OrderedDict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._lock = threading.Lock()
 
     # -- loading and updates ---------------------------------------------------------------
     def load(self, rows: Iterable[Any], revision: str) -> None:
-        """Initial fill from (external_id, hidden, categories) rows."""
+        """Initial fill from (external_id, hidden, categories, title) rows."""
         hidden = np.zeros(self.n_items, dtype=bool)
+        titles: list[str | None] = [None] * self.n_items
         lists: dict[str, list[int]] = {}
-        for external_id, is_hidden, categories in rows:
+        for external_id, is_hidden, categories, title in rows:
             row = self._item_row(external_id)
             if row is None:
                 continue
+            titles[row] = title
             if is_hidden:
                 hidden[row] = True
             for label in categories or ():
                 lists.setdefault(str(label), []).append(row)
         with self._lock:
             self.hidden = hidden
+            self.titles = titles
             self.n_hidden = int(hidden.sum())
             self.labels = {k: np.unique(np.asarray(v, dtype=np.int64)) for k, v in lists.items()}
             self._masks.clear()
             self.revision = revision
 
     def apply(self, rows: Iterable[Any], revision: str) -> int:
-        """Apply changed (external_id, hidden, categories) rows; return how many were ours."""
+        """Apply changed (external_id, hidden, categories, title) rows; return how many were
+        ours."""
         changed = 0
         with self._lock:
             labels = dict(self.labels)
             hidden = self.hidden
-            for external_id, is_hidden, categories in rows:
+            titles = list(self.titles)  # readers keep the list they got: replace, never mutate
+            for external_id, is_hidden, categories, title in rows:
                 row = self._item_row(external_id)
                 if row is None:
                     continue
                 changed += 1
                 hidden[row] = bool(is_hidden)
+                titles[row] = title
                 wanted = {str(c) for c in categories or ()}
                 for label, members in list(labels.items()):
                     pos = np.searchsorted(members, row)
@@ -78,6 +85,7 @@ class Catalog:
                     labels[label] = np.asarray([row], dtype=np.int64)
             self.n_hidden = int(hidden.sum())
             self.labels = labels
+            self.titles = titles
             self._masks = OrderedDict()
             if revision > self.revision:
                 self.revision = revision

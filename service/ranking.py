@@ -265,7 +265,7 @@ def explained_items(
     if rows.size == 0:
         return []
     score, sims, weights, contrib = modality_terms(model, user_row, rows)
-    ids = model.bundle.item_ids
+    ids, titles = model.bundle.item_ids, model.catalog.titles
     low = model.low_confidence_positives
     positives = _confidence(model, rows)
     out: list[dict[str, Any]] = []
@@ -274,6 +274,7 @@ def explained_items(
             out.append(
                 {
                     "item_id": ids[row],
+                    "title": titles[row],
                     "rank": offset + r + 1,
                     "score": s,
                     "modalities": None,
@@ -302,6 +303,7 @@ def explained_items(
         out.append(
             {
                 "item_id": ids[row],
+                "title": titles[row],
                 "rank": offset + r + 1,
                 "score": s,
                 "modalities": {
@@ -317,12 +319,13 @@ def explained_items(
 
 
 def popular_items(model: LiveModel, rows: np.ndarray, offset: int) -> list[dict[str, Any]]:
-    ids = model.bundle.item_ids
+    ids, titles = model.bundle.item_ids, model.catalog.titles
     popularity = model.arrays["item_popularity"][rows].tolist()
     low = model.low_confidence_positives
     return [
         {
             "item_id": ids[row],
+            "title": titles[row],
             "rank": offset + r + 1,
             "score": float(pop),
             "modalities": None,

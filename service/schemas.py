@@ -51,6 +51,7 @@ class ModalityExplanation(BaseModel):
 
 class RecommendedItem(BaseModel):
     item_id: str
+    title: str | None = Field(None, description="the item's title in the catalogue, if it has one")
     rank: int = Field(description="1-based position in the user's full ranking")
     score: float = Field(description="MARGO score (popularity count for the popular strategy)")
     modalities: dict[str, ModalityExplanation] | None = Field(

@@ -72,9 +72,10 @@ def update_item(
 
 def item_filter_rows(
     session: Session, *, since: dt.datetime | None = None
-) -> Sequence[Row[tuple[str, bool, list[str]]]]:
-    """(external_id, hidden, categories) of every item, or of those updated since ``since``."""
-    stmt = select(Item.external_id, Item.hidden, Item.categories)
+) -> Sequence[Row[tuple[str, bool, list[str], str | None]]]:
+    """(external_id, hidden, categories, title) of every item, or of those updated since
+    ``since``."""
+    stmt = select(Item.external_id, Item.hidden, Item.categories, Item.title)
     if since is not None:
         stmt = stmt.where(Item.updated_at >= since)
     return session.execute(stmt).all()

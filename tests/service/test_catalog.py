@@ -9,24 +9,29 @@ ROWS = {f"i{i}": i for i in range(10)}
 
 def test_load_and_label_intersection() -> None:
     catalog = Catalog(10, ROWS.get)
-    catalog.load([("i1", True, ["a"]), ("i2", False, ["a", "b"]), ("zz", True, ["a"])], "r1")
+    catalog.load(
+        [("i1", True, ["a"], "One"), ("i2", False, ["a", "b"], None), ("zz", True, ["a"], "Z")],
+        "r1",
+    )
     assert catalog.hidden.tolist() == [i == 1 for i in range(10)] and catalog.n_hidden == 1
     assert catalog.rows_with(("a",)).tolist() == [1, 2]
     assert catalog.rows_with(("a", "b")).tolist() == [2]
     assert catalog.rows_with(("a", "nope")).size == 0
     rows, mask = catalog.label_filter(("b",))
     assert rows.tolist() == [2] and mask.sum() == 1
+    assert catalog.titles[:3] == [None, "One", None]  # unknown ids ("zz") are skipped
 
 
 def test_apply_moves_labels_and_flags() -> None:
     catalog = Catalog(10, ROWS.get)
-    catalog.load([("i1", False, ["a"]), ("i2", False, ["a"])], "r1")
+    catalog.load([("i1", False, ["a"], "One"), ("i2", False, ["a"], "Two")], "r1")
     catalog.label_filter(("a",))  # cached mask must not survive the change
-    assert catalog.apply([("i1", True, ["new"]), ("unknown", True, [])], "r2") == 1
+    assert catalog.apply([("i1", True, ["new"], "Uno"), ("unknown", True, [], None)], "r2") == 1
     assert catalog.rows_with(("a",)).tolist() == [2]
     assert catalog.label_filter(("a",))[0].tolist() == [2]
     assert catalog.rows_with(("new",)).tolist() == [1]
     assert catalog.hidden[1] and catalog.n_hidden == 1 and catalog.revision == "r2"
+    assert catalog.titles[1:3] == ["Uno", "Two"]
 
 
 def test_overlay_reports_changed_users_once() -> None:

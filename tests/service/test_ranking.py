@@ -109,7 +109,7 @@ def test_recently_ingested_items_are_excluded(model: LiveModel) -> None:
 
 def test_hidden_items_never_appear(model: LiveModel) -> None:
     hidden = [item_id(i) for i in range(0, N_ITEMS, 3)]
-    model.catalog.load([(i, True, []) for i in hidden], "r1")
+    model.catalog.load([(i, True, [], None) for i in hidden], "r1")
     got = ids(recommend(model, RecQuery(user_id(5), k=1000), CFG))
     assert not set(hidden) & set(got)
     popular = ids(recommend(model, RecQuery("stranger", k=1000), CFG))
@@ -118,7 +118,7 @@ def test_hidden_items_never_appear(model: LiveModel) -> None:
 
 @pytest.mark.parametrize("labels", [("rare",), ("odd", "c1"), ("even",)])
 def test_categories_keep_items_with_every_label(model: LiveModel, labels: tuple) -> None:
-    model.catalog.load([(item_id(i), False, categories_of(i)) for i in range(N_ITEMS)], "r1")
+    model.catalog.load([(item_id(i), False, categories_of(i), None) for i in range(N_ITEMS)], "r1")
     got = recommend(model, RecQuery(user_id(6), k=1000, categories=labels), CFG)
     rows = [model.bundle.item_index(i) for i in ids(got)]
     assert rows and all(set(labels) <= set(categories_of(r)) for r in rows)

@@ -112,3 +112,15 @@ def test_text_is_encoded_by_the_next_retrain(
     stored = features(client, "text-1")["text"]
     assert stored.dim == 384 and stored.source_text == "a lovely thing number 1"
     assert client.get("/items/text-1").json()["model"]["model_version"] == job["result_version"]
+
+
+def test_a_new_title_shows_in_recommendations_at_once(live: tuple[TestClient, dict, dict]) -> None:
+    client, _, write = live
+    url, params = "/users/0/recommendations", {"k": 1, "explain": False}
+    first = client.get(url, params=params).json()["items"][0]
+    r = client.post(
+        "/items", json={"items": [{"item_id": first["item_id"], "title": "Renamed"}]}, headers=write
+    )
+    assert r.status_code == 200, r.text
+    again = client.get(url, params=params).json()["items"][0]
+    assert again["item_id"] == first["item_id"] and again["title"] == "Renamed" != first["title"]

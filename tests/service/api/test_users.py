@@ -17,11 +17,13 @@ def test_recommendations_follow_the_documented_schema(client: TestClient) -> Non
     for it in body.items:
         assert it.modalities is not None
         assert sum(m.contribution for m in it.modalities.values()) == pytest.approx(it.score)
+        assert it.title == client.get(f"/items/{it.item_id}").json()["title"] is not None
 
 
 def test_unknown_user_gets_popular_items(client: TestClient) -> None:
     body = client.get("/users/someone-new/recommendations", params={"k": 3}).json()
     assert body["strategy"] == "popular" and len(body["items"]) == 3
+    assert all(it["title"] for it in body["items"])
 
 
 @pytest.mark.parametrize(

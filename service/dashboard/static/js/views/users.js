@@ -110,7 +110,7 @@ function recItem(item, scale) {
     h("div", { class: "rec-main" },
       h("div", { class: "rec-head" },
         h("div", { class: "rec-title" },
-          itemLink(item.item_id, item.item_id),
+          itemLink(item.item_id, item.title || item.item_id),
           h("span", { class: "rec-id muted" }, item.item_id)),
         h("div", { class: "rec-badges" },
           item.top_modality ? h("span", {
@@ -135,7 +135,7 @@ function recItem(item, scale) {
         : h("p", { class: "muted small" }, "no per-modality explanation for this item")));
 }
 
-/** Titles and categories come from GET /items/{id}; the list shows ids until they arrive. */
+/** Categories come from GET /items/{id} (titles come with the recommendations; refreshed here). */
 async function fillTitles(list, items) {
   const categories = new Set();
   await Promise.all(items.map(async (item) => {
