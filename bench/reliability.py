@@ -257,6 +257,8 @@ def weight_auc(
 
 def detector_scores(data: Any, m: str) -> dict[str, np.ndarray]:
     """Training-free suspicion scores per item for modality m (higher = more suspicious)."""
+    from trainer.audit import content_consistency
+
     r = data.train_matrix().T.tocsr().astype(np.float64)  # [items, users]
     norms = np.sqrt(np.asarray(r.multiply(r).sum(1)).ravel())
     cf = (r @ r.T).toarray() / np.maximum(np.outer(norms, norms), 1e-12)
@@ -265,12 +267,9 @@ def detector_scores(data: Any, m: str) -> dict[str, np.ndarray]:
     fs = f @ f.T
     n = cf.shape[0]
     off = ~np.eye(n, dtype=bool)
-    a = cf[off].reshape(n, n - 1)
-    b = fs[off].reshape(n, n - 1)
-    a = a - a.mean(1, keepdims=True)
-    b = b - b.mean(1, keepdims=True)
-    corr = (a * b).sum(1) / np.maximum(np.sqrt((a * a).sum(1) * (b * b).sum(1)), 1e-12)
-    out = {"corr": -corr}
+    # the correlation score is the product's own audit (`margo audit`, trainer/audit.py)
+    corr = content_consistency(data.train_matrix().T, data.features[m])
+    out = {"corr": -np.nan_to_num(corr, nan=0.0)}
     order = np.argsort(-np.where(off, cf, -np.inf), axis=1)
     for k in (10, 20, 50):
         nb = order[:, :k]
@@ -627,7 +626,8 @@ def main(argv: list[str] | None = None) -> int:
     all_runs = [res[s.key] for s in {s.key: s for s in steps + steps2}.values() if s.key in res]
     md.append(
         f"Compute: {len(all_runs)} training runs, {sum(r['own_seconds'] for r in all_runs) / 60:.1f} process-minutes "
-        f"(1 torch thread each, shared machine); wall time {t_wall / 60:.1f} min.\n"
+        f"(1 torch thread each, shared machine); wall time of this invocation {t_wall / 60:.1f} min"
+        f"{' (report only: the runs were trained earlier)' if args.report_only else ''}.\n"
     )
     out_json["wall_seconds"] = round(t_wall, 1)
     C.atomic_write_json(args.results / f"{NAME}.json", out_json)

@@ -49,6 +49,8 @@ REFERENCE = {
     "DRAGON (MARGO's backbone)": (69.0, 2.1, 1.68),
 }
 DRAGON_EPOCH_S = 69.0
+# names the invocation that took a measurement: side by side = same invocation
+INVOCATION = time.strftime("%Y-%m-%dT%H:%M:%S")
 FLOOR_S = (
     10.0  # REFERENCE-NUMBERS.md: ~1.7 TFLOP/epoch of the 4096->256 projection at ~89 GFLOP/s/core
 )
@@ -280,6 +282,7 @@ def run_dragon(args: argparse.Namespace, data_path: Path, log) -> dict[str, Any]
         log(f"[bench] dragon FAILED: {exc}")
         return {"kind": "dragon", "error": str(exc)[-2000:]}
     r["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    r["invocation"] = INVOCATION
     C.atomic_write_json(out_file, r)
     return r
 
@@ -311,6 +314,7 @@ def run_measure(kind: str, args: argparse.Namespace, data_path: Path, log) -> di
     r = json.loads(out_file.read_text())
     r["process_wall_s"] = time.perf_counter() - t
     r["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    r["invocation"] = INVOCATION
     C.atomic_write_json(out_file, r)
     log(
         f"[bench] {kind}: "
@@ -402,7 +406,7 @@ def write_report(args, info, res: dict[str, dict], load_before, load_after, t_wa
     dr = res.get("dragon", {})
     if dr.get("median_s"):
         d_s = dr["median_s"]
-        same_run = "dragon" in args.measure and "margo" in args.measure and not args.report_only
+        same_run = dr.get("invocation") is not None and dr.get("invocation") == m.get("invocation")
         md.append("## Side by side with MMRec's DRAGON (MARGO's backbone)\n")
         md.append(
             C.md_table(
@@ -411,7 +415,9 @@ def write_report(args, info, res: dict[str, dict], load_before, load_after, t_wa
                     [
                         "ours: margo stage I / II",
                         f"{_f(s1)} / {_f(s2)}",
-                        "",
+                        " / ".join(
+                            str([round(x, 1) for x in v["epoch_seconds"]]) for v in st.values()
+                        ),
                         _f(e_s),
                         _gb(m),
                     ],
@@ -428,7 +434,11 @@ def write_report(args, info, res: dict[str, dict], load_before, load_after, t_wa
         )
         md.append(
             f"DRAGON / ours = **{d_s / worst:.2f}x** (slower stage of ours), measured "
-            + ("side by side in this invocation" if same_run else "in separate invocations")
+            + (
+                f"side by side in one invocation ({m['invocation']})"
+                if same_run
+                else "in separate invocations"
+            )
             + f", {args.threads} torch threads each, same data. REFERENCE-NUMBERS.md quotes "
             f"{DRAGON_EPOCH_S:.0f} s/epoch for DRAGON. MMRec's epoch time includes DRAGON's per-epoch "
             "user-graph resampling; its evaluation time is the validation pass alone (full ranking "
@@ -506,11 +516,12 @@ def write_report(args, info, res: dict[str, dict], load_before, load_after, t_wa
             "REFERENCE-NUMBERS.md. Other tenants' load slows even our CPU time (shared cores/caches), so the "
             "epoch figures above are upper bounds for a quiet machine.\n"
         )
-    md.append("## Measurements (each a fresh process; they were taken by separate invocations)\n")
+    md.append("## Measurements (each a fresh process)\n")
     md.append(
         C.md_table(
             [
                 "measurement",
+                "invocation",
                 "finished",
                 "torch threads",
                 "load avg at start -> end (1 min)",
@@ -519,6 +530,7 @@ def write_report(args, info, res: dict[str, dict], load_before, load_after, t_wa
             [
                 [
                     k,
+                    v.get("invocation", "?"),
                     v.get("finished", "?"),
                     v.get("threads"),
                     f"{v['loadavg_start'][0]:.2f} -> {v['loadavg_end'][0]:.2f}",
