@@ -19,6 +19,9 @@ Scores
   collaborative neighbours"; a combined score (mean of the two rank-normalised scores).
   Test Recall@20 of fusion-sum / fusion-learned / margo on clean and corrupted data.
 
+Selection over seeds: on synth the margo grid also runs with seeds 1 and 2 (--selection-seeds)
+and a config is chosen by mean validation Recall@20 (a fair choice, less noisy than one seed).
+
 Configs: the trainer defaults (mixed item graph, alpha 0.1, weight_lr = lr) and a small grid
 for detection (cfg.per_channel_graph, alpha, weight_lr); 1 seed; the clean data is run for the
 default config and for the grid's best config (by validation Recall@20 and by AUC).
@@ -204,23 +207,22 @@ def _write_copy(
 
 
 # -- steps ---------------------------------------------------------------------------------------------
-def _cfg(args, graph: str, **kw: Any) -> dict[str, Any]:
+def _cfg(args, graph: str, seed: int | None = None, **kw: Any) -> dict[str, Any]:
     return {
         "epochs": args.epochs,
         "patience": args.patience,
-        "seed": args.seed,
+        "seed": args.seed if seed is None else seed,
         "per_channel_graph": graph == "per-channel",
         **kw,
     }
 
 
-def stage1(args, ds: str, version: str, path: str, graph: str) -> C.Step:
+def stage1(args, ds: str, version: str, path: str, graph: str, seed: int | None = None) -> C.Step:
+    meta: dict[str, Any] = {"dataset": ds, "version": version, "graph": graph}
+    if seed is not None:
+        meta["seed"] = seed
     return C.Step(
-        "fusion-sum",
-        path,
-        _cfg(args, graph, model="fusion-sum"),
-        "stage1",
-        meta={"dataset": ds, "version": version, "graph": graph},
+        "fusion-sum", path, _cfg(args, graph, seed, model="fusion-sum"), "stage1", meta=meta
     )
 
 
@@ -307,6 +309,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     p.add_argument(
+        "--selection-seeds",
+        nargs="*",
+        type=int,
+        default=[1, 2],
+        help="extra seeds of the margo grid on the corrupted data of --selection-datasets, to "
+        "choose a config by mean validation Recall@20 (default 1 2; none: off)",
+    )
+    p.add_argument(
+        "--selection-datasets",
+        nargs="*",
+        default=["synth"],
+        help="datasets that get the extra selection seeds (default synth)",
+    )
+    p.add_argument(
         "--epochs",
         type=int,
         default=MAX_EPOCHS,
@@ -353,7 +369,27 @@ def main(argv: list[str] | None = None) -> int:
             branch(s1[g], "fusion-learned", None, w, l2) for g, w, l2 in FL_GRID
         ]
         clean_default = [branch(c1, "margo", 0.1, None), branch(c1, "fusion-learned", None, None)]
-        plan[ds] = {"s1": s1, "c1": c1, "grid": grid, "clean_default": clean_default}
+        extra = []  # (grid index, seed, step): the margo grid again for the selection seeds
+        extra_s1: list[C.Step] = []
+        if ds in args.selection_datasets:
+            for seed in args.selection_seeds:
+                s1x = {
+                    g: stage1(args, ds, "corrupt", paths["corrupt"], g, seed)
+                    for g in ("mixed", "per-channel")
+                }
+                extra_s1 += s1x.values()
+                extra += [
+                    (k, seed, branch(s1x[g], "margo", a, w, l2))
+                    for k, (g, a, w, l2) in enumerate(MARGO_GRID)
+                ]
+        plan[ds] = {
+            "s1": s1,
+            "c1": c1,
+            "grid": grid,
+            "clean_default": clean_default,
+            "extra": extra,
+            "extra_s1": extra_s1,
+        }
         nm = len(MARGO_GRID)
         steps += [
             s1["mixed"],
@@ -368,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
             *clean_default,
             *grid,
         ]
+    for pl in plan.values():  # after every dataset's main grid
+        steps += [*pl["extra_s1"], *(st for _, _, st in pl["extra"])]
     res = run(steps)
 
     # phase 2: the clean-data twins of the grid's best margo configs
@@ -423,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             steps2 += twins
         report[ds] = {
+            "selection": _selection(pl, res, rows, args.seed, runs_dir, mods, labels),
             "mods": mods,
             "rows": rows,
             "best_valid": best_valid,
@@ -611,6 +650,8 @@ def main(argv: list[str] | None = None) -> int:
         pop_md, pop_js = _by_popularity(rep, runs_dir, data, mods, labels, det)
         md.append(pop_md)
         md.append(_targets(rows_js, pooled["corr"] if len(mods) > 1 else det_auc[mods[0]]["corr"]))
+        if rep["selection"]:
+            md.append(_selection_md(rep["selection"], rows_js))
         png = _plot(args, ds, rep, runs_dir, mods, data)
         if png:
             md.append(f"![weights of corrupted vs clean items]({Path(png).name})\n")
@@ -621,6 +662,7 @@ def main(argv: list[str] | None = None) -> int:
             "corrupted_modalities": mods,
             "n_corrupted": {m: int(data.corruption[m].sum()) for m in mods},
             "auc_by_popularity": pop_js,
+            "selection_over_seeds": rep["selection"],
         }
     t_wall = time.perf_counter() - t0
     all_runs = [res[s.key] for s in {s.key: s for s in steps + steps2}.values() if s.key in res]
@@ -637,6 +679,95 @@ def main(argv: list[str] | None = None) -> int:
     C.atomic_write_text(args.results / f"{NAME}.md", "\n".join(md))
     log(f"[bench] wrote {args.results / NAME}.json/.md in {t_wall:.0f}s")
     return 0
+
+
+def _selection(
+    pl: dict, res: dict, rows: list[dict], seed: int, runs_dir: Path, mods: list[str], labels: Any
+) -> list[dict]:
+    """Per margo config of the grid: validation R@20 and AUC for every seed run on the
+    corrupted data (the main seed's grid plus the selection seeds)."""
+    if not pl["extra"]:
+        return []
+    main = {id(x["step"]): x for x in rows}
+    out = []
+    for k, (g, a, w, l2) in enumerate(MARGO_GRID):
+        valid, auc = {}, {}
+        first = main.get(id(pl["grid"][k]))
+        if first is not None:
+            valid[seed], auc[seed] = first["result"]["valid"]["recall@20"], first["auc"]
+        for kk, sd, st in pl["extra"]:
+            r = res.get(st.key)
+            if kk != k or r is None or not r.get("weights_file"):
+                continue
+            valid[sd] = r["valid"]["recall@20"]
+            auc[sd] = weight_auc(np.load(runs_dir / r["weights_file"]), r["channels"], mods, labels)
+        if valid:
+            out.append(
+                {
+                    "graph": g,
+                    "alpha": a,
+                    "weight_lr": w,
+                    "lr_stage2": l2,
+                    "valid": valid,
+                    "auc": auc,
+                    "valid_mean": float(np.mean(list(valid.values()))),
+                    "auc_mean": float(np.mean(list(auc.values()))),
+                }
+            )
+    return out
+
+
+def _selection_md(sel: list[dict], rows_js: list[dict]) -> str:
+    seeds = sorted({sd for x in sel for sd in x["valid"]})
+    best = max(sel, key=lambda x: x["valid_mean"])
+    rows = [
+        [
+            x["graph"],
+            x["alpha"],
+            x["weight_lr"] or "lr",
+            x["lr_stage2"] or "lr",
+            " / ".join(f"{x['valid'].get(sd, float('nan')):.4f}" for sd in seeds),
+            x["valid_mean"],
+            " / ".join(f"{x['auc'].get(sd, float('nan')):.3f}" for sd in seeds),
+            x["auc_mean"],
+            "best by mean valid R@20" if x is best else "",
+        ]
+        for x in sel
+    ]
+    fl = [r for r in rows_js if r["model"] == "fusion-learned" and r["auc"] is not None]
+    fl_best = max(fl, key=lambda r: r["auc"], default=None)
+    line = (
+        f"- margo, config chosen by mean validation R@20 over seeds {seeds} ({best['graph']} graph, "
+        f"alpha {best['alpha']}, weight_lr {best['weight_lr'] or 'lr'}, lr_stage2 "
+        f"{best['lr_stage2'] or 'lr'}): mean AUC {best['auc_mean']:.3f} — >= 0.8: "
+        f"**{'holds' if best['auc_mean'] >= 0.8 else 'does not hold'}**"
+    )
+    if fl_best:
+        line += (
+            f"; above the best fusion-learned AUC of the seed-{seeds[0]} grid ({fl_best['auc']:.3f}): "
+            f"**{'yes' if best['auc_mean'] > fl_best['auc'] else 'no'}**"
+        )
+    return (
+        f"Selection over seeds (corrupted data; the margo grid again with seeds {seeds[1:]}; a "
+        "fair choice: validation only, less noisy than one seed):\n\n"
+        + C.md_table(
+            [
+                "item graph",
+                "alpha",
+                "weight_lr",
+                "lr_stage2",
+                f"valid R@20, seeds {seeds}",
+                "mean",
+                "AUC per seed",
+                "mean AUC",
+                "note",
+            ],
+            rows,
+        )
+        + "\n\n"
+        + line
+        + "\n"
+    )
 
 
 def _by_popularity(
