@@ -412,6 +412,22 @@ def run_steps(
     return results
 
 
+def run_or_load(steps: Sequence[Step], args: Any, runs_dir: Path, log: Any) -> dict[str, dict]:
+    """The results of ``steps``: trained (or resumed) with the script's pool settings, or only
+    read from ``runs_dir`` under ``--report-only``."""
+    if getattr(args, "report_only", False):
+        return {s.key: r for s in steps if (r := load_result(runs_dir, s.key)) is not None}
+    return run_steps(
+        steps,
+        runs_dir=runs_dir,
+        jobs=args.jobs,
+        slots_dir=args.workdir / "slots",
+        max_train=args.max_train,
+        threads=args.threads,
+        log=log,
+    )
+
+
 def make_logger(path: Path) -> Any:
     path.parent.mkdir(parents=True, exist_ok=True)
 

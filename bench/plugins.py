@@ -456,18 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     def run(steps: list[C.Step]) -> dict[str, dict]:
-        if args.report_only:
-            res = {s.key: r for s in steps if (r := C.load_result(runs_dir, s.key)) is not None}
-        else:
-            res = C.run_steps(
-                steps,
-                runs_dir=runs_dir,
-                jobs=args.jobs,
-                slots_dir=args.workdir / "slots",
-                max_train=args.max_train,
-                threads=args.threads,
-                log=log,
-            )
+        res = C.run_or_load(steps, args, runs_dir, log)
         for r in res.values():
             r["_runs_dir"] = str(runs_dir)
         return res

@@ -197,15 +197,7 @@ def sweep(args, ds: str, path: str, mods: list[str], runs_dir: Path, log) -> dic
     v = lambda r: r["valid"].get("recall@20", -1.0)  # noqa: E731
 
     def run(steps):
-        return C.run_steps(
-            steps,
-            runs_dir=runs_dir,
-            jobs=args.jobs,
-            slots_dir=args.workdir / "slots",  # noqa: E731
-            max_train=args.max_train,
-            threads=args.threads,
-            log=log,
-        )
+        return C.run_or_load(steps, args, runs_dir, log)
 
     grid: dict[str, list] = {
         "stage1_reg": [],
@@ -785,19 +777,9 @@ def main(argv: list[str] | None = None) -> int:
             meta={"dataset": first, "seed": args.seeds[0], "phase": "patience-check"},
         )
         steps.append(ctrl)
-    if args.report_only:
-        results = {s.key: r for s in steps if (r := C.load_result(runs_dir, s.key)) is not None}
-    else:
+    if not args.report_only:
         log(f"[bench] {NAME}: {len(steps)} runs planned, hyper-parameters {hp}")
-        results = C.run_steps(
-            steps,
-            runs_dir=runs_dir,
-            jobs=args.jobs,
-            slots_dir=args.workdir / "slots",
-            max_train=args.max_train,
-            threads=args.threads,
-            log=log,
-        )
+    results = C.run_or_load(steps, args, runs_dir, log)
     # every run this invocation used (sweep runs included) for the compute total
     all_runs = dict(results)
     for f in runs_dir.glob("*.json"):

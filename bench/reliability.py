@@ -345,19 +345,9 @@ def main(argv: list[str] | None = None) -> int:
     runs_dir = args.workdir / "runs"
     t0 = time.perf_counter()
     datasets = build_datasets(args, log)
-    run = lambda steps: (  # noqa: E731
-        {s.key: r for s in steps if (r := C.load_result(runs_dir, s.key)) is not None}
-        if args.report_only
-        else C.run_steps(
-            steps,
-            runs_dir=runs_dir,
-            jobs=args.jobs,
-            slots_dir=args.workdir / "slots",
-            max_train=args.max_train,
-            threads=args.threads,
-            log=log,
-        )
-    )
+
+    def run(steps: list[C.Step]) -> dict[str, dict]:
+        return C.run_or_load(steps, args, runs_dir, log)
 
     # phase 1: the grid on corrupted data (+ the default config on clean data)
     plan: dict[str, dict[str, Any]] = {}
