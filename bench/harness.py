@@ -1,0 +1,565 @@
+"""The one harness every benchmark script shares (``python -m bench.<name>``).
+
+- configs: ``train_config`` builds a ``TrainConfig`` (validated), ``config_dict`` reads one back;
+- a cached, resumable run store: every training run (``Step``) is one JSON under
+  ``<workdir>/runs``, keyed by a hash of its dataset, config and parent, skipped when it exists;
+  ``run_steps`` trains them in a dependency-aware pool of fresh spawned processes (1 torch
+  thread each, so peak RSS is per run); ``branch`` steps continue a saved stage I;
+- ``isolated(fn, ...)``: any function in a fresh spawned process (its own peak RSS);
+- machine-wide slot locks (``filelock``): ``training_slot`` takes one of ``--max-train`` slots per
+  run, ``hold_slots`` takes them all while a script measures speed, so scripts running side by
+  side neither overload the machine nor disturb a timing;
+- ``machine_info``/``machine_md``, ROC-AUC, mean/std, markdown tables;
+- ``write_report``: the JSON + markdown (+ figures) of a script, written atomically.
+
+Only public trainer APIs are used: ``TrainConfig``, ``trainer.data`` and ``trainer.train.fit``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import platform
+import resource
+import shlex
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from filelock import FileLock, Timeout
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+DEFAULT_WORKDIR = Path("/tmp/margo-bench")
+MLSMALL_MMREC = Path("/work/shared/data/mlsmall-mmrec")
+ML_LATEST_SMALL = Path("/work/shared/data/ml-latest-small")
+POLL_S = 2.0  # seconds between tries for a free training slot
+
+
+# -- writing ----------------------------------------------------------------------------------
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def pyplot() -> Any | None:
+    """matplotlib's pyplot on the file-only Agg backend, or None without matplotlib."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_report(
+    results: Path, name: str, data: dict[str, Any], markdown: str, figures: dict[str, Any] | None = None
+) -> list[Path]:
+    """The one writer of benchmark results: ``<name>.json``, ``<name>.md`` and each figure
+    (file name -> matplotlib Figure) under ``results``; returns the paths written."""
+    results = Path(results)
+    written = [results / f"{name}.json", results / f"{name}.md"]
+    atomic_write_json(written[0], data)
+    atomic_write_text(written[1], markdown.rstrip("\n") + "\n")
+    plt = pyplot() if figures else None
+    for file_name, fig in (figures or {}).items():
+        tmp = results / f".{file_name}.{os.getpid()}.tmp.png"
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, results / file_name)
+        written.append(results / file_name)
+        if plt is not None:
+            plt.close(fig)
+    return written
+
+
+# -- numbers and tables ---------------------------------------------------------------------------
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, MiB (Linux ru_maxrss is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC-AUC by the Mann-Whitney U statistic with average ranks for ties; NaN if one class."""
+    from scipy.stats import rankdata
+
+    y = np.asarray(labels, dtype=bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    r = rankdata(np.asarray(scores, dtype=np.float64))
+    return float((r[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def mean_std(values: Sequence[float | None]) -> tuple[float, float]:
+    """Mean and sample std (ddof=1; 0 for one value), ignoring None and NaN."""
+    v = np.asarray([x for x in values if x is not None and not math.isnan(x)], dtype=np.float64)
+    if v.size == 0:
+        return float("nan"), float("nan")
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+def fmt_ms(values: Sequence[float], digits: int = 4) -> str:
+    m, s = mean_std(values)
+    if math.isnan(m):
+        return "–"
+    return f"{m:.{digits}f} ± {s:.{digits}f}" if len(values) > 1 else f"{m:.{digits}f}"
+
+
+def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    def cell(x: Any) -> str:
+        if x is None:
+            return "–"
+        if isinstance(x, float):
+            return "–" if math.isnan(x) else f"{x:.4f}"
+        return str(x).replace("|", "\\|")
+
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+# -- machine ---------------------------------------------------------------------------------------
+def machine_info(threads: int | None = None, packages: Sequence[str] = ("torch",)) -> dict[str, Any]:
+    """Where and how a benchmark ran (package versions from their metadata: nothing imported)."""
+    cpu = platform.processor() or "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    versions = {}
+    for pkg in packages:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[pkg] = metadata.version(pkg)
+    return {
+        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        **versions,
+        "torch_threads": threads,
+        "loadavg": loadavg(),
+        "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]),
+    }
+
+
+def machine_md(info: dict[str, Any], extra: str = "") -> str:
+    return (
+        f"- machine: {info['host']}, {info['cpu']}, {info['cpu_count']} CPU cores; "
+        f"python {info['python']}, torch {info.get('torch', '?')}, torch threads per process: "
+        f"{info['torch_threads']}\n"
+        f"- date: {info['date']}; load average (1/5/15 min) at start: {info['loadavg']}"
+        f"{extra}\n- command: `{info['command']}`\n"
+    )
+
+
+# -- slots shared by every benchmark process --------------------------------------------------------
+def _slot(slots_dir: Path, i: int) -> FileLock:
+    slots_dir.mkdir(parents=True, exist_ok=True)
+    return FileLock(slots_dir / f"slot{i}.lock")
+
+
+@contextlib.contextmanager
+def training_slot(slots_dir: Path, n_slots: int) -> Iterator[int]:
+    """Hold one of ``n_slots`` machine-wide slots for the duration of a training run."""
+    while True:
+        for i in range(n_slots):
+            lock = _slot(Path(slots_dir), i)
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                continue
+            try:
+                yield i
+            finally:
+                lock.release()
+            return
+        time.sleep(POLL_S)
+
+
+@contextlib.contextmanager
+def hold_slots(
+    slots_dir: Path, n: int, *, timeout: float | None = None, log: Callable[[str], None] = print
+) -> Iterator[bool]:
+    """Hold all ``n`` slots, so the other benchmark scripts start no training run meanwhile.
+
+    Waits at most ``timeout`` seconds (None: for ever); yields whether every slot is held."""
+    held: list[FileLock] = []
+    t0 = time.monotonic()
+    try:
+        for i in range(n):
+            left = None if timeout is None else max(0.0, timeout - (time.monotonic() - t0))
+            lock = _slot(Path(slots_dir), i)
+            try:
+                lock.acquire(timeout=-1 if left is None else left)
+            except Timeout:
+                break
+            held.append(lock)
+        log(f"[bench] holding {len(held)} of {n} training slots "
+            f"(waited {time.monotonic() - t0:.0f}s)")  # fmt: skip
+        yield len(held) == n
+    finally:
+        for lock in held:
+            lock.release()
+
+
+# -- processes ---------------------------------------------------------------------------------------
+def process_pool(jobs: int) -> ProcessPoolExecutor:
+    """``jobs`` workers, each task in a fresh spawned process (peak RSS and torch state per task)."""
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), max_tasks_per_child=1)
+
+
+def isolated(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` in a fresh spawned process; its result (or its exception)."""
+    with process_pool(1) as pool:
+        return pool.submit(fn, *args, **kwargs).result()
+
+
+# -- configs -----------------------------------------------------------------------------------------
+def train_config(**fields: Any) -> Any:
+    """A validated ``TrainConfig`` from keyword fields (the trainer's own schema and bounds)."""
+    from trainer.config import TrainConfig
+
+    cfg = TrainConfig(**fields)
+    validate = getattr(cfg, "validate", None)
+    return validate() if callable(validate) else cfg
+
+
+def config_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a ``TrainConfig``."""
+    if hasattr(cfg, "model_dump"):
+        return cfg.model_dump(mode="json")
+    return json.loads(json.dumps(cfg.to_dict(), default=_json_default))
+
+
+def ensure_dataset(
+    out: Path, importer: str, *sources: Any, log: Callable[[str], None] = print, **kw: Any
+) -> Path:
+    """The dataset bundle at ``out``, imported once by ``trainer.data.<importer>(*sources, out,
+    **kw)`` (e.g. ``ensure_dataset(dir, "import_synth", seed=0)``)."""
+    out = Path(out)
+    if not (out / "stats.json").is_file():
+        import trainer.data
+
+        t = time.perf_counter()
+        getattr(trainer.data, importer)(*sources, out, overwrite=True, progress=False, **kw)
+        log(f"[bench] {importer} -> {out} in {time.perf_counter() - t:.0f}s")
+    return out
+
+
+# -- the run store -------------------------------------------------------------------------------------
+@dataclass
+class Step:
+    """One training run.
+
+    kind  "fit"     ``trainer.train.fit`` as ``margo train`` would run it
+          "stage1"  the same, for a stage-I-only model (fusion-sum config), keeping its state
+          "branch"  stage II of a weighted model from the saved stage I of ``parent``
+    """
+
+    label: str  # row name in the tables, e.g. "margo"
+    data: str  # dataset bundle path
+    cfg: dict[str, Any]  # TrainConfig fields (modalities included)
+    kind: str = "fit"
+    parent: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)  # dataset name, seed, phase ...
+
+    @property
+    def key(self) -> str:
+        blob = json.dumps([self.kind, self.data, self.cfg, self.parent], sort_keys=True)
+        return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+    @property
+    def deps(self) -> list[str]:
+        return [self.parent] if self.parent else []
+
+
+def result_path(runs_dir: Path, key: str) -> Path:
+    return Path(runs_dir) / f"{key}.json"
+
+
+def load_result(runs_dir: Path, key: str) -> dict[str, Any] | None:
+    p = result_path(runs_dir, key)
+    if not p.is_file():
+        return None
+    with contextlib.suppress(json.JSONDecodeError):
+        return json.loads(p.read_text())
+    return None
+
+
+def _softmax_weights(model: Any) -> np.ndarray | None:
+    import torch
+
+    w = getattr(model, "weight_logits", None)
+    if w is None:
+        return None
+    return torch.softmax(w.detach(), -1).cpu().numpy().astype(np.float32)
+
+
+def run_step(
+    step_d: dict[str, Any], runs_dir: str, slots_dir: str, n_slots: int, threads: int
+) -> dict[str, Any]:
+    """Worker entry point (a fresh process per step): train, write the result JSON, return it."""
+    import torch
+
+    torch.set_num_threads(threads)
+    from trainer.data import load_dataset
+    from trainer.train import fit, stage1_cache_path
+
+    step = Step(**step_d)
+    runs = Path(runs_dir)
+    with training_slot(Path(slots_dir), n_slots):
+        load = loadavg()
+        t_wall = time.perf_counter()
+        cfg = train_config(**{**step.cfg, "threads": threads})
+        data = load_dataset(step.data, cfg.modalities)
+        parent = None
+        stage1 = runs / "stage1"
+        last_file = runs / f"{step.key}.weights_last.npy"
+        if step.kind == "branch":
+            # stage II only: fit loads the parent's best stage-I state from its stage-I cache
+            parent = load_result(runs, step.parent or "")
+            if parent is None:
+                raise RuntimeError(f"{step.label}: parent run {step.parent} has no result")
+            cached = stage1_cache_path(stage1, cfg, data)
+            if cached is None or not cached.is_file():
+                raise RuntimeError(f"{step.label}: no stage-I state of {step.parent} in {stage1}")
+            last: dict[str, np.ndarray] = {}
+
+            def snapshot(rep: Any) -> None:  # weights after every epoch, whatever is kept
+                if rep.model is not None and (w := _softmax_weights(rep.model)) is not None:
+                    last["w"] = w
+
+            res = fit(data, cfg, progress=False, callback=snapshot, stage1_cache=stage1)
+            if "w" in last:
+                np.save(last_file, last["w"])
+        else:
+            # stage-I rows fill the cache their branches read; plug-in rows share stage I the
+            # same way (meta "stage1_cache"); CKD teachers are cached per dataset
+            keep = step.kind == "stage1" or step.meta.get("stage1_cache")
+            res = fit(
+                data,
+                cfg,
+                progress=False,
+                stage1_cache=stage1 if keep else None,
+                plugin_cache=runs / "plugin-cache",
+            )
+        weights_file = None
+        if (w := _softmax_weights(res.model)) is not None:
+            weights_file = f"{step.key}.weights.npy"
+            np.save(runs / weights_file, w)
+        stages = [
+            {
+                "stage": s.stage,
+                "best_epoch": s.best_epoch,
+                "epochs_run": s.epochs_run,
+                "seconds": round(s.seconds, 2),
+                "median_epoch_s": round(float(np.median(s.epoch_seconds)), 3)
+                if s.epoch_seconds
+                else None,
+                "best_valid_r20": s.best_valid.get("recall@20"),
+            }
+            for s in res.stages
+        ]
+        hist = [
+            [h.stage, h.epoch, round(h.loss, 5), None if h.valid is None else round(h.valid["recall@20"], 5)]
+            for h in res.history
+        ]
+        record = {
+            "key": step.key,
+            "step": asdict(step),
+            "train_config": config_dict(cfg),
+            "channels": list(res.model.channels),
+            "stages": stages,  # a branch's list starts with its cached stage I
+            "valid": res.valid,
+            "test": res.test,
+            # a branch's training time includes the stage I it continues from
+            "seconds": round(res.seconds + (parent["seconds"] if parent else 0.0), 2),
+            "own_seconds": round(res.seconds, 2),
+            "wall_seconds": round(time.perf_counter() - t_wall, 2),
+            "history": (parent["history"] if parent else []) + hist,
+            "weights_file": weights_file,
+            # branch runs: weights after the last stage-II epoch (exported: the best-valid epoch's)
+            "weights_last_file": last_file.name if last_file.is_file() else None,
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+            "loadavg_start": load,
+            "loadavg_end": loadavg(),
+            "threads": threads,
+            "finished": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        }
+        atomic_write_json(result_path(runs, step.key), record)
+        return record
+
+
+def _log_done(log: Callable[[str], None], t0: float, s: Step, r: dict[str, Any]) -> None:
+    log(
+        f"[bench] {time.perf_counter() - t0:7.0f}s done {s.label:<22} {s.meta} "
+        f"stages={[(x['stage'], x['best_epoch'], x['epochs_run']) for x in r['stages']]} "
+        f"valid R@20={r['valid'].get('recall@20', float('nan')):.4f} "
+        f"test R@20={r['test'].get('recall@20', float('nan')):.4f} ({r['own_seconds']:.0f}s)"
+    )
+
+
+def run_steps(
+    steps: Sequence[Step],
+    *,
+    runs_dir: Path,
+    jobs: int,
+    slots_dir: Path,
+    max_train: int,
+    threads: int = 1,
+    log: Callable[[str], None] = print,
+) -> dict[str, dict[str, Any]]:
+    """Run ``steps`` (in list order, parents first) with ``jobs`` worker processes.
+
+    Finished steps (a result JSON exists) are skipped; a failed step is logged and its
+    dependants are dropped. Returns key -> result for every step that has one.
+    """
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    unique: dict[str, Step] = {}
+    for s in steps:
+        unique.setdefault(s.key, s)
+    # finished runs of this list, and finished parents from earlier calls (e.g. a sweep phase)
+    wanted = set(unique) | {d for s in unique.values() for d in s.deps}
+    results = {k: r for k in wanted if (r := load_result(runs_dir, k)) is not None}
+    pending = [s for k, s in unique.items() if k not in results]
+    missing = {d for s in pending for d in s.deps if d not in unique and d not in results}
+    if missing:
+        log(f"[bench] WARNING: parents {sorted(missing)} are neither planned nor finished")
+    if n_done := sum(k in results for k in unique):
+        log(f"[bench] {n_done} of {len(unique)} runs already done (resumed from {runs_dir})")
+    failed: set[str] = set()
+    running: dict[Future, Step] = {}
+    t0 = time.perf_counter()
+    with process_pool(jobs) as ex:
+        while pending or running:
+            for s in list(pending):
+                if len(running) >= jobs:
+                    break
+                if any(d in failed for d in s.deps):
+                    pending.remove(s)
+                    failed.add(s.key)
+                    log(f"[bench] skip {s.label} {s.meta}: a parent run failed")
+                    continue
+                if (r := load_result(runs_dir, s.key)) is not None:  # done by another invocation
+                    pending.remove(s)
+                    results[s.key] = r
+                    continue
+                for d in s.deps:
+                    if d not in results and (rd := load_result(runs_dir, d)) is not None:
+                        results[d] = rd
+                if all(d in results for d in s.deps):
+                    pending.remove(s)
+                    args = (asdict(s), str(runs_dir), str(slots_dir), max_train, threads)
+                    running[ex.submit(run_step, *args)] = s
+            if not running:
+                for s in pending:
+                    log(f"[bench] skip {s.label} {s.meta}: its parent never finished")
+                break
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in done:
+                s = running.pop(fut)
+                try:
+                    r = fut.result()
+                except Exception:  # noqa: BLE001 - one failed run must not stop the benchmark
+                    failed.add(s.key)
+                    log(f"[bench] FAILED {s.label} {s.meta}:\n{traceback.format_exc()}")
+                    continue
+                results[s.key] = r
+                _log_done(log, t0, s, r)
+    return results
+
+
+def run_or_load(
+    steps: Sequence[Step], args: Any, runs_dir: Path, log: Callable[[str], None]
+) -> dict[str, dict[str, Any]]:
+    """The results of ``steps``: trained (or resumed) with the script's pool settings from
+    ``add_common_args``, or only read from ``runs_dir`` under ``--report-only``."""
+    if getattr(args, "report_only", False):
+        return {s.key: r for s in steps if (r := load_result(runs_dir, s.key)) is not None}
+    return run_steps(
+        steps,
+        runs_dir=runs_dir,
+        jobs=args.jobs,
+        slots_dir=args.workdir / "slots",
+        max_train=args.max_train,
+        threads=args.threads,
+        log=log,
+    )
+
+
+# -- command line ---------------------------------------------------------------------------------------
+def make_logger(path: Path) -> Callable[[str], None]:
+    """Print a timestamped line and append it to ``path``."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+    def log(msg: str) -> None:
+        line = f"{dt.datetime.now():%H:%M:%S} {msg}"
+        print(line, flush=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+    return log
+
+
+def add_common_args(p: Any, *, jobs: int = 2, report_only: bool = True) -> None:
+    p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
+                   help=f"cache of generated datasets and per-run results (default {DEFAULT_WORKDIR})")
+    p.add_argument("--results", type=Path, default=RESULTS,
+                   help="where the .json/.md/.png go (default bench/results)")
+    p.add_argument("--jobs", type=int, default=jobs,
+                   help=f"training processes of this script (default {jobs})")
+    p.add_argument("--max-train", type=int, default=2,
+                   help="machine-wide cap on training processes across benchmark scripts (slot "
+                   "locks in WORKDIR/slots; default 2 = this machine's cores)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads per training process (default 1)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke check (under a minute): 1 seed, few epochs, small grids")
+    if report_only:
+        p.add_argument("--report-only", action="store_true",
+                       help="rebuild the report from stored results, train nothing")  # fmt: skip
