@@ -9,11 +9,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service.api import api_router
+from service.api.metrics import metrics_route
 from service.api.responses import OrjsonResponse
 from service.api.users import fast_route
+from service.api_docs import install_api_docs
 from service.dashboard import install_dashboard
 from service.errors import ServiceError, install_handlers
-from service.metrics import metrics_route
 from service.middleware import ObserveRequests
 from service.settings import Settings, get_settings
 from service.state import ServiceState
@@ -52,11 +53,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         default_response_class=OrjsonResponse,
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load their assets from a CDN: served locally below
+        redoc_url=None,
     )
     install_handlers(app)
     app.router.routes.insert(0, fast_route)  # the hot path, ahead of its documented twin
     app.include_router(api_router)
     install_dashboard(app)  # the web page at / (the API reference stays at /docs)
+    install_api_docs(app)
     if settings.metrics_enabled:
         app.router.routes.append(metrics_route)
     app.add_middleware(

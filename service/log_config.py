@@ -61,10 +61,12 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
+        fields: dict[str, Any] = {}
         request_id = request_id_var.get()
-        extra = " ".join(f"{k}={v}" for k, v in _fields(record).items())
         if request_id is not None:
-            extra = f"request_id={request_id} {extra}"
+            fields["request_id"] = request_id
+        fields.update(_fields(record))  # the access line names its request id itself: once
+        extra = " ".join(f"{k}={v}" for k, v in fields.items())
         return mask_keys(f"{line} {extra}".rstrip())
 
 

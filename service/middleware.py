@@ -16,7 +16,7 @@ import time
 import uuid
 from typing import Any
 
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.log_config import request_id_var
@@ -33,6 +33,17 @@ def incoming_request_id(scope: Scope) -> str | None:
         if name == HEADER:
             return value.decode() if _SANE_ID.fullmatch(value) else None
     return None
+
+
+# answers that say "not ready" or "a dependency is down" are expected states, not server faults:
+# /readyz answers 503 until the model is loaded, and a 503 elsewhere is a degraded dependency
+_EXPECTED_503 = frozenset({"/readyz"})
+
+
+def _level(template: str, status: int) -> int:
+    if status == 503:
+        return logging.INFO if template in _EXPECTED_503 else logging.WARNING
+    return logging.ERROR if status >= 500 else logging.INFO
 
 
 class ObserveRequests:
@@ -85,11 +96,14 @@ class ObserveRequests:
             self._plain = {
                 r.endpoint: r.path for r in routes if isinstance(r, Route) and r.path is not None
             }
+            # a mount (static files) records its app as the endpoint: one template per mount
+            mounts = (r for r in routes if isinstance(r, Mount))
+            self._plain.update({m.app: f"{m.path}/{{path}}" for m in mounts})
         return self._plain.get(endpoint, UNMATCHED)
 
     @staticmethod
     def _log(scope: Scope, request_id: str, template: str, status: int, elapsed: float) -> None:
-        level = logging.ERROR if status >= 500 else logging.INFO
+        level = _level(template, status)
         if not access_log.isEnabledFor(level):
             return
         fields: dict[str, Any] = {

@@ -62,3 +62,17 @@ def test_docs_stay_the_api_reference(client: TestClient) -> None:
 def test_unknown_static_files_are_404_json(client: TestClient) -> None:
     r = client.get("/dashboard/static/nope.js")
     assert r.status_code == 404 and r.json()["error"] == "not_found"
+
+
+def test_docs_and_redoc_use_only_assets_this_app_serves(client: TestClient) -> None:
+    for page in ("/docs", "/redoc"):
+        r = client.get(page)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+        csp = r.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "connect-src 'self'" in csp
+        assert "<script>" not in r.text  # no inline script: the CSP would refuse it
+        refs = re.findall(r'(?:src|href)="([^"]+)"', r.text)
+        assert refs and all(ref.startswith("/") for ref in refs), refs
+        for ref in refs:
+            assert client.get(ref).status_code == 200, ref
+        assert 'data-openapi-url="/openapi.json"' in r.text
