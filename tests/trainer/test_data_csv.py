@@ -95,7 +95,7 @@ def test_unknown_item_names_the_row(tmp_path: Path) -> None:
             r"log\.csv: row 7: stars 'lots' is not a number",
         ),
         (INTERACTIONS + ",a,4,1\n", ITEMS, {}, r"log\.csv: row 7: user is empty"),
-        (INTERACTIONS, ITEMS + "a,Again,,\n", {}, r"items\.csv: rows 2 and 5 have the same item"),
+        (INTERACTIONS, ITEMS + "a,Again,,\n", {}, r"items\.csv: row 5: item 'a' repeats row 2"),
         (INTERACTIONS, ITEMS, {"npy_features": {"f": "missing.npy"}}, r"missing\.npy: file not"),
     ],
 )
@@ -119,3 +119,42 @@ def test_option_errors(tmp_path: Path) -> None:
         import_csv(log, tmp_path / "out", min_rating=4)
     with pytest.raises(ConfigError, match="need items_csv"):
         import_csv(log, tmp_path / "out", text_cols={"text": ["name"]})
+
+
+BAD_ROWS = INTERACTIONS + "u4,,5,16\nu5,a,5\nu6,zzz,inf,x\nu7,b,5,99999999999999999999\n"
+
+
+def test_every_bad_row_is_reported_earliest_first_with_a_count(tmp_path: Path) -> None:
+    log, items = _files(tmp_path, BAD_ROWS)
+    with pytest.raises(DataError) as err:
+        import_csv(log, tmp_path / "out", items_csv=items, rating_col="stars", timestamp_col="ts")
+    msg = str(err.value)
+    assert msg == (
+        "log.csv: row 7: item is empty; row 8: expected 4 fields, found 3; "
+        "row 9: item 'zzz' is not in the items file, stars 'inf' is not a finite number, "
+        "ts 'x' is not an integer; row 10: ts '99999999999999999999' is out of the int64 range "
+        "(4 bad rows; --drop-bad-rows skips them)"
+    )
+    with pytest.raises(DataError, match=r"row 7: item is empty; row 8: .* \(4 bad rows, the first"
+                       r" 2 shown; --drop-bad-rows skips them\)$"):  # fmt: skip
+        import_csv(log, tmp_path / "out", items_csv=items, rating_col="stars",
+                   timestamp_col="ts", max_reported=2)  # fmt: skip
+    assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_drop_bad_rows_skips_and_counts_them(tmp_path: Path) -> None:
+    log, items = _files(tmp_path, BAD_ROWS)
+    out = import_csv(log, tmp_path / "out", items_csv=items, rating_col="stars",
+                     timestamp_col="ts", drop_bad_rows=True, progress=False)  # fmt: skip
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["dropped_bad_rows"] == 4
+    assert load_dataset(out).user_ids == ["u1", "u2", "u3"]
+
+
+def test_every_bad_items_row_is_reported(tmp_path: Path) -> None:
+    log, items = _files(tmp_path, items=ITEMS + "a,Again,,\n,Nameless,,\nq,Short\n")
+    with pytest.raises(DataError, match=(
+        r"^items\.csv: row 5: item 'a' repeats row 2; row 6: item is empty; "
+        r"row 7: expected 4 fields, found 2 \(3 bad rows\)$"
+    )):  # fmt: skip
+        import_csv(log, tmp_path / "out", items_csv=items)

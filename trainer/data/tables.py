@@ -43,7 +43,8 @@ def read_text(path: Path, label: str, encoding: str = "utf-8") -> str:
 
 @dataclass
 class Table:
-    """A parsed delimited file: header plus rows of strings, all of the header's width."""
+    """A parsed delimited file: header plus rows of strings, all of the header's width
+    (unless read with ``ragged=True``)."""
 
     label: str
     header: list[str]
@@ -84,6 +85,7 @@ def read_table(
     columns: Sequence[str] | None = None,
     label: str | None = None,
     quoting: int = csv.QUOTE_MINIMAL,
+    ragged: bool = False,
 ) -> Table:
     """Read a delimited file (CSV quoting rules) into a :class:`Table`.
 
@@ -96,6 +98,9 @@ def read_table(
         How messages name the file; defaults to the file name.
     quoting
         ``csv.QUOTE_NONE`` for formats that never quote (a title may start with ``"``).
+    ragged
+        Keep rows whose width differs from the header's (the caller reports them all, see
+        :func:`row_problems`) instead of stopping at the first.
     """
     label = label or path.name
     text = read_text(path, label, encoding)
@@ -114,7 +119,7 @@ def read_table(
         raise DataError(f"{label}: empty file (no data rows)")
     widths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
     bad = np.flatnonzero(widths != len(header))
-    if bad.size:
+    if bad.size and not ragged:
         r = int(bad[0])
         raise row_error(label, r + 1, f"expected {len(header)} fields, found {widths[r]}")
     return Table(label=label, header=header, rows=rows)
@@ -209,3 +214,23 @@ def _first_bad_int_row(
                 int(v)
             except ValueError:
                 raise row_error(label, r, f"{n} {v!r} is not an integer") from None
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """One bad data row: its 1-based number and what is wrong with it."""
+
+    row: int
+    reason: str
+
+
+def bad_rows_error(label: str, problems: Sequence[RowProblem], limit: int, hint: str) -> DataError:
+    """One line in :func:`row_error`'s form listing the first ``limit`` bad rows, earliest
+    first, then how many there are: ``<file>: row 4: ...; row 7: ... (2 bad rows<hint>)``."""
+    problems = sorted(problems, key=lambda p: p.row)
+    shown = "; ".join(f"row {p.row}: {p.reason}" for p in problems[:limit])
+    n = len(problems)
+    count = f"{n} bad row{'s' if n > 1 else ''}"
+    if n > limit:
+        count += f", the first {limit} shown"
+    return DataError(f"{label}: {shown} ({count}{hint})")

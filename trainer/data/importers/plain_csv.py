@@ -10,11 +10,18 @@ restricted to the items left after filtering.
 
 Text modalities join the non-empty values of the given columns with ". " and encode them
 with all-MiniLM-L6-v2.
+
+Bad rows. Every bad row of the interactions file (wrong number of fields, empty id, a rating
+that is not a finite number, a timestamp that is not a 64-bit integer, an item the items file
+lacks) is reported in one error, earliest first, with their count; ``drop_bad_rows`` skips them
+instead (counted as ``dropped_bad_rows`` in stats.json and logged), as the MovieLens importer
+does with its stray rows. The items file's bad rows are always an error.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +30,7 @@ from trainer.data import text
 from trainer.data.checks import check_features
 from trainer.data.dataset import write_dataset
 from trainer.data.importers.common import RawInteractions, encode_keys, prepare, sorted_keys
-from trainer.data.tables import Table, read_table, row_error
+from trainer.data.tables import RowProblem, Table, bad_rows_error, read_table
 from trainer.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -49,6 +56,8 @@ def import_csv(
     overwrite: bool = False,
     name: str | None = None,
     progress: bool = True,
+    drop_bad_rows: bool = False,
+    max_reported: int = 20,
 ) -> Path:
     """Import interactions (and item content) from CSV; returns the written bundle path.
 
@@ -64,6 +73,10 @@ def import_csv(
         Pipe-separated categories column of ``items_csv``.
     name
         Dataset name (``.inter`` stem); default the interactions file's stem.
+    drop_bad_rows
+        Skip the interactions file's bad rows instead of refusing the file.
+    max_reported
+        How many bad rows the error message lists (all are counted).
     """
     text_cols, npy_features = text_cols or {}, npy_features or {}
     both = set(text_cols) & set(npy_features)
@@ -75,16 +88,30 @@ def import_csv(
         raise ConfigError("min_rating needs rating_col")
 
     inter_path = Path(interactions_csv)
-    it = read_table(inter_path, delimiter=_delimiter(inter_path))
+    it = read_table(inter_path, delimiter=_delimiter(inter_path), ragged=True)
     it.require(user_col, item_col, *(c for c in (rating_col, timestamp_col) if c))
-    users, items = _non_empty(it, user_col), _non_empty(it, item_col)
     items_table = None
     if items_csv is not None:
-        items_table = _read_items(Path(items_csv), item_col, text_cols, title_col, category_col)
-        item_keys = items_table.column(item_col)
-        _check_known_items(it, items, item_keys)
-    else:
-        item_keys = sorted_keys(items)
+        items_table = _read_items(
+            Path(items_csv), item_col, text_cols, title_col, category_col, max_reported
+        )
+    known = set(items_table.column(item_col)) if items_table is not None else None
+    problems = _interaction_problems(it, user_col, item_col, rating_col, timestamp_col, known)
+    dropped = 0
+    if problems and not drop_bad_rows:
+        hint = "; --drop-bad-rows skips them"
+        raise bad_rows_error(it.label, problems, max_reported, hint)
+    if problems:
+        bad = {p.row - 1 for p in problems}
+        it.rows = [row for r, row in enumerate(it.rows) if r not in bad]
+        dropped = len(bad)
+        log.warning("%s: dropped %d bad row(s) (first: row %d: %s)", it.label, dropped,
+                    problems[0].row, problems[0].reason)  # fmt: skip
+        if not it.rows:
+            raise DataError(f"{it.label}: every row is bad")
+    users = [v.strip() for v in it.column(user_col)]
+    items = [v.strip() for v in it.column(item_col)]
+    item_keys = items_table.column(item_col) if items_table is not None else sorted_keys(items)
     user_keys = sorted_keys(users)
     raw = RawInteractions(
         users=encode_keys(users, user_keys),
@@ -128,7 +155,7 @@ def import_csv(
         ratings=prep.ratings,
         timestamps=prep.timestamps,
         overwrite=overwrite,
-        stats={"raw": inter_path.name, **prep.stats},
+        stats={"raw": inter_path.name, "dropped_bad_rows": dropped, **prep.stats},
     )
 
 
@@ -136,12 +163,49 @@ def _delimiter(path: Path) -> str:
     return "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
 
 
-def _non_empty(table: Table, col: str) -> list[str]:
-    values = [v.strip() for v in table.column(col)]
-    empty = [r for r, v in enumerate(values) if not v]
-    if empty:
-        raise row_error(table.label, empty[0] + 1, f"{col} is empty")
-    return values
+def _interaction_problems(
+    table: Table,
+    user_col: str,
+    item_col: str,
+    rating_col: str | None,
+    timestamp_col: str | None,
+    known_items: set[str] | None,
+) -> list[RowProblem]:
+    """Every bad row of the interactions table (row order), each with all of its reasons."""
+    width = len(table.header)
+    j = {c: table.header.index(c) for c in (user_col, item_col, rating_col, timestamp_col) if c}
+    problems = []
+    for r, row in enumerate(table.rows):
+        if len(row) != width:
+            problems.append(RowProblem(r + 1, f"expected {width} fields, found {len(row)}"))
+            continue
+        reasons = [f"{c} is empty" for c in (user_col, item_col) if not row[j[c]].strip()]
+        item = row[j[item_col]].strip()
+        if known_items is not None and item and item not in known_items:
+            reasons.append(f"item {item!r} is not in the items file")
+        if rating_col and (why := _not_finite(row[j[rating_col]])):
+            reasons.append(f"{rating_col} {row[j[rating_col]]!r} {why}")
+        if timestamp_col and (why := _not_int64(row[j[timestamp_col]])):
+            reasons.append(f"{timestamp_col} {row[j[timestamp_col]]!r} {why}")
+        if reasons:
+            problems.append(RowProblem(r + 1, ", ".join(reasons)))
+    return problems
+
+
+def _not_finite(text: str) -> str | None:
+    """Why ``text`` is not a finite number, or None (the wording of ``parse_floats``)."""
+    try:
+        return None if math.isfinite(float(text)) else "is not a finite number"
+    except ValueError:
+        return "is not a number"
+
+
+def _not_int64(text: str) -> str | None:
+    """Why ``text`` is not a 64-bit integer, or None (the wording of ``parse_ints``)."""
+    try:
+        return None if -(2**63) <= int(text) < 2**63 else "is out of the int64 range"
+    except ValueError:
+        return "is not an integer"
 
 
 def _read_items(
@@ -150,29 +214,27 @@ def _read_items(
     text_cols: dict[str, list[str]],
     title_col: str | None,
     category_col: str | None,
+    max_reported: int,
 ) -> Table:
-    table = read_table(path, delimiter=_delimiter(path))
+    table = read_table(path, delimiter=_delimiter(path), ragged=True)
     needed = [item_col, *(c for cols in text_cols.values() for c in cols)]
     table.require(*dict.fromkeys(needed + [c for c in (title_col, category_col) if c]))
-    keys = _non_empty(table, item_col)
-    first: dict[str, int] = {}
-    for r, k in enumerate(keys):
-        if k in first:
-            raise DataError(
-                f"{table.label}: rows {first[k] + 1} and {r + 1} have the same {item_col} {k!r}"
-            )
-        first[k] = r
-    j = table.header.index(item_col)
-    for row, k in zip(table.rows, keys, strict=True):
-        row[j] = k  # stripped, so lookups match the interactions file's stripped ids
+    width, j = len(table.header), table.header.index(item_col)
+    problems, first = [], {}
+    for r, row in enumerate(table.rows):
+        if len(row) != width:
+            problems.append(RowProblem(r + 1, f"expected {width} fields, found {len(row)}"))
+            continue
+        key = row[j] = row[j].strip()  # stripped, so lookups match the interactions' ids
+        if not key:
+            problems.append(RowProblem(r + 1, f"{item_col} is empty"))
+        elif key in first:
+            problems.append(RowProblem(r + 1, f"{item_col} {key!r} repeats row {first[key]}"))
+        else:
+            first[key] = r + 1
+    if problems:
+        raise bad_rows_error(table.label, problems, max_reported, "")
     return table
-
-
-def _check_known_items(table: Table, items: list[str], item_keys: list[str]) -> None:
-    known = set(item_keys)
-    for r, k in enumerate(items):
-        if k not in known:
-            raise row_error(table.label, r + 1, f"item {k!r} is not in the items file")
 
 
 def _load_source_npy(path: Path, n_rows: int) -> np.ndarray:
