@@ -45,11 +45,17 @@ def browser_paths() -> tuple[str, str]:
         filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None
     )
     driver = os.environ.get(DRIVER_ENV) or shutil.which("chromedriver")
-    if not chromium or not driver:
-        pytest.skip(
-            f"chromium and chromedriver not found (apt-get install chromium chromium-driver, "
-            f"or set {CHROMIUM_ENV} and {DRIVER_ENV})"
+    missing = [
+        f"{what} (apt-get install {package}, or set {env})"
+        for what, found, package, env in (
+            ("chromium", chromium, "chromium", CHROMIUM_ENV),
+            ("chromedriver", driver, "chromium-driver", DRIVER_ENV),
         )
+        if not found
+    ]
+    if missing:
+        pytest.skip(f"browser tests need {' and '.join(missing)}: not found")
+    assert chromium is not None and driver is not None
     return chromium, driver
 
 
