@@ -182,8 +182,16 @@ def machine_info(threads: int | None = None, packages: Sequence[str] = ("torch",
         **versions,
         "torch_threads": threads,
         "loadavg": loadavg(),
-        "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]),
+        "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *_argv()]),
     }
+
+
+def _argv() -> list[str]:
+    """``sys.argv`` as typed: ``-m bench.<name>`` for a script of this package."""
+    script = Path(sys.argv[0]).resolve()
+    if script.parent == REPO / "bench":
+        return ["-m", f"bench.{script.stem}", *sys.argv[1:]]
+    return sys.argv
 
 
 def machine_md(info: dict[str, Any], extra: str = "") -> str:
@@ -239,7 +247,7 @@ def hold_slots(
                 break
             held.append(lock)
         log(f"[bench] holding {len(held)} of {n} training slots "
-            f"(waited {time.monotonic() - t0:.0f}s)")  # fmt: skip
+            f"(waited {time.monotonic() - t0:.0f}s)")
         yield len(held) == n
     finally:
         for lock in held:
@@ -562,4 +570,13 @@ def add_common_args(p: Any, *, jobs: int = 2, report_only: bool = True) -> None:
                    help="smoke check (under a minute): 1 seed, few epochs, small grids")
     if report_only:
         p.add_argument("--report-only", action="store_true",
-                       help="rebuild the report from stored results, train nothing")  # fmt: skip
+                       help="rebuild the report from stored results, train nothing")
+
+
+def parse_args(p: Any, argv: Sequence[str] | None = None) -> Any:
+    """``p.parse_args``; a ``--quick`` smoke run writes under WORKDIR/quick-results unless
+    ``--results`` names a folder, so it never overwrites the committed results."""
+    args = p.parse_args(argv)
+    if getattr(args, "quick", False) and args.results == RESULTS:
+        args.results = args.workdir / "quick-results"
+    return args
