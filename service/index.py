@@ -16,8 +16,8 @@ Callers re-score the candidates exactly (``service/ranking.py``), so the ANN ind
 decides which items are looked at, never their order.
 
 The built index is written beside the bundle, ``<bundle>/index/<kind>-<params>-<fp>.faiss``
-(temporary file + rename), and read back on the next start; ``fp`` is a digest of the item
-embeddings and weights, so a changed bundle never reuses a stale index.
+(temporary file + rename, trainer/atomic.py), and read back on the next start; ``fp`` is a
+digest of the item embeddings and weights, so a changed bundle never reuses a stale index.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -38,6 +36,8 @@ import numpy as np
 
 from service.metrics import faiss_timer
 from service.settings import GpuMode, IndexKind, IvfStore, Settings
+from trainer.atomic import atomic_path
+from trainer.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -110,12 +110,9 @@ class IndexParams:
         return f"flat-{fingerprint}.faiss"
 
 
-def vectors_fingerprint(manifest: dict[str, Any]) -> str:
+def vectors_fingerprint(manifest: Manifest) -> str:
     """Digest of the checksums of the arrays the item vectors are built from."""
-    files = manifest.get("files", {})
-    parts = [
-        files.get(f"{name}.npy", {}).get("sha256", "") for name in ("item_emb", "item_weights")
-    ]
+    parts = [manifest.sha256(f"{name}.npy") or "" for name in ("item_emb", "item_weights")]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
@@ -259,12 +256,5 @@ class ItemIndex:
 
 def write_index_atomic(index: Any, path: Path) -> None:
     """Write ``index`` to ``path`` through a temporary file in the same directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        faiss.write_index(index, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        faiss.write_index(index, str(tmp))

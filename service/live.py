@@ -102,7 +102,7 @@ class LiveModel:
         popularity = arrays["item_popularity"]
         # most popular first, ties broken by row so the order is total and stable
         popular_order = np.lexsort((np.arange(bundle.n_items), -popularity.astype(np.int64)))
-        created = parse_time(bundle.manifest.get("created_at")) or dt.datetime.now(dt.UTC)
+        created = parse_time(bundle.manifest.created_at) or dt.datetime.now(dt.UTC)
         model = cls(
             version=version,
             bundle=bundle,

@@ -111,7 +111,7 @@ class StateCollector(Collector):
         items = GaugeMetricFamily("margo_catalog_items", "Items in the live model's catalogue")
         hidden = GaugeMetricFamily("margo_catalog_hidden_items", "Items hidden from results")
         if model is not None:
-            kind = str(model.bundle.manifest.get("model", ""))
+            kind = model.bundle.manifest.model
             info.add_metric([model.version, kind], 1)
             items.add_metric([], model.catalog.n_items)
             hidden.add_metric([], model.catalog.n_hidden)

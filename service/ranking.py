@@ -30,6 +30,8 @@ import numpy as np
 
 from service.index import IndexKind
 from service.live import LiveModel
+from trainer import scoring
+from trainer.scoring import ModalityTerms
 
 GROWTH = 4
 _EXACT_MARGIN = 32  # extra float32 pre-selections re-scored in float64 (ties at the cut)
@@ -66,23 +68,16 @@ Keep = Callable[[np.ndarray], np.ndarray]
 
 
 # -- exact scores ------------------------------------------------------------------------------
-def modality_terms(model: LiveModel, user_row: int, rows: np.ndarray) -> tuple[np.ndarray, ...]:
-    """(score [r], modality scores e_u^m.e_i^m [r, M], weights [r, M], contributions [r, M]).
-
-    Contributions are the per-modality blocks of ``q_u . v_i`` (v_i holds w_i^m e_i^m as
-    stored, float32), summed in float64: they add up to the score exactly and equal
-    ``w_i^m * (e_u^m . e_i^m)`` to float32 precision.
-    """
+def modality_terms(model: LiveModel, user_row: int, rows: np.ndarray) -> ModalityTerms:
+    """The user's scores of ``rows`` split by modality (trainer/scoring.py), from the v_i the
+    index holds: the contributions add up to the score the ranking used."""
     arrays = model.arrays
-    n_channels = len(model.channels)
-    query = model.queries[user_row].astype(np.float64).reshape(n_channels, -1, 1)  # (M, d, 1)
-    blocks = model.index.vectors[rows].astype(np.float64).reshape(rows.size, n_channels, -1)
-    contrib = np.matmul(blocks[:, :, None, :], query)[:, :, 0, 0]  # (r, M): q^m . v_i^m
-    user = arrays["user_emb"][user_row].astype(np.float64)[:, :, None]  # (M, d, 1)
-    items = arrays["item_emb"][rows].astype(np.float64)  # (r, M, d)
-    sims = np.matmul(items[:, :, None, :], user)[:, :, 0, 0]  # (r, M): e_u^m . e_i^m
-    weights = arrays["item_weights"][rows].astype(np.float64)  # (r, M)
-    return contrib.sum(axis=1), sims, weights, contrib
+    return scoring.modality_terms(
+        arrays["user_emb"][user_row],
+        arrays["item_emb"][rows],
+        arrays["item_weights"][rows],
+        model.index.vectors[rows],
+    )
 
 
 def exact_scorer(vectors: np.ndarray, query: np.ndarray) -> Scorer:
@@ -264,7 +259,8 @@ def explained_items(
 ) -> list[dict[str, Any]]:
     if rows.size == 0:
         return []
-    score, sims, weights, contrib = modality_terms(model, user_row, rows)
+    terms = modality_terms(model, user_row, rows)
+    score = terms.score
     ids, titles = model.bundle.item_ids, model.catalog.titles
     low = model.low_confidence_positives
     positives = _confidence(model, rows)
@@ -285,17 +281,14 @@ def explained_items(
             )
         return out
     names = model.channels
-    total = np.abs(contrib).sum(axis=1, keepdims=True)
-    share = np.divide(contrib, total, out=np.zeros_like(contrib), where=total > 0)
-    top = np.argmax(contrib, axis=1).tolist()
     columns = zip(
         rows.tolist(),
         score.tolist(),
-        sims.tolist(),
-        weights.tolist(),
-        contrib.tolist(),
-        share.tolist(),
-        top,
+        terms.similarity.tolist(),
+        terms.weight.tolist(),
+        terms.contribution.tolist(),
+        terms.share.tolist(),
+        terms.top_modality.tolist(),
         positives,
         strict=True,
     )

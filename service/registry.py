@@ -128,7 +128,7 @@ class Registry:
             crud.upsert_users(session, external_ids=bundle.user_ids)
             crud.upsert_items(session, items=item_rows(bundle))
             if seed.needs_seed(session, manifest, bundle.n_items):  # retraining needs them
-                created = parse_time(manifest.get("created_at")) or utcnow()
+                created = parse_time(manifest.created_at) or utcnow()
                 seed.seed_from_dataset(session, manifest, path, created)
             status = existing.status if existing is not None else ModelStatus.READY.value
             if status not in _LOADABLE:
@@ -138,12 +138,12 @@ class Registry:
                 version=version,
                 bundle_path=str(path),
                 status=status,
-                created_at=parse_time(manifest.get("created_at")) or utcnow(),
-                metrics=manifest.get("metrics") or {},
-                dataset_fingerprint=(manifest.get("dataset") or {}).get("fingerprint"),
+                created_at=parse_time(manifest.created_at) or utcnow(),
+                metrics=manifest.metrics,
+                dataset_fingerprint=manifest.dataset.fingerprint,
                 n_users=bundle.n_users,
                 n_items=bundle.n_items,
-                model_kind=str(manifest.get("model")),
+                model_kind=manifest.model,
                 note=None,
             )
         log.info(

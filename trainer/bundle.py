@@ -22,16 +22,16 @@ Scoring identity (ALGORITHMS.md 1.8): y_ui = sum_m w_i^m (e_u^m . e_i^m) = q_u .
 q_u = concat_m e_u^m and v_i = concat_m w_i^m e_i^m.
 
 The writer builds the whole directory under a temporary name beside the target and renames it
-into place, so a reader never sees half a bundle.
+into place (trainer/atomic.py), so a reader never sees half a bundle.
+
+``manifest.json`` is read into a typed ``Manifest`` (trainer/manifest.py); nothing else reads
+it as a dict.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,10 +39,40 @@ from typing import Any
 
 import numpy as np
 
+from trainer import scoring
+from trainer.atomic import atomic_dir
 from trainer.errors import BundleError
+from trainer.manifest import (
+    FORMAT_VERSION,
+    MANIFEST,
+    READABLE_FORMAT_VERSIONS,
+    Channel,
+    DatasetInfo,
+    FileEntry,
+    Manifest,
+    StageInfo,
+    TrainingInfo,
+    json_default,
+)
 
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
+__all__ = [
+    "FORMAT_VERSION",
+    "MANIFEST",
+    "OPTIONAL_ARRAYS",
+    "READABLE_FORMAT_VERSIONS",
+    "REQUIRED_ARRAYS",
+    "Channel",
+    "DatasetInfo",
+    "FileEntry",
+    "Manifest",
+    "ModelBundle",
+    "StageInfo",
+    "TrainingInfo",
+    "load_bundle",
+    "read_manifest",
+    "sha256_file",
+    "write_bundle",
+]
 
 # name -> (dtype, shape symbols). Symbols: U users, I items, M channels, D dim, N nnz, P = U + 1.
 REQUIRED_ARRAYS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -69,7 +99,7 @@ class ModelBundle:
     """A verified model bundle held in memory (arrays may be memory-mapped)."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     user_ids: list[str]
     item_ids: list[str]
     arrays: dict[str, np.ndarray]
@@ -84,7 +114,7 @@ class ModelBundle:
     # -- shape facts ---------------------------------------------------------------------
     @property
     def channels(self) -> list[str]:
-        return [c["name"] for c in self.manifest["channels"]]
+        return self.manifest.channel_names
 
     @property
     def n_users(self) -> int:
@@ -96,7 +126,7 @@ class ModelBundle:
 
     @property
     def dim(self) -> int:
-        return int(self.manifest["dim"])
+        return self.manifest.dim
 
     def user_index(self, external_id: str) -> int | None:
         return self._user_index.get(external_id)
@@ -104,17 +134,27 @@ class ModelBundle:
     def item_index(self, external_id: str) -> int | None:
         return self._item_index.get(external_id)
 
-    # -- the scoring identity ------------------------------------------------------------
+    # -- the scoring identity (trainer/scoring.py) -----------------------------------------
     def query_vectors(self) -> np.ndarray:
         """Q = concat_m e_u^m, [n_users, M*d] float32."""
-        ue = self.arrays["user_emb"]
-        return np.ascontiguousarray(ue.reshape(ue.shape[0], -1), dtype=np.float32)
+        return scoring.query_vectors(self.arrays["user_emb"])
 
     def item_vectors(self) -> np.ndarray:
-        """K = concat_m w_i^m e_i^m, [n_items, M*d] float32 (ALGORITHMS.md 1.8)."""
-        ie = self.arrays["item_emb"]
-        w = self.arrays["item_weights"]
-        return np.ascontiguousarray((ie * w[:, :, None]).reshape(ie.shape[0], -1), np.float32)
+        """V = concat_m w_i^m e_i^m, [n_items, M*d] float32 (ALGORITHMS.md 1.8)."""
+        return scoring.item_vectors(self.arrays["item_emb"], self.arrays["item_weights"])
+
+    def modality_terms(
+        self, user: int, rows: np.ndarray, fused: np.ndarray | None = None
+    ) -> scoring.ModalityTerms:
+        """User row ``user``'s scores of item ``rows`` split by modality.
+
+        ``fused``: the rows' v_i when the caller holds them (the index), else computed.
+        """
+        arrays = self.arrays
+        item_emb, weights = arrays["item_emb"][rows], arrays["item_weights"][rows]
+        if fused is None:
+            fused = scoring.item_vectors(item_emb, weights)
+        return scoring.modality_terms(arrays["user_emb"][user], item_emb, weights, fused)
 
     def seen_items(self, user: int) -> np.ndarray:
         ptr = self.arrays["seen_indptr"]
@@ -129,17 +169,6 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_bundle(
     out: str | Path,
     *,
@@ -152,8 +181,9 @@ def write_bundle(
 ) -> Path:
     """Write a bundle atomically (temporary directory, then rename) and return its path.
 
-    ``manifest`` needs at least ``model`` and ``channels`` ([{"name", "feature_dim"}]); the
-    writer adds format version, sizes, creation time and the file table with checksums.
+    ``manifest`` holds the caller's ``Manifest`` fields, at least ``model`` and ``channels``
+    ([{"name", "feature_dim"}]); the writer adds format version, sizes, creation time and the
+    file table with checksums, and validates the whole before writing it.
     """
     out = Path(out)
     if out.exists() and not overwrite:
@@ -161,10 +191,7 @@ def write_bundle(
     missing = [k for k in REQUIRED_ARRAYS if k not in arrays]
     if missing:
         raise BundleError(f"{out}: cannot write a bundle without {', '.join(missing)}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        tmp.chmod(0o755)  # mkdtemp makes it owner-only; the service may run as another user
+    with atomic_dir(out, durable=True) as tmp:
         files: dict[str, dict[str, Any]] = {}
 
         def record(name: str, path: Path, arr: np.ndarray | None = None) -> None:
@@ -199,58 +226,25 @@ def write_bundle(
             created_at=full.get("created_at") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             files=files,
         )
-        (tmp / MANIFEST).write_text(
-            json.dumps(full, indent=2, sort_keys=True, default=_json_default)
-        )
+        # numpy scalars (metrics, hyper-parameters) become plain JSON values first
+        plain = json.loads(json.dumps(full, default=json_default))
+        (tmp / MANIFEST).write_text(Manifest.from_dict(plain, source=out / MANIFEST).to_json())
         # verify what we wrote before anyone can see it
         load_bundle(tmp)
-        for p in tmp.iterdir():
-            with open(p, "rb") as f:
-                os.fsync(f.fileno())
-        _fsync_dir(tmp)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-        _fsync_dir(out.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def read_manifest(path: str | Path) -> dict[str, Any]:
-    """Read and sanity-check manifest.json only (cheap; no checksums)."""
+def read_manifest(path: str | Path) -> Manifest:
+    """Read and validate manifest.json only (cheap; no checksums)."""
     path = Path(path)
     mf = path / MANIFEST
     if not mf.is_file():
         raise BundleError(f"{mf}: not found (is {path} a model bundle?)")
     try:
-        manifest = json.loads(mf.read_text())
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"{mf}: unreadable JSON ({exc})") from exc
-    if not isinstance(manifest, dict):
-        raise BundleError(f"{mf}: expected a JSON object")
-    version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
-        raise BundleError(f"{mf}: format_version {version!r}, this code reads {FORMAT_VERSION}")
-    for key in ("model", "channels", "n_users", "n_items", "dim", "files"):
-        if key not in manifest:
-            raise BundleError(f"{mf}: missing key {key!r}")
-    return manifest
+        text = mf.read_text()
+    except OSError as exc:
+        raise BundleError(f"{mf}: unreadable ({exc})") from exc
+    return Manifest.from_json(text, source=mf)
 
 
 def load_bundle(path: str | Path, *, verify: bool = True, mmap: bool = False) -> ModelBundle:
@@ -260,7 +254,7 @@ def load_bundle(path: str | Path, *, verify: bool = True, mmap: bool = False) ->
     """
     path = Path(path)
     manifest = read_manifest(path)
-    files: dict[str, dict[str, Any]] = manifest["files"]
+    files = manifest.files
     for name in [f"{k}.npy" for k in REQUIRED_ARRAYS] + ["user_ids.json", "item_ids.json"]:
         if name not in files:
             raise BundleError(f"{path / MANIFEST}: file table lacks {name}")
@@ -268,7 +262,7 @@ def load_bundle(path: str | Path, *, verify: bool = True, mmap: bool = False) ->
         fp = path / name
         if not fp.is_file():
             raise BundleError(f"{fp}: listed in the manifest but missing")
-        if verify and sha256_file(fp) != entry.get("sha256"):
+        if verify and sha256_file(fp) != entry.sha256:
             raise BundleError(f"{fp}: checksum mismatch (file changed or corrupt)")
 
     def read_json_list(name: str) -> list[Any]:
@@ -295,18 +289,18 @@ def load_bundle(path: str | Path, *, verify: bool = True, mmap: bool = False) ->
         except (OSError, ValueError) as exc:
             raise BundleError(f"{path / name}: not a readable .npy array ({exc})") from exc
 
-    n_ch = len(manifest["channels"])
+    n_ch = len(manifest.channels)
     sizes = {
         "U": len(user_ids),
         "I": len(item_ids),
         "M": n_ch,
-        "D": int(manifest["dim"]),
+        "D": manifest.dim,
         "P": len(user_ids) + 1,
         "N": int(arrays["seen_indices"].shape[0]) if "seen_indices" in arrays else 0,
     }
-    if (sizes["U"], sizes["I"]) != (manifest["n_users"], manifest["n_items"]):
+    if (sizes["U"], sizes["I"]) != (manifest.n_users, manifest.n_items):
         raise BundleError(
-            f"{path / MANIFEST}: n_users/n_items {manifest['n_users']}/{manifest['n_items']} "
+            f"{path / MANIFEST}: n_users/n_items {manifest.n_users}/{manifest.n_items} "
             f"but id lists hold {sizes['U']}/{sizes['I']}"
         )
     if item_meta is not None and len(item_meta) != sizes["I"]:

@@ -465,15 +465,13 @@ def _add_evaluate(sub: Any) -> None:
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> int:
-    import torch
-
     from trainer.bundle import load_bundle
     from trainer.data.dataset import load_dataset
-    from trainer.evaluate import csr_from_pairs, evaluate_vectors
+    from trainer.metrics import csr_from_pairs, evaluate_vectors
 
     bundle = load_bundle(a.bundle)
     data = load_dataset(a.data)
-    fp = bundle.manifest.get("dataset", {}).get("fingerprint")
+    fp = bundle.manifest.dataset.fingerprint
     if fp != data.fingerprint and not a.force:
         raise ConfigError(
             f"--data {a.data}: fingerprint differs from the one {a.bundle} was trained on "
@@ -486,8 +484,8 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
         )
     target = data.valid if a.split == "valid" else data.test
     metrics = evaluate_vectors(
-        torch.from_numpy(bundle.query_vectors()),
-        torch.from_numpy(bundle.item_vectors()),
+        bundle.query_vectors(),
+        bundle.item_vectors(),
         csr_from_pairs(data.train, data.n_users, data.n_items),
         csr_from_pairs(target, data.n_users, data.n_items),
     )

@@ -1,8 +1,11 @@
-"""Full-ranking evaluation (the MMRec protocol behind the papers' tables).
+"""Training-time evaluation: a model's embeddings through the full-ranking protocol.
 
-Every user with a non-empty target set is scored against all items; the user's training
-items are masked to -inf; metrics are averaged over those users. Ranking metrics are pure
-numpy functions of a hit matrix, tested on hand-ranked examples.
+The protocol and the metrics are ``trainer/metrics.py`` (numpy, shared with ``margo evaluate``
+and the retrain gate); the fold into q_u and v_i is ``trainer/scoring.py``. This module only
+adds the torch fast path for the top-k: the scores Q V^T are computed and cut where the model
+lives (a GPU during training), and the metrics are taken from the ranked lists by
+``trainer.metrics.topk_metrics``. ``tests/trainer/test_evaluate.py`` checks that the fast path
+ranks exactly like ``trainer.metrics.full_ranking_topk``.
 """
 
 from __future__ import annotations
@@ -13,51 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-
-# -- metrics on a hit matrix ------------------------------------------------------------------
-# hits: bool [U, K] (hits[u, r] = the item at rank r+1 is relevant); n_rel: int [U] (> 0)
-def recall_at_k(hits: np.ndarray, n_rel: np.ndarray, k: int) -> np.ndarray:
-    """|top-k ∩ T_u| / |T_u|."""
-    return hits[:, :k].sum(1) / n_rel
-
-
-def precision_at_k(hits: np.ndarray, n_rel: np.ndarray, k: int) -> np.ndarray:
-    """|top-k ∩ T_u| / k."""
-    return hits[:, :k].sum(1) / k
-
-
-def ndcg_at_k(hits: np.ndarray, n_rel: np.ndarray, k: int) -> np.ndarray:
-    """DCG / IDCG with binary gains 1 / log2(rank + 1)."""
-    disc = 1.0 / np.log2(np.arange(2, k + 2))
-    dcg = (hits[:, :k] * disc).sum(1)
-    ideal = np.cumsum(disc)[np.minimum(n_rel, k) - 1]
-    return dcg / ideal
-
-
-def map_at_k(hits: np.ndarray, n_rel: np.ndarray, k: int) -> np.ndarray:
-    """AP@k = sum_r P@r * rel_r / min(|T_u|, k)."""
-    h = hits[:, :k].astype(np.float64)
-    prec = np.cumsum(h, 1) / np.arange(1, k + 1)
-    return (prec * h).sum(1) / np.minimum(n_rel, k)
-
-
-METRICS = {"recall": recall_at_k, "ndcg": ndcg_at_k, "precision": precision_at_k, "map": map_at_k}
-
-
-def ranking_metrics(hits: np.ndarray, n_rel: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
-    """Mean of every metric at every k, keys like 'recall@20'."""
-    return {
-        f"{name}@{k}": float(fn(hits, n_rel, k).mean()) for k in ks for name, fn in METRICS.items()
-    }
-
-
-# -- scoring ------------------------------------------------------------------------------
-def csr_from_pairs(pairs: np.ndarray, n_users: int, n_items: int) -> sp.csr_matrix:
-    m = sp.csr_matrix(
-        (np.ones(len(pairs), np.float32), (pairs[:, 0], pairs[:, 1])), shape=(n_users, n_items)
-    )
-    m.sum_duplicates()
-    return m
+from trainer import metrics, scoring
 
 
 def topk_items(
@@ -66,11 +25,12 @@ def topk_items(
     users: np.ndarray,
     mask: sp.csr_matrix,
     k: int,
-    batch: int = 2048,
+    batch: int = metrics.EVAL_BATCH_USERS,
 ) -> np.ndarray:
     """Top-k items of q_u . v_i for ``users``, with the items of ``mask`` rows excluded.
 
-    queries [n_users, D], keys [n_items, D] -> int64 [len(users), k].
+    queries [n_users, D], keys [n_items, D] -> int64 [len(users), k] (the torch twin of
+    ``trainer.metrics.full_ranking_topk``).
     """
     out = np.empty((len(users), k), dtype=np.int64)
     keys_t = keys.T.contiguous()
@@ -86,36 +46,29 @@ def topk_items(
     return out
 
 
-def evaluate_vectors(
-    queries: torch.Tensor,
-    keys: torch.Tensor,
+@torch.no_grad()
+def evaluate_embeddings(
+    user_emb: torch.Tensor,
+    item_emb: torch.Tensor,
+    weights: torch.Tensor | None,
     train: sp.csr_matrix,
     target: sp.csr_matrix,
-    ks: Sequence[int] = (10, 20, 50),
-    batch: int = 2048,
+    ks: Sequence[int] = metrics.DEFAULT_KS,
+    batch: int = metrics.EVAL_BATCH_USERS,
 ) -> dict[str, float]:
-    """Metrics of the scores Q K^T against ``target`` rows, training items masked."""
-    n_rel_all = np.diff(target.indptr)
-    users = np.flatnonzero(n_rel_all > 0)
-    kmax = min(max(ks), keys.shape[0])
-    top = topk_items(queries, keys, users, train, kmax, batch)
-    tgt = target[users]
-    # hit lookup without Python loops: sorted keys of (row, item)
-    rows = np.repeat(np.arange(len(users)), np.diff(tgt.indptr))
-    rel_keys = rows.astype(np.int64) * keys.shape[0] + tgt.indices
-    rel_keys.sort()
-    cand = np.arange(len(users))[:, None] * keys.shape[0] + top
-    pos = np.searchsorted(rel_keys, cand)
-    hits = rel_keys[np.minimum(pos, len(rel_keys) - 1)] == cand
-    metrics = ranking_metrics(hits, n_rel_all[users], [k for k in ks if k <= kmax])
-    metrics["users"] = float(len(users))
-    return metrics
+    """Metrics of a model's e_u^m [U, M, d], e_i^m [I, M, d] and w_i^m [I, M] (None: 1).
 
-
-def fold_vectors(
-    user_emb: torch.Tensor, item_emb: torch.Tensor, weights: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """ALGORITHMS.md 1.8: q_u = concat_m e_u^m, v_i = concat_m w_i^m e_i^m."""
-    q = user_emb.reshape(user_emb.shape[0], -1)
-    v = item_emb if weights is None else item_emb * weights[:, :, None]
-    return q, v.reshape(item_emb.shape[0], -1)
+    The vectors are folded by ``trainer.scoring`` (numpy) and ranked on the embeddings'
+    device.
+    """
+    device = user_emb.device
+    q = scoring.query_vectors(user_emb.detach().cpu().numpy())
+    w = None if weights is None else weights.detach().cpu().numpy()
+    v = scoring.item_vectors(item_emb.detach().cpu().numpy(), w)
+    users = metrics.users_with_targets(target)
+    kmax = min(max(ks), v.shape[0])
+    if users.size == 0:
+        return metrics.evaluate_vectors(q, v, train, target, ks, batch)  # the zero result
+    q_t, v_t = torch.from_numpy(q).to(device), torch.from_numpy(v).to(device)
+    top = topk_items(q_t, v_t, users, train, kmax, batch)
+    return metrics.topk_metrics(top, users, target, ks)

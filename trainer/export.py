@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from trainer import scoring
 from trainer.bundle import write_bundle
 from trainer.config import TrainConfig
 from trainer.errors import BundleError
-from trainer.evaluate import csr_from_pairs
+from trainer.metrics import csr_from_pairs
 
 if TYPE_CHECKING:
     from trainer.data.dataset import Dataset
@@ -24,7 +25,11 @@ EXPORT_TOLERANCE = 1e-4  # ALGORITHMS.md 1.8 step 7: max |Q K^T - model score|
 def check_scoring_identity(
     model: Any, user_emb: np.ndarray, item_emb: np.ndarray, weights: np.ndarray, n_check: int = 512
 ) -> float:
-    """Max |q_u . v_i - y_ui| over up to ``n_check`` users (y_ui: the model's own forward)."""
+    """Max |q_u . v_i - y_ui| over up to ``n_check`` users (y_ui: the model's own forward).
+
+    q_u and v_i are folded from the exported arrays by ``trainer.scoring``, the code every
+    reader of the bundle ranks with.
+    """
     model.eval()
     u_t, i_t = model.embeddings()
     w = model.fusion_weights()
@@ -32,8 +37,8 @@ def check_scoring_identity(
     # model scoring path: sum_m w_i^m (e_u^m . e_i^m), Eqs. 2-3 over all items
     per_channel = torch.einsum("umd,imd->uim", u_t[users], i_t)
     ref = per_channel.sum(-1) if w is None else (per_channel * w[None]).sum(-1)
-    q = user_emb[: len(users)].reshape(len(users), -1)
-    v = (item_emb * weights[:, :, None]).reshape(item_emb.shape[0], -1)
+    q = scoring.query_vectors(user_emb[: len(users)])
+    v = scoring.item_vectors(item_emb, weights)
     return float(np.abs(q @ v.T - ref.cpu().numpy()).max())
 
 

@@ -26,7 +26,8 @@ from tqdm.auto import tqdm
 from trainer import losses
 from trainer.config import BACKBONE_MODELS, TrainConfig
 from trainer.errors import ConfigError, ModelFitError, TrainingCancelled
-from trainer.evaluate import csr_from_pairs, evaluate_vectors, fold_vectors
+from trainer.evaluate import evaluate_embeddings
+from trainer.metrics import csr_from_pairs
 from trainer.models import Recommender, build_model
 from trainer.plugins import Plugin, StepContext, build_plugins
 from trainer.sampling import TripletSampler
@@ -125,12 +126,13 @@ def evaluate_model(
     was_training = model.training
     model.eval()
     user, item = model.embeddings()
-    q, v = fold_vectors(user, item, model.fusion_weights())
+    weights = model.fusion_weights()
     model.train(was_training)
     target = data.valid if split == "valid" else data.test
-    return evaluate_vectors(
-        q,
-        v,
+    return evaluate_embeddings(
+        user,
+        item,
+        weights,
         csr_from_pairs(data.train, data.n_users, data.n_items),
         csr_from_pairs(target, data.n_users, data.n_items),
         cfg.topk,

@@ -73,9 +73,9 @@ def reference_dims(state: ServiceState) -> dict[str, int]:
         dims = crud.feature_dims(session)
     live = state.registry.current
     if live is not None:
-        for channel in live.bundle.manifest.get("channels") or []:
-            if isinstance(channel, dict) and channel.get("feature_dim"):
-                dims[str(channel["name"])] = int(channel["feature_dim"])
+        for channel in live.bundle.manifest.channels:
+            if channel.feature_dim:
+                dims[channel.name] = channel.feature_dim
     return dims
 
 

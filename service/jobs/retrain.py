@@ -109,7 +109,7 @@ def train_config(kind: str, overrides: dict[str, Any], active: Any, settings: Se
     values: dict[str, Any] = {}
     if active is not None and active.model_kind == kind:
         try:
-            inherited = read_manifest(active.bundle_path).get("hyperparameters") or {}
+            inherited = read_manifest(active.bundle_path).hyperparameters
         except Exception:  # an unreadable old bundle only costs the inherited defaults
             inherited = {}
         names = {f.name for f in dataclasses.fields(TrainConfig)}

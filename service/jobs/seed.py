@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select
@@ -26,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from service.db.tables import Interaction, Item, ItemFeature, User, utcnow
 from trainer.errors import DataError
+from trainer.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +36,10 @@ SEED_AGE = dt.timedelta(hours=1)
 """Seeded interactions are dated this long before the bundle's creation."""
 
 
-def dataset_dir(manifest: dict[str, Any], bundle_path: Path) -> Path | None:
+def dataset_dir(manifest: Manifest, bundle_path: Path) -> Path | None:
     """The dataset folder the manifest names (relative paths: from the working directory,
     else from beside the model directory)."""
-    raw = (manifest.get("dataset") or {}).get("path")
+    raw = manifest.dataset.path
     if not raw:
         return None
     path = Path(raw)
@@ -53,17 +53,15 @@ def seeded_already(session: Session) -> bool:
     return session.scalar(stmt) is not None
 
 
-def needs_seed(session: Session, manifest: dict[str, Any], n_items: int) -> bool:
+def needs_seed(session: Session, manifest: Manifest, n_items: int) -> bool:
     has_interactions = seeded_already(session)
-    modalities = [
-        c for c in manifest.get("channels") or [] if isinstance(c, dict) and c.get("feature_dim")
-    ]
+    modalities = [c for c in manifest.channels if c.feature_dim]
     n_features = session.scalar(select(func.count()).select_from(ItemFeature)) or 0
     return not has_interactions or n_features < n_items * len(modalities)
 
 
 def seed_from_dataset(
-    session: Session, manifest: dict[str, Any], bundle_path: Path, bundle_created: dt.datetime
+    session: Session, manifest: Manifest, bundle_path: Path, bundle_created: dt.datetime
 ) -> dict[str, int]:
     """Seed interactions (empty database only) and missing feature vectors; returns counts."""
     from trainer.data.dataset import load_dataset
@@ -84,7 +82,7 @@ def seed_from_dataset(
     except DataError as exc:
         log.warning("%s: its dataset cannot be read (%s); not seeding", bundle_path.name, exc)
         return {}
-    expected = (manifest.get("dataset") or {}).get("fingerprint")
+    expected = manifest.dataset.fingerprint
     if expected and data.fingerprint != expected:
         log.warning("%s: dataset at %s has changed since training; not seeding", bundle_path, root)
         return {}

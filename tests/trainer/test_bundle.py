@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from trainer.bundle import load_bundle, read_manifest, write_bundle
+from trainer.bundle import Manifest, load_bundle, read_manifest, write_bundle
 from trainer.errors import BundleError
 
 
@@ -24,9 +24,11 @@ def _arrays(n_users=3, n_items=4, m=2, d=2, seed=0):
 
 def _write(path, **kw):
     arrays = kw.pop("arrays", _arrays())
+    channels = [{"name": "image"}, {"name": "text"}]
+    manifest = kw.pop("manifest", {"model": "margo", "channels": channels})
     return write_bundle(
         path,
-        manifest={"model": "margo", "channels": [{"name": "image"}, {"name": "text"}]},
+        manifest=manifest,
         arrays=arrays,
         user_ids=["u1", "u2", "u3"],
         item_ids=["a", "b", "c", "d"],
@@ -81,6 +83,61 @@ def test_missing_file_and_bad_manifest_are_refused(tmp_path):
         read_manifest(path2)
     with pytest.raises(BundleError, match="not found"):
         load_bundle(tmp_path / "nowhere")
+
+
+def test_manifest_is_typed_and_keeps_unknown_keys(tmp_path):
+    path = write_bundle(
+        tmp_path / "b",
+        manifest={
+            "model": "margo",
+            "channels": [{"name": "image", "feature_dim": 8}, {"name": "text"}],
+            "dataset": {"fingerprint": "fp", "path": "/data/x"},
+            "metrics": {"valid": {"recall@20": np.float32(0.25)}},
+            "generator": "a tool this code does not know",
+        },
+        arrays=_arrays(),
+        user_ids=["u1", "u2", "u3"],
+        item_ids=["a", "b", "c", "d"],
+    )
+    m = load_bundle(path).manifest
+    assert isinstance(m, Manifest) and m == read_manifest(path)
+    assert m.channels[0].feature_dim == 8 and m.channels[1].feature_dim is None
+    assert m.dataset.fingerprint == "fp" and m.dataset.n_train is None
+    assert m.metrics["valid"]["recall@20"] == 0.25 and m.weights == "none"
+    assert (m.n_users, m.n_items, m.dim, m.format_version) == (3, 4, 2, 1)
+    assert m.sha256("item_emb.npy") and m.sha256("nothing.npy") is None
+    assert m.model_extra == {"generator": "a tool this code does not know"}
+    assert Manifest.from_json(m.to_json()) == m
+    with pytest.raises(Exception):  # noqa: B017 - frozen: pydantic's own error type
+        m.model = "other"  # type: ignore[misc]
+
+
+def test_a_format_1_bundle_written_before_the_typed_manifest_loads(tmp_path):
+    # the manifest as the untyped writer wrote it: no weights/dataset/training keys
+    path = _write(tmp_path / "b")
+    raw = json.loads((path / "manifest.json").read_text())
+    for key in ("weights", "weight_scale", "seen", "hyperparameters", "dataset", "training"):
+        raw.pop(key, None)
+    raw["channels"] = [{"name": "image"}, {"name": "text"}]
+    (path / "manifest.json").write_text(json.dumps(raw, indent=2, sort_keys=True))
+    b = load_bundle(path)
+    assert b.channels == ["image", "text"] and b.manifest.dataset.fingerprint is None
+    assert b.manifest.hyperparameters == {} and b.manifest.training is None
+
+
+def test_a_bad_manifest_field_is_named(tmp_path):
+    path = _write(tmp_path / "b")
+    raw = json.loads((path / "manifest.json").read_text())
+    raw["channels"] = [{"feature_dim": 3}]
+    (path / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(BundleError, match=r"manifest\.json: channels\.0\.name: Field required"):
+        read_manifest(path)
+    raw.pop("dim")
+    (path / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(BundleError, match="missing key 'dim'"):
+        read_manifest(path)
+    with pytest.raises(BundleError, match=r"c/manifest\.json: channels: Input should be"):
+        _write(tmp_path / "c", manifest={"model": "margo", "channels": "image"})
 
 
 def test_shape_mismatch_is_refused_before_anything_is_written(tmp_path):

@@ -233,7 +233,7 @@ def test_end_to_end_ckd_exports_an_unchanged_bundle(model, tiny, tmp_path):
         assert all("ckd" not in h.extra for h in result.history if h.stage == "II")
     path = export_model(result, tiny, cfg.validate(), tmp_path / "bundle")
     b = load_bundle(path)
-    assert b.manifest["training"]["export_check_max_abs_error"] < 1e-4
+    assert b.manifest.training.export_check_max_abs_error < 1e-4
     assert b.channels == result.model.channels
     assert set(b.arrays) == set(
         load_bundle(
@@ -269,7 +269,7 @@ def test_cli_train_with_both_plugins_and_a_teacher_cache(tiny_bundle, tmp_path, 
     assert main([*args, "--out", str(tmp_path / "b")]) == 0
     assert len(list(cache.glob("ckd-teacher-*.npz"))) == 2
     b = load_bundle(tmp_path / "b")
-    assert b.manifest["hyperparameters"]["plugins"] == ["ckd", "sea"]
+    assert b.manifest.hyperparameters["plugins"] == ["ckd", "sea"]
     assert main(["train", "--data", str(tiny_bundle), "--out", str(tmp_path / "c"),
                  "--model", "bpr", "--plugin", "ckd"]) == 2  # fmt: skip
     assert "multimodal" in capsys.readouterr().err

@@ -168,9 +168,9 @@ def test_end_to_end_sea_exports_an_unchanged_bundle(model, extra, tiny, tmp_path
     assert all("sea_dis" in h.extra for h in result.history)  # every stage
     path = export_model(result, tiny, cfg.validate(), tmp_path / "b")
     b = load_bundle(path)
-    assert b.manifest["training"]["export_check_max_abs_error"] < 1e-4
+    assert b.manifest.training.export_check_max_abs_error < 1e-4
     assert b.channels == result.model.channels
-    assert b.manifest["hyperparameters"]["plugins"] == ["sea"]
+    assert b.manifest.hyperparameters["plugins"] == ["sea"]
     assert not any(k.startswith("feature_transform") for k in b.arrays)
 
 
@@ -189,7 +189,7 @@ def test_ckd_and_sea_combined_with_a_shared_stage_one(tiny, tmp_path):
     c = fit(tiny, cfg, progress=False, plugin_cache=tmp_path / "t")
     assert c.test == a.test
     path = export_model(b, tiny, cfg.validate(), tmp_path / "b")
-    assert load_bundle(path).manifest["training"]["export_check_max_abs_error"] < 1e-4
+    assert load_bundle(path).manifest.training.export_check_max_abs_error < 1e-4
 
 
 def test_losses_reuse_the_forward_pass_transform_exactly(tiny):

@@ -21,12 +21,12 @@ def test_every_model_trains_exports_and_scores_identically(model, tiny, tmp_path
     path = export_model(result, tiny, cfg, tmp_path / model)
     b = load_bundle(path)
     assert b.n_users == tiny.n_users and b.n_items == tiny.n_items
-    assert b.manifest["training"]["export_check_max_abs_error"] < 1e-4
-    assert b.manifest["dataset"]["fingerprint"] == tiny.fingerprint
+    assert b.manifest.training.export_check_max_abs_error < 1e-4
+    assert b.manifest.dataset.fingerprint == tiny.fingerprint
     w = b.arrays["item_weights"]
     if cfg.weighted:
         # fused with M * softmax(W) by default: weights average 1, sum to M
-        assert b.manifest["weight_scale"] == len(b.channels)
+        assert b.manifest.weight_scale == len(b.channels)
         np.testing.assert_allclose(w.sum(1), len(b.channels), rtol=1e-5)
     else:
         assert np.all(w == 1.0)

@@ -76,5 +76,5 @@ def test_evaluate_bundle_equals_the_trainers_validation_metric(
     data_dir, bundle_dir = tiny_model
     bundle = load_bundle(bundle_dir)
     got = evaluate_bundle(bundle, load_dataset(data_dir))
-    trained = bundle.manifest["metrics"]["valid"]["recall@20"]
+    trained = bundle.manifest.metrics["valid"]["recall@20"]
     assert got["recall@20"] == pytest.approx(trained, abs=1e-6)
