@@ -1,109 +1,310 @@
-"""Training configuration: every default in one commented block (saved into each bundle)."""
+"""Training configuration: the one hyper-parameter schema (saved into each bundle).
+
+``TrainConfig`` is a pydantic model: every field's default, bounds and one-line meaning live
+here, and nothing else declares them again. ``margo train`` generates its flags from the fields
+(trainer/cli/flags.py), POST /retrain accepts the subset ``RETRAIN_FIELDS`` with the same bounds
+(``subset_model``, used by service/schemas.py), and the Makefile demo and the benchmarks build
+their configs through it. Validation imports no torch (plug-in option checks included).
+
+A config is checked when it is built: a bad value raises ``InvalidConfig`` (a ConfigError) whose
+message names the ``--flag``; ``describe(name)`` names fields another way (the API uses
+``hyperparameters.<field>``). Adding a hyper-parameter is one line below (type, ``Field`` bounds,
+``description``); ``Flag(...)`` only when its command line is not ``--field-name``; its name in
+``RETRAIN_FIELDS`` when a retrain request may set it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+import copy
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from trainer.errors import ConfigError
 
-MODELS = ("bpr", "lightgcn", "vbpr", "fusion-sum", "fusion-learned", "margo")
+ModelName = Literal["bpr", "lightgcn", "vbpr", "fusion-sum", "fusion-learned", "margo"]
+MODELS: tuple[str, ...] = get_args(ModelName)
 # models whose scores are a per-item weighted sum of channel scores (stage II exists)
 WEIGHTED_MODELS = ("fusion-learned", "margo")
 BACKBONE_MODELS = ("fusion-sum", "fusion-learned", "margo")
+PLUGINS = ("ckd", "sea")
+# models with content channels a plug-in can work on (bpr and lightgcn have only IDs)
+MULTIMODAL_MODELS = ("vbpr", "fusion-sum", "fusion-learned", "margo")
 
 
-@dataclass
-class TrainConfig:
+@dataclass(frozen=True)
+class Flag:
+    """A field's command line when it is not ``--field-name`` (bools: ``--x`` / ``--no-x``)."""
+
+    name: str | None = None  # the flag instead of --field-name
+    aliases: tuple[str, ...] = ()  # more spellings of the same flag
+    off: str | None = None  # bools: one more flag that sets False (e.g. --literal-g)
+    metavar: str | None = None
+
+
+def flag_of(field: str) -> Flag:
+    for meta in TrainConfig.model_fields[field].metadata:
+        if isinstance(meta, Flag):
+            return meta
+    return Flag()
+
+
+def flag_name(field: str) -> str:
+    """The flag naming ``field`` in messages (for a bool on by default: the one turning it off)."""
+    info = TrainConfig.model_fields.get(field)
+    if info is None:
+        return f"--{field.replace('_', '-')}"
+    flag = flag_of(field)
+    if flag.name:
+        return flag.name
+    if info.annotation is bool and info.default is True:
+        return flag.off or f"--no-{field.replace('_', '-')}"
+    return f"--{field.replace('_', '-')}"
+
+
+class FieldProblem(ValueError):
+    """A cross-field check's finding, kept with the field it is reported under."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class InvalidConfig(ConfigError):
+    """Every problem TrainConfig's validation found, as (field, message) pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__(self.describe())
+
+    def describe(self, name: Callable[[str], str] = flag_name) -> str:
+        return "; ".join(f"{name(f)}: {m}" if f else m for f, m in self.problems)
+
+
+def _problems(exc: ValidationError) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for err in exc.errors():
+        cause = err.get("ctx", {}).get("error")
+        if isinstance(cause, FieldProblem):
+            out.append((cause.field, str(cause)))
+            continue
+        loc = [str(p) for p in err["loc"]]
+        field = loc[0] if loc else ""
+        where = f" at [{']['.join(loc[1:])}]" if len(loc) > 1 else ""
+        if err["type"] == "extra_forbidden":
+            out.append((field, "unknown option"))
+        elif err["type"] == "value_error" and cause is not None:
+            out.append((field, f"{cause}{where}"))
+        else:
+            msg = err["msg"][:1].lower() + err["msg"][1:]
+            out.append((field, f"invalid value {err['input']!r}{where}: {msg}"))
+    return out
+
+
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]  # numpy seeds are unsigned 32-bit
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
     # -- what to train ------------------------------------------------------------------
-    model: str = "margo"
-    modalities: list[str] | None = None  # None: every modality of the dataset
-    id_channel: bool = False  # ALGORITHMS.md 1.9: a free ID channel beside the content ones
+    model: ModelName = Field("margo", description="model kind")
+    modalities: Annotated[list[str] | None, Flag(metavar="MOD,...")] = Field(
+        None, min_length=1, description="subset of the dataset's modalities (default: all)"
+    )
+    id_channel: bool = Field(
+        False, description="a free ID channel beside the content ones (ALGORITHMS.md 1.9)"
+    )
     # -- backbone (DRAGON-style, ALGORITHMS.md 1.2) ---------------------------------------
-    dim: int = 64  # d: per-channel embedding size
-    hidden: int = 256  # D1: hidden width of the feature projection
-    n_layers: int = 2  # D3: LightGCN layers on the user-item graph
-    knn_k: int = 10  # D5: item-item kNN (includes the item itself, as DRAGON)
-    graph_weights: dict[str, float] | None = None  # D5 mixing; None: image 0.1, rest share 0.9
-    per_channel_graph: bool = False  # each channel over its own modality's kNN graph
-    user_graph_k: int = 40  # D6: co-occurrence neighbours per user
+    backbone: Literal["dragon", "freedom"] = Field(
+        "dragon",
+        description="multimodal backbone: DRAGON-style (ALGORITHMS.md 1.2) or FREEDOM-style "
+        "(trainer/models/freedom.py)",
+    )
+    prune_ratio: float = Field(
+        0.8, ge=0, lt=1, description="freedom: fraction of user-item edges dropped per epoch "
+        "by degree-sensitive pruning",
+    )
+    dim: int = Field(64, ge=1, le=1024, description="d: embedding size per channel")
+    hidden: int = Field(256, ge=1, le=8192, description="D1: hidden width of the projection")
+    n_layers: Annotated[int, Flag("--layers")] = Field(
+        2, ge=0, le=8, description="D3: LightGCN layers on the user-item graph"
+    )
+    knn_k: int = Field(
+        10, ge=1, le=1000, description="D5: item-item kNN neighbours (incl. the item, as DRAGON)"
+    )
+    graph_weights: Annotated[
+        dict[str, Annotated[float, Field(ge=0)]] | None, Flag(metavar="MOD=W,...")
+    ] = Field(None, description="D5 item-graph mixing (default: image 0.1, the rest share 0.9)")
+    per_channel_graph: bool = Field(
+        False, description="propagate each channel over its own modality's kNN graph"
+    )
+    user_graph_k: int = Field(
+        40, ge=1, le=1000, description="D6: co-occurrence neighbours per user"
+    )
     # -- optimisation -----------------------------------------------------------------------
-    lr: float = 1e-3  # Adam, both stages (MMRec's overall default; the paper uses 1e-4)
-    lr_stage2: float | None = None  # None: same as lr
-    batch_size: int = 2048
-    epochs: int = 200  # per stage, upper bound
-    patience: int = 20  # validation checks without a better Recall@20 before stopping
-    eval_every: int = 1  # epochs between validation checks
-    reg_weight: float = 1e-3  # beta (A4): beta * sum_m mean(P^m[u]^2)
+    lr: float = Field(
+        1e-3, gt=0, le=1, description="Adam lr, both stages (MMRec's default; the paper 1e-4)"
+    )
+    lr_stage2: float | None = Field(
+        None, gt=0, le=1, description="stage-II Adam lr (default: lr)"
+    )
+    batch_size: int = Field(2048, ge=1, le=1_000_000, description="training triplets per step")
+    epochs: int = Field(200, ge=1, le=1000, description="maximum epochs per stage")
+    patience: int = Field(
+        20, ge=1, le=1000, description="validation checks without a better metric before stopping"
+    )
+    eval_every: int = Field(1, ge=1, le=100, description="epochs between validation checks")
+    reg_weight: Annotated[float, Flag("--reg-weight", aliases=("--beta",))] = Field(
+        1e-3, ge=0, description="beta (A4): L2 weight, beta * sum_m mean(P^m[u]^2)"
+    )
     # -- MARGO (ALGORITHMS.md 1.3-1.6) -------------------------------------------------------
-    alpha: float = 0.1  # weight of L_cal (Eq. 10)
-    tau_conf: float = 5.0  # confidence scale (Eq. 7)
-    two_stage: bool = True  # False: "w/o two-stage", weights and L_cal from the first epoch
-    stopgrad: bool = True  # False: "w/o nograd", gradients flow through z and gamma
-    drop_invalid: bool = True  # A1: drop triplets whose every gap is negative from L_cal
-    weight_init_std: float = 0.01  # A5: W ~ N(0, 0.01^2)
-    scale_weights: bool = True  # A5 variant: fuse with M * softmax(W) (uniform = stage-I sum)
-    weight_lr: float | None = None  # Adam lr of the per-item logits W; None: the stage's lr
+    alpha: float = Field(0.1, ge=0, description="weight of L_cal (Eq. 10)")
+    tau_conf: float = Field(5.0, gt=0, description="confidence scale (Eq. 7)")
+    two_stage: bool = Field(
+        True, description="off: 'w/o two-stage', weights and L_cal from the first epoch"
+    )
+    stopgrad: bool = Field(
+        True, description="off: 'w/o nograd', L_cal's gradient flows through z and gamma"
+    )
+    drop_invalid: Annotated[bool, Flag(off="--literal-g")] = Field(
+        True, description="A1: drop all-negative triplets from L_cal (--literal-g: g(x) = -e^6)"
+    )
+    weight_init_std: float = Field(0.01, ge=0, description="A5: W ~ N(0, std^2)")
+    scale_weights: Annotated[bool, Flag(off="--paper-scale")] = Field(
+        True, description="A5 variant: fuse with M * softmax(W) (--paper-scale: softmax as printed)"
+    )
+    weight_lr: float | None = Field(
+        None, gt=0, le=10, description="Adam lr of the per-item logits W (default: the stage's lr)"
+    )
     # -- training plug-ins (trainer/plugins; ALGORITHMS.md 2-4) ----------------------------------
-    plugins: tuple[str, ...] = ()  # "ckd", "sea", or both
-    ckd_lambda_kd: float = 0.01  # lambda_kd, total distillation weight (Eq. 19; code kd_ratio)
-    ckd_lambda_g: float = 5.0  # lambda_g, generic vs specific distillation (Eq. 14; code kl)
-    ckd_tau: float = 0.1  # tau_kd of the generic targets (Eq. 13)
-    ckd_generic: int = 5000  # N_g random (u, j, k) triples per step (C5)
-    ckd_reweight: str = "paper"  # counterfactual lambda_m (Eqs. 15-18, C1-C2) or "none"
-    ckd_teacher: str = "drop"  # teachers: "drop" the other modalities or "mean" them (2.7)
-    ckd_teacher_seed: int = 0  # teachers are shared by every student seed (cached)
-    ckd_stage2: bool = False  # also distil in stage II (an ablation: flattens z, 2.7)
-    ckd_stage2_scale: float = 0.1  # lambda_kd multiplier in stage II
-    sea_alpha: float = 0.012  # alpha_s, Solosim alignment weight (SEA code default)
-    sea_beta: float = 0.006  # beta_s, generic/unique distancing weight (SEA code default)
-    sea_tau: float = 0.2  # tau_cl of the alignment
-    sea_distance: str = "club"  # "club" (vCLUB upper bound) or "neg-l2" (cheap, Eq. 30)
-    sea_align: str = "solosim"  # "solosim" (one direction) or "infonce" (both directions)
-    sea_club_steps: int = 5  # inner Adam steps of the CLUB estimator per batch (paper: 50)
-    sea_club_hidden: int = 16  # hidden width of q_theta
-    sea_scope: str = "batch"  # "batch": the batch's items; "full": every item (SEA code, costly)
+    plugins: Annotated[tuple[str, ...], Flag("--plugin", metavar="PLUGIN")] = Field(
+        (), description="training plug-ins: ckd and/or sea (repeatable: --plugin ckd --plugin sea)"
+    )
+    ckd_lambda_kd: float = Field(
+        0.01, ge=0, description="CKD lambda_kd: total distillation weight (Eq. 19; code kd_ratio)"
+    )
+    ckd_lambda_g: float = Field(
+        5.0, ge=0, description="CKD lambda_g: generic vs specific distillation (Eq. 14; code kl)"
+    )
+    ckd_tau: float = Field(0.1, gt=0, description="CKD tau_kd of the generic targets (Eq. 13)")
+    ckd_generic: int = Field(5000, ge=0, description="CKD N_g random (u, j, k) triples per step")
+    ckd_reweight: Literal["paper", "none", "code"] = Field(
+        "paper", description="CKD counterfactual lambda_m (Eqs. 15-18) or none (code: refused)"
+    )
+    ckd_teacher: Literal["drop", "mean"] = Field(
+        "drop", description="CKD teachers: drop the other modalities, or mean them (2.7)"
+    )
+    ckd_teacher_seed: Seed = Field(0, description="CKD teachers' seed (shared by student seeds)")
+    ckd_stage2: bool = Field(False, description="CKD: also distil in stage II (an ablation)")
+    ckd_stage2_scale: float = Field(0.1, ge=0, description="CKD lambda_kd multiplier in stage II")
+    sea_alpha: float = Field(0.012, ge=0, description="SEA alpha_s: Solosim alignment weight")
+    sea_beta: float = Field(
+        0.006, ge=0, description="SEA beta_s: generic/unique distancing weight"
+    )
+    sea_tau: float = Field(0.2, gt=0, description="SEA tau_cl: alignment temperature")
+    sea_distance: Literal["club", "neg-l2"] = Field(
+        "club", description="SEA distance: vCLUB upper bound, or neg-l2 (cheap, Eq. 30)"
+    )
+    sea_align: Literal["solosim", "infonce"] = Field(
+        "solosim", description="SEA alignment: one direction (solosim) or both (infonce)"
+    )
+    sea_club_steps: int = Field(
+        5, ge=0, description="SEA: inner Adam steps of the CLUB estimator per batch (paper 50)"
+    )
+    sea_club_hidden: int = Field(16, ge=1, description="SEA: hidden width of q_theta")
+    sea_scope: Literal["batch", "full"] = Field(
+        "batch", description="SEA losses on the batch's items (cheap) or every item (SEA code)"
+    )
     # -- run ----------------------------------------------------------------------------------
-    seed: int = 999
-    device: str = "cpu"
-    threads: int | None = None  # torch intra-op threads; None leaves torch's default
-    eval_batch_users: int = 2048
-    topk: tuple[int, ...] = (10, 20, 50)
-    select_metric: str = "recall@20"
+    seed: Seed = Field(999, description="seed of initialisation and sampling")
+    device: str = Field("cpu", min_length=1, description="cpu or cuda[:N]")
+    threads: int | None = Field(
+        None, ge=1, description="torch intra-op CPU threads (default: torch's)"
+    )
+    eval_batch_users: int = Field(2048, ge=1, description="users per full-ranking block")
+    topk: Annotated[tuple[Annotated[int, Field(ge=1)], ...], Flag(metavar="K,...")] = Field(
+        (10, 20, 50), min_length=1, description="cut-offs of the ranking metrics"
+    )
+    select_metric: str = Field(
+        "recall@20", description="validation metric for early stopping and the best state"
+    )
 
-    def validate(self) -> TrainConfig:
-        if self.model not in MODELS:
-            raise ConfigError(
-                f"--model: unknown model {self.model!r}; choose from {', '.join(MODELS)}"
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise InvalidConfig(_problems(exc)) from None
+
+    @field_validator("plugins")
+    @classmethod
+    def _known_plugins(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        for n in names:
+            if n not in PLUGINS:
+                raise ValueError(f"unknown plug-in {n!r}; choose from {', '.join(PLUGINS)}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"each plug-in at most once, got {list(names)}")
+        return names
+
+    @field_validator("ckd_reweight")
+    @classmethod
+    def _reweight_that_works(cls, value: str) -> str:
+        if value == "code":
+            # C3: in a late-fusion model delta^m is the student's own channel gap, so the code's
+            # per-sample coefficient (delta^m / Ds^m) is identically 1: no re-weighting happens
+            raise ValueError(
+                "'code': the reference code's per-sample weights are identically 1 in "
+                "late-fusion models (every model here); use paper or none"
             )
-        checks = {
-            "dim": self.dim > 0,
-            "batch_size": self.batch_size > 0,
-            "epochs": self.epochs > 0,
-            "patience": self.patience > 0,
-            "eval_every": self.eval_every > 0,
-            "lr": self.lr > 0,
-            "knn_k": self.knn_k > 0,
-            "tau_conf": self.tau_conf > 0,
-            "alpha": self.alpha >= 0,
-            "reg_weight": self.reg_weight >= 0,
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise ConfigError(
-                    f"--{name.replace('_', '-')}: invalid value {getattr(self, name)!r}"
-                )
-        self.plugins = tuple(self.plugins)
-        from trainer.plugins import check_plugins
+        return value
 
-        check_plugins(self)
-        if self.select_metric not in {f"{m}@{k}" for m in ("recall", "ndcg") for k in self.topk}:
-            raise ConfigError(f"select_metric {self.select_metric!r} is not a computed metric")
-        if self.model not in WEIGHTED_MODELS and (not self.two_stage or not self.stopgrad):
-            raise ConfigError(
-                "--no-two-stage / --no-stopgrad apply to margo and fusion-learned only"
+    @model_validator(mode="after")
+    def _combinations(self) -> TrainConfig:
+        if self.plugins and self.model not in MULTIMODAL_MODELS:
+            raise FieldProblem(
+                "plugins",
+                f"{self.plugins[0]} needs a multimodal model ({', '.join(MULTIMODAL_MODELS)}), "
+                f"not {self.model}",
+            )
+        for name in ("two_stage", "stopgrad"):
+            if self.model not in WEIGHTED_MODELS and not getattr(self, name):
+                raise FieldProblem(
+                    name, f"applies to {' and '.join(WEIGHTED_MODELS)} only, not {self.model}"
+                )
+        computed = {f"{m}@{k}" for m in ("recall", "ndcg") for k in self.topk}
+        if self.select_metric not in computed:
+            raise FieldProblem(
+                "select_metric",
+                f"{self.select_metric!r} is not a computed metric ({', '.join(sorted(computed))})",
             )
         return self
+
+    def validate(self) -> TrainConfig:  # type: ignore[override]
+        """Re-check every field and combination (after attribute assignments); returns self."""
+        type(self)(**self.model_dump())
+        return self
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A validated copy with some fields changed."""
+        return type(self)(**{**self.model_dump(), **changes})
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> TrainConfig:
+        """A JSON object of fields (a saved ``to_dict()`` or a hand-written subset), then
+        ``overrides``; every problem names the file."""
+        return cls(**{**read_config_file(path), **overrides})
 
     @property
     def weighted(self) -> bool:
@@ -114,7 +315,66 @@ class TrainConfig:
         return self.lr_stage2 if self.lr_stage2 is not None else self.lr
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["topk"] = list(self.topk)
-        d["plugins"] = list(self.plugins)
-        return d
+        """Plain JSON types (tuples as lists), in field order: what bundles save."""
+        return self.model_dump(mode="json")
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A config file's fields, unvalidated; unreadable JSON or unknown fields name the file."""
+    path = Path(path)
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--config {path}: {exc}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"--config {path}: expected a JSON object of training options")
+    unknown = sorted(set(values) - set(TrainConfig.model_fields))
+    if unknown:
+        raise ConfigError(f"--config {path}: unknown option(s) {', '.join(unknown)}")
+    return values
+
+
+# Options that do not change stage I: the stage-I cache key (trainer/train.py) and CKD's
+# teacher cache key (trainer/plugins/ckd.py) leave them out.
+STAGE2_ONLY = {
+    "model",
+    "alpha",
+    "tau_conf",
+    "two_stage",
+    "stopgrad",
+    "drop_invalid",
+    "weight_init_std",
+    "weight_lr",
+    "scale_weights",
+    "lr_stage2",
+    "device",
+    "threads",
+    "eval_batch_users",
+    "ckd_stage2",
+    "ckd_stage2_scale",
+}
+
+# The hyper-parameters a retrain request (POST /retrain) may set; the others keep the active
+# model's values (or the defaults). service/schemas.py builds its TrainParams from this list.
+RETRAIN_FIELDS = (
+    "epochs", "patience", "eval_every", "lr", "lr_stage2", "weight_lr", "batch_size", "dim",
+    "hidden", "n_layers", "knn_k", "user_graph_k", "per_channel_graph", "id_channel",
+    "two_stage", "reg_weight", "alpha", "tau_conf", "seed", "modalities", "backbone",
+    "prune_ratio",
+)  # fmt: skip
+
+
+def subset_model(name: str, fields: Sequence[str], doc: str) -> type[BaseModel]:
+    """A pydantic model of some TrainConfig fields with their exact types, bounds and
+    descriptions, each optional (None or absent: not set). Plain pydantic errors (HTTP 422)."""
+    spec: dict[str, Any] = {}
+    for f in fields:
+        info = copy.copy(TrainConfig.model_fields[f])
+        info.default = None
+        spec[f] = (info.annotation | None, info)  # type: ignore[operator]
+    return create_model(  # type: ignore[call-overload,no-any-return]
+        name,
+        __config__=ConfigDict(extra="forbid", allow_inf_nan=False),
+        __doc__=doc,
+        **spec,
+    )

@@ -3,56 +3,45 @@
     margo train --data D --model margo --plugin ckd --plugin sea --out M
 
 ``build_plugins`` turns ``cfg.plugins`` into plug-in objects; trainer.train.fit sets them up and
-adds their losses to every step. See base.py for the interface.
+adds their losses to every step. See base.py for the interface. Their options (names, bounds,
+the models they need) are TrainConfig fields, checked without torch when a config is built;
+this package imports torch only when a plug-in or the interface (``Plugin``, ``StepContext``)
+is used, so the CLI and the service can read ``PLUGINS`` without it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from trainer.errors import ConfigError
-from trainer.plugins.base import Plugin, StepContext
+from trainer.config import MULTIMODAL_MODELS, PLUGINS
 
 if TYPE_CHECKING:
     from trainer.config import TrainConfig
+    from trainer.plugins.base import Plugin, StepContext
 
-PLUGINS = ("ckd", "sea")
-# models with content channels a plug-in can work on (bpr and lightgcn have only IDs)
-MULTIMODAL_MODELS = ("vbpr", "fusion-sum", "fusion-learned", "margo")
-
-__all__ = ["PLUGINS", "Plugin", "StepContext", "build_plugins", "check_plugins"]
+__all__ = ["MULTIMODAL_MODELS", "PLUGINS", "Plugin", "StepContext", "build_plugins"]
 
 
-def check_plugins(cfg: TrainConfig) -> None:
-    """Config-level checks (called from TrainConfig.validate)."""
-    names = list(cfg.plugins)
-    for n in names:
-        if n not in PLUGINS:
-            raise ConfigError(f"--plugin: unknown plug-in {n!r}; choose from {', '.join(PLUGINS)}")
-    if len(set(names)) != len(names):
-        raise ConfigError(f"--plugin: each plug-in at most once, got {names}")
-    if names and cfg.model not in MULTIMODAL_MODELS:
-        raise ConfigError(
-            f"--plugin {names[0]}: needs a multimodal model ({', '.join(MULTIMODAL_MODELS)}), "
-            f"not {cfg.model}"
-        )
-    if "ckd" in names:
-        from trainer.plugins.ckd import check_config
+def __getattr__(name: str) -> Any:
+    if name in ("Plugin", "StepContext"):  # the interface needs torch: imported on first use
+        from trainer.plugins import base
 
-        check_config(cfg)
-    if "sea" in names:
-        from trainer.plugins.sea import check_config as check_sea
-
-        check_sea(cfg)
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def build_plugins(cfg: TrainConfig) -> list[Plugin]:
+def build_plugins(
+    cfg: TrainConfig, *, train_teacher: Callable[..., Any] | None = None
+) -> list[Plugin]:
+    """The plug-ins ``cfg`` names. ``train_teacher``: the training loop (trainer.train.fit),
+    handed to CKD for its teachers, so no plug-in imports the loop that runs it."""
     out: list[Plugin] = []
     for name in cfg.plugins:  # order as given; losses simply add up
         if name == "ckd":
             from trainer.plugins.ckd import CKDPlugin
 
-            out.append(CKDPlugin())
+            out.append(CKDPlugin(train_teacher))
         elif name == "sea":
             from trainer.plugins.sea import SEAPlugin
 

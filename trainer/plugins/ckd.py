@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trainer.config import BACKBONE_MODELS
+from trainer.config import BACKBONE_MODELS, STAGE2_ONLY
 from trainer.errors import ConfigError
 from trainer.plugins.base import Plugin, StepContext
 
@@ -40,32 +41,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TEACHER_MODES = ("drop", "mean")
-REWEIGHT = ("paper", "none", "code")
 RHO_MIN, RHO_MAX, DEN_MIN = 1e-8, 10.0, 1e-8  # C1
+TrainTeacher = Callable[..., Any]
+"""Trains one teacher: ``(data, cfg, progress=False) -> FitResult``, i.e. trainer.train.fit,
+handed in by the loop that runs the plug-in (which therefore never imports it)."""
 # config fields that do not change a teacher (left out of its cache key)
 _NOT_TEACHER = {"device", "threads", "eval_batch_users"}
-
-
-def check_config(cfg: TrainConfig) -> None:
-    if cfg.ckd_teacher not in TEACHER_MODES:
-        raise ConfigError(f"--ckd-teacher: {cfg.ckd_teacher!r}; choose from drop, mean")
-    if cfg.ckd_reweight == "code":
-        # C3: in a late-fusion model delta^m is the student's own channel gap, so the code's
-        # per-sample coefficient (delta^m / Ds^m) is identically 1: no re-weighting would happen
-        raise ConfigError(
-            "--ckd-reweight code: the reference code's per-sample weights are identically 1 "
-            "in late-fusion models (every model here); use paper or none"
-        )
-    if cfg.ckd_reweight not in REWEIGHT:
-        raise ConfigError(f"--ckd-reweight: {cfg.ckd_reweight!r}; choose from paper, none")
-    for name in ("ckd_lambda_kd", "ckd_lambda_g", "ckd_stage2_scale"):
-        if getattr(cfg, name) < 0:
-            raise ConfigError(f"--{name.replace('_', '-')}: must be >= 0")
-    if cfg.ckd_tau <= 0:
-        raise ConfigError("--ckd-tau: must be > 0")
-    if cfg.ckd_generic < 0:
-        raise ConfigError("--ckd-generic: must be >= 0")
 
 
 # -- the equations ------------------------------------------------------------------------------
@@ -138,14 +119,12 @@ def teacher_config(cfg: TrainConfig, data: Dataset, modality: str) -> TrainConfi
         kw["per_channel_graph"] = False
     elif cfg.ckd_teacher == "drop":
         kw["graph_weights"] = None
-    return dataclasses.replace(cfg, **kw).validate()
+    return cfg.replace(**kw)
 
 
 def teacher_key(data: Dataset, modality: str, cfg: TrainConfig) -> str:
     """Cache key: dataset fingerprint, modality, mode and every option a teacher's training
     reads (not the student's seed, model kind, stage-II or plug-in options)."""
-    from trainer.train import STAGE2_ONLY
-
     tcfg = teacher_config(cfg, data, modality)
     keep = {
         k: v
@@ -168,11 +147,10 @@ def teacher_key(data: Dataset, modality: str, cfg: TrainConfig) -> str:
 
 
 def train_teacher(
-    data: Dataset, modality: str, cfg: TrainConfig, device: torch.device
+    data: Dataset, modality: str, cfg: TrainConfig, device: torch.device, fit: TrainTeacher
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Train teacher ``modality``; returns (q [U, D], v [I, D], info) as float32 numpy."""
-    from trainer.train import fit  # late: trainer.train imports the plug-ins
-
+    """Train teacher ``modality`` with ``fit``; returns (q [U, D], v [I, D], info) as float32
+    numpy."""
     tcfg = teacher_config(cfg, data, modality)
     tdata = teacher_dataset(data, modality, cfg.ckd_teacher)
     result = fit(tdata, tcfg, progress=False)
@@ -193,7 +171,12 @@ def train_teacher(
 
 
 def load_or_train_teacher(
-    data: Dataset, modality: str, cfg: TrainConfig, device: torch.device, cache_dir: Path | None
+    data: Dataset,
+    modality: str,
+    cfg: TrainConfig,
+    device: torch.device,
+    cache_dir: Path | None,
+    fit: TrainTeacher,
 ) -> tuple[Teacher, dict[str, Any]]:
     path = None
     if cache_dir is not None:
@@ -203,7 +186,7 @@ def load_or_train_teacher(
                 q, v, info = z["q"], z["v"], json.loads(str(z["info"]))
             info["cached"] = True
             return _to_teacher(modality, q, v, device), info
-    q, v, info = train_teacher(data, modality, cfg, device)
+    q, v, info = train_teacher(data, modality, cfg, device, fit)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
@@ -222,7 +205,8 @@ class CKDPlugin(Plugin):
     name = "ckd"
     needs_all_users = True  # generic distillation scores random users (C5)
 
-    def __init__(self) -> None:
+    def __init__(self, train_teacher: TrainTeacher | None = None) -> None:
+        self.train_teacher = train_teacher  # None: losses only, no teachers to train
         self.teachers: list[Teacher] = []
         self.teacher_info: list[dict[str, Any]] = []
         self.channel_idx: list[int] = []  # student channel of each teacher's modality
@@ -244,8 +228,12 @@ class CKDPlugin(Plugin):
         modalities = [c for c in model.channels if c in data.features]
         self.channel_idx = [model.channels.index(m) for m in modalities]
         self.shared_idx = [i for i, c in enumerate(model.channels) if c not in data.features]
+        if self.train_teacher is None:
+            raise ConfigError("ckd: setup needs the training loop to train its teachers with")
         for m in modalities:
-            teacher, info = load_or_train_teacher(data, m, cfg, device, cache_dir)
+            teacher, info = load_or_train_teacher(
+                data, m, cfg, device, cache_dir, self.train_teacher
+            )
             self.teachers.append(teacher)
             self.teacher_info.append(info)
             log.info("ckd teacher %s: valid %s (cached %s)", m, info["valid"], info["cached"])

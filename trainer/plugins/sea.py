@@ -36,28 +36,7 @@ if TYPE_CHECKING:
     from trainer.data.dataset import Dataset
     from trainer.models.base import Recommender
 
-DISTANCES = ("club", "neg-l2")
-ALIGNS = ("solosim", "infonce")
-SCOPES = ("batch", "full")
 PROJ_DIM, HEAD_HIDDEN = 32, 64
-
-
-def check_config(cfg: TrainConfig) -> None:
-    for name, value, allowed in (
-        ("sea_distance", cfg.sea_distance, DISTANCES),
-        ("sea_align", cfg.sea_align, ALIGNS),
-        ("sea_scope", cfg.sea_scope, SCOPES),
-    ):
-        if value not in allowed:
-            raise ConfigError(
-                f"--{name.replace('_', '-')}: {value!r}; choose from {', '.join(allowed)}"
-            )
-    if cfg.sea_alpha < 0 or cfg.sea_beta < 0:
-        raise ConfigError("--sea-alpha / --sea-beta: must be >= 0")
-    if cfg.sea_tau <= 0:
-        raise ConfigError("--sea-tau: must be > 0")
-    if cfg.sea_club_steps < 0 or cfg.sea_club_hidden <= 0:
-        raise ConfigError("--sea-club-steps must be >= 0 and --sea-club-hidden > 0")
 
 
 # -- the estimators and losses ------------------------------------------------------------------
