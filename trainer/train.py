@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from trainer import losses
-from trainer.config import BACKBONE_MODELS, TrainConfig
+from trainer.config import BACKBONE_MODELS, STAGE2_ONLY, TrainConfig
 from trainer.errors import ConfigError, ModelFitError, TrainingCancelled
 from trainer.evaluate import evaluate_embeddings
 from trainer.metrics import csr_from_pairs
@@ -76,24 +76,6 @@ class FitResult:
 
 
 Callback = Callable[[EpochReport], None]
-# options that do not change stage I (the key of the stage-I cache leaves them out)
-STAGE2_ONLY = {
-    "model",
-    "alpha",
-    "tau_conf",
-    "two_stage",
-    "stopgrad",
-    "drop_invalid",
-    "weight_init_std",
-    "weight_lr",
-    "scale_weights",
-    "lr_stage2",
-    "device",
-    "threads",
-    "eval_batch_users",
-    "ckd_stage2",
-    "ckd_stage2_scale",
-}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -231,7 +213,7 @@ def fit(
         torch.set_num_threads(cfg.threads)
     t_start = time.perf_counter()
     model = build_model(cfg, data, device)
-    plugins = build_plugins(cfg)
+    plugins = build_plugins(cfg, train_teacher=fit)  # CKD trains its teachers with this loop
     for plugin in plugins:  # may train helpers (CKD teachers) and install modules (SEA)
         # forked RNG: the run is the same whether CKD's teachers come from the cache or not
         with torch.random.fork_rng(devices=[]):

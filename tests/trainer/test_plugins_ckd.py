@@ -144,7 +144,7 @@ def test_teacher_datasets_see_only_their_modality(tiny):
 @pytest.mark.parametrize("mode", ["drop", "mean"])
 def test_teacher_does_not_depend_on_the_other_modality(tiny, mode):
     cfg = TrainConfig(model="margo", plugins=("ckd",), ckd_teacher=mode, **FAST).validate()
-    q1, v1, info = ckd.train_teacher(tiny, "text", cfg, torch.device("cpu"))
+    q1, v1, info = ckd.train_teacher(tiny, "text", cfg, torch.device("cpu"), fit)
     assert info["channels"] == (["text"] if mode == "drop" else ["image", "text"])
     # shuffle the image rows: same mean, different per-item content the teacher must not see
     rows = np.random.default_rng(0).permutation(tiny.n_items)
@@ -152,7 +152,7 @@ def test_teacher_does_not_depend_on_the_other_modality(tiny, mode):
     import dataclasses
 
     q2, v2, _ = ckd.train_teacher(
-        dataclasses.replace(tiny, features=other), "text", cfg, torch.device("cpu")
+        dataclasses.replace(tiny, features=other), "text", cfg, torch.device("cpu"), fit
     )
     # (mean: float summation order of the permuted mean differs in the last bits)
     np.testing.assert_allclose(q1, q2, atol=1e-4)
@@ -174,8 +174,8 @@ def test_teacher_config_is_the_unweighted_backbone_without_plugins(tiny):
 def test_teachers_are_cached_by_fingerprint(tiny, tmp_path):
     cfg = TrainConfig(model="margo", plugins=("ckd",), **FAST).validate()
     dev = torch.device("cpu")
-    t1, info1 = ckd.load_or_train_teacher(tiny, "image", cfg, dev, tmp_path)
-    t2, info2 = ckd.load_or_train_teacher(tiny, "image", cfg, dev, tmp_path)
+    t1, info1 = ckd.load_or_train_teacher(tiny, "image", cfg, dev, tmp_path, fit)
+    t2, info2 = ckd.load_or_train_teacher(tiny, "image", cfg, dev, tmp_path, fit)
     assert (info1["cached"], info2["cached"]) == (False, True)
     assert torch.equal(t1.q, t2.q) and torch.equal(t1.v, t2.v)
     assert len(list(tmp_path.glob("ckd-teacher-image-*.npz"))) == 1
