@@ -32,12 +32,11 @@ def add(sub: Any) -> None:
 
 def cmd_audit(a: argparse.Namespace) -> int:
     import csv
-    import os
-    import tempfile
 
     import numpy as np
     from tqdm.auto import tqdm
 
+    from trainer.atomic import atomic_file
     from trainer.audit import content_consistency
     from trainer.data.dataset import load_dataset
 
@@ -57,18 +56,11 @@ def cmd_audit(a: argparse.Namespace) -> int:
             rows += [(ids[i], m, float(score[i]), int(positives[i])) for i in range(data.n_items)]
     # most suspicious first; rows with nothing to compare (NaN) last
     rows.sort(key=lambda r: (np.isnan(r[2]), r[2]))
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{a.out.name}.", dir=a.out.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["rank", "item_id", "modality", "consistency", "train_interactions"])
-            for k, (item, m, c, p) in enumerate(rows, 1):
-                w.writerow([k, item, m, "" if np.isnan(c) else f"{c:.6f}", p])
-        os.replace(tmp, a.out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(a.out, newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["rank", "item_id", "modality", "consistency", "train_interactions"])
+        for k, (item, m, c, p) in enumerate(rows, 1):
+            w.writerow([k, item, m, "" if np.isnan(c) else f"{c:.6f}", p])
     print(f"wrote {a.out}: {len(rows)} (item, modality) rows, most suspicious first")
     for k, (item, m, c, p) in enumerate(rows[:5], 1):
         print(f"  {k}. item {item} {m}: consistency {c:.3f} ({p} training interactions)")

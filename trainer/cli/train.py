@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from trainer.atomic import atomic_write_text
 from trainer.cli.flags import add_config_options, config_from_args
 from trainer.errors import ConfigError
 
@@ -69,8 +70,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         ],
     }
     if a.report:
-        a.report.parent.mkdir(parents=True, exist_ok=True)
-        a.report.write_text(json.dumps(summary, indent=2))
+        atomic_write_text(a.report, json.dumps(summary, indent=2))
     v, t = result.valid, result.test
     print(
         f"{cfg.model}: valid R@20 {v.get('recall@20', float('nan')):.4f} | "

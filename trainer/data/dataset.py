@@ -28,14 +28,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
+from trainer.atomic import atomic_dir
 from trainer.data import checks
 from trainer.data.mapping import (
     ITEM_COLUMNS,
@@ -162,10 +161,7 @@ def write_dataset(
         raise DataError(f"{out}: already exists (pass overwrite=True to replace it)")
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a directory")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        tmp.chmod(0o755)  # mkdtemp makes it owner-only; the service may run as another user
+    with atomic_dir(out) as tmp:  # a reader sees the old bundle or the new one, never half
         _write_files(
             tmp,
             name=name,
@@ -183,10 +179,6 @@ def write_dataset(
         ds = _load(tmp, None, shown=out)
         summary = {**_stats(ds), **(stats or {})}
         (tmp / STATS_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -386,18 +378,6 @@ def _extra_name(fname: str) -> str:
     if reserved or not fname or "/" in fname or "\\" in fname or fname.startswith("."):
         raise DataError(f"extra file name {fname!r} is not allowed in a bundle")
     return fname
-
-
-def _replace_dir(tmp: Path, out: Path) -> None:
-    """Rename ``tmp`` to ``out``; an existing ``out`` is moved aside first, then deleted."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        old.rmdir()
-        out.rename(old)
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _stats(ds: Dataset) -> dict:

@@ -21,7 +21,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from trainer.atomic import atomic_path
 from trainer.config import BACKBONE_MODELS, STAGE2_ONLY
 from trainer.errors import ConfigError
 from trainer.plugins.base import Plugin, StepContext
@@ -188,10 +188,8 @@ def load_or_train_teacher(
             return _to_teacher(modality, q, v, device), info
     q, v, info = train_teacher(data, modality, cfg, device, fit)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, q=q, v=v, info=np.array(json.dumps(info)))
-        tmp.replace(path)  # write-then-rename: concurrent runs never read half a teacher
+        with atomic_path(path) as tmp:  # concurrent runs never read half a teacher
+            np.savez(tmp, q=q, v=v, info=np.array(json.dumps(info)))
     info["cached"] = False
     return _to_teacher(modality, q, v, device), info
 
