@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+import numpy as np
 from tqdm.auto import tqdm
 
 from trainer import losses
@@ -30,6 +31,7 @@ from trainer.evaluate import evaluate_embeddings
 from trainer.metrics import csr_from_pairs
 from trainer.models import Recommender, build_model
 from trainer.plugins import Plugin, StepContext, build_plugins
+from trainer.models.fusion import fusion_for
 from trainer.sampling import TripletSampler
 
 if TYPE_CHECKING:
@@ -95,9 +97,7 @@ def early_stopping(
 
 
 def stage_plan(cfg: TrainConfig) -> list[str]:
-    if not cfg.weighted:
-        return ["I"]
-    return ["I", "II"] if cfg.two_stage else ["II"]
+    return fusion_for(cfg.model).stages(cfg)
 
 
 @torch.no_grad()
@@ -219,7 +219,7 @@ def fit(
         with torch.random.fork_rng(devices=[]):
             plugin.setup(model, data, cfg, device, plugin_cache)
     plan = stage_plan(cfg)
-    if cfg.weighted and len(model.channels) == 1:
+    if fusion_for(cfg.model).learns_weights and len(model.channels) == 1:
         log.warning(
             "%s with one channel: its weight is always 1, stage II only fine-tunes", cfg.model
         )
@@ -293,14 +293,12 @@ def _run_stage(
     device = next(model.parameters()).device
     select = cfg.select_metric
     # -- set up the stage: weights (II), its own sampler stream and a fresh optimiser ----------
-    if stage == "II":
-        scale = float(len(model.channels)) if cfg.scale_weights else 1.0
-        model.enable_weights(
-            cfg.weight_init_std, torch.Generator().manual_seed(cfg.seed + 1), scale
-        )
+    fusion = fusion_for(cfg.model)
+    fusion.start_stage(model, cfg, stage)  # stage II of a learned fusion creates W
     torch.manual_seed(cfg.seed + s_idx)
     sampler = TripletSampler(data.train, data.n_items, cfg.seed + s_idx)
-    alpha = cfg.alpha if (stage == "II" and cfg.model == "margo") else 0.0
+    epoch_rng = np.random.default_rng([cfg.seed, s_idx])  # per-epoch model randomness
+    alpha = fusion.calibration_weight(cfg, stage)
     lr = cfg.stage2_lr if stage == "II" else cfg.lr
     # fused: one kernel for all parameters (the per-tensor Adam was ~10% of a Baby-sized step)
     opt = torch.optim.Adam(param_groups(model, lr, cfg.weight_lr, plugins), fused=True)
@@ -363,6 +361,7 @@ def _run_stage(
             callback(report)  # may raise TrainingCancelled
         if stop:
             break
+        model.start_epoch(epoch_rng)  # e.g. FREEDOM's degree-pruned graph of this epoch
     bar.close()
     # -- keep the best state of this stage -------------------------------------------------------
     model.load_state_dict(best_state)

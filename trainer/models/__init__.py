@@ -13,11 +13,23 @@ from trainer.errors import ConfigError
 from trainer.models.backbone import GraphBackbone
 from trainer.models.base import Recommender
 from trainer.models.baselines import MF, VBPR, LightGCN
+from trainer.models.freedom import FreedomBackbone
+from trainer.models.fusion import FUSIONS, fusion_for
 
 if TYPE_CHECKING:
     from trainer.data.dataset import Dataset
 
-__all__ = ["GraphBackbone", "LightGCN", "MF", "Recommender", "VBPR", "build_model"]
+__all__ = [
+    "FUSIONS",
+    "FreedomBackbone",
+    "GraphBackbone",
+    "LightGCN",
+    "MF",
+    "Recommender",
+    "VBPR",
+    "build_model",
+    "fusion_for",
+]
 
 
 def _features(data: Dataset, device: torch.device) -> dict[str, torch.Tensor]:
@@ -51,7 +63,8 @@ def build_model(cfg: TrainConfig, data: Dataset, device: torch.device | str = "c
     return model.to(device)
 
 
-def _build_backbone(cfg: TrainConfig, data: Dataset, device: torch.device) -> GraphBackbone:
+def _build_backbone(cfg: TrainConfig, data: Dataset, device: torch.device) -> Recommender:
+    """The multimodal backbone named by ``cfg.backbone`` (DRAGON- or FREEDOM-style)."""
     features = _features(data, device)
     names = list(features)
     adj = graphs.normalized_adjacency(data.n_users, data.n_items, data.train)
@@ -71,6 +84,19 @@ def _build_backbone(cfg: TrainConfig, data: Dataset, device: torch.device) -> Gr
                 f"--graph-weights must name exactly the modalities {names}, got {sorted(weights)}"
             )
         item_graphs = graphs.SparseOp(graphs.mixed_item_graph(knn, weights), device)
+    if cfg.backbone == "freedom":
+        return FreedomBackbone(
+            data.n_users,
+            data.n_items,
+            features=features,
+            train=data.train,
+            adj=graphs.SparseOp(adj, device),
+            item_graphs=item_graphs,
+            dim=cfg.dim,
+            n_layers=cfg.n_layers,
+            id_channel=cfg.id_channel,
+            prune_ratio=cfg.prune_ratio,
+        )
     user_graph = graphs.user_cooccurrence_graph(data.train_matrix(), cfg.user_graph_k)
     return GraphBackbone(
         data.n_users,

@@ -45,6 +45,10 @@ class Recommender(nn.Module, ABC):
         user, item = self.embeddings()
         return user[users], item
 
+    def start_epoch(self, rng: np.random.Generator) -> None:
+        """Called before every training epoch; models with per-epoch randomness (FREEDOM's
+        edge pruning) draw it from ``rng``, a seeded stream of the stage."""
+
     @abstractmethod
     def reg_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
         """The L2 regulariser of the batch (without the beta factor)."""

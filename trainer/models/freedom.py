@@ -1,0 +1,113 @@
+"""A FREEDOM-style backbone with one channel per modality (Zhou & Shen, MM'23, "A Tale of Two
+Graphs: Freezing and Denoising Graph Structures for Multimodal Recommendation").
+
+FREEDOM freezes the item-item kNN graph built from the raw features and prunes the user-item
+graph by degree at every epoch; it scores with one fused ID vector. Here every channel stays a
+separate d-block, so fusion-sum / fusion-learned / MARGO, the reliability weights, the bundle's
+scoring identity q_u . v_i and per-channel explanations apply unchanged:
+
+    F1  X_I^m = Lin^m(F^m)                  content channel m (one linear map, FREEDOM's
+                                            image_trs / text_trs); X_I^id = free item table
+    F2  X0^m  = [P^m ; X_I^m]                P^m: free user preference of channel m
+    F3  Z^m   = 1/(L+1) sum_l A~^l X0^m       LightGCN layer mean; A~ = the degree-pruned graph
+                                            (graphs.degree_sensitive_pruning, redrawn every
+                                            epoch) in training, the full A_hat in evaluation
+    F4  e_i^m = Z_I^m + S^m X_I^m            S^m: frozen kNN item graph (mixed or per channel),
+        e_u^m = Z_U^m                        one hop on the layer-0 item nodes, as FREEDOM
+
+Compared with the DRAGON-style backbone there is no user-user graph and the feature
+projection is one linear map, which is what makes an epoch cheaper. FREEDOM's auxiliary BPR
+terms on the raw projections are not needed: the content channels are scored directly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from trainer.graphs import SparseOp, degree_sensitive_pruning
+from trainer.models.base import Recommender, xavier_embedding
+
+
+class FreedomBackbone(Recommender):
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        *,
+        features: dict[str, torch.Tensor],
+        train: np.ndarray,
+        adj: SparseOp,
+        item_graphs: SparseOp | dict[str, SparseOp],
+        dim: int = 64,
+        n_layers: int = 2,
+        id_channel: bool = False,
+        prune_ratio: float = 0.8,
+    ) -> None:
+        channels = [*features, *(["id"] if id_channel else [])]
+        super().__init__(n_users, n_items, channels, dim)
+        self.features = features  # fixed raw features, not parameters
+        self.proj = nn.ModuleDict({m: nn.Linear(f.shape[1], dim) for m, f in features.items()})
+        self.preference = xavier_embedding(n_users, len(channels) * dim)  # P^m, all channels
+        self.item_id = xavier_embedding(n_items, dim) if id_channel else None
+        self.train_pairs = train
+        self.adj = adj  # full A_hat: evaluation and export
+        self.pruned: SparseOp | None = None  # A~ of the current epoch (training only)
+        self.item_graphs = item_graphs
+        self.n_layers = n_layers
+        self.prune_ratio = prune_ratio
+
+    def start_epoch(self, rng: np.random.Generator) -> None:
+        if self.prune_ratio > 0:
+            pruned = degree_sensitive_pruning(
+                self.n_users, self.n_items, self.train_pairs, self.prune_ratio, rng
+            )
+            self.pruned = SparseOp(pruned, self.adj.device)
+
+    def item_nodes(self) -> torch.Tensor:
+        """F1 for every channel: [n_i, M, d]."""
+        nodes = [self.proj[m](self.content_feature(m, f)) for m, f in self.features.items()]
+        if self.item_id is not None:
+            nodes.append(self.item_id)
+        return torch.stack(nodes, 1)
+
+    def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        m, d = len(self.channels), self.dim
+        x_i = self.item_nodes()
+        x = torch.cat([self.preference, x_i.reshape(self.n_items, m * d)], 0)  # F2
+        adj = self.pruned if (self.training and self.pruned is not None) else self.adj
+        z = x
+        for _ in range(self.n_layers):  # F3: all channels in one sparse product per layer
+            x = adj(x)
+            z = z + x
+        z = z / (self.n_layers + 1)
+        z_u, z_i = z[: self.n_users], z[self.n_users :].view(self.n_items, m, d)
+        return z_u.view(self.n_users, m, d), z_i + self._item_hop(x_i)  # F4
+
+    def _item_hop(self, x_i: torch.Tensor) -> torch.Tensor:
+        """F4's S^m X_I^m: [n_i, M, d]."""
+        m, d = len(self.channels), self.dim
+        if isinstance(self.item_graphs, dict):  # each channel over its own graph
+            return torch.stack(
+                [self.item_graphs[ch](x_i[:, c]) for c, ch in enumerate(self.channels)], 1
+            )
+        return self.item_graphs(x_i.reshape(self.n_items, m * d)).view(self.n_items, m, d)
+
+    def reg_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        """sum_m mean(P^m[u]^2) over the batch users (the DRAGON backbone's regulariser, A4)."""
+        p = self.preference[users].view(users.shape[0], len(self.channels), self.dim)
+        return p.pow(2).mean(dim=(0, 2)).sum()
+
+    def export_extras(self) -> dict[str, np.ndarray]:
+        # cold start: a new item's layer-0 node is Lin^m(f) (F1); one linear map, so only
+        # w1/b1 are written (the DRAGON backbone's two-layer projection adds w2/b2)
+        out: dict[str, np.ndarray] = {}
+        for m, p in self.proj.items():
+            w, b = p.weight.detach(), p.bias.detach()
+            if self.feature_transform is not None and m in self.feature_transform:
+                t = self.feature_transform[m]  # a linear T^m folds in: W (Wt x + bt) + b
+                w, b = w @ t.weight.detach(), w @ t.bias.detach() + b
+            out[f"proj_{m}_w1"] = w.cpu().numpy().astype(np.float32)
+            out[f"proj_{m}_b1"] = b.cpu().numpy().astype(np.float32)
+        return out
