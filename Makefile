@@ -8,9 +8,10 @@ DEMO_DIR ?= var/demo
 DEMO_USERS ?= 2000
 DEMO_ITEMS ?= 1000
 DEMO_INTERACTIONS ?= 30000
-# the retrain the demo suggests: the configuration `make demo` trained with
-DEMO_RETRAIN := {"model": "margo", "hyperparameters": {"epochs": 40, "patience": 5, \
-	"per_channel_graph": true, "alpha": 1, "weight_lr": 0.1, "lr_stage2": 0.0001}}
+# the demo's training options: a JSON object of TrainConfig fields (trainer/config.py), checked
+# by `margo train --config`; `margo config --retrain` turns the same file into the POST /retrain
+# body the demo suggests (written to $(DEMO_DIR)/retrain.json), so no option is written twice
+DEMO_CONFIG ?= configs/demo.json
 
 .PHONY: demo test lint install clean
 
@@ -33,9 +34,9 @@ test: install lint
 demo: install
 	$(VENV)/bin/margo import synth $(DEMO_DIR)/data --users $(DEMO_USERS) --items $(DEMO_ITEMS) \
 		--interactions $(DEMO_INTERACTIONS) --modalities image=512,text=384 --overwrite
-	$(VENV)/bin/margo train --data $(DEMO_DIR)/data --model margo --out var/models/margo-demo \
-		--overwrite --epochs 40 --patience 5 \
-		--per-channel-graph --alpha 1 --weight-lr 0.1 --lr-stage2 1e-4
+	$(VENV)/bin/margo train --data $(DEMO_DIR)/data --config $(DEMO_CONFIG) \
+		--out var/models/margo-demo --overwrite
+	$(VENV)/bin/margo config --config $(DEMO_CONFIG) --retrain > $(DEMO_DIR)/retrain.json
 	$(VENV)/bin/margo db upgrade
 	@# reads are public in the demo; retraining needs an admin key: a new one per run
 	@key=$$($(VENV)/bin/margo keys create --role admin --name make-demo) && \
@@ -45,7 +46,7 @@ demo: install
 	echo '  curl -s "http://127.0.0.1:8000/users/0/recommendations?k=5&explain=true"' && \
 	echo '  curl -s "http://127.0.0.1:8000/reliability?modality=image&order=asc&limit=5"' && \
 	echo '  curl -s -X POST http://127.0.0.1:8000/retrain -H "X-API-Key: $$MARGO_KEY" \' && \
-	echo '    -H "Content-Type: application/json" -d '"'"'$(DEMO_RETRAIN)'"'" && \
+	echo '    -H "Content-Type: application/json" -d @$(DEMO_DIR)/retrain.json' && \
 	echo '  curl -s http://127.0.0.1:8000/jobs   # the retrain'"'"'s progress' && \
 	echo "Or open the dashboard at http://127.0.0.1:8000/ (the key above lets it retrain and activate)" && \
 	echo
