@@ -29,6 +29,7 @@ lint: install
 	$(PY) -m ruff check .
 
 test: install lint
+	$(VENV)/bin/lint-imports  # the layer rules: pyproject.toml [tool.importlinter]
 	$(PY) -m pytest
 
 demo: install
