@@ -40,6 +40,8 @@ from typing import Any
 import numpy as np
 from filelock import FileLock, Timeout
 
+from trainer.atomic import atomic_path, atomic_write_text
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 DEFAULT_WORKDIR = Path("/tmp/margo-bench")
@@ -59,18 +61,6 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o)}")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -98,14 +88,11 @@ def write_report(
     written = [results / f"{name}.json", results / f"{name}.md"]
     atomic_write_json(written[0], data)
     atomic_write_text(written[1], markdown.rstrip("\n") + "\n")
-    plt = pyplot() if figures else None
     for file_name, fig in (figures or {}).items():
-        tmp = results / f".{file_name}.{os.getpid()}.tmp.png"
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, results / file_name)
+        with atomic_path(results / file_name) as tmp:
+            fig.savefig(tmp, dpi=110)
         written.append(results / file_name)
-        if plt is not None:
-            plt.close(fig)
+        pyplot().close(fig)
     return written
 
 
