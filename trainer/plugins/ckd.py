@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from trainer import scoring
 from trainer.atomic import atomic_path
 from trainer.config import BACKBONE_MODELS, STAGE2_ONLY
 from trainer.errors import ConfigError
@@ -155,8 +156,7 @@ def train_teacher(
     tdata = teacher_dataset(data, modality, cfg.ckd_teacher)
     result = fit(tdata, tcfg, progress=False)
     user, item, w = result.model.export_arrays()
-    q = user.reshape(user.shape[0], -1)
-    v = (item * w[:, :, None]).reshape(item.shape[0], -1)
+    q, v = scoring.query_vectors(user), scoring.item_vectors(item, w)  # ALGORITHMS.md 1.8
     info = {
         "modality": modality,
         "mode": cfg.ckd_teacher,
