@@ -15,24 +15,22 @@ message names the ``--flag``; ``describe(name)`` names fields another way (the A
 
 from __future__ import annotations
 
-import copy
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    create_model,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from trainer import option_schema
 from trainer.errors import ConfigError
+from trainer.option_schema import FieldProblem, Flag, InvalidConfig
+
+__all__ = [
+    "BACKBONE_MODELS", "MODELS", "MULTIMODAL_MODELS", "PLUGINS", "RETRAIN_FIELDS", "STAGE2_ONLY",
+    "WEIGHTED_MODELS", "FieldProblem", "Flag", "InvalidConfig", "ModelName", "TrainConfig",
+    "flag_name", "flag_of", "read_config_file", "subset_model",
+]  # fmt: skip
 
 ModelName = Literal["bpr", "lightgcn", "vbpr", "fusion-sum", "fusion-learned", "margo"]
 MODELS: tuple[str, ...] = get_args(ModelName)
@@ -42,75 +40,6 @@ BACKBONE_MODELS = ("fusion-sum", "fusion-learned", "margo")
 PLUGINS = ("ckd", "sea")
 # models with content channels a plug-in can work on (bpr and lightgcn have only IDs)
 MULTIMODAL_MODELS = ("vbpr", "fusion-sum", "fusion-learned", "margo")
-
-
-@dataclass(frozen=True)
-class Flag:
-    """A field's command line when it is not ``--field-name`` (bools: ``--x`` / ``--no-x``)."""
-
-    name: str | None = None  # the flag instead of --field-name
-    aliases: tuple[str, ...] = ()  # more spellings of the same flag
-    off: str | None = None  # bools: one more flag that sets False (e.g. --literal-g)
-    metavar: str | None = None
-
-
-def flag_of(field: str) -> Flag:
-    for meta in TrainConfig.model_fields[field].metadata:
-        if isinstance(meta, Flag):
-            return meta
-    return Flag()
-
-
-def flag_name(field: str) -> str:
-    """The flag naming ``field`` in messages (for a bool on by default: the one turning it off)."""
-    info = TrainConfig.model_fields.get(field)
-    if info is None:
-        return f"--{field.replace('_', '-')}"
-    flag = flag_of(field)
-    if flag.name:
-        return flag.name
-    if info.annotation is bool and info.default is True:
-        return flag.off or f"--no-{field.replace('_', '-')}"
-    return f"--{field.replace('_', '-')}"
-
-
-class FieldProblem(ValueError):
-    """A cross-field check's finding, kept with the field it is reported under."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-class InvalidConfig(ConfigError):
-    """Every problem TrainConfig's validation found, as (field, message) pairs."""
-
-    def __init__(self, problems: list[tuple[str, str]]) -> None:
-        self.problems = problems
-        super().__init__(self.describe())
-
-    def describe(self, name: Callable[[str], str] = flag_name) -> str:
-        return "; ".join(f"{name(f)}: {m}" if f else m for f, m in self.problems)
-
-
-def _problems(exc: ValidationError) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    for err in exc.errors():
-        cause = err.get("ctx", {}).get("error")
-        if isinstance(cause, FieldProblem):
-            out.append((cause.field, str(cause)))
-            continue
-        loc = [str(p) for p in err["loc"]]
-        field = loc[0] if loc else ""
-        where = f" at [{']['.join(loc[1:])}]" if len(loc) > 1 else ""
-        if err["type"] == "extra_forbidden":
-            out.append((field, "unknown option"))
-        elif err["type"] == "value_error" and cause is not None:
-            out.append((field, f"{cause}{where}"))
-        else:
-            msg = err["msg"][:1].lower() + err["msg"][1:]
-            out.append((field, f"invalid value {err['input']!r}{where}: {msg}"))
-    return out
 
 
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]  # numpy seeds are unsigned 32-bit
@@ -246,7 +175,7 @@ class TrainConfig(BaseModel):
         try:
             super().__init__(**values)
         except ValidationError as exc:
-            raise InvalidConfig(_problems(exc)) from None
+            raise InvalidConfig(option_schema.problems(exc), flag_name) from None
 
     @field_validator("plugins")
     @classmethod
@@ -364,17 +293,19 @@ RETRAIN_FIELDS = (
 )  # fmt: skip
 
 
-def subset_model(name: str, fields: Sequence[str], doc: str) -> type[BaseModel]:
-    """A pydantic model of some TrainConfig fields with their exact types, bounds and
-    descriptions, each optional (None or absent: not set). Plain pydantic errors (HTTP 422)."""
-    spec: dict[str, Any] = {}
-    for f in fields:
-        info = copy.copy(TrainConfig.model_fields[f])
-        info.default = None
-        spec[f] = (info.annotation | None, info)  # type: ignore[operator]
-    return create_model(  # type: ignore[call-overload,no-any-return]
-        name,
-        __config__=ConfigDict(extra="forbid", allow_inf_nan=False),
-        __doc__=doc,
-        **spec,
-    )
+def flag_of(field: str) -> Flag:
+    """The command-line spelling declared for a TrainConfig field (``Flag()``: ``--field-name``)."""
+    return option_schema.flag_of(TrainConfig, field)
+
+
+def flag_name(field: str) -> str:
+    """The flag naming a TrainConfig field in messages, e.g. ``--layers``, ``--no-two-stage``."""
+    return option_schema.flag_name(TrainConfig, field)
+
+
+def subset_model(
+    name: str, fields: Sequence[str], doc: str, module: str = __name__
+) -> type[BaseModel]:
+    """Some TrainConfig fields, same types, bounds and descriptions, each optional (the API)."""
+    return option_schema.subset_model(TrainConfig, name, fields, doc, module)
+
