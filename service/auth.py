@@ -26,10 +26,10 @@ import time
 from dataclasses import dataclass
 
 from fastapi import Depends, Request
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from service.db import crud
 from service.db.tables import ApiKey, ApiRole
 from service.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
 
@@ -58,8 +58,7 @@ def create_api_key(session: Session, role: ApiRole | str, name: str | None = Non
     role = parse_role(role)
     prefix = secrets.token_hex(4)
     key = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(24)}"
-    session.add(ApiKey(prefix=prefix, key_hash=hash_key(key), role=role.value, name=name))
-    session.flush()
+    crud.add_api_key(session, prefix=prefix, key_hash=hash_key(key), role=role.value, name=name)
     return key
 
 
@@ -76,7 +75,7 @@ def verify_key(session: Session, key: str) -> ApiKey | None:
     prefix = key_prefix(key)
     if prefix is None or len(key) > MAX_KEY_LENGTH:
         return None
-    row = session.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).first()
+    row = crud.api_key_by_prefix(session, prefix=prefix)
     if row is None or row.revoked_at is not None:
         return None
     if not hmac.compare_digest(row.key_hash, hash_key(key)):
@@ -88,7 +87,7 @@ def revoke_key(session: Session, prefix: str) -> ApiKey:
     """Mark the key with this prefix revoked (idempotent); NotFound names the prefix."""
     # accept a whole key too, so a pasted key revokes itself (it is never echoed back)
     prefix = key_prefix(prefix) or prefix
-    row = session.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).first()
+    row = crud.api_key_by_prefix(session, prefix=prefix)
     if row is None:
         raise NotFound(f"no API key with prefix {prefix!r} (see `margo keys list`)")
     if row.revoked_at is None:
@@ -98,7 +97,7 @@ def revoke_key(session: Session, prefix: str) -> ApiKey:
 
 
 def list_keys(session: Session) -> list[ApiKey]:
-    return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)))
+    return crud.list_api_keys(session)
 
 
 # -- request-time checks -------------------------------------------------------------------------
@@ -166,11 +165,7 @@ def _lookup(request: Request, key: str, digest: str) -> KeyInfo | None:
             return None
         info = KeyInfo(row.id, row.prefix, ApiRole(row.role))
         if cache.due_for_last_used(row.id):
-            session.execute(
-                update(ApiKey)
-                .where(ApiKey.id == row.id)
-                .values(last_used_at=dt.datetime.now(dt.UTC))
-            )
+            crud.touch_api_key(session, key_id=row.id, at=dt.datetime.now(dt.UTC))
     cache.put(digest, info)
     return info
 

@@ -216,8 +216,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings | None = None) -> in
     from rq import Queue, Worker
     from rq.serializers import JSONSerializer
 
+    from service.jobs.lifecycle import sweep_stale
     from service.jobs.queue import QueueUnavailable
-    from service.jobs.runner import sweep_stale
 
     settings = settings or get_settings()
     if not settings.redis_url:

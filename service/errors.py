@@ -6,12 +6,22 @@
      ├── NotFound                404  unknown user, item, model version or route
      ├── InvalidRequest          422  a value the schema cannot catch (unknown modality, ...)
      ├── Conflict                409  an action the current state forbids (activate a failed model)
-     ├── ModelLoadError          409  a bundle or index that cannot be loaded; the old model stays
+     ├── ModelLoadError          409  model_load_failed: a bundle or index that cannot be loaded
+     │    │                           (corrupt, mismatched); the old model stays
+     │    └── BundleMissing      404  bundle_missing: the version's bundle directory is gone
      ├── NoActiveModel           503  nothing to recommend with yet; says how to train one
-     └── DatabaseNotReady        503  un-migrated or unreachable database; names the command
+     ├── DatabaseNotReady        503  un-migrated or unreachable database; names the command
+     └── (jobs.queue) QueueUnavailable  503  the job queue (Redis) does not answer
 
-trainer.errors.MargoError (BundleError, ...) maps to 409 as well. Every error body is
-``{"error": <code>, "detail": <readable text>}``; the CLI prints the same text on one line.
+Errors raised elsewhere that reach a route map by class (``TRAINER_ERRORS``; the first
+matching base wins): the trainer's BundleError 409 ``bundle_invalid``, DataError 409
+``dataset_incompatible`` (stored data the trainer cannot use; bad client input is caught
+earlier as 422), ConfigError 422 ``invalid_config``, ModelFitError 500 ``training_failed``,
+TrainingCancelled 409 ``cancelled``, any other MargoError 500 ``trainer_error``; SQLAlchemy's
+OperationalError (the database does not answer) 503 ``database_unavailable``.
+
+Every error body is ``{"error": <code>, "detail": <readable text>}``; the CLI prints the
+same text on one line.
 """
 
 from __future__ import annotations
@@ -21,10 +31,18 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from trainer.errors import MargoError
+from trainer.errors import (
+    BundleError,
+    ConfigError,
+    DataError,
+    MargoError,
+    ModelFitError,
+    TrainingCancelled,
+)
 
 HOW_TO_TRAIN = (
     "no model is active: train one with `margo train --out $MARGO_MODEL_DIR/<name>` "
@@ -77,6 +95,11 @@ class ModelLoadError(ServiceError):
     code = "model_load_failed"
 
 
+class BundleMissing(ModelLoadError):
+    status_code = 404
+    code = "bundle_missing"
+
+
 class NoActiveModel(ServiceError):
     status_code = 503
     code = "no_active_model"
@@ -109,6 +132,21 @@ def _validation_detail(errors: list[dict[str, Any]]) -> str:
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
 
+TRAINER_ERRORS: tuple[tuple[type[MargoError], int, str], ...] = (
+    (BundleError, 409, "bundle_invalid"),
+    (DataError, 409, "dataset_incompatible"),
+    (ConfigError, 422, "invalid_config"),
+    (ModelFitError, 500, "training_failed"),
+    (TrainingCancelled, 409, "cancelled"),
+    (MargoError, 500, "trainer_error"),
+)
+"""A trainer error that reaches a route: (class, HTTP status, error code), first match wins."""
+
+
+def trainer_error_status(exc: MargoError) -> tuple[int, str]:
+    """The HTTP status and error code of a trainer error (see ``TRAINER_ERRORS``)."""
+    return next((status, code) for cls, status, code in TRAINER_ERRORS if isinstance(exc, cls))
+
 
 def install_handlers(app: FastAPI) -> None:
     """Map every error (ours, the trainer's, FastAPI's and Starlette's) to ``{error, detail}``."""
@@ -118,7 +156,13 @@ def install_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, exc.code, exc.detail)
 
     async def on_margo_error(_: Request, exc: Exception) -> Response:
-        return error_response(409, "model_load_failed", str(exc))
+        assert isinstance(exc, MargoError)
+        status, code = trainer_error_status(exc)
+        return error_response(status, code, str(exc))
+
+    async def on_database_down(_: Request, exc: Exception) -> Response:
+        detail = f"the database does not answer ({type(exc.__cause__ or exc).__name__}); retry"
+        return error_response(503, "database_unavailable", detail)
 
     async def on_validation(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -138,6 +182,7 @@ def install_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(ServiceError, on_service_error)
     app.add_exception_handler(MargoError, on_margo_error)
+    app.add_exception_handler(OperationalError, on_database_down)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(Exception, on_unexpected)

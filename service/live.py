@@ -72,15 +72,24 @@ class LiveModel:
     # -- loading -----------------------------------------------------------------------------
     @classmethod
     def load(
-        cls, *, version: str, bundle_path: str | Path, settings: Settings, db: Database | None
+        cls,
+        *,
+        version: str,
+        bundle_path: str | Path,
+        settings: Settings,
+        db: Database | None,
+        bundle: ModelBundle | None = None,
+        index: ItemIndex | None = None,
     ) -> LiveModel:
         """Verify and load a bundle, read or build its index, read its filters from SQL.
 
-        Raises BundleError (trainer.errors) for a corrupt or mismatched bundle.
+        ``bundle``/``index``: already verified/built by this process (registration), used
+        as they are. Raises BundleError (trainer.errors) for a corrupt or mismatched bundle.
         """
         started = time.perf_counter()
         path = Path(bundle_path)
-        bundle = load_bundle(path, verify=True, mmap=True)
+        if bundle is None:
+            bundle = load_bundle(path, verify=True, mmap=True)
         vectors = bundle.item_vectors()
         dim = len(bundle.channels) * bundle.dim
         if vectors.shape != (bundle.n_items, dim):
@@ -89,14 +98,15 @@ class LiveModel:
             )
         params = IndexParams.choose(bundle.n_items, settings)
         fallback = settings.index_cache_dir / version if settings.index_cache_dir else None
-        index = ItemIndex.load_or_build(
-            vectors,
-            params,
-            index_dir=path / "index",
-            fingerprint=vectors_fingerprint(bundle.manifest),
-            use_gpu=gpu_available(settings.gpu),
-            fallback_dir=fallback,
-        )
+        if index is None:
+            index = ItemIndex.load_or_build(
+                vectors,
+                params,
+                index_dir=path / "index",
+                fingerprint=vectors_fingerprint(bundle.manifest),
+                use_gpu=gpu_available(settings.gpu),
+                fallback_dir=fallback,
+            )
         # plain views: np.memmap's per-index overhead would show on every request
         arrays = {name: np.asarray(a) for name, a in bundle.arrays.items()}
         popularity = arrays["item_popularity"]

@@ -9,7 +9,8 @@ marked ``failed`` and the old model stays live.
 Other API processes learn of an activation by polling ``model_versions`` every
 ``poll_interval_s`` and, with Redis, from a pub/sub message that wakes the poller at once.
 The same poller applies catalogue edits (hidden flags, categories) and newly ingested
-interactions to the live model's filters.
+interactions to the live model's filters, and runs the periodic tasks others add
+(:meth:`Registry.add_poll_task`: the stale-job sweep of service/jobs/lifecycle.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +28,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.cache import ResponseCache
-from service.db import crud
+from service.db import crud, seed
 from service.db.session import Database
 from service.db.tables import ModelStatus, ModelVersion, utcnow
-from service.errors import Conflict, ModelLoadError, NotFound
+from service.errors import BundleMissing, Conflict, ModelLoadError, NotFound
 from service.events import EventBus
 from service.index import IndexParams, ItemIndex, gpu_available, vectors_fingerprint
-from service.jobs import seed
 from service.live import LiveModel, parse_time
 from service.settings import Settings
-from trainer.bundle import MANIFEST, ModelBundle, load_bundle, read_manifest
+from trainer.bundle import MANIFEST, ModelBundle, load_bundle
 from trainer.errors import BundleError, MargoError
 
 log = logging.getLogger(__name__)
@@ -46,21 +47,14 @@ RETRY_FAILED_LOAD_S = 60.0
 _LOADABLE = {ModelStatus.READY.value, ModelStatus.ACTIVE.value, ModelStatus.RETIRED.value}
 
 
-def item_rows(bundle: ModelBundle) -> list[dict[str, Any]]:
-    """SQL rows of a bundle's items: external id, title, categories, other metadata."""
-    meta = bundle.item_meta or [{} for _ in bundle.item_ids]
-    rows = []
-    for external_id, m in zip(bundle.item_ids, meta, strict=True):
-        m = m if isinstance(m, dict) else {}
-        rows.append(
-            {
-                "external_id": external_id,
-                "title": m.get("title"),
-                "categories": [str(c) for c in m.get("categories") or ()],
-                "metadata": {k: v for k, v in m.items() if k not in ("title", "categories")},
-            }
-        )
-    return rows
+@dataclass(frozen=True)
+class Registered:
+    """A registered version with the bundle verified at registration (and its index, when
+    built), so activating it in the same process neither hashes nor reads them again."""
+
+    row: ModelVersion
+    bundle: ModelBundle
+    index: ItemIndex | None = None
 
 
 class Registry:
@@ -73,6 +67,7 @@ class Registry:
         self.events = events
         self._current: LiveModel | None = None
         self._activation = threading.RLock()
+        self._poll_tasks: list[Callable[[], None]] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -101,6 +96,13 @@ class Registry:
         A corrupt bundle is recorded as ``failed`` (with the reason in ``note``) and the
         BundleError is raised again.
         """
+        new = self.register_verified(path, build_index=build_index)
+        if activate:
+            return self.activate(new.row.version, verified=new)
+        return new.row
+
+    def register_verified(self, path: str | Path, *, build_index: bool = False) -> Registered:
+        """:meth:`register`, returning the verified bundle (and index) for the caller to use."""
         path = Path(path).resolve()
         version = path.name
         with self.db.session() as session:
@@ -111,8 +113,7 @@ class Registry:
                     "give the bundle directory another name"
                 )
         try:
-            manifest = read_manifest(path)
-            bundle = load_bundle(path, verify=True, mmap=True)
+            bundle = load_bundle(path, verify=True, mmap=True)  # the one checksum pass
         except BundleError as exc:
             with self.db.session() as session:
                 crud.save_model(
@@ -123,10 +124,11 @@ class Registry:
                     note=str(exc),
                 )
             raise
+        manifest = bundle.manifest
         started = time.perf_counter()
         with self.db.session() as session:
             crud.upsert_users(session, external_ids=bundle.user_ids)
-            crud.upsert_items(session, items=item_rows(bundle))
+            crud.upsert_items(session, items=seed.item_rows(bundle))
             if seed.needs_seed(session, manifest, bundle.n_items):  # retraining needs them
                 created = parse_time(manifest.created_at) or utcnow()
                 seed.seed_from_dataset(session, manifest, path, created)
@@ -152,11 +154,8 @@ class Registry:
             bundle.n_items,
             time.perf_counter() - started,
         )
-        if build_index:
-            self.build_index(bundle, version)
-        if activate:
-            return self.activate(version)
-        return self.get(version)
+        index = self.build_index(bundle, version) if build_index else None
+        return Registered(self.get(version), bundle, index)
 
     def build_index(self, bundle: ModelBundle, version: str) -> ItemIndex:
         """Build (or find) the bundle's index now, so activation only reads it."""
@@ -203,22 +202,40 @@ class Registry:
             return list(crud.list_models(session))
 
     # -- activation ----------------------------------------------------------------------------
-    def _load(self, row: ModelVersion) -> LiveModel:
+    def _load(self, row: ModelVersion, verified: Registered | None = None) -> LiveModel:
+        """The version loaded for serving; ``verified`` (registered by this process) is used
+        as it is. BundleMissing when its directory is gone, ModelLoadError otherwise."""
+        if not Path(row.bundle_path).is_dir():
+            raise BundleMissing(
+                f"model {row.version} cannot be loaded: its bundle {row.bundle_path} is gone"
+            ) from FileNotFoundError(f"{row.bundle_path}: the bundle directory is gone")
+        if verified is not None and verified.row.version != row.version:
+            verified = None
         try:
             return LiveModel.load(
-                version=row.version, bundle_path=row.bundle_path, settings=self.settings, db=self.db
+                version=row.version,
+                bundle_path=row.bundle_path,
+                settings=self.settings,
+                db=self.db,
+                bundle=verified.bundle if verified is not None else None,
+                index=verified.index if verified is not None else None,
             )
         except (MargoError, OSError, ValueError, RuntimeError, MemoryError) as exc:
             raise ModelLoadError(f"model {row.version} cannot be loaded: {exc}") from exc
 
     def activate(
-        self, version: str, *, guard: Callable[[Session], None] | None = None
+        self,
+        version: str,
+        *,
+        guard: Callable[[Session], None] | None = None,
+        verified: Registered | None = None,
     ) -> ModelVersion:
         """Load ``version``, make it the active one in SQL, swap it in, tell other processes.
 
         ``guard`` runs inside the transaction that marks the version active, before it does;
         it raises to abort (nothing changes) and may write rows that must commit together
-        with the activation (a retrain job's terminal status).
+        with the activation (a retrain job's terminal status). ``verified``: what
+        :meth:`register_verified` returned for this version (no second checksum pass).
         """
         with self._activation:
             row = self.get(version)
@@ -233,12 +250,12 @@ class Registry:
                 live = current
             else:
                 try:
-                    live = self._load(row)
+                    live = self._load(row, verified)
                 except ModelLoadError as exc:
                     with self.db.session() as session:
                         crud.mark_failed(session, version=version, reason=str(exc.__cause__))
                     serving = current.version if current else "nothing"
-                    raise ModelLoadError(f"{exc.detail}; still serving {serving}") from exc
+                    raise type(exc)(f"{exc.detail}; still serving {serving}") from exc
             with self.db.session() as session:
                 if guard is not None:
                     guard(session)
@@ -283,6 +300,10 @@ class Registry:
                     log.error("start-up activation failed: %s", exc.detail)
         self.poll_once()
 
+    def add_poll_task(self, task: Callable[[], None]) -> None:
+        """Run ``task`` on the poller thread after every poll (it keeps its own pace)."""
+        self._poll_tasks.append(task)
+
     def _run_poller(self) -> None:
         try:
             self.startup()
@@ -299,6 +320,11 @@ class Registry:
                 self.poll_once()
             except Exception:
                 log.exception("poll failed")
+            for task in self._poll_tasks:
+                try:
+                    task()
+                except Exception:
+                    log.exception("poll task %s failed", getattr(task, "__name__", task))
 
     def _on_event(self, event: dict[str, Any]) -> None:
         if event.get("event") == "interactions":

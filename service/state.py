@@ -71,11 +71,12 @@ class ServiceState:
 
     def start_jobs(self) -> None:
         """Retraining jobs: RQ on Redis when configured, else a worker thread in this process.
-        Jobs left running by a dead worker are marked failed first."""
+        Jobs left running by a dead worker are marked failed first, then by the poller."""
+        from service.jobs.lifecycle import StaleSweep, sweep_stale
         from service.jobs.queue import make_queue
-        from service.jobs.runner import sweep_stale
 
         sweep_stale(self.db, self.settings)
+        self.registry.add_poll_task(StaleSweep(self.db, self.settings))
         self.jobs = make_queue(self.settings, self.redis, self.registry)
 
     def close(self) -> None:

@@ -1,4 +1,8 @@
-"""Jobs: list, inspect, cancel (a running job stops at its next epoch)."""
+"""Jobs: list, inspect, cancel (a running job stops at its next epoch).
+
+Reads only: a job whose worker died is failed by the stale sweep, which runs on the poller
+of every API process and on the workers (service/jobs/lifecycle.py), not here.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,9 @@ from service.api.deps import StateDep
 from service.api.responses import errors
 from service.auth import AdminAccess, ReadAccess
 from service.db import crud
-from service.db.tables import Job, JobStatus, utcnow
-from service.errors import Conflict, NotFound
-from service.jobs.runner import sweep_stale
+from service.db.tables import Job, JobStatus
+from service.errors import NotFound
+from service.jobs import lifecycle
 from service.schemas import JobOut, JobsOut
 
 router = APIRouter(prefix="/jobs", tags=["retraining"])
@@ -34,7 +38,6 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> JobsOut:
-    sweep_stale(state.db, state.settings)
     with state.db.session() as session:
         rows = crud.list_jobs(
             session, status=status.value if status else None, limit=limit, offset=offset
@@ -46,7 +49,6 @@ def list_jobs(
     "/{job_id}", response_model=JobOut, responses=errors(401, 404), dependencies=[ReadAccess]
 )
 def get_job(job_id: JobId, state: StateDep) -> JobOut:
-    sweep_stale(state.db, state.settings)
     with state.db.session() as session:
         job = crud.get_job(session, job_id=job_id)
         if job is None:
@@ -63,19 +65,9 @@ def get_job(job_id: JobId, state: StateDep) -> JobOut:
     summary="Cancel a job: a queued one at once, a running one at its next epoch",
 )
 def cancel_job(job_id: JobId, state: StateDep, response: Response) -> JobOut:
-    with state.db.session() as session:
-        job = crud.get_job(session, job_id=job_id)
-        if job is None:
-            raise NotFound(f"no job {job_id!r}; see GET /jobs")
-        if job.status not in crud.OPEN_JOB_STATUSES:
-            raise Conflict(f"job {job_id} is already {job.status}")
-        # ask first, so a worker claiming the job right now still sees the request
-        crud.update_job(session, job_id=job_id, cancel_requested_at=utcnow())
-        if crud.cancel_queued(session, job_id=job_id):
-            response.status_code = 200  # done: it never started
-    if state.jobs is not None and response.status_code == 200:
-        state.jobs.discard(job_id)
-    with state.db.session() as session:
-        job = crud.get_job(session, job_id=job_id)
-        assert job is not None
-        return job_out(job)
+    job, cancelled = lifecycle.request_cancel(state.db, job_id)
+    if cancelled:
+        response.status_code = 200  # done: it never started
+        if state.jobs is not None:
+            state.jobs.discard(job_id)
+    return job_out(job)

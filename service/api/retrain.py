@@ -13,8 +13,8 @@ from service.auth import AdminAccess
 from service.db import crud
 from service.db.tables import Job, JobStatus, utcnow
 from service.errors import Conflict, InvalidRequest
+from service.jobs import lifecycle
 from service.jobs.queue import JobQueue, QueueUnavailable
-from service.jobs.runner import sweep_stale
 from service.schemas import RetrainIn, RetrainOut
 from service.state import ServiceState
 
@@ -76,7 +76,7 @@ def retrain(body: RetrainIn, state: StateDep, request: Request) -> RetrainOut:
     if jobs is None:
         raise QueueUnavailable("the job queue is not started")
     jobs.check()  # 503 before anything is written when Redis is down
-    sweep_stale(state.db, state.settings)
+    lifecycle.sweep_stale(state.db, state.settings)
     job_id = uuid.uuid4().hex
     params = {
         "model": body.model,
@@ -85,7 +85,7 @@ def retrain(body: RetrainIn, state: StateDep, request: Request) -> RetrainOut:
     with state.db.session() as session:
         running = crud.open_job(session, kind=JOB_KIND)
         if running is not None and is_lost(running, jobs, state):
-            crud.finish_job(session, job_id=running.id, status=JobStatus.FAILED, error=LOST)
+            lifecycle.fail(session, running.id, LOST)
             running = None
         if running is not None:
             raise Conflict(f"job {running.id} is {running.status}; wait for it or cancel it first")
@@ -94,13 +94,13 @@ def retrain(body: RetrainIn, state: StateDep, request: Request) -> RetrainOut:
     with state.db.session() as session:
         first = crud.open_job(session, kind=JOB_KIND)
         if first is not None and first.id != job_id:
-            crud.finish_job(session, job_id=job_id, status=JobStatus.CANCELLED, error="superseded")
+            lifecycle.withdraw(session, job_id, "superseded")
             raise Conflict(f"job {first.id} is {first.status}; wait for it or cancel it first")
     try:
         jobs.submit(job_id)
     except QueueUnavailable as exc:
         with state.db.session() as session:
-            crud.finish_job(session, job_id=job_id, status=JobStatus.FAILED, error=exc.detail)
+            lifecycle.fail(session, job_id, exc.detail)
         raise
     return RetrainOut(
         job_id=job_id,

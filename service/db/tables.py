@@ -146,7 +146,7 @@ class Job(Base):
         ForeignKey("model_versions.version", ondelete="SET NULL")
     )
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    """Last sign of life of the worker running the job (see service/jobs/runner.py)."""
+    """Last sign of life of the worker running the job (see service/jobs/lifecycle.py)."""
     cancel_requested_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 

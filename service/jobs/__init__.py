@@ -1,12 +1,13 @@
 """Feedback and retraining: jobs that rebuild a dataset from SQL, train, and gate activation.
 
-    queue.py     where jobs run: RQ on Redis (``margo worker``) or one in-process thread
-    runner.py    one job's life: claim, heartbeat, progress, cancellation, terminal status
-    retrain.py   the retraining pipeline (snapshot -> train -> export -> register -> gate)
-    snapshot.py  a consistent SQL snapshot written as a dataset bundle
-    gate.py      validation Recall@20 of a model bundle on a snapshot; the activation rule
-    seed.py      copy a bundle's dataset (interactions, features) into SQL at registration
-    params.py    the hyper-parameters a retrain request may set
+    lifecycle.py  a job's state transitions (claim, heartbeat, finish, fail, cancel, stale
+                  sweep), used by the routes, the queue and the job itself; torch-free
+    queue.py      where jobs run: RQ on Redis (``margo worker``) or one in-process thread
+    pipeline.py   the retrain job as named steps (prepare, snapshot, train, export,
+                  register, gate, activate); loaded by dotted path when a job runs
+    gate.py       validation Recall@20 of a model bundle on a snapshot; the activation rule
 
-Everything that needs torch is imported inside the job, never by the API's request path.
+The SQL <-> dataset bundle conversions it uses live next to the database code
+(service/db/snapshot.py, service/db/seed.py). Only pipeline.py imports torch-using trainer
+code, inside its steps; nothing the API imports at start or on a request imports it.
 """

@@ -1,15 +1,19 @@
 """Where jobs run: RQ on Redis, or one worker thread inside the API process.
 
 Both take a job id whose row already exists in ``jobs`` (JSON payloads that carry ids, never
-pickles); the job function is :func:`service.jobs.runner.run_job` either way, so statuses,
-progress and cancellation behave the same.
+pickles); the job function is ``service.jobs.pipeline.run_job`` either way, so statuses,
+progress and cancellation behave the same. Both name it by dotted path and import it only
+when a job runs (RQ in its work horse, the thread through :func:`job_function`): the job
+module trains, so the API process never imports it at start or on a request.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from service.errors import ServiceError
@@ -20,9 +24,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RQ_FUNCTION = "service.jobs.runner.rq_job"
+JOB_FUNCTION = "service.jobs.pipeline.run_job"
+"""What the in-process thread runs: (job_id, settings, registry=...) -> terminal status."""
+RQ_FUNCTION = "service.jobs.pipeline.rq_job"
+"""What RQ workers run: (job_id) -> terminal status; settings from the environment."""
 RESULT_TTL_S = 7 * 24 * 3600
 """How long RQ keeps a finished job's record (ours lives in SQL regardless)."""
+
+
+def job_function(dotted: str = JOB_FUNCTION) -> Callable[..., str]:
+    """Import the job function by dotted path, at job time (as RQ does for its workers)."""
+    module, _, name = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), name)
 
 
 class QueueUnavailable(ServiceError):
@@ -131,11 +144,9 @@ class ThreadJobQueue:
     def _left_queued(self) -> list[str]:
         """Jobs queued before this process started (the thread's queue died with the last one)."""
         from service.db import crud
-        from service.db.tables import JobStatus
 
         with self.registry.db.session() as session:
-            rows = crud.list_jobs(session, status=JobStatus.QUEUED.value, limit=1000)
-            return [job.id for job in sorted(rows, key=lambda j: j.created_at)]
+            return crud.queued_job_ids(session)
 
     def check(self) -> None:
         if not self._thread.is_alive():
@@ -152,8 +163,6 @@ class ThreadJobQueue:
         return None  # the thread skips a job that is no longer queued
 
     def _work(self) -> None:
-        from service.jobs.runner import run_job
-
         # start-up registers the model directory and seeds SQL from its dataset: a job left
         # queued by the last process must not snapshot the database before that is done
         self.registry.wait_ready()
@@ -163,7 +172,7 @@ class ThreadJobQueue:
                 return
             self.current = job_id
             try:
-                run_job(job_id, self.settings, registry=self.registry)
+                job_function()(job_id, self.settings, registry=self.registry)
             except BaseException:  # keep the thread alive for the next job
                 log.exception("in-process job %s crashed", job_id)
             finally:
@@ -171,14 +180,12 @@ class ThreadJobQueue:
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop taking jobs; a running job is asked to stop (cancelled at its next epoch)."""
-        from service.db import crud
-        from service.db.tables import utcnow
+        from service.jobs.lifecycle import ask_to_stop
 
         self._jobs.put(None)
         running = self.current
         if running is not None:
-            with self.registry.db.session() as session:
-                crud.update_job(session, job_id=running, cancel_requested_at=utcnow())
+            ask_to_stop(self.registry.db, running)
         self._thread.join(timeout)
 
 

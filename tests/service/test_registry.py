@@ -57,6 +57,29 @@ def test_register_builds_the_index_beside_the_bundle(registry: Registry, tmp_pat
     assert [p.suffix for p in (path / "index").iterdir()] == [".faiss"]
 
 
+def test_register_and_activate_hash_the_bundle_once(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import trainer.bundle
+
+    path, other = make_bundle(tmp_path / "v1"), make_bundle(tmp_path / "v2")
+    hashed: list[str] = []
+    real = trainer.bundle.sha256_file
+    monkeypatch.setattr(
+        trainer.bundle, "sha256_file", lambda p, *a: hashed.append(Path(p).name) or real(p, *a)
+    )
+    new = registry.register_verified(path, build_index=True)
+    assert new.index is not None and new.bundle.n_items == new.row.n_items
+    once = sorted(hashed)
+    assert "item_emb.npy" in once and len(once) == len(set(once))
+    registry.activate(new.row.version, verified=new)
+    assert sorted(hashed) == once  # activation reused the verified bundle and its index
+    assert registry.current is not None and registry.current.bundle is new.bundle
+    # without it (another process, a rollback) the bundle is verified again
+    registry.activate(registry.register(other).version)
+    assert len(hashed) == 3 * len(once)
+
+
 def test_corrupt_bundle_is_recorded_failed(registry: Registry, tmp_path: Path) -> None:
     path = make_bundle(tmp_path / "bad")
     corrupt(path)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,6 +136,7 @@ def write_dataset(
     overwrite: bool = False,
     extra_arrays: dict[str, np.ndarray] | None = None,
     stats: dict | None = None,
+    on_validated: Callable[[Dataset], None] | None = None,
 ) -> Path:
     """Write a bundle atomically and return its path.
 
@@ -154,6 +156,9 @@ def write_dataset(
         File name (``.npy`` added if missing) -> array, e.g. ``tags_missing.npy``.
     stats
         Extra entries (provenance: source, filters, seed) merged into ``stats.json``.
+    on_validated
+        Called with the Dataset loaded back for validation (what :func:`load_dataset` would
+        return), so a caller that trains on it does not read the files a second time.
     """
     out = Path(out)
     _check_name(name)
@@ -179,6 +184,8 @@ def write_dataset(
         ds = _load(tmp, None, shown=out)
         summary = {**_stats(ds), **(stats or {})}
         (tmp / STATS_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if on_validated is not None:
+        on_validated(ds)
     return out
 
 

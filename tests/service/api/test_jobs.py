@@ -1,4 +1,5 @@
-"""GET /jobs, GET /jobs/{id}, DELETE /jobs/{id}; a job whose worker died is failed by the sweep."""
+"""GET /jobs, GET /jobs/{id}, DELETE /jobs/{id}; a job whose worker died is failed by the sweep
+(on the API's poller, not in the GET handlers)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from fastapi.testclient import TestClient
 from service.db import crud
 from service.db.session import Database
 from service.db.tables import JobStatus, utcnow
-from service.jobs.runner import run_job
+from service.jobs.pipeline import run_job
 from service.settings import Settings
 from tests.service.conftest import start_client
-from tests.service.jobs.helpers import FAST, api_key, wait_job
+from tests.service.jobs.helpers import FAST, api_key, wait_for, wait_job
 
 
 def add_job(client: TestClient, job_id: str, **values: object) -> None:
@@ -59,7 +60,12 @@ def test_a_silent_running_job_is_failed(live: tuple[TestClient, dict, dict]) -> 
     old = utcnow() - dt.timedelta(seconds=stale_s + 1)
     add_job(client, "dead", status=JobStatus.RUNNING.value, started_at=old, heartbeat_at=old)
     add_job(client, "alive", status=JobStatus.RUNNING.value, started_at=old, heartbeat_at=utcnow())
-    job = client.get("/jobs/dead", headers=admin).json()
+    # the poller's sweep (every poll, at most once per job_heartbeat_s) fails it
+    job = wait_for(
+        lambda: (j := client.get("/jobs/dead", headers=admin).json())["status"] == "failed" and j,
+        timeout=5,
+        what="the sweep to fail the silent job",
+    )
     assert job["status"] == "failed" and "stopped responding" in job["error"]
     assert job["finished_at"] is not None
     assert client.get("/jobs/alive", headers=admin).json()["status"] == "running"

@@ -193,7 +193,7 @@ def test_a_job_ended_by_the_stale_sweep_never_activates(
 ) -> None:
     """A worker that was only stalled (not dead) comes back after the sweep failed its job:
     its model must not replace the active one, and the job stays failed."""
-    import service.jobs.retrain as retrain_mod
+    import service.jobs.pipeline as retrain_mod
     from service.db import crud
 
     client, admin, _ = live

@@ -13,9 +13,9 @@ from sqlalchemy import select
 from service.cache import NullCache
 from service.db import crud
 from service.db.session import Database
+from service.db.snapshot import hashed_split, take_snapshot
 from service.db.tables import ItemFeature
 from service.events import EventBus
-from service.jobs.snapshot import hashed_split, take_snapshot
 from service.registry import Registry
 from service.settings import Settings
 from trainer.data import load_dataset

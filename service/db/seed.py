@@ -1,9 +1,11 @@
-"""Copy a registered bundle's dataset into SQL, so the database alone can be retrained.
+"""Dataset bundle -> SQL: copy a registered model's dataset in, so the database alone can be
+retrained (the reverse of service/db/snapshot.py).
 
 At registration the bundle's users and items are upserted (service/registry.py); this adds
 what a retrain needs besides them, read from the dataset the bundle's manifest names
 (``dataset.path``, checked against ``dataset.fingerprint``). It runs at registration and again
-at the start of every retrain (for a model registered before its dataset was at hand):
+at the start of every retrain (:func:`seed_active_model`, for a model registered before its
+dataset was at hand):
 
 - the interactions with their train/valid/test labels, once (the first model with its dataset
   at hand seeds the history; later data arrives through POST /interactions);
@@ -18,22 +20,45 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from service.db import crud
+from service.db.session import Database
 from service.db.tables import Interaction, Item, ItemFeature, User, utcnow
 from trainer.errors import DataError
 from trainer.manifest import Manifest
+
+if TYPE_CHECKING:
+    from trainer.bundle import ModelBundle
 
 log = logging.getLogger(__name__)
 
 BATCH = 20_000
 SNAPSHOT_SOURCE = '"source": "sql snapshot"'
-"""stats.json of a dataset built from SQL by a retrain (service/jobs/snapshot.py)."""
+"""stats.json of a dataset built from SQL by a retrain (service/db/snapshot.py)."""
 SEED_AGE = dt.timedelta(hours=1)
 """Seeded interactions are dated this long before the bundle's creation."""
+
+
+def item_rows(bundle: ModelBundle) -> list[dict[str, Any]]:
+    """SQL rows of a bundle's items: external id, title, categories, other metadata."""
+    meta = bundle.item_meta or [{} for _ in bundle.item_ids]
+    rows = []
+    for external_id, m in zip(bundle.item_ids, meta, strict=True):
+        m = m if isinstance(m, dict) else {}
+        rows.append(
+            {
+                "external_id": external_id,
+                "title": m.get("title"),
+                "categories": [str(c) for c in m.get("categories") or ()],
+                "metadata": {k: v for k, v in m.items() if k not in ("title", "categories")},
+            }
+        )
+    return rows
 
 
 def dataset_dir(manifest: Manifest, bundle_path: Path) -> Path | None:
@@ -149,6 +174,25 @@ def seed_from_dataset(
         counts["features"] += len(rows)
     log.info("seeded from %s: %s", root, counts)
     return counts
+
+
+def seed_active_model(db: Database) -> None:
+    """Seed from the active model's dataset when SQL lacks it (a database whose model was
+    registered before seeding existed gets its history here, before a snapshot needs it)."""
+    from trainer.bundle import read_manifest
+
+    with db.session() as session:
+        version = crud.active_version(session)
+        active = crud.get_model(session, version=version) if version else None
+        if active is None:
+            return
+        try:
+            manifest = read_manifest(active.bundle_path)
+        except Exception:  # noqa: BLE001 - an unreadable bundle just has nothing to seed
+            return
+        if needs_seed(session, manifest, active.n_items):
+            created = crud.as_utc(active.created_at) or utcnow()
+            seed_from_dataset(session, manifest, Path(active.bundle_path), created)
 
 
 def _timestamps(inter_file: Path, n: int) -> np.ndarray:

@@ -1,4 +1,8 @@
-"""A consistent SQL snapshot of interactions and item features, written as a dataset bundle.
+"""SQL -> dataset bundle: a consistent snapshot of interactions and item features.
+
+The retrain job's first step (service/jobs/pipeline.py). The bundle is written once, for the
+record and the model's manifest; the Dataset validated while writing it is handed back, so
+the job trains on it without reading the files again.
 
 One read transaction (REPEATABLE READ on PostgreSQL; SQLite's WAL gives every read
 transaction a snapshot) reads users, items, interactions and feature vectors, so rows
@@ -29,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from service.db.session import Database
 from service.db.tables import Interaction, Item, ItemFeature, User
-from trainer.data.dataset import TEST, TRAIN, VALID, write_dataset
+from trainer.data.dataset import TEST, TRAIN, VALID, Dataset, write_dataset
 from trainer.errors import DataError
 
 SPLIT_RATIOS = (0.8, 0.1, 0.1)
@@ -38,6 +42,7 @@ SPLIT_RATIOS = (0.8, 0.1, 0.1)
 
 @dataclass
 class Snapshot:
+    data: Dataset  # the written bundle as loaded back for validation (all modalities)
     path: Path
     n_users: int
     n_items: int
@@ -125,6 +130,7 @@ def take_snapshot(db: Database, out: Path, *, name: str = "snapshot") -> Snapsho
         filled[modality][row] = True
     missing = {m: int((~f).sum()) for m, f in filled.items() if (~f).any()}
 
+    written: list[Dataset] = []
     write_dataset(
         out,
         name=name,
@@ -136,8 +142,10 @@ def take_snapshot(db: Database, out: Path, *, name: str = "snapshot") -> Snapsho
         timestamps=timestamps,
         overwrite=True,
         stats={"source": "sql snapshot", "items_missing_vectors": missing},
+        on_validated=written.append,
     )
     return Snapshot(
+        data=written[0],
         path=out,
         n_users=len(users_sorted),
         n_items=len(items),

@@ -1,0 +1,92 @@
+"""``GET /metrics``: the Prometheus exposition of this process (or of every worker).
+
+The metric definitions the request path updates live in service/metrics.py; this module adds
+what is read only when scraped (nothing on the request path):
+
+    margo_model_info{version,kind}, margo_catalog_items, margo_catalog_hidden_items
+    margo_jobs{status}                                          from SQL: every process agrees
+
+With several uvicorn workers ``margo serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh
+folder before they start, so a scrape of any worker sums the counters of all of them; the
+scrape-time gauges are those of the worker that answers (each serves the same model version
+within ``MARGO_POLL_INTERVAL_S``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from service.db import crud
+from service.metrics import CACHE_REQUESTS, FAISS_SEARCH_SECONDS, MULTIPROC_ENV, REQUEST_SECONDS
+
+if TYPE_CHECKING:
+    from service.state import ServiceState
+
+log = logging.getLogger(__name__)
+
+
+class StateCollector(Collector):
+    """Gauges read from the app's state at scrape time."""
+
+    def __init__(self, state: ServiceState) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        model = self.state.registry.current
+        info = GaugeMetricFamily(
+            "margo_model_info", "The model version this process serves", labels=["version", "kind"]
+        )
+        items = GaugeMetricFamily("margo_catalog_items", "Items in the live model's catalogue")
+        hidden = GaugeMetricFamily("margo_catalog_hidden_items", "Items hidden from results")
+        if model is not None:
+            kind = model.bundle.manifest.model
+            info.add_metric([model.version, kind], 1)
+            items.add_metric([], model.catalog.n_items)
+            hidden.add_metric([], model.catalog.n_hidden)
+        yield info
+        yield items
+        yield hidden
+
+        jobs = GaugeMetricFamily("margo_jobs", "Jobs by status (from SQL)", labels=["status"])
+        try:
+            with self.state.db.session() as session:
+                for status, count in crud.count_jobs_by_status(session).items():
+                    jobs.add_metric([status], count)
+        except Exception as exc:  # a scrape must not fail because SQL hiccups
+            log.warning("metrics: cannot count jobs (%s)", type(exc).__name__)
+        yield jobs
+
+
+def scrape(state: ServiceState) -> bytes:
+    """The exposition text of this process (or of all workers in multiprocess mode)."""
+    registry = CollectorRegistry(auto_describe=True)
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.MultiProcessCollector(registry)
+    else:  # ours only: the default registry adds process and platform series as well
+        for collector in (REQUEST_SECONDS, CACHE_REQUESTS, FAISS_SEARCH_SECONDS):
+            registry.register(collector)
+    registry.register(StateCollector(state))
+    return generate_latest(registry)
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    # a thread: the job count reads SQL
+    body = await run_in_threadpool(scrape, request.app.state.margo)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+metrics_route = Route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
+"""Open like the health probes: counts and latencies, no data; restrict it in the network."""
