@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,13 @@ from service.db import crud
 from service.db.session import Database
 from service.index import IndexParams, ItemIndex, gpu_available, vectors_fingerprint
 from service.settings import Settings
-from trainer.bundle import ModelBundle, load_bundle
+from trainer.bundle import (
+    RELIABILITY_CONFIDENCE,
+    RELIABILITY_SCORE,
+    ItemReliability,
+    ModelBundle,
+    load_bundle,
+)
 from trainer.errors import BundleError
 
 log = logging.getLogger(__name__)
@@ -59,7 +65,9 @@ class LiveModel:
     created_at: dt.datetime
     load_seconds: float = 0.0
     overlay_since: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
-    _reliability_order: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    _reliability_order: dict[tuple[str, int], np.ndarray] = field(
+        default_factory=dict, repr=False
+    )
 
     @property
     def channels(self) -> list[str]:
@@ -178,11 +186,36 @@ class LiveModel:
             return np.sort(seen).astype(np.int64)
         return np.union1d(seen, recent)
 
-    def reliability_order(self, channel: int) -> np.ndarray:
-        """Item rows by the channel's learned weight, lowest first (cached)."""
-        order = self._reliability_order.get(channel)
+    @property
+    def reliability(self) -> ItemReliability | None:
+        """The bundle's reliability score and confidence per (item, channel), or None for a
+        bundle without them (``reliability_absent`` says why). Its arrays are the plain views
+        in ``arrays``, like every other array a request reads."""
+        rel = self.bundle.reliability
+        if rel is None:
+            return None
+        return replace(
+            rel,
+            score=self.arrays[RELIABILITY_SCORE],
+            confidence=self.arrays[RELIABILITY_CONFIDENCE],
+        )
+
+    @property
+    def reliability_absent(self) -> str | None:
+        return self.bundle.reliability_absent
+
+    def reliability_order(self, channel: int, by: str = "weight") -> np.ndarray:
+        """Item rows by the channel's learned weight (``by="weight"``) or reliability score
+        (``by="score"``), lowest first, ties by row (cached)."""
+        order = self._reliability_order.get((by, channel))
         if order is None:
-            weights = self.arrays["item_weights"][:, channel]
-            order = np.lexsort((np.arange(self.n_items), weights))
-            self._reliability_order[channel] = order
+            if by == "score":
+                rel = self.reliability
+                if rel is None:
+                    raise ValueError(f"model {self.version} has no reliability score")
+                values = np.asarray(rel.score[:, channel])
+            else:
+                values = self.arrays["item_weights"][:, channel]
+            order = np.lexsort((np.arange(self.n_items), values))
+            self._reliability_order[(by, channel)] = order
         return order

@@ -247,6 +247,7 @@ def recommend(model: LiveModel, q: RecQuery, cfg: RankingConfig) -> dict[str, An
         "model_version": model.version,
         "strategy": strategy,
         "items": items,
+        "reliability_absent": model.reliability_absent,
     }
 
 
@@ -281,6 +282,13 @@ def explained_items(
             )
         return out
     names = model.channels
+    # the trainer's reliability score per modality beside the weight (None: the bundle has none)
+    rel = model.reliability
+    if rel is None:
+        nones = [None] * len(names)
+        rel_score = rel_conf = [nones] * rows.size
+    else:
+        rel_score, rel_conf = rel.score[rows].tolist(), rel.confidence[rows].tolist()
     columns = zip(
         rows.tolist(),
         score.tolist(),
@@ -290,9 +298,11 @@ def explained_items(
         terms.share.tolist(),
         terms.top_modality.tolist(),
         positives,
+        rel_score,
+        rel_conf,
         strict=True,
     )
-    for r, (row, s, sim, w, c, sh, t, p) in enumerate(columns):
+    for r, (row, s, sim, w, c, sh, t, p, rs, rc) in enumerate(columns):
         out.append(
             {
                 "item_id": ids[row],
@@ -300,7 +310,14 @@ def explained_items(
                 "rank": offset + r + 1,
                 "score": s,
                 "modalities": {
-                    name: {"score": sim[m], "weight": w[m], "contribution": c[m], "share": sh[m]}
+                    name: {
+                        "score": sim[m],
+                        "weight": w[m],
+                        "contribution": c[m],
+                        "share": sh[m],
+                        "reliability": rs[m],
+                        "reliability_confidence": rc[m],
+                    }
                     for m, name in enumerate(names)
                 },
                 "top_modality": names[t],

@@ -47,6 +47,14 @@ class ModalityExplanation(BaseModel):
     weight: float = Field(description="w_i^m, the item's learned reliability of the modality")
     contribution: float = Field(description="w_i^m * score; contributions sum to the item score")
     share: float = Field(description="contribution / sum of |contributions|, signed")
+    reliability: float | None = Field(
+        None,
+        description="the item's reliability score of the modality in [0, 1] (how far its "
+        "content can be trusted); null when the model has none (see reliability_absent)",
+    )
+    reliability_confidence: float | None = Field(
+        None, description="confidence of the reliability score in [0, 1]; null with it"
+    )
 
 
 class RecommendedItem(BaseModel):
@@ -83,6 +91,14 @@ class RecommendationsOut(BaseModel):
     model_version: str
     strategy: Strategy
     items: list[RecommendedItem]
+    reliability_absent: str | None = Field(
+        None, description="why the explanations carry no reliability score; null when they do"
+    )
+
+
+class ReliabilityScore(BaseModel):
+    score: float = Field(description="reliability score of the item's modality, in [0, 1]")
+    confidence: float = Field(description="confidence of the score, in [0, 1]")
 
 
 class ItemModelInfo(BaseModel):
@@ -91,6 +107,13 @@ class ItemModelInfo(BaseModel):
     positives: int
     popularity: int
     low_confidence: bool
+    reliability: dict[str, ReliabilityScore] | None = Field(
+        None, description="reliability score and confidence per modality; null when the model "
+        "has none (see reliability_absent)"
+    )
+    reliability_absent: str | None = Field(
+        None, description="why reliability is null; null when it is given"
+    )
 
 
 class ItemOut(BaseModel):
@@ -129,11 +152,23 @@ class Order(StrEnum):
     DESC = "desc"
 
 
+class ReliabilityValue(StrEnum):
+    SCORE = "score"  # the trainer's reliability score per (item, modality), in [0, 1]
+    WEIGHT = "weight"  # the model's learned fusion weight w_i^m
+
+
 class ReliabilityItem(BaseModel):
     item_id: str
     title: str | None
-    weight: float
+    score: float | None = Field(
+        description="reliability score of the requested modality; null when the model has none"
+    )
+    confidence: float | None = Field(description="confidence of that score; null with it")
+    weight: float = Field(description="learned weight of the requested modality")
     weights: dict[str, float]
+    reliability: dict[str, ReliabilityScore] | None = Field(
+        description="score and confidence of every modality; null when the model has none"
+    )
     positives: int
     low_confidence: bool
 
@@ -142,6 +177,14 @@ class ReliabilityOut(BaseModel):
     model_version: str
     modality: str
     order: Order
+    by: ReliabilityValue = Field(description="what the items are ordered by")
+    reliability_method: dict[str, Any] | None = Field(
+        description="how the model's reliability score was computed (the bundle manifest's "
+        "description: signals, combiner, calibration); null when it has none"
+    )
+    reliability_absent: str | None = Field(
+        description="why the items carry no reliability score; null when they do"
+    )
     items: list[ReliabilityItem]
 
 
@@ -149,11 +192,21 @@ class ModalityHistogram(BaseModel):
     modality: str
     counts: list[int] = Field(description="items per bin; bins are the response's ``edges``")
     mean: float
-    quantiles: dict[str, float] = Field(description="p10, p25, p50, p75, p90 of the weights")
+    quantiles: dict[str, float] = Field(description="p10, p25, p50, p75, p90 of the values")
+    mean_confidence: float | None = Field(
+        None, description="mean confidence of the reliability score (of=score only)"
+    )
 
 
 class ReliabilityHistogramOut(BaseModel):
     model_version: str
+    of: ReliabilityValue = Field(
+        ReliabilityValue.WEIGHT, description="the value counted: learned weight or score"
+    )
+    reliability_absent: str | None = Field(
+        None, description="of=score on a model without a reliability score: why (then "
+        "edges and modalities are empty)"
+    )
     n_items: int = Field(description="items counted (those with at least min_positives)")
     min_positives: int
     edges: list[float] = Field(description="bins+1 edges shared by every modality")

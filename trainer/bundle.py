@@ -17,6 +17,10 @@ A bundle is a directory::
     seen_indptr.npy      int64   [n_users + 1]     CSR of each user's training items
     seen_indices.npy     int32   [nnz]
     + optional arrays listed in OPTIONAL_ARRAYS (fixed graphs, cold-start projections)
+    item_reliability.npy             float32 [n_items, M]  format 2, optional: reliability
+    item_reliability_confidence.npy  float32 [n_items, M]  score in [0, 1] and its confidence
+                                                           (both or neither; manifest
+                                                           ``reliability`` says how computed)
 
 Scoring identity (ALGORITHMS.md 1.8): y_ui = sum_m w_i^m (e_u^m . e_i^m) = q_u . v_i with
 q_u = concat_m e_u^m and v_i = concat_m w_i^m e_i^m.
@@ -41,6 +45,15 @@ import numpy as np
 
 from trainer import scoring
 from trainer.atomic import atomic_dir
+from trainer.bundle_reliability import (
+    RELIABILITY_ARRAYS,
+    RELIABILITY_CONFIDENCE,
+    RELIABILITY_SCORE,
+    ItemReliability,
+    absent_reason,
+    check_reliability,
+    reliability_of,
+)
 from trainer.errors import BundleError
 from trainer.manifest import (
     FORMAT_VERSION,
@@ -50,6 +63,7 @@ from trainer.manifest import (
     DatasetInfo,
     FileEntry,
     Manifest,
+    ReliabilityInfo,
     StageInfo,
     TrainingInfo,
     json_default,
@@ -60,12 +74,16 @@ __all__ = [
     "MANIFEST",
     "OPTIONAL_ARRAYS",
     "READABLE_FORMAT_VERSIONS",
+    "RELIABILITY_CONFIDENCE",
+    "RELIABILITY_SCORE",
     "REQUIRED_ARRAYS",
     "Channel",
     "DatasetInfo",
     "FileEntry",
+    "ItemReliability",
     "Manifest",
     "ModelBundle",
+    "ReliabilityInfo",
     "StageInfo",
     "TrainingInfo",
     "load_bundle",
@@ -90,6 +108,8 @@ OPTIONAL_ARRAYS = (
     "user_graph_indptr",  # int64 [U + 1]   fixed user-user graph G the user vectors used (D6)
     "user_graph_indices",  # int32 [nnz_g]
     "user_graph_data",  # float32 [nnz_g]
+    "item_reliability",  # float32 [I, M]  reliability score per (item, channel), in [0, 1]
+    "item_reliability_confidence",  # float32 [I, M]  its confidence, in [0, 1]
 )
 PROJECTION_PREFIX = "proj_"  # proj_<channel>_<w1|b1|w2|b2>.npy: feature -> 64-d item node (D1)
 
@@ -156,6 +176,17 @@ class ModelBundle:
             fused = scoring.item_vectors(item_emb, weights)
         return scoring.modality_terms(arrays["user_emb"][user], item_emb, weights, fused)
 
+    # -- the reliability score (format 2, optional) ----------------------------------------
+    @property
+    def reliability(self) -> ItemReliability | None:
+        """Score and confidence per (item, channel), or None (``reliability_absent`` says why)."""
+        return reliability_of(self.manifest, self.arrays)
+
+    @property
+    def reliability_absent(self) -> str | None:
+        """Why the bundle has no reliability score; None when it has one."""
+        return None if self.reliability is not None else absent_reason(self.manifest)
+
     def seen_items(self, user: int) -> np.ndarray:
         ptr = self.arrays["seen_indptr"]
         return self.arrays["seen_indices"][ptr[user] : ptr[user + 1]]
@@ -203,6 +234,8 @@ def write_bundle(
         for name, arr in arrays.items():
             if name in REQUIRED_ARRAYS:
                 arr = np.ascontiguousarray(arr, dtype=REQUIRED_ARRAYS[name][0])
+            elif name in RELIABILITY_ARRAYS:
+                arr = np.ascontiguousarray(arr, dtype=np.float32)
             else:
                 arr = np.ascontiguousarray(arr)
             path = tmp / f"{name}.npy"
@@ -326,6 +359,7 @@ def load_bundle(path: str | Path, *, verify: bool = True, mmap: bool = False) ->
             raise BundleError(f"{path / 'seen_indices.npy'}: item index out of range")
         if "user_graph_indptr" in arrays and arrays["user_graph_indptr"].shape != (sizes["P"],):
             raise BundleError(f"{path / 'user_graph_indptr.npy'}: expected {sizes['P']} rows")
+    check_reliability(path, manifest, arrays, (sizes["I"], sizes["M"]), verify=verify)
     return ModelBundle(
         path=path,
         manifest=manifest,
@@ -334,3 +368,4 @@ def load_bundle(path: str | Path, *, verify: bool = True, mmap: bool = False) ->
         arrays=arrays,
         item_meta=item_meta,
     )
+

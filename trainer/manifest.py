@@ -20,9 +20,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from trainer.errors import BundleError
 
-FORMAT_VERSION = 1
-"""The format this code writes."""
-READABLE_FORMAT_VERSIONS = (1,)
+FORMAT_VERSION = 2
+"""The format this code writes (2: the optional reliability score per (item, modality))."""
+READABLE_FORMAT_VERSIONS = (1, 2)
 """Every format this code reads (older bundles keep loading after a format change)."""
 MANIFEST = "manifest.json"
 
@@ -75,6 +75,16 @@ class TrainingInfo(_Record):
     export_check_max_abs_error: float | None = None  # max |Q K^T - model score| at export
 
 
+class ReliabilityInfo(_Record):
+    """How the bundle's reliability score was computed (format 2; trainer/reliability).
+
+    The score and its confidence are the arrays ``item_reliability.npy`` and
+    ``item_reliability_confidence.npy`` (float32 [n_items, M], in [0, 1]).
+    """
+
+    method: dict[str, Any] = {}  # JSON description: signals, combiner, calibration, seed
+
+
 class Manifest(_Record):
     """``manifest.json``: what the bundle holds and how it was made.
 
@@ -99,6 +109,9 @@ class Manifest(_Record):
     # export writes {"valid": {"recall@20": ...}, "test": {...}}; other writers may be flat
     metrics: dict[str, Any] = {}
     training: TrainingInfo | None = None
+    # format 2: set exactly when the bundle holds the reliability score arrays
+    reliability: ReliabilityInfo | None = None
+    reliability_absent: str | None = None  # format 2: why the writer left the score out
 
     @property
     def channel_names(self) -> list[str]:

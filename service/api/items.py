@@ -1,4 +1,4 @@
-"""Items: metadata with the active model's reliability weights, edits, similar items."""
+"""Items: metadata with the active model's reliability weights and scores, edits, similar items."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import numpy as np
 from fastapi import APIRouter, Path, Query
 
 from service.api.deps import LiveModelDep, RegistryDep, SessionDep, StateDep
+from service.api.reliability import reliability_of
 from service.api.responses import errors
 from service.auth import ReadAccess, WriteAccess
 from service.db import crud
@@ -45,6 +46,8 @@ def model_info(model: LiveModel | None, item_id: str) -> ItemModelInfo | None:
         positives=positives,
         popularity=int(arrays["item_popularity"][row]),
         low_confidence=positives < model.low_confidence_positives,
+        reliability=reliability_of(model.reliability, model.channels, row),
+        reliability_absent=model.reliability_absent,
     )
 
 

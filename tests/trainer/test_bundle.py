@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from trainer.bundle import Manifest, load_bundle, read_manifest, write_bundle
+from trainer.bundle import FORMAT_VERSION, Manifest, load_bundle, read_manifest, write_bundle
 from trainer.errors import BundleError
 
 
@@ -104,7 +104,7 @@ def test_manifest_is_typed_and_keeps_unknown_keys(tmp_path):
     assert m.channels[0].feature_dim == 8 and m.channels[1].feature_dim is None
     assert m.dataset.fingerprint == "fp" and m.dataset.n_train is None
     assert m.metrics["valid"]["recall@20"] == 0.25 and m.weights == "none"
-    assert (m.n_users, m.n_items, m.dim, m.format_version) == (3, 4, 2, 1)
+    assert (m.n_users, m.n_items, m.dim, m.format_version) == (3, 4, 2, FORMAT_VERSION)
     assert m.sha256("item_emb.npy") and m.sha256("nothing.npy") is None
     assert m.model_extra == {"generator": "a tool this code does not know"}
     assert Manifest.from_json(m.to_json()) == m
@@ -119,6 +119,7 @@ def test_a_format_1_bundle_written_before_the_typed_manifest_loads(tmp_path):
     for key in ("weights", "weight_scale", "seen", "hyperparameters", "dataset", "training"):
         raw.pop(key, None)
     raw["channels"] = [{"name": "image"}, {"name": "text"}]
+    raw["format_version"] = 1
     (path / "manifest.json").write_text(json.dumps(raw, indent=2, sort_keys=True))
     b = load_bundle(path)
     assert b.channels == ["image", "text"] and b.manifest.dataset.fingerprint is None
