@@ -1,18 +1,12 @@
 """The one harness every benchmark script shares (``python -m bench.<name>``).
 
-- configs: ``train_config`` builds a ``TrainConfig`` (validated), ``config_dict`` reads one back;
-- a cached, resumable run store: every training run (``Step``) is one JSON under
-  ``<workdir>/runs``, keyed by a hash of its dataset, config and parent, skipped when it exists;
-  ``run_steps`` trains them in a dependency-aware pool of fresh spawned processes (1 torch
-  thread each, so peak RSS is per run); ``branch`` steps continue a saved stage I;
-- ``isolated(fn, ...)``: any function in a fresh spawned process (its own peak RSS);
-- machine-wide slot locks (``filelock``): ``training_slot`` takes one of ``--max-train`` slots per
-  run, ``hold_slots`` takes them all while a script measures speed, so scripts running side by
-  side neither overload the machine nor disturb a timing;
-- ``machine_info``/``machine_md``, ROC-AUC, mean/std, markdown tables;
-- ``write_report``: the JSON + markdown (+ figures) of a script, written atomically.
-
-Only public trainer APIs are used: ``TrainConfig``, ``trainer.data`` and ``trainer.train.fit``.
+- a resumable run store: each training run (``Step``) is one JSON under ``<workdir>/runs``, keyed
+  by a hash of its dataset, config and parent; ``run_steps`` trains the missing ones in a
+  dependency-aware pool of fresh spawned processes (peak RSS per run);
+- machine-wide slot locks (``filelock``): one of ``--max-train`` slots per training run, all of
+  them while a script measures speed, so scripts running side by side do not disturb a timing;
+- configs through ``TrainConfig``, machine notes, ROC-AUC, mean/std, markdown tables, and the one
+  report writer (JSON + markdown + figures, atomically). Only public trainer APIs are used.
 """
 
 from __future__ import annotations
@@ -41,6 +35,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from trainer.atomic import atomic_path, atomic_write_text
+from trainer.reliability.calibrate import roc_auc  # noqa: F401 - the benchmarks' ROC-AUC
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -52,14 +47,9 @@ POLL_S = 2.0  # seconds between tries for a free training slot
 
 # -- writing ----------------------------------------------------------------------------------
 def _json_default(o: Any) -> Any:
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
+    for kind, convert in ((np.integer, int), (np.floating, float), (np.ndarray, np.ndarray.tolist), (Path, str)):
+        if isinstance(o, kind):
+            return convert(o)
     raise TypeError(f"not JSON serialisable: {type(o)}")
 
 
@@ -102,31 +92,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """ROC-AUC by the Mann-Whitney U statistic with average ranks for ties; NaN if one class."""
-    from scipy.stats import rankdata
-
-    y = np.asarray(labels, dtype=bool)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    r = rankdata(np.asarray(scores, dtype=np.float64))
-    return float((r[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
 def mean_std(values: Sequence[float | None]) -> tuple[float, float]:
     """Mean and sample std (ddof=1; 0 for one value), ignoring None and NaN."""
     v = np.asarray([x for x in values if x is not None and not math.isnan(x)], dtype=np.float64)
     if v.size == 0:
         return float("nan"), float("nan")
     return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
-
-
-def fmt_ms(values: Sequence[float], digits: int = 4) -> str:
-    m, s = mean_std(values)
-    if math.isnan(m):
-        return "–"
-    return f"{m:.{digits}f} ± {s:.{digits}f}" if len(values) > 1 else f"{m:.{digits}f}"
 
 
 def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -159,18 +130,10 @@ def machine_info(threads: int | None = None, packages: Sequence[str] = ("torch",
     for pkg in packages:
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[pkg] = metadata.version(pkg)
-    return {
-        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "host": platform.node(),
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        **versions,
-        "torch_threads": threads,
-        "loadavg": loadavg(),
-        "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *_argv()]),
-    }
+    return {"date": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "host": platform.node(),
+            "platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
+            "python": platform.python_version(), **versions, "torch_threads": threads, "loadavg": loadavg(),
+            "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *_argv()])}
 
 
 def _argv() -> list[str]:
@@ -317,26 +280,18 @@ def result_path(runs_dir: Path, key: str) -> Path:
 
 
 def load_result(runs_dir: Path, key: str) -> dict[str, Any] | None:
-    p = result_path(runs_dir, key)
-    if not p.is_file():
-        return None
-    with contextlib.suppress(json.JSONDecodeError):
-        return json.loads(p.read_text())
+    with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+        return json.loads(result_path(runs_dir, key).read_text())
     return None
 
 
 def _softmax_weights(model: Any) -> np.ndarray | None:
-    import torch
-
-    w = getattr(model, "weight_logits", None)
-    if w is None:
+    if (w := getattr(model, "weight_logits", None)) is None:
         return None
-    return torch.softmax(w.detach(), -1).cpu().numpy().astype(np.float32)
+    return w.detach().softmax(-1).cpu().numpy().astype(np.float32)
 
 
-def run_step(
-    step_d: dict[str, Any], runs_dir: str, slots_dir: str, n_slots: int, threads: int
-) -> dict[str, Any]:
+def run_step(step_d: dict[str, Any], runs_dir: str, slots_dir: str, n_slots: int, threads: int) -> dict[str, Any]:
     """Worker entry point (a fresh process per step): train, write the result JSON, return it."""
     import torch
 
@@ -375,42 +330,22 @@ def run_step(
             # stage-I rows fill the cache their branches read; plug-in rows share stage I the
             # same way (meta "stage1_cache"); CKD teachers are cached per dataset
             keep = step.kind == "stage1" or step.meta.get("stage1_cache")
-            res = fit(
-                data,
-                cfg,
-                progress=False,
-                stage1_cache=stage1 if keep else None,
-                plugin_cache=runs / "plugin-cache",
-            )
+            res = fit(data, cfg, progress=False, stage1_cache=stage1 if keep else None,
+                      plugin_cache=runs / "plugin-cache")
         weights_file = None
         if (w := _softmax_weights(res.model)) is not None:
             weights_file = f"{step.key}.weights.npy"
             np.save(runs / weights_file, w)
-        stages = [
-            {
-                "stage": s.stage,
-                "best_epoch": s.best_epoch,
-                "epochs_run": s.epochs_run,
-                "seconds": round(s.seconds, 2),
-                "median_epoch_s": round(float(np.median(s.epoch_seconds)), 3)
-                if s.epoch_seconds
-                else None,
-                "best_valid_r20": s.best_valid.get("recall@20"),
-            }
-            for s in res.stages
-        ]
-        hist = [
-            [h.stage, h.epoch, round(h.loss, 5), None if h.valid is None else round(h.valid["recall@20"], 5)]
-            for h in res.history
-        ]
+        stages = [{"stage": s.stage, "best_epoch": s.best_epoch, "epochs_run": s.epochs_run,
+                   "seconds": round(s.seconds, 2), "best_valid_r20": s.best_valid.get("recall@20"),
+                   "median_epoch_s": round(float(np.median(s.epoch_seconds)), 3) if s.epoch_seconds else None}
+                  for s in res.stages]
+        hist = [[h.stage, h.epoch, round(h.loss, 5), None if h.valid is None else round(h.valid["recall@20"], 5)]
+                for h in res.history]
         record = {
-            "key": step.key,
-            "step": asdict(step),
-            "train_config": config_dict(cfg),
-            "channels": list(res.model.channels),
+            "key": step.key, "step": asdict(step), "train_config": config_dict(cfg),
+            "channels": list(res.model.channels), "valid": res.valid, "test": res.test,
             "stages": stages,  # a branch's list starts with its cached stage I
-            "valid": res.valid,
-            "test": res.test,
             # a branch's training time includes the stage I it continues from
             "seconds": round(res.seconds + (parent["seconds"] if parent else 0.0), 2),
             "own_seconds": round(res.seconds, 2),
@@ -419,35 +354,15 @@ def run_step(
             "weights_file": weights_file,
             # branch runs: weights after the last stage-II epoch (exported: the best-valid epoch's)
             "weights_last_file": last_file.name if last_file.is_file() else None,
-            "peak_rss_mb": round(peak_rss_mb(), 1),
-            "loadavg_start": load,
-            "loadavg_end": loadavg(),
-            "threads": threads,
-            "finished": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "peak_rss_mb": round(peak_rss_mb(), 1), "loadavg_start": load, "loadavg_end": loadavg(),
+            "threads": threads, "finished": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         }
         atomic_write_json(result_path(runs, step.key), record)
         return record
 
 
-def _log_done(log: Callable[[str], None], t0: float, s: Step, r: dict[str, Any]) -> None:
-    log(
-        f"[bench] {time.perf_counter() - t0:7.0f}s done {s.label:<22} {s.meta} "
-        f"stages={[(x['stage'], x['best_epoch'], x['epochs_run']) for x in r['stages']]} "
-        f"valid R@20={r['valid'].get('recall@20', float('nan')):.4f} "
-        f"test R@20={r['test'].get('recall@20', float('nan')):.4f} ({r['own_seconds']:.0f}s)"
-    )
-
-
-def run_steps(
-    steps: Sequence[Step],
-    *,
-    runs_dir: Path,
-    jobs: int,
-    slots_dir: Path,
-    max_train: int,
-    threads: int = 1,
-    log: Callable[[str], None] = print,
-) -> dict[str, dict[str, Any]]:
+def run_steps(steps: Sequence[Step], *, runs_dir: Path, jobs: int, slots_dir: Path, max_train: int,
+              threads: int = 1, log: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
     """Run ``steps`` (in list order, parents first) with ``jobs`` worker processes.
 
     Finished steps (a result JSON exists) are skipped; a failed step is logged and its
@@ -505,7 +420,10 @@ def run_steps(
                     log(f"[bench] FAILED {s.label} {s.meta}:\n{traceback.format_exc()}")
                     continue
                 results[s.key] = r
-                _log_done(log, t0, s, r)
+                log(f"[bench] {time.perf_counter() - t0:7.0f}s done {s.label:<22} {s.meta} "
+                    f"stages={[(x['stage'], x['best_epoch'], x['epochs_run']) for x in r['stages']]} "
+                    f"valid R@20={r['valid'].get('recall@20', float('nan')):.4f} "
+                    f"test R@20={r['test'].get('recall@20', float('nan')):.4f} ({r['own_seconds']:.0f}s)")
     return results
 
 
@@ -516,15 +434,8 @@ def run_or_load(
     ``add_common_args``, or only read from ``runs_dir`` under ``--report-only``."""
     if getattr(args, "report_only", False):
         return {s.key: r for s in steps if (r := load_result(runs_dir, s.key)) is not None}
-    return run_steps(
-        steps,
-        runs_dir=runs_dir,
-        jobs=args.jobs,
-        slots_dir=args.workdir / "slots",
-        max_train=args.max_train,
-        threads=args.threads,
-        log=log,
-    )
+    return run_steps(steps, runs_dir=runs_dir, jobs=args.jobs, slots_dir=args.workdir / "slots",
+                     max_train=args.max_train, threads=args.threads, log=log)
 
 
 # -- command line ---------------------------------------------------------------------------------------

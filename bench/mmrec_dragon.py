@@ -1,24 +1,20 @@
-"""MMRec's own DRAGON (MARGO's backbone) timed on our Baby-shaped data, for bench/train_speed.py.
+"""MMRec's own DRAGON (MARGO's backbone) timed on our Baby-shaped data, for bench.train_speed.
 
-REFERENCE-NUMBERS.md quotes DRAGON at 69 s/epoch, measured earlier; the ratio to our epoch
-only means something when both run side by side on the same machine state. This module runs
-an unmodified MMRec checkout (``--mmrec PATH``, e.g. a clone of enoche/MMRec) in a
-subprocess on the CPU:
+The ratio to REFERENCE-NUMBERS.md's 69 s/epoch only means something side by side on the same
+machine state, so an unmodified MMRec checkout (``--mmrec PATH``, e.g. a clone of
+enoche/MMRec) runs in a subprocess on the CPU:
 
-  prepare   copies MMRec's ``src`` into WORKDIR/mmrec (their code is never imported into this
-            project), links our synth bundle (already the MMRec layout: ``<name>.inter`` with
-            ``x_label``, ``image_feat.npy``, ``text_feat.npy``) into WORKDIR/mmrec/data, writes
-            a dataset yaml, and DRAGON's ``user_graph_dict.npy`` (per user, up to 200
-            co-occurring users by count, descending: the format of MMRec's
-            ``preprocessing/dualgnn-gen-u-u-matrix.py``, whose pure-Python pair loop would take
-            hours at this size, built here with one sparse product)
-  run       ``quick_start`` with one setting (lr 1e-3, reg 1e-3, seed 999, CPU, N epochs,
-            evaluation every epoch) and parses MMRec's own log lines
-            ``epoch N training [time: Xs`` and ``epoch N evaluating [time: Ys``
+  prepare   copies MMRec's ``src`` into WORKDIR/mmrec (their code is never imported here),
+            links our synth bundle (already the MMRec layout: ``<name>.inter`` with ``x_label``,
+            ``image_feat.npy``, ``text_feat.npy``), writes a dataset yaml and DRAGON's
+            ``user_graph_dict.npy`` (per user, up to 200 co-occurring users by count, descending:
+            the format of MMRec's ``preprocessing/dualgnn-gen-u-u-matrix.py``, built here with one
+            sparse product instead of its hours-long pair loop)
+  run       ``quick_start`` with one setting (lr 1e-3, reg 1e-3, seed 999, CPU, N epochs) and
+            parses MMRec's own ``epoch N training [time: Xs`` / ``evaluating [time: Ys`` lines
 
-Python dependencies MMRec needs and this project does not (torch_geometric, pandas, pyyaml,
-lmdb, pillow; a torchvision import shim, see SHIM)
-go to ``--mmrec-deps`` (default WORKDIR/mmrec-deps), installed there with pip on first use.
+MMRec's extra dependencies (torch_geometric, pandas, pyyaml, lmdb, pillow; a torchvision
+import shim, see SHIM) are pip-installed into ``--mmrec-deps`` on first use.
 """
 
 from __future__ import annotations
@@ -83,10 +79,7 @@ def ensure_deps(deps_dir: Path, log) -> None:
     if (deps_dir / ".complete").is_file():
         return
     log(f"[bench] installing MMRec's dependencies {DEPS} into {deps_dir} (pip, once)")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(deps_dir), *DEPS],
-        check=True,
-    )
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--target", str(deps_dir), *DEPS], check=True)
     for rel, text in SHIM.items():
         (deps_dir / rel).parent.mkdir(parents=True, exist_ok=True)
         (deps_dir / rel).write_text(text)
@@ -111,21 +104,17 @@ def prepare(mmrec: Path, data: Path, workdir: Path, log) -> Path:
     t0 = time.perf_counter()
     np.save(ds / "user_graph_dict.npy", user_graph_dict(data / f"{DATASET}.inter"))
     log(f"[bench] DRAGON user graph built in {time.perf_counter() - t0:.1f}s")
-    (root / "src" / "configs" / "dataset" / f"{DATASET}.yaml").write_text(
-        textwrap.dedent(
-            f"""\
-            USER_ID_FIELD: userID
-            ITEM_ID_FIELD: itemID
-            TIME_FIELD: timestamp
-            filter_out_cod_start_users: True
-            inter_file_name: '{DATASET}.inter'
-            vision_feature_file: 'image_feat.npy'
-            text_feature_file: 'text_feat.npy'
-            user_graph_dict_file: 'user_graph_dict.npy'
-            field_separator: "\\t"
-            """
-        )
-    )
+    (root / "src" / "configs" / "dataset" / f"{DATASET}.yaml").write_text(textwrap.dedent(f"""\
+        USER_ID_FIELD: userID
+        ITEM_ID_FIELD: itemID
+        TIME_FIELD: timestamp
+        filter_out_cod_start_users: True
+        inter_file_name: '{DATASET}.inter'
+        vision_feature_file: 'image_feat.npy'
+        text_feature_file: 'text_feat.npy'
+        user_graph_dict_file: 'user_graph_dict.npy'
+        field_separator: "\\t"
+        """))
     return root / "src"
 
 
@@ -161,23 +150,12 @@ RSS_RE = re.compile(r"PEAK_RSS_KB (\d+)")
 
 def run(src: Path, deps_dir: Path, epochs: int, threads: int, log) -> dict[str, Any]:
     """Train DRAGON for ``epochs`` epochs in a fresh process; per-epoch and eval seconds."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(deps_dir), str(src)]),
-        "OMP_NUM_THREADS": str(threads),
-        "MKL_NUM_THREADS": str(threads),
-        "CUDA_VISIBLE_DEVICES": "",
-    }
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(deps_dir), str(src)]), "CUDA_VISIBLE_DEVICES": "",
+           "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     load = [round(x, 2) for x in os.getloadavg()]
     t0 = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-c", DRIVER.format(dataset=DATASET), str(epochs), str(threads)],
-        cwd=src,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    cmd = [sys.executable, "-c", DRIVER.format(dataset=DATASET), str(epochs), str(threads)]
+    proc = subprocess.run(cmd, cwd=src, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
     text = proc.stdout + proc.stderr
     train = [float(s) for _, s in TRAIN_RE.findall(text)]
@@ -187,17 +165,9 @@ def run(src: Path, deps_dir: Path, epochs: int, threads: int, log) -> dict[str, 
         raise RuntimeError(f"MMRec DRAGON failed (exit {proc.returncode}):\n{tail}")
     rss = RSS_RE.search(text)
     log(f"[bench] DRAGON epochs {train} s, evaluations {evals} s")
-    return {
-        "kind": "dragon",
-        "threads": threads,
-        "epochs": epochs,
-        "epoch_seconds": train,
-        "median_s": float(np.median(train)),  # all epochs, as for ours
-        # MMRec times validation alone on this line; its test pass follows, untimed
-        "eval_seconds": evals,
-        "eval_median_s": float(np.median(evals)) if evals else None,
-        "peak_rss_mb": round(int(rss.group(1)) / 1024.0, 1) if rss else None,
-        "loadavg_start": load,
-        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
-        "process_wall_s": round(wall, 1),
-    }
+    return {"kind": "dragon", "threads": threads, "epochs": epochs, "epoch_seconds": train,
+            "median_s": float(np.median(train)),  # all epochs, as for ours
+            # MMRec times validation alone on this line; its test pass follows, untimed
+            "eval_seconds": evals, "eval_median_s": float(np.median(evals)) if evals else None,
+            "peak_rss_mb": round(int(rss.group(1)) / 1024.0, 1) if rss else None, "loadavg_start": load,
+            "loadavg_end": [round(x, 2) for x in os.getloadavg()], "process_wall_s": round(wall, 1)}

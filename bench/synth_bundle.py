@@ -98,40 +98,21 @@ def generate(
     indices = np.concatenate(seen_rows).astype(np.int32)
     pos_count = np.bincount(indices, minlength=n_items).astype(np.int32)
 
-    arrays = {
-        "user_emb": user_emb,
-        "item_emb": item_emb,
-        "item_weights": weights.astype(np.float32),
-        "item_pos_count": pos_count,
-        "item_popularity": np.minimum(popularity + pos_count, 2**31 - 1).astype(np.int32),
-        "seen_indptr": indptr,
-        "seen_indices": indices,
-    }
+    arrays = {"user_emb": user_emb, "item_emb": item_emb, "item_weights": weights.astype(np.float32),
+              "item_pos_count": pos_count, "seen_indptr": indptr, "seen_indices": indices,
+              "item_popularity": np.minimum(popularity + pos_count, 2**31 - 1).astype(np.int32)}
     topics = [f"topic-{t}" for t in range(n_topics)]
-    meta = [
-        {"title": f"Item {i}", "categories": [topics[cluster_topic[item_cluster[i]]]]}
-        for i in range(n_items)
-    ]
+    meta = [{"title": f"Item {i}", "categories": [topics[cluster_topic[item_cluster[i]]]]} for i in range(n_items)]
     return arrays, meta
 
 
 def write(out: Path, n_items: int, n_users: int, *, seed: int = 0) -> Path:
     arrays, meta = generate(n_items, n_users, seed=seed)
-    return write_bundle(
-        out,
-        manifest={
-            "model": "margo",
-            "channels": [{"name": c, "feature_dim": DIM} for c in CHANNELS],
-            "dataset_fingerprint": f"synthetic-planted-{n_items}-{n_users}-{seed}",
-            "metrics": {},
-            "generator": "bench/synth_bundle.py",
-        },
-        arrays=arrays,
-        user_ids=[f"u{u}" for u in range(n_users)],
-        item_ids=[f"i{i}" for i in range(n_items)],
-        item_meta=meta,
-        overwrite=True,
-    )
+    name = f"synthetic-planted-{n_items}-{n_users}-{seed}"
+    manifest = {"model": "margo", "channels": [{"name": c, "feature_dim": DIM} for c in CHANNELS],
+                "dataset": {"name": name, "fingerprint": name}, "metrics": {}, "generator": "bench/synth_bundle.py"}
+    return write_bundle(out, manifest=manifest, arrays=arrays, user_ids=[f"u{u}" for u in range(n_users)],
+                        item_ids=[f"i{i}" for i in range(n_items)], item_meta=meta, overwrite=True)
 
 
 def main() -> None:
