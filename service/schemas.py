@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.db.tables import JobStatus, ModelStatus
+from trainer.config import RETRAIN_FIELDS, ModelName, subset_model
 
 
 class ErrorOut(BaseModel):
@@ -318,50 +319,23 @@ class ItemsWriteOut(BaseModel):
     recommendable: str = Field(description="when the written items can be recommended")
 
 
-class TrainParams(BaseModel):
-    """Hyper-parameters a retrain may set (the rest keep trainer/config.py's defaults)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    epochs: int | None = Field(None, ge=1, le=1000)
-    patience: int | None = Field(None, ge=1, le=1000)
-    eval_every: int | None = Field(None, ge=1, le=100)
-    lr: float | None = Field(None, gt=0, le=1)
-    lr_stage2: float | None = Field(None, gt=0, le=1)
-    weight_lr: float | None = Field(None, gt=0, le=10)
-    batch_size: int | None = Field(None, ge=1, le=1_000_000)
-    dim: int | None = Field(None, ge=1, le=1024)
-    hidden: int | None = Field(None, ge=1, le=8192)
-    n_layers: int | None = Field(None, ge=0, le=8)
-    knn_k: int | None = Field(None, ge=1, le=1000)
-    user_graph_k: int | None = Field(None, ge=1, le=1000)
-    per_channel_graph: bool | None = None
-    id_channel: bool | None = None
-    two_stage: bool | None = None
-    reg_weight: float | None = Field(None, ge=0)
-    alpha: float | None = Field(None, ge=0)
-    tau_conf: float | None = Field(None, gt=0)
-    seed: int | None = Field(None, ge=0)
-    modalities: list[str] | None = Field(None, min_length=1)
+# POST /retrain's hyperparameters: the fields of trainer/config.py's RETRAIN_FIELDS, with
+# TrainConfig's own types, bounds and descriptions (one schema), each optional: unset ones keep
+# the active model's values (or the defaults). NaN and Infinity are refused, not replaced.
+TrainParams = subset_model(
+    "TrainParams",
+    RETRAIN_FIELDS,
+    "Hyper-parameters a retrain may set (the rest keep the active model's or the defaults).",
+    module=__name__,
+)
 
 
 class RetrainIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(
-        "margo", description="bpr, lightgcn, vbpr, fusion-sum, fusion-learned, margo"
-    )
-    hyperparameters: TrainParams = Field(default_factory=TrainParams)
+    model: ModelName = Field("margo", description="model kind (trainer/config.py)")
+    hyperparameters: TrainParams = Field(default_factory=TrainParams)  # type: ignore[valid-type]
     note: str | None = Field(None, max_length=2000)
-
-    @field_validator("model")
-    @classmethod
-    def _known_model(cls, value: str) -> str:
-        from trainer.config import MODELS
-
-        if value not in MODELS:
-            raise ValueError(f"unknown model {value!r}; choose from {', '.join(MODELS)}")
-        return value
 
 
 class RetrainOut(BaseModel):

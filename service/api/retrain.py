@@ -17,6 +17,7 @@ from service.jobs import lifecycle
 from service.jobs.queue import JobQueue, QueueUnavailable
 from service.schemas import RetrainIn, RetrainOut
 from service.state import ServiceState
+from trainer.config import InvalidConfig, TrainConfig
 
 router = APIRouter(prefix="/retrain", tags=["retraining"])
 
@@ -28,10 +29,8 @@ LOST = (
 
 
 def check_params(body: RetrainIn, state: ServiceState) -> None:
-    """What the schema cannot see: modalities that exist, option combinations."""
-    from trainer.config import TrainConfig
-    from trainer.errors import ConfigError
-
+    """What the schema cannot see: modalities that exist, and TrainConfig's checks of option
+    combinations (torch-free; a problem names its field, e.g. hyperparameters.two_stage)."""
     hp = body.hyperparameters.model_dump(exclude_none=True)
     if "modalities" in hp:
         with state.db.session() as session:
@@ -43,11 +42,13 @@ def check_params(body: RetrainIn, state: ServiceState) -> None:
                 f"(stored: {', '.join(sorted(known)) or 'none'})"
             )
     try:
-        TrainConfig(
-            model=body.model, **{k: v for k, v in hp.items() if k != "modalities"}
-        ).validate()
-    except (ConfigError, TypeError) as exc:
-        raise InvalidRequest(f"hyperparameters: {exc}") from None
+        TrainConfig(model=body.model, **{k: v for k, v in hp.items() if k != "modalities"})
+    except InvalidConfig as exc:
+        raise InvalidRequest(exc.describe(_api_name)) from None
+
+
+def _api_name(field: str) -> str:
+    return field if field == "model" else f"hyperparameters.{field}"
 
 
 def is_lost(job: Job, jobs: JobQueue, state: ServiceState) -> bool:

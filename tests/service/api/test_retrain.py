@@ -110,6 +110,10 @@ def test_concurrent_retrain_is_409_and_cancel_stops_it(live: tuple[TestClient, d
         ({"hyperparameters": {"learning_rate": 0.1}}, "hyperparameters.learning_rate"),
         ({"hyperparameters": {"modalities": ["audio"]}}, "hyperparameters.modalities"),
         ({"model": "gpt"}, "model"),
+        ({"hyperparameters": {"epochs": 1001}}, "hyperparameters.epochs"),  # TrainConfig's bound
+        ({"hyperparameters": {"stopgrad": False}}, "hyperparameters.stopgrad"),  # not settable
+        # a combination TrainConfig refuses, named by its field (not by a CLI flag)
+        ({"model": "bpr", "hyperparameters": {"two_stage": False}}, "hyperparameters.two_stage"),
     ],
 )
 def test_bad_hyperparameters_are_422_naming_the_field(
@@ -118,7 +122,43 @@ def test_bad_hyperparameters_are_422_naming_the_field(
     client, admin, _ = live
     r = client.post("/retrain", json=body, headers=admin)
     assert r.status_code == 422 and field in r.json()["detail"], r.text
+    assert "--" not in r.json()["detail"], r.text
     assert client.get("/jobs", headers=admin).json()["jobs"] == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ('{"hyperparameters": {"alpha": NaN}}', "hyperparameters.alpha"),
+        ('{"hyperparameters": {"lr": Infinity}}', "hyperparameters.lr"),
+        ('{"hyperparameters": {"reg_weight": Infinity}}', "hyperparameters.reg_weight"),
+    ],
+)
+def test_nan_and_infinity_are_refused_not_replaced(
+    live: tuple[TestClient, dict, dict], raw: str, field: str
+) -> None:
+    client, admin, _ = live
+    headers = {**admin, "Content-Type": "application/json"}
+    r = client.post("/retrain", content=raw, headers=headers)
+    assert r.status_code == 422 and field in r.json()["detail"], r.text
+    assert client.get("/jobs", headers=admin).json()["jobs"] == []
+
+
+def test_hyperparameters_are_trainconfig_fields_with_its_bounds() -> None:
+    from service.schemas import RetrainIn, TrainParams
+    from trainer.cli.show_config import retrain_body
+    from trainer.config import RETRAIN_FIELDS, TrainConfig
+
+    assert list(TrainParams.model_fields) == list(RETRAIN_FIELDS)
+    for name, info in TrainParams.model_fields.items():
+        ours = TrainConfig.model_fields[name]
+        assert (info.metadata, info.description) == (ours.metadata, ours.description), name
+    # the Makefile demo's retrain body, printed from its config file, is a valid request
+    demo = TrainConfig.from_file(Path(__file__).parents[3] / "configs" / "demo.json")
+    body = RetrainIn.model_validate(retrain_body(demo))
+    assert body.hyperparameters.model_dump(exclude_none=True) == {
+        k: getattr(demo, k) for k in demo.model_fields_set if k != "model"
+    }
 
 
 def test_retrain_needs_an_admin_key(live: tuple[TestClient, dict, dict]) -> None:
