@@ -7,7 +7,7 @@
     margo worker [--burst]                            run retraining jobs from Redis (RQ)
     margo keys create --role R [--name N]             a new API key, printed once
     margo keys list | margo keys revoke PREFIX        the keys (never their secrets); revoke one
-    margo train ... / margo ...                       see trainer/cli.py
+    margo train ... / margo ...                       see trainer/cli/ (one module per command)
 
 Every MargoError or ServiceError becomes one line on stderr and exit code 2.
 """
