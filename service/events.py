@@ -23,6 +23,17 @@ log = logging.getLogger(__name__)
 
 RECONNECT_S = 2.0
 """Pause before re-subscribing after a Redis error."""
+REDIS_TIMEOUT_S = 0.5
+"""Socket timeout of Redis calls; a slow Redis costs a cache miss, not a stuck request."""
+
+
+def redis_client(url: str) -> Any:
+    """The service's Redis client (cache, events, job queue): short timeouts."""
+    import redis
+
+    return redis.Redis.from_url(
+        url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
+    )
 
 
 class EventBus:

@@ -9,7 +9,7 @@ from typing import Any
 from service.cache import LRUCache, NullCache, RedisCache, ResponseCache
 from service.db.migrate import check_schema
 from service.db.session import Database
-from service.events import EventBus
+from service.events import EventBus, redis_client
 from service.index import set_faiss_threads
 from service.ranking import RankingConfig
 from service.registry import Registry
@@ -17,16 +17,7 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
-REDIS_TIMEOUT_S = 0.5
-"""Socket timeout of Redis calls; a slow Redis costs a cache miss, not a stuck request."""
-
-
-def redis_client(url: str) -> Any:
-    import redis
-
-    return redis.Redis.from_url(
-        url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
-    )
+__all__ = ["ServiceState", "make_cache", "redis_client"]
 
 
 def make_cache(settings: Settings, client: Any | None) -> ResponseCache:

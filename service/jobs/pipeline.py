@@ -37,7 +37,7 @@ from service.db import crud, seed
 from service.db.session import Database
 from service.db.snapshot import Snapshot, take_snapshot
 from service.db.tables import JobStatus, ModelVersion
-from service.events import EventBus
+from service.events import EventBus, redis_client
 from service.jobs.gate import GATE_METRIC, GateDecision, evaluate_bundle
 from service.jobs.lifecycle import TRAIN_PROGRESS, JobRunner, sweep_stale
 from service.registry import Registered, Registry
@@ -113,11 +113,7 @@ def rq_job(job_id: str) -> str:
 
 def worker_registry(settings: Settings) -> Registry:
     """A queue worker's registry: no response cache; activations announced on Redis."""
-    client = None
-    if settings.redis_url:
-        from service.state import redis_client
-
-        client = redis_client(settings.redis_url)
+    client = redis_client(settings.redis_url) if settings.redis_url else None
     events = EventBus(client, prefix=settings.cache_prefix)
     return Registry(settings, Database(settings.database_url), NullCache(), events)
 
@@ -127,11 +123,11 @@ def retrain(job: JobRunner, settings: Settings, registry: Registry) -> Outcome:
     t0 = time.perf_counter()
     params = job.params()
     hyper = dict(params.get("hyperparameters") or {})
-    with registry.db.session() as session:
-        active = crud.active_model(session)
 
     encoded = prepare(job, registry.db)
     snap = snapshot(job, settings)
+    with registry.db.session() as session:  # what serves now: inherited settings, the gate
+        active = crud.active_model(session)
     chosen = hyper.get("modalities")
     data = snap.data if chosen is None else snap.data.select_modalities(list(chosen))
     cfg = train_config(str(params.get("model") or "margo"), hyper, active, settings)
