@@ -61,15 +61,23 @@ def test_constant_rows_are_nan_and_bad_shapes_refused():
         content_consistency(r, f[:3])
 
 
+def _read(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def test_cli_writes_the_ranked_csv(tiny_bundle, tmp_path, capsys):
     out = tmp_path / "audit" / "report.csv"
     assert main(["audit", "--data", str(tiny_bundle), "--out", str(out), "--no-progress"]) == 0
     assert "most suspicious first" in capsys.readouterr().out
-    with open(out, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = _read(out)
     assert len(rows) == 200 * 2 and {r["modality"] for r in rows} == {"image", "text"}
-    values = [float(r["consistency"]) for r in rows if r["consistency"]]
-    assert values == sorted(values)
+    # every row has a score and a confidence in [0, 1] (no empty cell, no nan), sorted by score
+    values = [float(r["score"]) for r in rows]
+    assert values == sorted(values) and all(0 <= v <= 1 for v in values)
+    assert all(0 <= float(r["confidence"]) <= 1 for r in rows)
+    # the audit's consistency is still there, as the "agreement" signal
+    assert {"agreement", "cross_modal", "collab_from_content"} <= set(rows[0])
     # the fixture replaced 30% of image rows by noise: they dominate the top of the list
     from trainer.data import load_dataset
 
@@ -77,6 +85,18 @@ def test_cli_writes_the_ranked_csv(tiny_bundle, tmp_path, capsys):
     noisy = set(np.asarray(data.item_ids)[data.corruption["image"]])
     top = [r["item_id"] for r in rows[:40] if r["modality"] == "image"]
     assert sum(i in noisy for i in top) >= 0.8 * len(top) > 0
+
+
+def test_cli_with_a_bundle_adds_the_models_signals(tiny_bundle, tmp_path):
+    model = tmp_path / "model"
+    train = ["train", "--data", str(tiny_bundle), "--model", "margo", "--out", str(model)]
+    assert main([*train, "--epochs", "2", "--quiet", "--threads", "1"]) == 0
+    out = tmp_path / "a.csv"
+    args = ["audit", "--data", str(tiny_bundle), "--bundle", str(model), "--out", str(out)]
+    assert main([*args, "--no-progress"]) == 0
+    rows = _read(out)
+    assert len(rows) == 400 and {"bpr_reliability", "learned_weight"} <= set(rows[0])
+    assert all(r["learned_weight"] for r in rows)  # a weight for every (item, modality)
 
 
 def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys):

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,7 @@ class ReliabilityConfig(BaseModel):
     l2: float = Field(1e-2, ge=0, description="L2 penalty of the logistic combiner")
     negatives: int = Field(4, ge=1, description="negatives per training pair for Eq. 6")
     tau_conf: float = Field(5.0, gt=0, description="Eq. 7 confidence scale for Eq. 6")
+    chunk: int = Field(1024, ge=1, description="items per block of the agreement signal")
 
 
 @dataclass(frozen=True)
@@ -81,18 +83,22 @@ def content_signals(
     cfg: ReliabilityConfig,
     collab: np.ndarray,
     fold: np.ndarray,
+    progress: Callable[[int], object] | None = None,
 ) -> dict[str, np.ndarray]:
-    """The training-free signals of ``features`` (the real content or a swapped copy)."""
+    """The training-free signals of ``features`` (the real content or a swapped copy);
+    ``progress(1)`` after each modality."""
     item_users = data.train_matrix().T.tocsr()
     has = np.asarray(item_users.sum(1)).ravel() > 0
     mods = list(features)
     out = {s: np.full((data.n_items, len(mods)), np.nan) for s in CONTENT_SIGNALS}
     for j, m in enumerate(mods):
-        out["agreement"][:, j] = signals.agreement(item_users, features[m])
+        out["agreement"][:, j] = signals.agreement(item_users, features[m], chunk=cfg.chunk)
         out["cross_modal"][:, j] = oof.cross_modal(collab, features, m, fold)
         out["collab_from_content"][:, j] = oof.collab_from_content(collab, features[m], fold, has)
         if cfg.profile_rank:
             out["profile_rank"][:, j] = signals.profile_rank(data.train, data.n_users, features[m])
+        if progress is not None:
+            progress(1)
     if not cfg.profile_rank:
         del out["profile_rank"]
     return out
@@ -150,12 +156,17 @@ class _quiet:
 
 
 def score_items(
-    data: Dataset, model: ModelArrays | None = None, cfg: ReliabilityConfig | None = None
+    data: Dataset,
+    model: ModelArrays | None = None,
+    cfg: ReliabilityConfig | None = None,
+    *,
+    progress: Callable[[int], object] | None = None,
 ) -> ReliabilityScores:
     """Reliability score and confidence per (item, modality) of ``data``'s content.
 
     ``model``: optional trained model arrays; adds the Eq. 6 signal (combined) and the learned
-    weights (reported). ``data.corruption`` is never read.
+    weights (reported). ``progress(1)`` after each of the (1 + inject_rounds) * modalities
+    signal passes. ``data.corruption`` is never read.
     """
     cfg = cfg or ReliabilityConfig()
     mods = list(data.features)
@@ -169,7 +180,7 @@ def score_items(
     fold = oof.folds_of(data.n_items, cfg.folds, cfg.seed)
 
     # 1. signals of the real content
-    real = content_signals(data, data.features, cfg, collab, fold)
+    real = content_signals(data, data.features, cfg, collab, fold, progress)
     if use_model:
         real[MODEL_SIGNAL] = _model_signal(data, model, mods, cfg, model.item_emb)
 
@@ -179,7 +190,7 @@ def score_items(
     ys: list[list[np.ndarray]] = [[] for _ in mods]
     for _ in range(cfg.inject_rounds):
         feats, injected, donors = calibrate.inject_swaps(data.features, cfg.inject_fraction, rng)
-        sig = content_signals(data, feats, cfg, collab, fold)
+        sig = content_signals(data, feats, cfg, collab, fold, progress)
         if use_model:
             emb = swap_item_rows(model.item_emb, model.channels, donors)
             sig[MODEL_SIGNAL] = _model_signal(data, model, mods, cfg, emb)
