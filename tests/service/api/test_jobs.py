@@ -74,6 +74,16 @@ def test_a_silent_running_job_is_failed(live: tuple[TestClient, dict, dict]) -> 
     assert r.status_code == 409 and "alive" in r.json()["detail"]
 
 
+def test_reads_do_not_sweep(live: tuple[TestClient, dict, dict]) -> None:
+    """GET handlers only read: with the poller stopped, a silent job stays running."""
+    client, admin, _ = live
+    client.app.state.margo.registry.stop()
+    old = utcnow() - dt.timedelta(seconds=client.app.state.margo.settings.job_stale_s + 1)
+    add_job(client, "dead", status=JobStatus.RUNNING.value, started_at=old, heartbeat_at=old)
+    assert client.get("/jobs/dead", headers=admin).json()["status"] == "running"
+    assert client.get("/jobs", headers=admin).json()["jobs"][0]["status"] == "running"
+
+
 def test_in_process_worker_runs_jobs_left_queued(
     job_settings: Callable[..., Settings],
 ) -> None:
