@@ -63,11 +63,22 @@ export function contributionBar(modalities, scale) {
   return track;
 }
 
-/** One line per modality: "image +0.532 = 0.61 × 0.87 · 57%". */
+/** The reliability score of an explanation term, as a tooltip (null when the model has none). */
+function reliabilityTitle(term) {
+  if (term.reliability === null || term.reliability === undefined) return null;
+  return `reliability score ${num(term.reliability)} (confidence `
+    + `${num(term.reliability_confidence, 2)})`;
+}
+
+/** One line per modality: "image +0.532 = 0.61 × 0.87 · 57%" (reliability score on hover). */
 export function contributionLegend(modalities, top) {
   return h("ul", { class: "contrib-legend" },
     Object.entries(modalities).map(([name, term]) => h("li", {
-      class: name === top ? "top" : null, dataset: { modality: name },
+      class: name === top ? "top" : null, title: reliabilityTitle(term),
+      dataset: {
+        modality: name,
+        ...(reliabilityTitle(term) ? { reliability: String(term.reliability) } : {}),
+      },
     },
     h("span", { class: "swatch", style: { background: modalityColor(name) } }),
     h("span", { class: "legend-name" }, name),
@@ -93,10 +104,13 @@ export function weightBars(weights, max) {
 }
 
 /**
- * An SVG histogram of one modality's weights. ``marker``: a value to draw as a line (an item's
- * own weight); ``quantiles``: drawn as a dashed median line.
+ * An SVG histogram of one modality's weights (or other values: ``what`` names them).
+ * ``marker``: a value to draw as a line (an item's own weight); ``quantiles``: drawn as a dashed
+ * median line.
  */
-export function histogram({ modality, counts, edges, quantiles, marker, height = 180 }) {
+export function histogram({
+  modality, counts, edges, quantiles, marker, height = 180, what = "weights",
+}) {
   const W = 420;
   const H = height;
   const pad = { l: 40, r: 10, t: 10, b: 28 };
@@ -110,7 +124,7 @@ export function histogram({ modality, counts, edges, quantiles, marker, height =
   const color = modalityColor(modality);
   const chart = svg("svg", {
     class: "histogram", viewBox: `0 0 ${W} ${H}`, role: "img",
-    "aria-label": `histogram of ${modality} weights`, dataset: { modality },
+    "aria-label": `histogram of ${modality} ${what}`, dataset: { modality },
   });
   // gridlines and y ticks
   for (const f of [0, 0.5, 1]) {

@@ -1,4 +1,4 @@
-// One item: metadata, its reliability weights against the catalogue's, similar items.
+// One item: metadata, its reliability scores and weights against the catalogue's, similar items.
 
 import { enc, get } from "../api.js";
 import { fractionBelow, histogram, weightBars } from "../charts.js";
@@ -19,26 +19,49 @@ function metadataTable(item) {
     h("tbody", {}, rows.map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", {}, v)))));
 }
 
-function reliabilityCard(model, hist) {
+/** The item's reliability score of one modality, placed among the catalogue's scores. */
+function scoreLine(name, rel, scoreHist) {
+  const dist = scoreHist ? scoreHist.modalities.find((m) => m.modality === name) : null;
+  const below = dist ? fractionBelow(rel.score, dist.counts, scoreHist.edges) : null;
+  return h("div", {
+    class: "item-score", dataset: { modality: name, score: String(rel.score),
+      confidence: String(rel.confidence) },
+  },
+  h("span", {}, "reliability score ", h("strong", { class: "num" }, rel.score.toFixed(3))),
+  h("span", { class: "muted" }, ` · confidence ${rel.confidence.toFixed(2)}`),
+  below === null ? null : h("span", { class: "muted" },
+    ` · higher than ${pct(below)} of the catalogue`),
+  rel.confidence < 0.5 ? pill("low confidence", "warn", {
+    title: "little data behind this score",
+  }) : null);
+}
+
+function reliabilityCard(model, hist, scoreHist) {
   const weights = model.weights;
   const byName = Object.fromEntries((hist ? hist.modalities : []).map((m) => [m.modality, m]));
   const rows = Object.entries(weights).map(([name, w]) => {
     const dist = byName[name];
     const below = dist ? fractionBelow(w, dist.counts, hist.edges) : null;
+    const rel = model.reliability ? model.reliability[name] : null;
     return h("div", { class: "item-modality", dataset: { modality: name, weight: String(w) } },
       h("div", { class: "item-modality-head" },
         modalityTag(name),
+        h("span", { class: "muted" }, "learned weight"),
         h("strong", { class: "num" }, num(w, 4)),
         below === null ? null : h("span", { class: "muted percentile" },
           `higher than ${pct(below)} of the catalogue`),
         dist ? h("span", { class: "muted" }, ` · median ${num(dist.quantiles.p50)}`) : null),
+      rel ? scoreLine(name, rel, scoreHist) : null,
       dist ? histogram({ modality: name, counts: dist.counts, edges: hist.edges,
         quantiles: dist.quantiles, marker: w, height: 130 }) : null);
   });
   return card("Reliability",
-    h("p", { class: "muted" }, "How much the model trusts each of this item's modalities, "
+    h("p", { class: "muted" }, "The reliability score (0–1) says how far each of this item's "
+      + "modalities can be trusted; the learned weight is how much the model leans on it, "
       + "against the distribution over the catalogue (the line marks this item, the dashed "
       + "line the median)."),
+    model.reliability ? null : h("p", { class: "notice", id: "item-score-absent" },
+      `No reliability score: ${model.reliability_absent || "the model has none"}`),
     weightBars(weights),
     h("div", { class: "facts" },
       h("span", {}, "training positives ", h("strong", {}, String(model.positives))),
@@ -87,10 +110,14 @@ export async function render(root, ctx) {
     return;
   }
   let hist = null;
+  let scoreHist = null;
   let histError = null;
   if (item.model) {
     try {
-      hist = await get("/reliability/histogram?bins=30");
+      [hist, scoreHist] = await Promise.all([
+        get("/reliability/histogram?bins=30"),
+        item.model.reliability ? get("/reliability/histogram?bins=30&of=score") : null,
+      ]);
     } catch (error) {
       histError = error;
     }
@@ -112,7 +139,7 @@ export async function render(root, ctx) {
         item.hidden ? pill("hidden from recommendations", "warn") : null)),
     h("div", { class: "grid-2" },
       card("Metadata", metadataTable(item)),
-      item.model ? reliabilityCard(item.model, hist)
+      item.model ? reliabilityCard(item.model, hist, scoreHist)
         : card("Reliability", h("p", { class: "notice" }, "The live model does not know this "
           + "item yet (it was added after the model was trained); it gets weights and becomes "
           + "recommendable at the next retrain."))),
