@@ -66,6 +66,10 @@ class TrainConfig(BaseModel):
         0.8, ge=0, lt=1, description="freedom: fraction of user-item edges dropped per epoch "
         "by degree-sensitive pruning",
     )
+    feature_norm: Literal["none", "standardize"] = Field(
+        "none", description="raw features as given, or every column standardised (z-score / "
+        "sqrt(d_m)) before the kNN graphs and projections: robust to unnormalised features",
+    )
     dim: int = Field(64, ge=1, le=1024, description="d: embedding size per channel")
     hidden: int = Field(256, ge=1, le=8192, description="D1: hidden width of the projection")
     n_layers: Annotated[int, Flag("--layers")] = Field(
@@ -289,7 +293,7 @@ RETRAIN_FIELDS = (
     "epochs", "patience", "eval_every", "lr", "lr_stage2", "weight_lr", "batch_size", "dim",
     "hidden", "n_layers", "knn_k", "user_graph_k", "per_channel_graph", "id_channel",
     "two_stage", "reg_weight", "alpha", "tau_conf", "seed", "modalities", "backbone",
-    "prune_ratio",
+    "prune_ratio", "feature_norm",
 )  # fmt: skip
 
 

@@ -9,6 +9,7 @@ from trainer.bundle import load_bundle
 from trainer.config import TrainConfig
 from trainer.export import export_model
 from trainer.models import FreedomBackbone, build_model
+from trainer.models.backbone import standardize_columns
 from trainer.train import fit, stage1_cache_path
 
 FAST = {"epochs": 2, "batch_size": 512, "lr": 0.01, "patience": 5, "backbone": "freedom"}
@@ -155,3 +156,28 @@ def test_freedom_margo_end_to_end_beats_popularity(tiny, tmp_path):
         hits += len(truth & set(ranked)) / len(truth)
         total += 1
     assert result.test["recall@20"] > hits / total + 0.05
+
+
+def test_standardize_columns_by_hand():
+    x = np.array([[1.0, 5.0, 2.0], [3.0, 5.0, 6.0]])
+    out, mu, s = standardize_columns(x)
+    # mu [2, 5, 4], sigma [1, 0, 2], d = 3: s = [1/sqrt(3), 0 (constant column), 1/(2 sqrt(3))]
+    np.testing.assert_allclose(mu, [2, 5, 4])
+    np.testing.assert_allclose(s, [1 / np.sqrt(3), 0, 1 / (2 * np.sqrt(3))], rtol=1e-6)
+    r = 1 / np.sqrt(3)
+    np.testing.assert_allclose(out, [[-r, 0, -r], [r, 0, r]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("backbone", ["dragon", "freedom"])
+def test_standardised_features_fold_into_the_cold_start_projection(backbone, tiny):
+    cfg = TrainConfig(model="fusion-sum", backbone=backbone, feature_norm="standardize", epochs=1)
+    model = build_model(cfg, tiny)
+    extras = model.export_extras()
+    for m in ("image", "text"):
+        first = model.proj[m].lin1 if backbone == "dragon" else model.proj[m]
+        with torch.no_grad():
+            expected = first(model.features[m]).numpy()  # the layer on the standardised rows
+        raw = tiny.features[m] @ extras[f"proj_{m}_w1"].T + extras[f"proj_{m}_b1"]
+        np.testing.assert_allclose(raw, expected, atol=1e-4)
+        col_std = float(model.features[m].std(0, unbiased=False).mean())
+        assert abs(col_std - 1 / np.sqrt(tiny.features[m].shape[1])) < 1e-3

@@ -10,7 +10,7 @@ import torch
 from trainer import graphs
 from trainer.config import BACKBONE_MODELS, TrainConfig
 from trainer.errors import ConfigError
-from trainer.models.backbone import GraphBackbone
+from trainer.models.backbone import GraphBackbone, standardize_columns
 from trainer.models.base import Recommender
 from trainer.models.baselines import MF, VBPR, LightGCN
 from trainer.models.freedom import FreedomBackbone
@@ -32,15 +32,27 @@ __all__ = [
 ]
 
 
-def _features(data: Dataset, device: torch.device) -> dict[str, torch.Tensor]:
+Affine = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def _raw_features(data: Dataset, cfg: TrainConfig) -> tuple[dict[str, np.ndarray], Affine]:
+    """The features the model and its kNN graphs see (``cfg.feature_norm``), with the
+    standardisation (mu, s) per modality that cold-start export folds back in."""
     if not data.features:
         raise ConfigError(
             f"dataset {data.name!r} has no *_feat.npy modality; a multimodal model needs one"
         )
-    return {
-        m: torch.from_numpy(np.ascontiguousarray(f, np.float32)).to(device)
-        for m, f in data.features.items()
-    }
+    if cfg.feature_norm == "none":
+        return {m: np.ascontiguousarray(f, np.float32) for m, f in data.features.items()}, {}
+    out, affine = {}, {}
+    for m, f in data.features.items():
+        out[m], mu, scale = standardize_columns(f)
+        affine[m] = (mu, scale)
+    return out, affine
+
+
+def _tensors(features: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    return {m: torch.from_numpy(f).to(device) for m, f in features.items()}
 
 
 def build_model(cfg: TrainConfig, data: Dataset, device: torch.device | str = "cpu") -> Recommender:
@@ -55,7 +67,8 @@ def build_model(cfg: TrainConfig, data: Dataset, device: torch.device | str = "c
             data.n_users, data.n_items, cfg.dim, graphs.SparseOp(adj, device), cfg.n_layers
         )
     elif cfg.model == "vbpr":
-        model = VBPR(data.n_users, data.n_items, cfg.dim, _features(data, device))
+        feats = _tensors(_raw_features(data, cfg)[0], device)
+        model = VBPR(data.n_users, data.n_items, cfg.dim, feats)
     elif cfg.model in BACKBONE_MODELS:
         model = _build_backbone(cfg, data, device)
     else:  # validated earlier; kept for direct callers
@@ -65,10 +78,11 @@ def build_model(cfg: TrainConfig, data: Dataset, device: torch.device | str = "c
 
 def _build_backbone(cfg: TrainConfig, data: Dataset, device: torch.device) -> Recommender:
     """The multimodal backbone named by ``cfg.backbone`` (DRAGON- or FREEDOM-style)."""
-    features = _features(data, device)
+    raw, affine = _raw_features(data, cfg)
+    features = _tensors(raw, device)
     names = list(features)
     adj = graphs.normalized_adjacency(data.n_users, data.n_items, data.train)
-    knn = {m: graphs.knn_graph(data.features[m], cfg.knn_k) for m in names}
+    knn = {m: graphs.knn_graph(raw[m], cfg.knn_k) for m in names}
     if cfg.per_channel_graph:
         mixed_for_id = graphs.mixed_item_graph(knn, graphs.default_graph_weights(names))
         item_graphs: graphs.SparseOp | dict[str, graphs.SparseOp] = {
@@ -96,6 +110,7 @@ def _build_backbone(cfg: TrainConfig, data: Dataset, device: torch.device) -> Re
             n_layers=cfg.n_layers,
             id_channel=cfg.id_channel,
             prune_ratio=cfg.prune_ratio,
+            input_affine=affine,
         )
     user_graph = graphs.user_cooccurrence_graph(data.train_matrix(), cfg.user_graph_k)
     return GraphBackbone(
@@ -110,4 +125,5 @@ def _build_backbone(cfg: TrainConfig, data: Dataset, device: torch.device) -> Re
         n_layers=cfg.n_layers,
         id_channel=cfg.id_channel,
         user_graph_export=graphs.csr_arrays(user_graph),
+        input_affine=affine,
     )

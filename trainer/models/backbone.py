@@ -25,6 +25,37 @@ from trainer.graphs import SparseOp
 from trainer.models.base import Recommender, xavier_embedding
 
 
+def standardize_columns(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """feature_norm "standardize": x' = (x - mu) * s with s = 1 / (sigma * sqrt(d)).
+
+    Every column gets mean 0 and standard deviation 1 / sqrt(d), so a row has norm about 1
+    whatever scale each column came with (features straight from an extractor); constant
+    columns (sigma 0) become 0. Returns (x', mu, s), float32, mu and s of shape [d].
+    """
+    x = np.asarray(x, np.float64)
+    mu, sigma = x.mean(0), x.std(0)
+    s = np.where(sigma > 0, 1.0 / np.where(sigma > 0, sigma, 1.0), 0.0) / np.sqrt(x.shape[1])
+    return ((x - mu) * s).astype(np.float32), mu.astype(np.float32), s.astype(np.float32)
+
+
+def raw_feature_layer(
+    lin: nn.Linear,
+    transform: nn.Module | None = None,
+    affine: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first projection layer as a map of the RAW feature, for cold start: (W, b) with
+    W x + b = lin(T(s * (x - mu))) (T: SEA's linear T^m, if any; (mu, s): standardisation)."""
+    w, b = lin.weight.detach().double().cpu(), lin.bias.detach().double().cpu()
+    if transform is not None:  # a linear T^m folds in: W (Wt x + bt) + b
+        tw, tb = transform.weight.detach().double().cpu(), transform.bias.detach().double().cpu()
+        w, b = w @ tw, w @ tb + b
+    if affine is not None:  # x' = s * (x - mu): W x' + b = (W s) x + (b - (W s) mu)
+        mu, s = (torch.from_numpy(np.asarray(a, np.float64)) for a in affine)
+        w = w * s[None, :]
+        b = b - w @ mu
+    return w.numpy().astype(np.float32), b.numpy().astype(np.float32)
+
+
 class FeatureProjection(nn.Module):
     """D1: feature -> hidden -> d, the item node of one modality."""
 
@@ -52,6 +83,7 @@ class GraphBackbone(Recommender):
         n_layers: int = 2,
         id_channel: bool = False,
         user_graph_export: dict[str, np.ndarray] | None = None,
+        input_affine: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> None:
         channels = [*features, *(["id"] if id_channel else [])]
         super().__init__(n_users, n_items, channels, dim)
@@ -66,6 +98,7 @@ class GraphBackbone(Recommender):
         self.user_graph = user_graph
         self.n_layers = n_layers
         self._user_graph_export = user_graph_export or {}
+        self.input_affine = input_affine or {}  # standardisation (mu, s) the features had
 
     def item_nodes(self) -> torch.Tensor:
         """D1 for every channel: [n_i, M, d]."""
@@ -121,14 +154,11 @@ class GraphBackbone(Recommender):
 
     def export_extras(self) -> dict[str, np.ndarray]:
         out = {f"user_graph_{k}": v for k, v in self._user_graph_export.items()}
+        t = dict(self.feature_transform.items()) if self.feature_transform is not None else {}
         for m, p in self.proj.items():  # cold start: a new item's layer-0 node from its feature
-            w1, b1 = p.lin1.weight.detach(), p.lin1.bias.detach()
-            if self.feature_transform is not None and m in self.feature_transform:
-                # a linear T^m folds into lin1: W1 (Wt x + bt) + b1 (same bundle format)
-                t = self.feature_transform[m]
-                w1, b1 = w1 @ t.weight.detach(), w1 @ t.bias.detach() + b1
-            out[f"proj_{m}_w1"] = w1.cpu().numpy().astype(np.float32)
-            out[f"proj_{m}_b1"] = b1.cpu().numpy().astype(np.float32)
+            # T^m and the standardisation fold into lin1 (same bundle format)
+            w1, b1 = raw_feature_layer(p.lin1, t.get(m), self.input_affine.get(m))
+            out[f"proj_{m}_w1"], out[f"proj_{m}_b1"] = w1, b1
             out[f"proj_{m}_w2"] = p.lin2.weight.detach().cpu().numpy().astype(np.float32)
             out[f"proj_{m}_b2"] = p.lin2.bias.detach().cpu().numpy().astype(np.float32)
         return out

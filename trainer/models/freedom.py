@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from trainer.graphs import SparseOp, degree_sensitive_pruning
+from trainer.models.backbone import raw_feature_layer
 from trainer.models.base import Recommender, xavier_embedding
 
 
@@ -44,6 +45,7 @@ class FreedomBackbone(Recommender):
         n_layers: int = 2,
         id_channel: bool = False,
         prune_ratio: float = 0.8,
+        input_affine: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> None:
         channels = [*features, *(["id"] if id_channel else [])]
         super().__init__(n_users, n_items, channels, dim)
@@ -57,6 +59,7 @@ class FreedomBackbone(Recommender):
         self.item_graphs = item_graphs
         self.n_layers = n_layers
         self.prune_ratio = prune_ratio
+        self.input_affine = input_affine or {}  # standardisation (mu, s) the features had
 
     def start_epoch(self, rng: np.random.Generator) -> None:
         if self.prune_ratio > 0:
@@ -103,11 +106,8 @@ class FreedomBackbone(Recommender):
         # cold start: a new item's layer-0 node is Lin^m(f) (F1); one linear map, so only
         # w1/b1 are written (the DRAGON backbone's two-layer projection adds w2/b2)
         out: dict[str, np.ndarray] = {}
+        t = dict(self.feature_transform.items()) if self.feature_transform is not None else {}
         for m, p in self.proj.items():
-            w, b = p.weight.detach(), p.bias.detach()
-            if self.feature_transform is not None and m in self.feature_transform:
-                t = self.feature_transform[m]  # a linear T^m folds in: W (Wt x + bt) + b
-                w, b = w @ t.weight.detach(), w @ t.bias.detach() + b
-            out[f"proj_{m}_w1"] = w.cpu().numpy().astype(np.float32)
-            out[f"proj_{m}_b1"] = b.cpu().numpy().astype(np.float32)
+            w, b = raw_feature_layer(p, t.get(m), self.input_affine.get(m))
+            out[f"proj_{m}_w1"], out[f"proj_{m}_b1"] = w, b
         return out
