@@ -45,7 +45,10 @@ REFERENCE = {"LightGCN": (4.1, 2.3, 0.85), "FREEDOM": (15.0, 2.3, 1.37),
              "DRAGON (MARGO's backbone)": (69.0, 2.1, 1.68)}
 DRAGON_EPOCH_S = 69.0
 FLOOR_S = 10.0  # REFERENCE-NUMBERS.md: ~1.7 TFLOP/epoch of the 4096->256 projection, ~89 GFLOP/s
-KINDS = ("margo", "eval", "lightgcn", "fusion-sum", "fusion-sum-1t", "profile", "gemm", "dragon")
+# epoch measurements: kind -> (model, other TrainConfig fields)
+EPOCHS = {"margo": ("margo", {}), "margo-freedom": ("margo", {"backbone": "freedom"}), "lightgcn": ("lightgcn", {}),
+          "fusion-sum": ("fusion-sum", {}), "fusion-sum-1t": ("fusion-sum", {})}
+KINDS = (*EPOCHS, "eval", "profile", "gemm", "dragon")
 ONE_THREAD = ("fusion-sum-1t", "gemm")
 QUICK_DATA = {"n_users": 1500, "n_items": 800, "n_interactions": 12000,
               "modalities": {"image": 512, "text": 64}}
@@ -64,8 +67,8 @@ def measure(kind: str, data_path: str, epochs: int, threads: int) -> dict[str, A
     t0 = time.perf_counter()
     data = load_dataset(data_path)
     out["load_s"] = time.perf_counter() - t0
-    if kind in ("margo", "fusion-sum", "lightgcn", "fusion-sum-1t"):
-        out.update(_epochs(kind.removesuffix("-1t"), data, epochs, threads))
+    if kind in EPOCHS:
+        out.update(_epochs(*EPOCHS[kind], data, epochs, threads))
     elif kind == "eval":
         out.update(_eval(data, threads))
     elif kind == "profile":
@@ -77,7 +80,7 @@ def measure(kind: str, data_path: str, epochs: int, threads: int) -> dict[str, A
     return out
 
 
-def _epochs(model: str, data: Any, epochs: int, threads: int) -> dict[str, Any]:
+def _epochs(model: str, extra: dict[str, Any], data: Any, epochs: int, threads: int) -> dict[str, Any]:
     from trainer.train import fit
 
     # process CPU seconds (user + sys) at the end of every epoch: a contention-robust view
@@ -88,8 +91,7 @@ def _epochs(model: str, data: Any, epochs: int, threads: int) -> dict[str, Any]:
         marks.append((rep.stage, rep.epoch, ru.ru_utime + ru.ru_stime))
 
     # validation only after the last epoch of each stage (eval_every = epochs), never early stop
-    cfg = H.train_config(model=model, epochs=epochs, patience=1000, eval_every=epochs,
-                         threads=threads, seed=0)
+    cfg = H.train_config(model=model, epochs=epochs, patience=1000, eval_every=epochs, threads=threads, seed=0, **extra)
     t = time.perf_counter()
     res = fit(data, cfg, progress=False, callback=on_epoch)
     fit_s = time.perf_counter() - t
@@ -295,6 +297,8 @@ def report(args: argparse.Namespace, info: dict, res: dict[str, dict], data: Pat
     rows = [["margo stage I (= a fusion-sum epoch: same model, same loss)", _f(s1), "", _gb(m), ok(s1, TARGETS["epoch_s"])],
             ["margo stage II", _f(s2), "", "", ok(s2, TARGETS["epoch_s"])],
             ["full evaluation (margo)", "", _f(e_s), _gb(ev), ok(e_s, TARGETS["eval_s"])]]
+    rows += [[f"margo-freedom stage {k} (FREEDOM-style backbone)", _f(v), "", _gb(res["margo-freedom"]) if k == "I" else "",
+              ok(v, TARGETS["epoch_s"])] for k, v in _medians(res.get("margo-freedom", {})).items()]
     rows += [[f"{k} (context)", _f(res[k]["stages"][0]["median_s"]), "", _gb(res[k]), ""]
              for k in ("fusion-sum", "lightgcn") if res.get(k, {}).get("stages")]
     md += ["## Ours\n", H.md_table(["measurement", "s / epoch (median)", "full evaluation s", "peak RSS", "target"], rows) + "\n",
