@@ -1,19 +1,13 @@
 """Serving benchmark: wrk against ``margo``'s API on 127.0.0.1, one uvicorn worker.
 
-For synthetic bundles of 10k, 100k and 1M items (2 modalities x 64-d, planted clusters, see
-bench/synth_bundle.py), set up with the public CLI (``margo db upgrade``, ``margo models
-register --activate``) and served by the public app factory (``service.app:create_app``):
-
-* requests/s and p50/p99 latency of ``GET /users/{random}/recommendations?k=20&explain=true``
-  (uncached, exclude_seen) at 1 and at 32 connections;
-* the same for the floor: ``GET /_floor`` of the same app, which returns a real k=20 response
-  (fetched once over HTTP) re-encoded by orjson per request, without ranking;
-* recall@20 of the service's answers over HTTP against exact search on the bundle's vectors,
-  and a sweep of the ANN alternatives behind the defaults (``service.index`` in process).
-
+Synthetic bundles of 10k, 100k and 1M items (bench/synth_bundle.py) are set up with the public
+CLI (``margo db upgrade``, ``margo models register --activate``) and served by the public app
+factory (``service.app:create_app``). Measured: requests/s and p50/p99 latency of
+``GET /users/{random}/recommendations?k=20&explain=true`` (uncached) at 1 and 32 connections,
+the same for ``GET /_floor`` (a real k=20 response re-encoded per request, no ranking), recall@20
+of the API's answers against exact search, and the ANN alternatives behind the defaults.
 ``--baseline PATH`` serves another checkout (e.g. a git worktree of an older commit) and this
 tree alternately, ``--rounds`` times per size, into serve_load_vs_baseline.{json,md}.
-Bundles, SQLite files and indexes live under WORKDIR/serve, outside the repository.
 
     .venv/bin/python -m bench.serve_load                          # everything, ~15 minutes
     .venv/bin/python -m bench.serve_load --sizes 10000 --duration 3   # a quick look
@@ -231,8 +225,9 @@ def http_recall(port: int, bundle: Any, users: np.ndarray, truth: list[np.ndarra
             "http_p99_ms": float(np.percentile(costs, 99) * 1e3)}
 
 
-def ann_sweep(bundle: Any, users: np.ndarray, truth: list[np.ndarray], hnsw: bool) -> list[dict[str, Any]]:
-    """Recall and cost of the raw ANN search (pool = 128 + seen) around the served parameters."""
+def ann_sweep(bundle: Any, users: np.ndarray, truth: list[np.ndarray], hnsw: bool) -> tuple[dict, list[dict]]:
+    """The index the service picks, and the recall and cost of the raw ANN search (pool = 128 +
+    seen) around its parameters."""
     import dataclasses
 
     from service.index import IndexParams, ItemIndex, set_faiss_threads
@@ -276,15 +271,8 @@ def ann_sweep(bundle: Any, users: np.ndarray, truth: list[np.ndarray], hnsw: boo
             probe = ItemIndex(index.index, dataclasses.replace(index.params, ef_search=ef), index.vectors, on_gpu=False)
             point(probe, index="hnsw", ef_search=ef)
         rows[-4]["load_or_build_s"] = build_s
-    return rows
-
-
-def served_index(n_items: int) -> dict[str, Any]:
-    from service.index import IndexParams
-    from service.settings import Settings
-
-    p = IndexParams.choose(n_items, Settings())
-    return {"index": p.kind.value, "params": {k: getattr(v, "value", v) for k, v in vars(p).items() if k != "kind"}}
+    params = {k: getattr(v, "value", v) for k, v in vars(served).items() if k != "kind"}
+    return {"index": served.kind.value, "params": params}, rows
 
 
 # -- one size -------------------------------------------------------------------------------------------------
@@ -305,9 +293,10 @@ def bench_size(n_items: int, args: argparse.Namespace, work: Path) -> dict[str, 
             run["held_bench_slots"], run["loadavg_before"] = held, H.loadavg()
             run["load"] = load_pass(port, args, work, args.users)
             run["loadavg_after"] = H.loadavg()
-        run["quality"] = {**served_index(n_items), **http_recall(port, bundle, users, truth)}
-    print(f"  recall@20 {run['quality']['recall_at_20']:.4f}, HTTP p50 {run['quality']['http_p50_ms']:.2f} ms", flush=True)
-    run["quality"]["sweep"] = ann_sweep(bundle, users, truth, hnsw=n_items in args.hnsw_sizes)
+        recall = http_recall(port, bundle, users, truth)
+    print(f"  recall@20 {recall['recall_at_20']:.4f}, HTTP p50 {recall['http_p50_ms']:.2f} ms", flush=True)
+    served, sweep = ann_sweep(bundle, users, truth, hnsw=n_items in args.hnsw_sizes)
+    run["quality"] = {**served, **recall, "sweep": sweep}
     return run
 
 
@@ -374,34 +363,27 @@ def markdown(result: dict[str, Any]) -> str:
             "", q["recall_at_20"] >= TARGETS["recall_at_1m"])
         row("1M items: p99 < 10 ms at 1 connection", f"p99 {r1['p99_ms']:.2f} ms (p50 {r1['p50_ms']:.2f})",
             f"floor p99 {f1['p99_ms']:.2f} ms", r1["p99_ms"] < TARGETS["p99_ms_1_at_1m"])
-    lines += ["", "## Throughput and latency", "",
-              "| items | index | conns | floor (`/_floor`) | recommendations | rec/floor req/s | load avg (1 min) |",
-              "|---|---|---|---|---|---|---|"]
-    for n, r in sorted(runs.items()):
-        for conns in (1, 32):
-            rec, flo = r["load"][f"rec_c{conns}"], r["load"][f"floor_c{conns}"]
-            lines.append(f"| {n:,} | {r['quality']['index']} | {conns} | {_fmt_run(flo)} | {_fmt_run(rec)} | "
-                         f"{rec['rps'] / flo['rps']:.2f} | {r['loadavg_before'][0]:.1f} -> {r['loadavg_after'][0]:.1f} |")
-    errors = sum(x["errors"] for r in runs.values() for x in r["load"].values())
-    lines += ["", f"Failed or non-2xx responses over all runs: {errors}.", "",
-              f"## Index quality (the API's answers over HTTP, {result['settings']['recall_users']} random users, seen items removed)", "",
-              "| items | index | parameters | recall@20 vs exact | request p50 / p99 (HTTP, 1 client, k=20 without explanations) |",
-              "|---|---|---|---|---|"]
-    lines += [f"| {n:,} | {q['index']} | {_params(q)} | {q['recall_at_20']:.4f} | {q['http_p50_ms']:.2f} / {q['http_p99_ms']:.2f} ms |"
-              for n, q in ((n, r["quality"]) for n, r in sorted(runs.items()))]
-    sweeps = [(n, x) for n, r in sorted(runs.items()) for x in r["quality"]["sweep"]]
-    if sweeps:
+    items = sorted(runs.items())
+    lines += ["", "## Throughput and latency", "", H.md_table(
+        ["items", "index", "conns", "floor (`/_floor`)", "recommendations", "rec/floor req/s", "load avg (1 min)"],
+        [[f"{n:,}", r["quality"]["index"], c, _fmt_run(r["load"][f"floor_c{c}"]), _fmt_run(r["load"][f"rec_c{c}"]),
+          f"{r['load'][f'rec_c{c}']['rps'] / r['load'][f'floor_c{c}']['rps']:.2f}",
+          f"{r['loadavg_before'][0]:.1f} -> {r['loadavg_after'][0]:.1f}"] for n, r in items for c in (1, 32)]), "",
+        f"Failed or non-2xx responses over all runs: {sum(x['errors'] for _, r in items for x in r['load'].values())}.", "",
+        f"## Index quality (the API's answers over HTTP, {cfg['recall_users']} random users, seen items removed)", "",
+        H.md_table(["items", "index", "parameters", "recall@20 vs exact", "request p50 / p99 (HTTP, 1 client, k=20 without explanations)"],
+                   [[f"{n:,}", r["quality"]["index"], _params(r["quality"]), f"{r['quality']['recall_at_20']:.4f}",
+                     f"{r['quality']['http_p50_ms']:.2f} / {r['quality']['http_p99_ms']:.2f} ms"] for n, r in items])]
+    if sweeps := [(n, x) for n, r in items for x in r["quality"]["sweep"]]:
         lines += ["", "### ANN alternatives (raw index search, first pool of 128 + seen items, then exact re-scoring)", "",
-                  "| items | index | setting | recall@20 | search p50 / p99 |", "|---|---|---|---|---|"]
-        for n, x in sweeps:
-            setting = (f"nprobe={x['nprobe']}, {x['store']}" + (" (store A/B)" if x.get("side_by_side") else "")
-                       if "nprobe" in x else f"efSearch={x['ef_search']}")
-            lines.append(f"| {n:,} | {x['index']} | {setting} | {x['recall_at_20']:.4f} | "
-                         f"{x['search_p50_ms']:.2f} / {x['search_p99_ms']:.2f} ms |")
-    lines += ["", "## Set-up costs", "", "| items | `margo db upgrade` + `models register --activate` (processes) "
-              "| server start to ready | index file reused |", "|---|---|---|---|"]
-    lines += [f"| {n:,} | {r['setup']['register_activate_s']:.1f} s | {r['setup']['server_ready_s']:.1f} s | "
-              f"{r['setup']['index_was_cached']} |" for n, r in sorted(runs.items())]
+                  H.md_table(["items", "index", "setting", "recall@20", "search p50 / p99"], [
+                      [f"{n:,}", x["index"], f"nprobe={x['nprobe']}, {x['store']}" + (" (store A/B)" if x.get("side_by_side") else "")
+                       if "nprobe" in x else f"efSearch={x['ef_search']}", f"{x['recall_at_20']:.4f}",
+                       f"{x['search_p50_ms']:.2f} / {x['search_p99_ms']:.2f} ms"] for n, x in sweeps])]
+    lines += ["", "## Set-up costs", "", H.md_table(
+        ["items", "`margo db upgrade` + `models register --activate` (processes)", "server start to ready", "index file reused"],
+        [[f"{n:,}", f"{r['setup']['register_activate_s']:.1f} s", f"{r['setup']['server_ready_s']:.1f} s",
+          r["setup"]["index_was_cached"]] for n, r in items])]
     lines += ["", "## What the defaults come from", "", *notes(runs), "", f"Raw numbers: `{NAME}.json`; plot: `{NAME}.png`.", ""]
     return "\n".join(lines)
 

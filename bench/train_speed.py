@@ -1,20 +1,16 @@
 """Training speed on the Amazon-Baby-shaped synthetic dataset (2 torch threads, this CPU).
 
 Data: ``import_synth`` defaults (19,445 users, 7,050 items, 160,792 interactions, image 4096-d +
-text 384-d), generated once into WORKDIR/data/synth-baby (~10 s). Each measurement runs in a
-fresh process (``python -m bench.train_speed --_measure KIND``), so its peak RSS is its own:
-  margo       two-stage margo, N epochs per stage, validation only after the last epoch
-              (outside the epoch timer): median s/epoch of stage I and of stage II
+text 384-d). Each measurement runs in a fresh process (its own peak RSS):
+  margo (margo-freedom)  two-stage margo (on the FREEDOM-style backbone), N epochs per stage,
+              validation only after the last one: median s/epoch of stage I and of stage II
   eval        one full evaluation (all users x all items, training items masked), median of 3
-  fusion-sum, lightgcn   N epochs each, for context; fusion-sum-1t: 1 thread, CPU s/epoch
-  profile     (when a stage epoch exceeds the 20 s bar) where a training batch spends its time
-  gemm        the achieved GEMM rate of the image projection's products
+  fusion-sum, lightgcn   for context; fusion-sum-1t: 1 thread, CPU seconds per epoch
+  profile     (also when a stage epoch exceeds the 20 s bar) where a training batch goes
   dragon      MMRec's own DRAGON on the same data and threads (--mmrec PATH, bench/mmrec_dragon.py)
-
-While measuring, the script holds every benchmark training slot (WORKDIR/slots), so the other
-bench scripts start no training run; other users' load is recorded. ``--baseline PATH`` times
-the margo epochs of another checkout (e.g. a git worktree of an older commit) and of this tree
-alternately, ``--rounds`` times, into train_speed_vs_baseline.{json,md}.
+While measuring, the script holds every bench training slot (``--max-train`` of them; 0: none).
+``--baseline PATH`` times the margo epochs of another checkout (e.g. a git worktree of an older
+commit) and of this tree alternately, ``--rounds`` times, into train_speed_vs_baseline.{json,md}.
 
     .venv/bin/python -m bench.train_speed --quick   # small data, 1 epoch per stage, smoke check
     .venv/bin/python -m bench.train_speed           # ~5-10 min
@@ -24,7 +20,6 @@ alternately, ``--rounds`` times, into train_speed_vs_baseline.{json,md}.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import resource
@@ -48,8 +43,7 @@ FLOOR_S = 10.0  # REFERENCE-NUMBERS.md: ~1.7 TFLOP/epoch of the 4096->256 projec
 # epoch measurements: kind -> (model, other TrainConfig fields)
 EPOCHS = {"margo": ("margo", {}), "margo-freedom": ("margo", {"backbone": "freedom"}), "lightgcn": ("lightgcn", {}),
           "fusion-sum": ("fusion-sum", {}), "fusion-sum-1t": ("fusion-sum", {})}
-KINDS = (*EPOCHS, "eval", "profile", "gemm", "dragon")
-ONE_THREAD = ("fusion-sum-1t", "gemm")
+KINDS = (*EPOCHS, "eval", "profile", "dragon")
 QUICK_DATA = {"n_users": 1500, "n_items": 800, "n_interactions": 12000,
               "modalities": {"image": 512, "text": 64}}
 INVOCATION = time.strftime("%Y-%m-%dT%H:%M:%S")  # side by side = same invocation
@@ -73,8 +67,6 @@ def measure(kind: str, data_path: str, epochs: int, threads: int) -> dict[str, A
         out.update(_eval(data, threads))
     elif kind == "profile":
         out.update(_profile(data, threads))
-    elif kind == "gemm":
-        out.update(_gemm(data))
     out["peak_rss_mb"] = H.peak_rss_mb()
     out["loadavg_end"] = H.loadavg()
     return out
@@ -134,26 +126,6 @@ def _eval(data: Any, threads: int) -> dict[str, Any]:
         model.embeddings()
     out.update(eval_seconds=times, median_s=float(np.median(times)), users_evaluated=m["users"],
                forward_s=time.perf_counter() - t)
-    return out
-
-
-def _gemm(data: Any, reps: int = 3) -> dict[str, Any]:
-    """Achieved fp32 GEMM rate now, on the shapes of the image projection (1 thread)."""
-    import torch
-
-    f = torch.from_numpy(np.ascontiguousarray(data.features["image"], np.float32))  # [n_i, F]
-    w, g = torch.randn(256, f.shape[1]), torch.randn(f.shape[0], 256)
-    gflop = 2 * f.shape[0] * f.shape[1] * 256 / 1e9
-    out: dict[str, Any] = {"gflop_per_product": gflop}
-    for name, fn in (("forward F @ W1^T", lambda: f @ w.T), ("weight grad G^T @ F", lambda: g.T @ f)):
-        fn()
-        ru0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        for _ in range(reps):
-            fn()
-        ru1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        cpu = (ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime) / reps
-        out[name] = {"wall_s": (t1 - t0) / reps, "cpu_s": cpu, "gflops_wall": gflop * reps / (t1 - t0),
-                     "gflops_per_cpu_s": gflop / max(cpu, 1e-9)}
     return out
 
 
@@ -219,7 +191,7 @@ def run_measure(kind: str, args: argparse.Namespace, data: Path, log: Any,
     if kind == "dragon":
         return run_dragon(args, data, log)
     out_file = args.workdir / f"{NAME}_{kind}{tag}.json"
-    threads = 1 if kind in ONE_THREAD else args.threads
+    threads = 1 if kind == "fusion-sum-1t" else args.threads
     cmd = [sys.executable, "-m", "bench.train_speed", "--_measure", kind, "--_data", str(data),
            "--_out", str(out_file), "--threads", str(threads), "--epochs", str(args.epochs)]
     # the tree first on the path (its trainer), then this repository (the bench package)
@@ -347,14 +319,6 @@ def report(args: argparse.Namespace, info: dict, res: dict[str, dict], data: Pat
                f"{p['batches_per_epoch']} batches per epoch. {p['note']}.\n", "Top ops by self CPU time (torch.profiler, one batch):\n",
                H.md_table(["op", "self CPU ms", "share", "calls"], [[e["op"], f"{e['self_cpu_ms']:.1f}", f"{100 * e['share']:.1f}%",
                                                                    e["calls"]] for e in p["profiler_top"]]) + "\n"]
-    if (gm := res.get("gemm", {})).get("gflop_per_product"):
-        fw, wg = gm["forward F @ W1^T"], gm["weight grad G^T @ F"]
-        md += ["## Achieved GEMM rate on this shared machine\n",
-               f"The image projection's two big products ({gm['gflop_per_product']:.1f} GFLOP each, 1 thread), measured at "
-               f"load {gm['loadavg_start'][0]:.1f}: forward {fw['gflops_wall']:.1f} GFLOP/s wall ({fw['gflops_per_cpu_s']:.1f} "
-               f"per CPU-second), weight gradient {wg['gflops_wall']:.1f} GFLOP/s wall ({wg['gflops_per_cpu_s']:.1f} per "
-               "CPU-second), against ~89 GFLOP/s per core quoted for a quiet machine in REFERENCE-NUMBERS.md. Other tenants' "
-               "load slows even our CPU time (shared cores/caches), so the epoch figures above are upper bounds for a quiet machine.\n"]
     md += ["## Measurements (each a fresh process)\n", H.md_table(
         ["measurement", "invocation", "finished", "torch threads", "load avg at start -> end (1 min)", "peak RSS"],
         [[k, v.get("invocation", "?"), v.get("finished", "?"), v.get("threads"),
@@ -391,11 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--measure", nargs="+", default=["margo", "eval", "lightgcn"], choices=KINDS,
                    help="what to measure (default margo eval lightgcn; dragon needs --mmrec; measurements not "
                    "named are kept from WORKDIR; profile also runs when a stage epoch exceeds 20 s)")
-    p.add_argument("--slots-needed", type=int, default=None,
-                   help="bench training slots to hold while measuring (default all = --max-train)")
     p.add_argument("--mmrec", type=Path, help="an MMRec checkout (github.com/enoche/MMRec) for `dragon`")
     p.add_argument("--mmrec-deps", type=Path, help="where MMRec's extra packages go (default WORKDIR/mmrec-deps)")
-    p.add_argument("--no-hold", action="store_true", help="do not pause the other bench scripts' training")
     p.add_argument("--baseline", type=Path, help="another checkout: time its margo epochs and ours alternately")
     p.add_argument("--rounds", type=int, default=2, help="alternating rounds with --baseline (default 2)")
     p.add_argument("--_measure", help=argparse.SUPPRESS)
@@ -409,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--measure dragon needs --mmrec PATH (an MMRec checkout)")
     if args.quick:
         args.epochs = 1
-        args.measure = ["margo", "eval", "profile", "gemm"]  # every code path, few processes
+        args.measure = ["margo", "eval", "profile"]  # every code path, few processes
     info = H.machine_info(args.threads)
     log = H.make_logger(args.workdir / f"{NAME}.log")
     t0 = time.perf_counter()
@@ -419,8 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         prev = args.workdir / f"{NAME}_{kind}.json"
         if (args.report_only or kind not in args.measure) and prev.is_file() and not args.quick:
             res[kind] = json.loads(prev.read_text())
-    hold = H.hold_slots(args.workdir / "slots", args.slots_needed or args.max_train, log=log)
-    with hold if not args.no_hold else contextlib.nullcontext():
+    with H.hold_slots(args.workdir / "slots", args.max_train, log=log):
         loads = [H.loadavg()]
         if args.baseline:
             rounds = [{tag: run_measure("margo", args, data, log, tree, f"-{tag.replace(' ', '-')}-{i}")
