@@ -12,6 +12,10 @@ DEMO_INTERACTIONS ?= 30000
 # by `margo train --config`; `margo config --retrain` turns the same file into the POST /retrain
 # body the demo suggests (written to $(DEMO_DIR)/retrain.json), so no option is written twice
 DEMO_CONFIG ?= configs/demo.json
+# where the demo serves: `make demo PORT=8080` (HOST=0.0.0.0 to listen beyond this machine)
+HOST ?= 127.0.0.1
+PORT ?= 8000
+DEMO_URL := http://$(HOST):$(PORT)
 
 .PHONY: demo test lint install clean
 
@@ -44,14 +48,15 @@ demo: install
 	echo && \
 	echo "Try, once the server below is up (reads need no key here, retraining needs this one):" && \
 	echo "  export MARGO_KEY=$$key" && \
-	echo '  curl -s "http://127.0.0.1:8000/users/0/recommendations?k=5&explain=true"' && \
-	echo '  curl -s "http://127.0.0.1:8000/reliability?modality=image&order=asc&limit=5"' && \
-	echo '  curl -s -X POST http://127.0.0.1:8000/retrain -H "X-API-Key: $$MARGO_KEY" \' && \
+	echo '  curl -s "$(DEMO_URL)/users/0/recommendations?k=5&explain=true"' && \
+	echo '  curl -s "$(DEMO_URL)/reliability?modality=image&order=asc&limit=5"' && \
+	echo '  curl -s -X POST $(DEMO_URL)/retrain -H "X-API-Key: $$MARGO_KEY" \' && \
 	echo '    -H "Content-Type: application/json" -d @$(DEMO_DIR)/retrain.json' && \
-	echo '  curl -s http://127.0.0.1:8000/jobs   # the retrain'"'"'s progress' && \
-	echo "Or open the dashboard at http://127.0.0.1:8000/ (the key above lets it retrain and activate)" && \
+	echo '  curl -s $(DEMO_URL)/jobs   # the retrain'"'"'s progress' && \
+	echo "Or open the dashboard at $(DEMO_URL)/ (the key above lets it retrain and activate)" && \
+	echo "Other margo commands: source $(VENV)/bin/activate (or run $(VENV)/bin/margo)" && \
 	echo
-	MARGO_PUBLIC_READS=true MARGO_LOG_FORMAT=text $(VENV)/bin/margo serve --host 127.0.0.1 --port 8000
+	MARGO_PUBLIC_READS=true MARGO_LOG_FORMAT=text $(VENV)/bin/margo serve --host $(HOST) --port $(PORT)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
