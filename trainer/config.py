@@ -122,6 +122,10 @@ class TrainConfig(BaseModel):
     weight_lr: float | None = Field(
         None, gt=0, le=10, description="Adam lr of the per-item logits W (default: the stage's lr)"
     )
+    reliability_prior: float = Field(
+        0.0, ge=0, le=10, description="reliability-guided fusion (issue 15): stage II starts W at "
+        "this times log(reliability score) of trainer/reliability; 0 = off (faithful MARGO)",
+    )
     # -- training plug-ins (trainer/plugins; ALGORITHMS.md 2-4) ----------------------------------
     plugins: Annotated[tuple[str, ...], Flag("--plugin", metavar="PLUGIN")] = Field(
         (), description="training plug-ins: ckd and/or sea (repeatable: --plugin ckd --plugin sea)"
@@ -279,6 +283,7 @@ STAGE2_ONLY = {
     "weight_init_std",
     "weight_lr",
     "scale_weights",
+    "reliability_prior",
     "lr_stage2",
     "device",
     "threads",

@@ -213,6 +213,10 @@ def fit(
         torch.set_num_threads(cfg.threads)
     t_start = time.perf_counter()
     model = build_model(cfg, data, device)
+    if cfg.reliability_prior > 0 and fusion_for(cfg.model).learns_weights:
+        from trainer.reliability.prior import weight_logit_prior  # numpy/scipy, only when on
+
+        model.weight_prior = weight_logit_prior(data, model.channels, cfg)
     plugins = build_plugins(cfg, train_teacher=fit)  # CKD trains its teachers with this loop
     for plugin in plugins:  # may train helpers (CKD teachers) and install modules (SEA)
         # forked RNG: the run is the same whether CKD's teachers come from the cache or not

@@ -26,6 +26,8 @@ class Recommender(nn.Module, ABC):
         self.dim = dim
         self.weight_logits: nn.Parameter | None = None  # W [n_items, M], created for stage II
         self.weight_scale = 1.0  # fusion weights = weight_scale * softmax(W)
+        # fixed [n_items, M] logits W starts from in stage II (reliability-guided fusion), or None
+        self.weight_prior: torch.Tensor | None = None
         # optional learnable per-modality transform before the feature projection (SEA's T^m)
         self.feature_transform: nn.ModuleDict | None = None
         # T^m(F^m) of the latest forward pass, for plug-ins that regularise it (no second pass)
@@ -76,6 +78,8 @@ class Recommender(nn.Module, ABC):
         near-uniform weights reproduce the stage-I sum instead of halving every score).
         """
         w = torch.randn(self.n_items, len(self.channels), generator=generator) * std
+        if self.weight_prior is not None:
+            w = w + self.weight_prior
         device = next(self.parameters()).device
         self.weight_logits = nn.Parameter(w.to(device))
         self.weight_scale = scale

@@ -54,9 +54,15 @@ def _ridge_gcv(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Ridge weights and intercept for centred-by-fit data, lambda chosen by GCV on (x, y)."""
     mx, my = x.mean(0), y.mean(0)
     xc, yc = x - mx, y - my
-    u, s, vt = np.linalg.svd(xc, full_matrices=False)
-    uty = u.T @ yc
-    n, s2 = len(x), s**2
+    # the SVD xc = U S V^T from the small Gram matrix (k x k, k = input size << rows):
+    # xc^T xc = V S^2 V^T and U^T yc = S^-1 V^T xc^T yc; null directions are dropped
+    s2, v = np.linalg.eigh(xc.T @ xc)
+    keep = s2 > 1e-10 * max(float(s2.max()), 1e-300)
+    s2, v = s2[keep], v[:, keep]
+    s = np.sqrt(s2)
+    vt = v.T
+    uty = (vt @ (xc.T @ yc)) / s[:, None]
+    n = len(x)
     outside = float((yc * yc).sum() - (uty * uty).sum())  # part of y no lambda can fit
     best = None
     for rel in LAMBDA_GRID:
