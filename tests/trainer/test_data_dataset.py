@@ -198,6 +198,65 @@ def test_mapping_errors(tmp_path: Path, mapping: str, content: str, expected: st
         load_dataset(root)
 
 
+def test_reads_mmrec_amazon_headers_and_ignores_extra_columns(tmp_path: Path) -> None:
+    # the exact headers of MMRec's own Amazon datasets (Baby, Sports, Clothing)
+    root = _raw_bundle(tmp_path / "b")
+    (root / "u_id_mapping.csv").write_text("user_id\tuserID\nA2\t2\nA0\t0\nA1\t1\n")
+    (root / "i_id_mapping.csv").write_text(
+        "asin\titemID\ttitle\tprice\n"
+        + "".join(f"B0{i}\t{i}\tT{i}\t{i}.99\n" for i in (3, 1, 0, 2))
+    )
+    ds = load_dataset(root)
+    assert ds.user_ids == ["A0", "A1", "A2"]
+    assert ds.item_ids == ["B00", "B01", "B02", "B03"]
+    assert ds.item_meta is not None and ds.item_meta[3] == {"title": "T3", "categories": []}
+
+
+def test_raw_names_win_over_mmrec_names(tmp_path: Path) -> None:
+    root = _raw_bundle(tmp_path / "b")
+    (root / "u_id_mapping.csv").write_text(
+        "user_id\traw_user_id\tuserID\nx\ta\t0\ny\tb\t1\nz\tc\t2\n"
+    )
+    assert load_dataset(root).user_ids == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize(
+    ("mapping", "content", "expected"),
+    [
+        (  # 4 users mapped, the interactions know 3: the mapping is another dataset's
+            "u_id_mapping.csv",
+            "user_id\tuserID\na\t0\nd\t3\nb\t1\nc\t2\n",
+            r"u_id_mapping\.csv: row 2: userID 3 has no row in mini\.inter \(1 of 4 ids are "
+            r"unused\): the mapping does not match the interactions",
+        ),
+        (
+            "i_id_mapping.csv",
+            "asin\titemID\nb\t1\na\t0\n",
+            r"mini\.inter: row 3: itemID 2 is out of range: i_id_mapping\.csv defines 2 ids",
+        ),
+        (
+            "i_id_mapping.csv",
+            "item\titemID\na\t0\n",
+            r"i_id_mapping\.csv: missing column raw_item_id or asin \(the external id; header "
+            r"has item, itemID\)",
+        ),
+        (
+            "u_id_mapping.csv",
+            "uid\tuserID\na\t0\n",
+            r"u_id_mapping\.csv: missing column raw_user_id or user_id",
+        ),
+    ],
+)
+def test_mapping_must_match_the_interactions(
+    tmp_path: Path, mapping: str, content: str, expected: str
+) -> None:
+    root = _raw_bundle(tmp_path / "b")
+    (root / mapping).write_text(content)
+    with pytest.raises(DataError, match=expected) as err:
+        load_dataset(root)
+    assert "\n" not in str(err.value)
+
+
 def test_item_count_comes_from_mapping(tmp_path: Path) -> None:
     root = _raw_bundle(tmp_path / "b", image_feat=np.zeros((5, 3)), text_feat=np.zeros((5, 2)))
     (root / "i_id_mapping.csv").write_text(
@@ -266,3 +325,16 @@ def test_loads_shared_mmrec_bundle_fast() -> None:
     assert {m: f.shape[1] for m, f in ds.features.items()} == {"image": 21, "text": 384}
     assert ds.item_meta is not None and ds.item_meta[0]["title"] == "Toy Story (1995)"
     assert elapsed < 1.0
+
+
+SCIENTIFIC = SHARED.parent / "amazon-scientific-mmrec"
+
+
+@pytest.mark.skipif(not SCIENTIFIC.is_dir(), reason="shared amazon-scientific-mmrec not present")
+def test_loads_shared_bundle_with_mmrec_amazon_headers() -> None:
+    ds = load_dataset(SCIENTIFIC)
+    assert (ds.n_users, ds.n_items) == (8440, 4385)
+    assert (len(ds.train), len(ds.valid), len(ds.test)) == (41720, 8573, 8799)
+    assert {m: f.shape[1] for m, f in ds.features.items()} == {"meta": 384, "text": 384}
+    assert ds.user_ids[0] == "s0" and ds.item_ids[0] == "B00TNNWMXI"
+    assert ds.item_meta is not None and ds.item_meta[0]["title"].startswith("eSUN Bronze")

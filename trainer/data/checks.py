@@ -34,6 +34,26 @@ def check_ids(ids: np.ndarray, n: int | None, *, label: str, column: str, bound_
         )
 
 
+def check_mapping_used(
+    ids: np.ndarray, n: int, rows: np.ndarray, *, label: str, column: str, inter: str
+) -> None:
+    """Every id a (user) mapping file defines must occur in the interactions.
+
+    An id that never occurs means the mapping belongs to other interactions (another
+    filtering, another split); loading it would pair embeddings with the wrong external ids.
+    ``rows[k]`` is the mapping file's data row of id k.
+    """
+    unused = np.flatnonzero(np.bincount(ids, minlength=n)[:n] == 0)
+    if unused.size:
+        k = int(unused[np.argmin(rows[unused])])
+        raise row_error(
+            label,
+            int(rows[k]),
+            f"{column} {k} has no row in {inter} ({unused.size} of {n} ids are unused): "
+            "the mapping does not match the interactions",
+        )
+
+
 def check_labels(labels: np.ndarray, *, label: str) -> None:
     """x_label must be 0 (train), 1 (valid) or 2 (test)."""
     bad = (labels < 0) | (labels > 2)

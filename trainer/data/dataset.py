@@ -5,8 +5,11 @@ A bundle is a directory::
     <name>.inter            tab-separated, header ``userID itemID rating timestamp x_label``;
                             internal ids 0..n-1; x_label 0/1/2 = train/valid/test
     <modality>_feat.npy     float32 [n_items, d], row i = item i (one file per modality)
-    u_id_mapping.csv        optional, ``raw_user_id userID``
-    i_id_mapping.csv        optional, ``raw_item_id itemID [title] [categories]``
+    u_id_mapping.csv        optional, ``raw_user_id userID`` (MMRec's ``user_id userID`` too)
+    i_id_mapping.csv        optional, ``raw_item_id itemID [title] [categories]`` (or MMRec's
+                            ``asin itemID``); other columns are ignored. Every user the
+                            mapping defines must occur in the interactions (else it belongs
+                            to other data); items may be cold (features, no interactions)
     <modality>_corrupt.npy  optional bool [n_items]: ground-truth corruption (synthetic data)
     stats.json              counts, written by :func:`write_dataset`, never read back
 
@@ -208,8 +211,8 @@ def _load(root: Path, modalities: list[str] | None, *, shown: Path) -> Dataset:
     cols = int_columns(text, label=inter_label, names=("userID", "itemID", "x_label"))
     users, items, labels = cols["userID"], cols["itemID"], cols["x_label"]
 
-    user_ids, _ = _read_map(root / USER_MAP, USER_COLUMNS, shown)
-    item_ids, item_meta = _read_map(root / ITEM_MAP, ITEM_COLUMNS, shown)
+    user_ids, _, user_rows = _read_map(root / USER_MAP, USER_COLUMNS, shown)
+    item_ids, item_meta, _ = _read_map(root / ITEM_MAP, ITEM_COLUMNS, shown)
     n_users = len(user_ids) if user_ids is not None else int(max(users.max(), -1)) + 1
     n_items = len(item_ids) if item_ids is not None else int(max(items.max(), -1)) + 1
     checks.check_ids(
@@ -226,6 +229,12 @@ def _load(root: Path, modalities: list[str] | None, *, shown: Path) -> Dataset:
         column="itemID",
         bound_by=ITEM_MAP,
     )
+    if user_rows is not None:
+        # items may lack interactions (cold catalogue items with features); users may not
+        checks.check_mapping_used(
+            users, n_users, user_rows, label=str(shown / USER_MAP), column="userID",
+            inter=inters[0],
+        )  # fmt: skip
     checks.check_labels(labels, label=inter_label)
     checks.check_duplicates(users, items, n_items, label=inter_label)
     checks.check_eval_users(users, labels, n_users, label=inter_label)
@@ -274,9 +283,9 @@ def _decode(raw: bytes, label: str) -> str:
 
 def _read_map(
     path: Path, columns: tuple[str, str], shown: Path
-) -> tuple[list[str] | None, list[dict] | None]:
+) -> tuple[list[str] | None, list[dict] | None, np.ndarray | None]:
     if not path.is_file():
-        return None, None
+        return None, None, None
     return read_mapping(path, columns=columns, label=str(shown / path.name))
 
 

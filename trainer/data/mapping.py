@@ -1,8 +1,14 @@
 """External id mapping files of a bundle (``u_id_mapping.csv``, ``i_id_mapping.csv``).
 
-Tab-separated with a header: ``raw_user_id userID`` or ``raw_item_id itemID``, and for items
-optionally ``title`` and ``categories`` (pipe-separated). The internal id column must be a
-permutation of 0..n-1 and the raw ids must be unique, else the mapping is ambiguous.
+Tab-separated with a header. Columns read:
+
+- the internal id: ``userID`` / ``itemID``, a permutation of 0..n-1;
+- the external id, unique and non-empty: ``raw_user_id`` or MMRec's ``user_id`` for users,
+  ``raw_item_id`` or MMRec's ``asin`` for items (the first of these the header has);
+- items only, optional: ``title`` and ``categories`` (pipe-separated).
+
+Any other column is ignored, so MMRec's own Amazon files (``user_id userID``,
+``asin itemID``) load as they are. Bundles are written with the ``raw_*`` names.
 """
 
 from __future__ import annotations
@@ -17,14 +23,16 @@ from trainer.errors import DataError
 
 USER_MAP = "u_id_mapping.csv"
 ITEM_MAP = "i_id_mapping.csv"
-USER_COLUMNS = ("raw_user_id", "userID")
+USER_COLUMNS = ("raw_user_id", "userID")  # what write_mapping writes
 ITEM_COLUMNS = ("raw_item_id", "itemID")
+# external-id column names read, in order of preference (MMRec's Amazon data: user_id, asin)
+RAW_ALIASES = {"raw_user_id": ("raw_user_id", "user_id"), "raw_item_id": ("raw_item_id", "asin")}
 CATEGORY_SEP = "|"
 
 
 def read_mapping(
     path: Path, *, columns: tuple[str, str], label: str
-) -> tuple[list[str], list[dict] | None]:
+) -> tuple[list[str], list[dict] | None, np.ndarray]:
     """Read a mapping file.
 
     Returns
@@ -34,10 +42,19 @@ def read_mapping(
     meta
         Per item ``{"title": str | None, "categories": list[str]}`` when the file has a
         ``title`` or ``categories`` column, else None.
+    rows
+        int [n]: the 1-based data row of each internal id, for messages about it.
     """
     raw_col, id_col = columns
     table = read_table(path, delimiter="\t", label=label)
-    table.require(raw_col, id_col)
+    aliases = RAW_ALIASES.get(raw_col, (raw_col,))
+    raw_col = next((c for c in aliases if table.has(c)), raw_col)
+    if not table.has(raw_col):
+        raise DataError(
+            f"{label}: missing column {' or '.join(aliases)} (the external id; header has "
+            f"{', '.join(table.header) or 'nothing'})"
+        )
+    table.require(id_col)
     internal = table.ints(id_col)
     raw = table.column(raw_col)
     n = len(table)
@@ -53,15 +70,16 @@ def read_mapping(
 
     order = np.argsort(internal)
     ids = [raw[r] for r in order]
+    rows = order + 1
     if not (table.has("title") or table.has("categories")):
-        return ids, None
+        return ids, None, rows
     titles = table.column("title") if table.has("title") else [""] * n
     cats = table.column("categories") if table.has("categories") else [""] * n
     meta = [
         {"title": titles[r] or None, "categories": [c for c in cats[r].split(CATEGORY_SEP) if c]}
         for r in order
     ]
-    return ids, meta
+    return ids, meta, rows
 
 
 def write_mapping(
