@@ -113,3 +113,49 @@ def test_corruption_leaves_every_clean_row_unchanged(tmp_path) -> None:
         ok = ~bad.corruption[m]
         np.testing.assert_array_equal(clean.features[m][ok], bad.features[m][ok])
         assert not np.allclose(clean.features[m][~ok], bad.features[m][~ok])
+
+
+def _top_share(ds: Dataset, frac: float) -> float:
+    """Share of all interactions held by the most popular ``frac`` of items."""
+    pairs = np.concatenate([ds.train, ds.valid, ds.test])
+    counts = np.sort(np.bincount(pairs[:, 1], minlength=ds.n_items))[::-1]
+    return counts[: max(1, round(frac * ds.n_items))].sum() / counts.sum()
+
+
+def test_defaults_are_unchanged_by_the_new_options(small: Dataset, tmp_path: Path) -> None:
+    from trainer.data.importers.synth import POP_EXPONENT
+
+    out = import_synth(
+        tmp_path / "d", seed=3, popularity_skew=POP_EXPONENT, unnormalised=False, **SMALL
+    )
+    assert load_dataset(out).fingerprint == small.fingerprint
+
+
+def test_popularity_skew_gives_heavy_tailed_items(small: Dataset, tmp_path: Path) -> None:
+    zipf = load_dataset(import_synth(tmp_path / "z", seed=3, popularity_skew=1.5, **SMALL))
+    assert len(zipf.train) + len(zipf.valid) + len(zipf.test) == 3000
+    # the top 5% of items take a much larger share than under the default skew
+    assert _top_share(zipf, 0.05) > _top_share(small, 0.05) + 0.15
+    assert _top_share(zipf, 0.05) > 0.35
+    with pytest.raises(ConfigError, match="popularity_skew"):
+        import_synth(tmp_path / "bad", popularity_skew=-1.0, **SMALL)
+
+
+def test_unnormalised_features_keep_structure_at_raw_scales(
+    small: Dataset, tmp_path: Path
+) -> None:
+    raw = load_dataset(import_synth(tmp_path / "r", seed=3, unnormalised=True, **SMALL))
+    # interactions and corruption are the same data; only feature scales differ
+    np.testing.assert_array_equal(raw.train, small.train)
+    assert raw.corruption is not None and small.corruption is not None
+    np.testing.assert_array_equal(raw.corruption["image"], small.corruption["image"])
+    for m in ("image", "text"):
+        std = raw.features[m].std(axis=0)
+        assert std.max() / std[std > 0].min() > 100, m  # columns over orders of magnitude
+        # an affine map per column: standardising recovers the normalised features' columns
+        a, b = raw.features[m], small.features[m]
+        za = (a - a.mean(0)) / np.where(a.std(0) > 0, a.std(0), 1)
+        zb = (b - b.mean(0)) / np.where(b.std(0) > 0, b.std(0), 1)
+        np.testing.assert_allclose(za, zb, atol=2e-2)
+    assert raw.features["image"].min() >= 0.0
+    assert not np.allclose(np.linalg.norm(raw.features["text"], axis=1), 1.0, atol=1e-2)

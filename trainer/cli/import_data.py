@@ -82,6 +82,8 @@ def cmd_synth(a: argparse.Namespace) -> int:
         corrupt_modality=a.corrupt_modality,
         seed=a.seed,
         overwrite=a.overwrite,
+        popularity_skew=a.popularity_skew,
+        unnormalised=a.unnormalised,
     )
     print(f"wrote dataset bundle {out}")
     return 0
@@ -153,6 +155,17 @@ def add(sub: Any) -> None:
     )
     sy.add_argument(
         "--corrupt-modality", help="always corrupt this modality (default: a random one per item)"
+    )
+    sy.add_argument(
+        "--popularity-skew",
+        type=float,
+        default=0.4,
+        help="s in item popularity rank ** -s; 1.0 or more is Zipf-like heavy-tailed (default 0.4)",
+    )
+    sy.add_argument(
+        "--unnormalised",
+        action="store_true",
+        help="raw feature scales: per-column scales over 4 orders of magnitude plus offsets",
     )
     sy.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
     sy.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")

@@ -24,6 +24,17 @@ interactions, 4096-d image and 384-d text features):
    ground truth is written as ``<modality>_corrupt.npy`` for every modality.
 5. Split. Per user 8:1:1 with :func:`~trainer.data.split.split_per_user`.
 
+Two options make the data look like real extracted features and real catalogues (issue 17:
+a model must hold up on both):
+
+- ``popularity_skew`` (default ``POP_EXPONENT``): the exponent s of rank ** -s in the sampling
+  weight; 1.0 or more gives Zipf-like heavy-tailed item popularity (a few items take a large
+  share of the interactions, most items have a handful).
+- ``unnormalised``: each modality skips its output transform and every column gets its own
+  scale, log-uniform over ``RAW_SCALE_RANGE``, times a per-modality scale, plus an offset, as
+  features straight from an extractor (visual, acoustic) are; corrupted rows follow the same
+  column statistics, so they still have the right scale.
+
 Everything is drawn from independent streams of one ``seed``, so the output is
 deterministic given the arguments.
 """
@@ -48,6 +59,9 @@ POP_EXPONENT = 0.4
 """Weight of the power-law popularity factor in the sampling probability."""
 ZIPF_EXPONENT = 1.0
 """Item popularity is proportional to rank ** -ZIPF_EXPONENT."""
+RAW_SCALE_RANGE = (1e-2, 1e2)
+"""``unnormalised``: per-column scales are log-uniform in this range (times a modality scale
+drawn from the same range), offsets are N(0, 1) times the column scale."""
 CLUSTER_SPREAD = 0.7
 """Standard deviation of item and user factors around their cluster centre."""
 OBSERVED_SHARE = 0.75
@@ -72,12 +86,16 @@ def import_synth(
     overwrite: bool = False,
     name: str = "synth",
     progress: bool = True,
+    popularity_skew: float = POP_EXPONENT,
+    unnormalised: bool = False,
 ) -> Path:
     """Generate a synthetic bundle (story in the module docstring); returns its path."""
     modalities = dict(modalities) if modalities is not None else {"image": 4096, "text": 384}
     _check_args(
         n_users, n_items, n_interactions, modalities, corrupt_fraction, corrupt_modality, n_clusters
     )
+    if not 0.0 <= popularity_skew <= 5.0:
+        raise ConfigError(f"popularity_skew must be in [0, 5], got {popularity_skew}")
     s_struct, s_inter, s_feat, s_corrupt = (
         np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)
     )
@@ -94,7 +112,7 @@ def import_synth(
 
     # 2. interactions
     counts = _user_counts(s_inter, n_users, n_items, n_interactions)
-    pairs = _sample_pairs(s_inter, p, z, log_pop, counts, progress)
+    pairs = _sample_pairs(s_inter, p, z, popularity_skew * log_pop, counts, progress)
     labels = split_per_user(pairs, (0.8, 0.1, 0.1), seed)
 
     # 3. features, 4. corruption
@@ -110,6 +128,9 @@ def import_synth(
         rows = bad_items[bad_mod == k]
         # noise from its own stream: clean rows are identical whatever is corrupted
         features[m] = _modality(s_feat, s_corrupt, m, modalities[m], z, rows)
+        if unnormalised:
+            # its own stream: the normalised features stay identical with or without it
+            features[m] = _unnormalise(np.random.default_rng([seed, 1, k]), features[m], m)
         corruption[m] = np.zeros(n_items, dtype=bool)
         corruption[m][rows] = True
 
@@ -133,7 +154,8 @@ def import_synth(
                 "latent_dim": LATENT_DIM,
                 "n_clusters": n_clusters,
                 "temperature": TEMPERATURE,
-                "pop_exponent": POP_EXPONENT,
+                "pop_exponent": popularity_skew,
+                "unnormalised": unnormalised,
                 "zipf_exponent": ZIPF_EXPONENT,
                 "observed_share": OBSERVED_SHARE,
                 "nuisance_scale": NUISANCE_SCALE,
@@ -197,7 +219,7 @@ def _sample_pairs(
     """Distinct (user, item) pairs, ``counts[u]`` per user, by Gumbel top-k sampling."""
     scale = 1.0 / (TEMPERATURE * math.sqrt(LATENT_DIM))
     zt = (z.T * scale).astype(np.float32)
-    bias = (POP_EXPONENT * log_pop).astype(np.float32)
+    bias = log_pop.astype(np.float32)  # already times the popularity skew
     # Users in order of their count, so each block's top-k width is tight.
     order = np.argsort(counts, kind="stable")
     out_users, out_items = [], []
@@ -253,6 +275,20 @@ def _modality(
         noise = noise_rng.standard_normal((len(corrupt_rows), dim), dtype=np.float32)
         out[corrupt_rows] = _transform(name, (noise * std + mean).astype(np.float32))
     return out
+
+
+def _unnormalise(rng: np.random.Generator, x: np.ndarray, name: str) -> np.ndarray:
+    """Undo the canonical scale: per-column log-uniform scales and offsets (``unnormalised``).
+
+    Computed from the transformed features so the within-column structure (which items are
+    alike) is kept; image columns stay non-negative (a shifted ReLU output).
+    """
+    lo, hi = np.log(RAW_SCALE_RANGE)
+    scale = np.exp(rng.uniform(lo, hi)) * np.exp(rng.uniform(lo, hi, size=x.shape[1]))
+    offset = rng.standard_normal(x.shape[1]) * scale
+    if name.startswith("image"):
+        offset = np.abs(offset)
+    return (x * scale + offset).astype(np.float32)
 
 
 def _transform(name: str, x: np.ndarray) -> np.ndarray:
