@@ -34,9 +34,6 @@ from typing import Any
 import numpy as np
 from filelock import FileLock, Timeout
 
-from trainer.atomic import atomic_path, atomic_write_text
-from trainer.reliability.calibrate import roc_auc  # noqa: F401 - the benchmarks' ROC-AUC
-
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 DEFAULT_WORKDIR = Path("/tmp/margo-bench")
@@ -53,8 +50,21 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o)}")
 
 
+# trainer modules are imported where used: ``--baseline`` runs import this package beside an
+# older checkout's trainer, which may not have them
+def atomic_write_text(path: Path, text: str) -> None:
+    from trainer.atomic import atomic_write_text as write
+
+    write(path, text)
+
+
+def dumps(obj: Any) -> str:
+    """JSON of results that may hold numpy numbers and paths."""
+    return json.dumps(obj, indent=2, default=_json_default) + "\n"
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+    atomic_write_text(path, dumps(obj))
 
 
 def pyplot() -> Any | None:
@@ -78,6 +88,8 @@ def write_report(
     written = [results / f"{name}.json", results / f"{name}.md"]
     atomic_write_json(written[0], data)
     atomic_write_text(written[1], markdown.rstrip("\n") + "\n")
+    from trainer.atomic import atomic_path
+
     for file_name, fig in (figures or {}).items():
         with atomic_path(results / file_name) as tmp:
             fig.savefig(tmp, dpi=110)
@@ -90,6 +102,13 @@ def write_report(
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far, MiB (Linux ru_maxrss is in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC-AUC of ``scores`` for the positive ``labels`` (the trainer's one implementation)."""
+    from trainer.reliability.calibrate import roc_auc as auc
+
+    return auc(labels, scores)
 
 
 def mean_std(values: Sequence[float | None]) -> tuple[float, float]:

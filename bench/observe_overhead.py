@@ -186,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     work = args.workdir / "observe"
     work.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
-    bundle = ensure_bundle(work, args.items, args.users)
     trees = {v: export_base(args.base, work) if v == "before" else H.REPO for v in VARIANTS}
+    bundle = ensure_bundle(work, args.items, args.users, trees["before"])  # both read the older format
     dbs = {"before": work / f"serve-base-{args.items}.db", "this": work / f"serve-{args.items}.db"}
     for key, tree in (("before", trees["before"]), ("this", H.REPO)):
         setup_db(tree, dbs[key], bundle, work)

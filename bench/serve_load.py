@@ -93,13 +93,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def ensure_bundle(work: Path, n_items: int, users: int = USERS) -> Path:
-    from bench.synth_bundle import write
-
-    path = work / "bundles" / f"items-{n_items}-users-{users}"
+def ensure_bundle(work: Path, n_items: int, users: int = USERS, tree: Path = H.REPO) -> Path:
+    """The synthetic bundle, written by ``tree``'s own bench.synth_bundle (an older checkout may
+    read only its own bundle format; the newer one reads the older format too)."""
+    path = work / "bundles" / f"items-{n_items}-users-{users}" / ("this" if tree == H.REPO else tree.name)
     if not (path / "manifest.json").is_file():
         print(f"  generating {path} ...", flush=True)
-        write(path, n_items, users)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        cmd = [sys.executable, "-m", "bench.synth_bundle", str(path), "--items", str(n_items), "--users", str(users)]
+        subprocess.run(cmd, cwd=tree, env=env, check=True, capture_output=True)
     return path
 
 
@@ -302,8 +304,8 @@ def bench_size(n_items: int, args: argparse.Namespace, work: Path) -> dict[str, 
 
 def baseline_size(n_items: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """The same load against ``--baseline`` and this tree, alternating, ``--rounds`` times."""
-    bundle = ensure_bundle(work, n_items, args.users)
     trees = {"baseline": args.baseline.resolve(), "this tree": H.REPO}
+    bundle = ensure_bundle(work, n_items, args.users, trees["baseline"])  # both read the older format
     dbs = {tag: work / f"serve-{tag.replace(' ', '-')}-{n_items}.db" for tag in trees}
     out: dict[str, Any] = {"n_items": n_items, "setup": {t: setup_db(tree, dbs[t], bundle, work) for t, tree in trees.items()}}
     out["rounds"] = []

@@ -363,8 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--_data", help=argparse.SUPPRESS)
     p.add_argument("--_out", help=argparse.SUPPRESS)
     args = H.parse_args(p, argv)
-    if args._measure:  # the child process of one measurement
-        H.atomic_write_json(Path(args._out), measure(args._measure, args._data, args.epochs, args.threads))
+    if args._measure:  # the child process of one measurement; the parent reads the file once it exits
+        Path(args._out).write_text(H.dumps(measure(args._measure, args._data, args.epochs, args.threads)))
         return 0
     if "dragon" in args.measure and not args.report_only and args.mmrec is None:
         p.error("--measure dragon needs --mmrec PATH (an MMRec checkout)")
