@@ -1,7 +1,15 @@
-"""Export a trained model to a model bundle (format: trainer/bundle.py), with an export check."""
+"""Export a trained model to a model bundle (format: trainer/bundle.py), with an export check.
+
+Every export also scores each item's modalities with trainer/reliability (the bundle's
+reliability score and confidence). It costs a few training epochs (mlsmall-mmrec: 6 s against
+1.9 s per epoch; amazon-scientific-mmrec: 25 s against 8.7 s per epoch, 1 thread), a few per
+cent of a training run that early-stops with patience 20; a dataset too small to score gets a
+bundle that says why it has no score instead of a failed export.
+"""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -9,10 +17,11 @@ import numpy as np
 import torch
 
 from trainer import scoring
-from trainer.bundle import write_bundle
+from trainer.bundle import RELIABILITY_CONFIDENCE, RELIABILITY_SCORE, write_bundle
 from trainer.config import TrainConfig
 from trainer.errors import BundleError
 from trainer.metrics import csr_from_pairs
+from trainer.reliability import ModelArrays, ReliabilityConfig, score_items
 
 if TYPE_CHECKING:
     from trainer.data.dataset import Dataset
@@ -42,6 +51,34 @@ def check_scoring_identity(
     return float(np.abs(q @ v.T - ref.cpu().numpy()).max())
 
 
+def reliability_part(
+    data: Dataset,
+    cfg: TrainConfig,
+    channels: list[str],
+    user_emb: np.ndarray,
+    item_emb: np.ndarray,
+    weights: np.ndarray,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The bundle's reliability arrays and manifest fields: the score and confidence per
+    (item, channel) from trainer/reliability with the trained model's own signals, or the
+    reason the bundle has none (manifest ``reliability_absent``)."""
+    if not any(c in data.features for c in channels):
+        return {}, {
+            "reliability_absent": f"model {cfg.model} fuses no content modality "
+            f"({', '.join(channels)}): there is no content to score"
+        }
+    started = time.perf_counter()
+    model = ModelArrays(channels, user_emb, item_emb, weights)
+    try:
+        scores = score_items(data, model, ReliabilityConfig(seed=cfg.seed))
+    except ValueError as exc:  # a dataset too small to score: say so, keep the model
+        return {}, {"reliability_absent": f"the trainer could not score this dataset: {exc}"}
+    score, confidence = scores.for_channels(channels)
+    method = {**scores.method, "seconds": round(time.perf_counter() - started, 3)}
+    arrays = {RELIABILITY_SCORE: score, RELIABILITY_CONFIDENCE: confidence}
+    return arrays, {"reliability": {"method": method}}
+
+
 def export_model(
     result: FitResult, data: Dataset, cfg: TrainConfig, out: str | Path, *, overwrite: bool = False
 ) -> Path:
@@ -66,8 +103,13 @@ def export_model(
         "seen_indices": seen.indices.astype(np.int32),
         **model.export_extras(),
     }
+    rel_arrays, rel_manifest = reliability_part(
+        data, cfg, list(model.channels), user_emb, item_emb, weights
+    )
+    arrays.update(rel_arrays)
     feature_dims = {m: int(f.shape[1]) for m, f in data.features.items()}
     manifest = {
+        **rel_manifest,
         "model": cfg.model,
         "channels": [{"name": c, "feature_dim": feature_dims.get(c)} for c in model.channels],
         "weights": "learned" if model.weight_logits is not None else "none",
