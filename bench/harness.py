@@ -69,19 +69,18 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 def pyplot() -> Any | None:
     """matplotlib's pyplot on the file-only Agg backend, or None without matplotlib."""
-    try:
+    with contextlib.suppress(ImportError):
         import matplotlib
-    except ImportError:
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    return plt
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        return plt
+    return None
 
 
-def write_report(
-    results: Path, name: str, data: dict[str, Any], markdown: str, figures: dict[str, Any] | None = None
-) -> list[Path]:
+def write_report(results: Path, name: str, data: dict[str, Any], markdown: str,
+                 figures: dict[str, Any] | None = None) -> list[Path]:
     """The one writer of benchmark results: ``<name>.json``, ``<name>.md`` and each figure
     (file name -> matplotlib Figure) under ``results``; returns the paths written."""
     results = Path(results)
@@ -155,22 +154,15 @@ def machine_info(threads: int | None = None, packages: Sequence[str] = ("torch",
             "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *_argv()])}
 
 
-def _argv() -> list[str]:
-    """``sys.argv`` as typed: ``-m bench.<name>`` for a script of this package."""
+def _argv() -> list[str]:  # as typed: ``-m bench.<name>`` for a script of this package
     script = Path(sys.argv[0]).resolve()
-    if script.parent == REPO / "bench":
-        return ["-m", f"bench.{script.stem}", *sys.argv[1:]]
-    return sys.argv
+    return ["-m", f"bench.{script.stem}", *sys.argv[1:]] if script.parent == REPO / "bench" else sys.argv
 
 
 def machine_md(info: dict[str, Any], extra: str = "") -> str:
-    return (
-        f"- machine: {info['host']}, {info['cpu']}, {info['cpu_count']} CPU cores; "
-        f"python {info['python']}, torch {info.get('torch', '?')}, torch threads per process: "
-        f"{info['torch_threads']}\n"
-        f"- date: {info['date']}; load average (1/5/15 min) at start: {info['loadavg']}"
-        f"{extra}\n- command: `{info['command']}`\n"
-    )
+    return (f"- machine: {info['host']}, {info['cpu']}, {info['cpu_count']} CPU cores; python {info['python']}, "
+            f"torch {info.get('torch', '?')}, torch threads per process: {info['torch_threads']}\n- date: {info['date']}; "
+            f"load average (1/5/15 min) at start: {info['loadavg']}{extra}\n- command: `{info['command']}`\n")
 
 
 # -- slots shared by every benchmark process --------------------------------------------------------
@@ -198,12 +190,10 @@ def training_slot(slots_dir: Path, n_slots: int) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def hold_slots(
-    slots_dir: Path, n: int, *, timeout: float | None = None, log: Callable[[str], None] = print
-) -> Iterator[bool]:
-    """Hold all ``n`` slots, so the other benchmark scripts start no training run meanwhile.
-
-    Waits at most ``timeout`` seconds (None: for ever); yields whether every slot is held."""
+def hold_slots(slots_dir: Path, n: int, *, timeout: float | None = None,
+               log: Callable[[str], None] = print) -> Iterator[bool]:
+    """Hold all ``n`` slots, so the other benchmark scripts start no training run meanwhile;
+    waits at most ``timeout`` seconds (None: for ever); yields whether every slot is held."""
     held: list[FileLock] = []
     t0 = time.monotonic()
     try:
@@ -215,8 +205,7 @@ def hold_slots(
             except Timeout:
                 break
             held.append(lock)
-        log(f"[bench] holding {len(held)} of {n} training slots "
-            f"(waited {time.monotonic() - t0:.0f}s)")
+        log(f"[bench] holding {len(held)} of {n} training slots (waited {time.monotonic() - t0:.0f}s)")
         yield len(held) == n
     finally:
         for lock in held:
@@ -252,9 +241,7 @@ def config_dict(cfg: Any) -> dict[str, Any]:
     return json.loads(json.dumps(cfg.to_dict(), default=_json_default))
 
 
-def ensure_dataset(
-    out: Path, importer: str, *sources: Any, log: Callable[[str], None] = print, **kw: Any
-) -> Path:
+def ensure_dataset(out: Path, importer: str, *sources: Any, log: Callable[[str], None] = print, **kw: Any) -> Path:
     """The dataset bundle at ``out``, imported once by ``trainer.data.<importer>(*sources, out,
     **kw)`` (e.g. ``ensure_dataset(dir, "import_synth", seed=0)``)."""
     out = Path(out)
@@ -446,9 +433,7 @@ def run_steps(steps: Sequence[Step], *, runs_dir: Path, jobs: int, slots_dir: Pa
     return results
 
 
-def run_or_load(
-    steps: Sequence[Step], args: Any, runs_dir: Path, log: Callable[[str], None]
-) -> dict[str, dict[str, Any]]:
+def run_or_load(steps: Sequence[Step], args: Any, runs_dir: Path, log: Callable[[str], None]) -> dict[str, dict[str, Any]]:
     """The results of ``steps``: trained (or resumed) with the script's pool settings from
     ``add_common_args``, or only read from ``runs_dir`` under ``--report-only``."""
     if getattr(args, "report_only", False):
@@ -474,15 +459,12 @@ def make_logger(path: Path) -> Callable[[str], None]:
 def add_common_args(p: Any, *, jobs: int = 2, report_only: bool = True) -> None:
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
                    help=f"cache of generated datasets and per-run results (default {DEFAULT_WORKDIR})")
-    p.add_argument("--results", type=Path, default=RESULTS,
-                   help="where the .json/.md/.png go (default bench/results)")
-    p.add_argument("--jobs", type=int, default=jobs,
-                   help=f"training processes of this script (default {jobs})")
+    p.add_argument("--results", type=Path, default=RESULTS, help="where the .json/.md/.png go (default bench/results)")
+    p.add_argument("--jobs", type=int, default=jobs, help=f"training processes of this script (default {jobs})")
     p.add_argument("--max-train", type=int, default=2,
                    help="machine-wide cap on training processes across benchmark scripts (slot "
                    "locks in WORKDIR/slots; default 2 = this machine's cores)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads per training process (default 1)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per training process (default 1)")
     p.add_argument("--quick", action="store_true",
                    help="smoke check (under a minute): 1 seed, few epochs, small grids")
     if report_only:
