@@ -312,7 +312,7 @@ def baseline_size(n_items: int, args: argparse.Namespace, work: Path) -> dict[st
     with H.hold_slots(args.workdir / "slots", args.max_train, timeout=args.slot_wait) as held:
         out["held_bench_slots"] = held
         for i in range(args.rounds):
-            for tag, tree in trees.items():
+            for tag, tree in list(trees.items())[:: -1 if i % 2 else 1]:  # ABBA: neither always goes first
                 print(f"== {n_items} items, round {i}, {tag}", flush=True)
                 with serve(tree, service_env(tree, dbs[tag], work), work) as (port, _):
                     out["rounds"].append({"round": i, "tree": tag, "loadavg": H.loadavg(), **load_pass(port, args, work, args.users)})
@@ -446,7 +446,7 @@ def baseline_markdown(result: dict[str, Any]) -> str:
     lines = [f"# Serving, this tree vs a baseline checkout (`python -m bench.{NAME} --baseline`)", "", H.machine_md(m),
              f"Baseline: `{result['baseline']}`; this tree: `{H.REPO}`. Each checkout set up with its own CLI and "
              f"database and served by its own `create_app` (one uvicorn worker, {cfg['uvicorn']}, cache off, k={K}, "
-             f"explain=true); the two alternate, {cfg['rounds']} round(s) per size, wrk {cfg['duration_s']:g} s per run "
+             f"explain=true); the two alternate (ABBA order), {cfg['rounds']} round(s) per size, wrk {cfg['duration_s']:g} s per run "
              f"after {cfg['warmup_s']:g} s of warm-up; bench training slots held.", "",
              "| items | round | tree | recommendations c=32 | recommendations c=1 | floor c=32 | rec/floor c=32 | load avg |",
              "|---|---|---|---|---|---|---|---|"]

@@ -341,7 +341,7 @@ def baseline_report(args: argparse.Namespace, info: dict, rounds: list[dict[str,
         H.machine_md(info),
         f"Baseline: `{args.baseline}`; this tree: `{H.REPO}`. margo, {args.epochs} epoch(s) per stage, "
         f"{args.threads} torch thread(s), {'small data ' + str(QUICK_DATA) if args.quick else 'synth-baby (import_synth defaults)'}; "
-        f"the two alternate, {args.rounds} round(s), each a fresh process driven by the same measurement code "
+        f"the two alternate (ABBA order), {args.rounds} round(s), each a fresh process driven by the same measurement code "
         "(this tree's bench package over each tree's trainer); every bench training slot held.\n",
         H.md_table(["tree", "stage", "median s/epoch per round", "median"], rows) + "\n",
         f"This tree / baseline: stage I {ratio['I']:.3f}, stage II {ratio['II']:.3f}.\n"])
@@ -383,8 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     with H.hold_slots(args.workdir / "slots", args.max_train, log=log):
         loads = [H.loadavg()]
         if args.baseline:
+            trees = [("baseline", args.baseline.resolve()), ("this tree", H.REPO)]
             rounds = [{tag: run_measure("margo", args, data, log, tree, f"-{tag.replace(' ', '-')}-{i}")
-                       for tag, tree in (("baseline", args.baseline.resolve()), ("this tree", H.REPO))}
+                       for tag, tree in trees[:: -1 if i % 2 else 1]}  # ABBA: neither always goes first
                       for i in range(args.rounds)]
             H.write_report(args.results, f"{NAME}_vs_baseline", {"machine": info, "baseline": str(args.baseline),
                            "args": vars(args), "rounds": rounds}, baseline_report(args, info, rounds))
