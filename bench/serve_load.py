@@ -87,12 +87,6 @@ def bench_app() -> Any:
 
 
 # -- set-up and servers (any checkout: ``tree``) -------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def ensure_bundle(work: Path, n_items: int, users: int = USERS, tree: Path = H.REPO) -> Path:
     """The synthetic bundle, written by ``tree``'s own bench.synth_bundle (an older checkout may
     read only its own bundle format; the newer one reads the older format too)."""
@@ -136,7 +130,9 @@ def serve(tree: Path, env: dict[str, str], work: Path, *, log_config: Path | Non
     """``tree``'s API (``bench_app``) in one uvicorn worker: yields (port, seconds to ready)."""
     import httpx
 
-    port = free_port()
+    with socket.socket() as sock:  # a free port
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     floor = work / f"floor-{port}.json"
     cmd = [sys.executable, "-m", "uvicorn", "bench.serve_load:bench_app", "--factory", "--host", "127.0.0.1",
            "--port", str(port), "--workers", "1", "--loop", "uvloop", "--http", "httptools", "--no-access-log"]
@@ -422,8 +418,7 @@ def notes(runs: dict[int, dict[str, Any]]) -> list[str]:
 
 
 def plot(result: dict[str, Any]) -> dict[str, Any]:
-    plt = H.pyplot()
-    if plt is None:
+    if (plt := H.pyplot()) is None:
         return {}
     sizes = result["runs"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))

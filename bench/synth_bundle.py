@@ -116,12 +116,12 @@ def write(out: Path, n_items: int, n_users: int, *, seed: int = 0) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--items", type=int, required=True)
-    parser.add_argument("--users", type=int, default=20_000)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("out", type=Path)
+    p.add_argument("--items", type=int, required=True)
+    p.add_argument("--users", type=int, default=20_000)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
     print(write(args.out, args.items, args.users, seed=args.seed))
 
 
