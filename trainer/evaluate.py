@@ -1,9 +1,9 @@
-"""Training-time evaluation: a model's embeddings through the full-ranking protocol.
+"""Evaluation with torch at hand: training-time evaluation and ``margo evaluate``.
 
 The protocol and the metrics are ``trainer/metrics.py`` (numpy, shared with ``margo evaluate``
 and the retrain gate); the fold into q_u and v_i is ``trainer/scoring.py``. This module only
-adds the torch fast path for the top-k: the scores Q V^T are computed and cut where the model
-lives (a GPU during training), and the metrics are taken from the ranked lists by
+adds the torch fast path for the top-k: the scores Q V^T are computed and cut by torch (where
+the model lives during training, a GPU), and the metrics are taken from the ranked lists by
 ``trainer.metrics.topk_metrics``. ``tests/trainer/test_evaluate.py`` checks that the fast path
 ranks exactly like ``trainer.metrics.full_ranking_topk``.
 """
@@ -46,6 +46,29 @@ def topk_items(
     return out
 
 
+def evaluate_vectors(
+    queries: np.ndarray,
+    keys: np.ndarray,
+    train: sp.csr_matrix,
+    target: sp.csr_matrix,
+    ks: Sequence[int] = metrics.DEFAULT_KS,
+    batch: int = metrics.EVAL_BATCH_USERS,
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
+    """``trainer.metrics.evaluate_vectors`` with the top-k taken by torch on ``device``.
+
+    Same result (tests/trainer/test_evaluate.py); about twice as fast on one CPU thread, as
+    ``torch.topk`` beats numpy's ``argpartition`` on wide score rows.
+    """
+    users = metrics.users_with_targets(target)
+    if users.size == 0:
+        return metrics.evaluate_vectors(queries, keys, train, target, ks, batch)  # all zeros
+    kmax = min(max(ks), keys.shape[0])
+    q_t, v_t = torch.from_numpy(queries).to(device), torch.from_numpy(keys).to(device)
+    top = topk_items(q_t, v_t, users, train, kmax, batch)
+    return metrics.topk_metrics(top, users, target, ks)
+
+
 @torch.no_grad()
 def evaluate_embeddings(
     user_emb: torch.Tensor,
@@ -61,14 +84,7 @@ def evaluate_embeddings(
     The vectors are folded by ``trainer.scoring`` (numpy) and ranked on the embeddings'
     device.
     """
-    device = user_emb.device
     q = scoring.query_vectors(user_emb.detach().cpu().numpy())
     w = None if weights is None else weights.detach().cpu().numpy()
     v = scoring.item_vectors(item_emb.detach().cpu().numpy(), w)
-    users = metrics.users_with_targets(target)
-    kmax = min(max(ks), v.shape[0])
-    if users.size == 0:
-        return metrics.evaluate_vectors(q, v, train, target, ks, batch)  # the zero result
-    q_t, v_t = torch.from_numpy(q).to(device), torch.from_numpy(v).to(device)
-    top = topk_items(q_t, v_t, users, train, kmax, batch)
-    return metrics.topk_metrics(top, users, target, ks)
+    return evaluate_vectors(q, v, train, target, ks, batch, device=user_emb.device)

@@ -26,7 +26,8 @@ def add(sub: Any) -> None:
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from trainer.bundle import load_bundle
     from trainer.data.dataset import load_dataset
-    from trainer.metrics import csr_from_pairs, evaluate_vectors
+    from trainer.evaluate import evaluate_vectors  # trainer.metrics' protocol, torch top-k
+    from trainer.metrics import csr_from_pairs
 
     bundle = load_bundle(a.bundle)
     data = load_dataset(a.data)
