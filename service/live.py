@@ -10,6 +10,7 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -186,11 +187,11 @@ class LiveModel:
             return np.sort(seen).astype(np.int64)
         return np.union1d(seen, recent)
 
-    @property
+    @cached_property
     def reliability(self) -> ItemReliability | None:
         """The bundle's reliability score and confidence per (item, channel), or None for a
         bundle without them (``reliability_absent`` says why). Its arrays are the plain views
-        in ``arrays``, like every other array a request reads."""
+        in ``arrays``, like every other array a request reads (built once: requests read it)."""
         rel = self.bundle.reliability
         if rel is None:
             return None
@@ -200,7 +201,7 @@ class LiveModel:
             confidence=self.arrays[RELIABILITY_CONFIDENCE],
         )
 
-    @property
+    @cached_property
     def reliability_absent(self) -> str | None:
         return self.bundle.reliability_absent
 
