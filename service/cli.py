@@ -113,7 +113,12 @@ def cmd_models_register(args: argparse.Namespace, settings: Settings | None = No
     settings = settings or get_settings()
     registry, db = _open_registry(settings)
     try:
-        row = registry.register(args.path, activate=args.activate, build_index=not args.no_index)
+        row = registry.register(
+            args.path,
+            activate=args.activate,
+            build_index=not args.no_index,
+            replace_catalogue=args.replace_catalogue,
+        )
     finally:
         db.dispose()
     print(f"model {row.version}: {row.status} ({row.n_items} items, {row.n_users} users)")
@@ -278,6 +283,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     reg.add_argument("path", help="model bundle directory (written by `margo train --out`)")
     reg.add_argument("--activate", action="store_true", help="also make it the live model")
     reg.add_argument("--no-index", action="store_true", help="do not build the index now")
+    reg.add_argument(
+        "--replace-catalogue",
+        action="store_true",
+        help="the bundle is of another dataset than the database holds: drop the old users, "
+        "items and interactions, fail the old model versions, and activate this one",
+    )
     reg.set_defaults(func=cmd_models_register)
     ls = models.add_parser("list", help="registered model versions")
     ls.set_defaults(func=cmd_models_list)

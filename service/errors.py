@@ -90,6 +90,12 @@ class Conflict(ServiceError):
     code = "conflict"
 
 
+class CatalogueMismatch(Conflict):
+    """A bundle of another dataset than the one the database holds (ids would mix)."""
+
+    code = "catalogue_mismatch"
+
+
 class ModelLoadError(ServiceError):
     status_code = 409
     code = "model_load_failed"

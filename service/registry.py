@@ -31,7 +31,7 @@ from service.cache import ResponseCache
 from service.db import crud, seed
 from service.db.session import Database
 from service.db.tables import ModelStatus, ModelVersion, utcnow
-from service.errors import BundleMissing, Conflict, ModelLoadError, NotFound
+from service.errors import BundleMissing, CatalogueMismatch, Conflict, ModelLoadError, NotFound
 from service.events import EventBus
 from service.index import IndexParams, ItemIndex, gpu_available, vectors_fingerprint
 from service.live import LiveModel, parse_time
@@ -89,19 +89,31 @@ class Registry:
 
     # -- registration ----------------------------------------------------------------------
     def register(
-        self, path: str | Path, *, activate: bool = False, build_index: bool = False
+        self,
+        path: str | Path,
+        *,
+        activate: bool = False,
+        build_index: bool = False,
+        replace_catalogue: bool = False,
     ) -> ModelVersion:
         """Verify a bundle, upsert its users and items, record it as ``ready``.
 
         A corrupt bundle is recorded as ``failed`` (with the reason in ``note``) and the
-        BundleError is raised again.
+        BundleError is raised again. A bundle of another dataset than the database's
+        catalogue is refused (CatalogueMismatch) unless ``replace_catalogue``, which drops the
+        old catalogue's users, items and interactions, fails its model versions for good and
+        activates this one.
         """
-        new = self.register_verified(path, build_index=build_index)
-        if activate:
+        new = self.register_verified(
+            path, build_index=build_index, replace_catalogue=replace_catalogue
+        )
+        if activate or replace_catalogue:
             return self.activate(new.row.version, verified=new)
         return new.row
 
-    def register_verified(self, path: str | Path, *, build_index: bool = False) -> Registered:
+    def register_verified(
+        self, path: str | Path, *, build_index: bool = False, replace_catalogue: bool = False
+    ) -> Registered:
         """:meth:`register`, returning the verified bundle (and index) for the caller to use."""
         path = Path(path).resolve()
         version = path.name
@@ -127,6 +139,7 @@ class Registry:
         manifest = bundle.manifest
         started = time.perf_counter()
         with self.db.session() as session:
+            self._check_catalogue(session, manifest.dataset.name, version, replace_catalogue)
             crud.upsert_users(session, external_ids=bundle.user_ids)
             crud.upsert_items(session, items=seed.item_rows(bundle))
             if seed.needs_seed(session, manifest, bundle.n_items):  # retraining needs them
@@ -156,6 +169,33 @@ class Registry:
         )
         index = self.build_index(bundle, version) if build_index else None
         return Registered(self.get(version), bundle, index)
+
+    @staticmethod
+    def _check_catalogue(
+        session: Session, dataset: str | None, version: str, replace: bool
+    ) -> None:
+        """One catalogue per database: the first model names it, the others must match.
+
+        A bundle that names no dataset (older exports, hand-made bundles) cannot be checked
+        and is let through; an unnamed catalogue adopts the first name it meets."""
+        current = crud.claim_catalogue(session, dataset=dataset, version=version)
+        if dataset is None or current.dataset == dataset:
+            return
+        if current.dataset is None:
+            current.dataset, current.set_by = dataset, version
+            return
+        if not replace:
+            raise CatalogueMismatch(
+                f"model {version} was trained on dataset {dataset!r} but this database holds "
+                f"the catalogue of dataset {current.dataset!r} (since model {current.set_by}): "
+                "their ids would mix; use another database (MARGO_DATABASE_URL) or "
+                "`margo models register --replace-catalogue`"
+            )
+        failed = crud.replace_catalogue(session, dataset=dataset, version=version)
+        log.warning(
+            "catalogue replaced: dataset %r -> %r by model %s (%d old model versions failed)",
+            current.dataset, dataset, version, failed,
+        )  # fmt: skip
 
     def build_index(self, bundle: ModelBundle, version: str) -> ItemIndex:
         """Build (or find) the bundle's index now, so activation only reads it."""

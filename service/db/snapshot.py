@@ -31,6 +31,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.db import crud
 from service.db.session import Database
 from service.db.tables import Interaction, Item, ItemFeature, User
 from trainer.data.dataset import TEST, TRAIN, VALID, Dataset, write_dataset
@@ -65,10 +66,15 @@ def _begin_snapshot(session: Session) -> None:
         session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
 
 
-def take_snapshot(db: Database, out: Path, *, name: str = "snapshot") -> Snapshot:
-    """Read SQL in one transaction and write the dataset bundle ``out`` (atomically)."""
+def take_snapshot(db: Database, out: Path, *, name: str | None = None) -> Snapshot:
+    """Read SQL in one transaction and write the dataset bundle ``out`` (atomically).
+
+    The dataset is named after the database's catalogue (service/db/crud/catalogue.py), so the
+    model trained on it registers into the same catalogue; "snapshot" when none is named.
+    """
     with db.sessions() as session:
         _begin_snapshot(session)
+        name = name or crud.catalogue_dataset(session) or "snapshot"
         items = session.execute(
             select(Item.id, Item.external_id, Item.title, Item.categories).order_by(Item.id)
         ).all()

@@ -14,6 +14,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
@@ -120,6 +121,23 @@ class ModelVersion(Base):
     n_items: Mapped[int] = mapped_column(Integer, default=0)
     model_kind: Mapped[str | None] = mapped_column(String(64))
     note: Mapped[str | None] = mapped_column(Text)
+
+
+class Catalogue(Base):
+    """The one dataset whose users and items this database holds (a single row, id 1).
+
+    ``dataset`` is the dataset name of the model bundles (``manifest.dataset.name``; None
+    for bundles that carry none); a retrain's snapshot takes this name, so its model matches.
+    """
+
+    __tablename__ = "catalogue"
+    __table_args__ = (CheckConstraint("id = 1", name="ck_catalogue_single_row"),)
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    dataset: Mapped[str | None] = mapped_column(String(255))
+    set_by: Mapped[str] = mapped_column(String(128))
+    """The model version whose registration named the catalogue."""
+    set_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Job(Base):

@@ -140,7 +140,10 @@ def postgres_db(postgres_url: str) -> Iterator[str]:
     engine = create_engine(postgres_url)
     with engine.begin() as conn:
         conn.execute(
-            text("TRUNCATE jobs, interactions, model_versions, items, users, api_keys CASCADE")
+            text(
+                "TRUNCATE jobs, interactions, model_versions, items, users, api_keys, "
+                "catalogue CASCADE"
+            )
         )
     engine.dispose()
 

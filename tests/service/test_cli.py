@@ -36,7 +36,7 @@ def test_upgrade_register_activate_list(
     assert cli.cmd_db_upgrade(ns(revision="head"), settings) == 0
     assert f"is at revision {head_revision()}" in capsys.readouterr().out
     path = make_bundle(tmp_path / "v1")
-    args = ns(path=str(path), activate=True, no_index=False)
+    args = ns(path=str(path), activate=True, no_index=False, replace_catalogue=False)
     assert cli.cmd_models_register(args, settings) == 0
     assert capsys.readouterr().out.startswith("model v1: active (300 items, 40 users)")
     assert any((path / "index").iterdir())
@@ -53,7 +53,8 @@ def test_register_refuses_a_corrupt_bundle(
     path = make_bundle(tmp_path / "bad")
     corrupt(path)
     with pytest.raises(Exception, match="checksum"):
-        cli.cmd_models_register(ns(path=str(path), activate=False, no_index=False), settings)
+        args = ns(path=str(path), activate=False, no_index=False, replace_catalogue=False)
+        cli.cmd_models_register(args, settings)
 
 
 def test_serve_refuses_an_unmigrated_database(make_settings: Callable[..., Settings]) -> None:

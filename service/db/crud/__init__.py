@@ -7,12 +7,19 @@ keyword-only arguments; this package re-exports them, so callers write ``crud.ge
     models.py        model versions and their status changes
     jobs.py          job rows and the guarded status updates of the job lifecycle
     api_keys.py      API key rows (hashing and roles: service/auth.py)
+    catalogue.py     which dataset the database holds (one catalogue per database)
 
 Bulk upserts of a bundle's users and items live in ``service/db/bulk.py`` (driver-level, fast);
 the SQL <-> dataset bundle conversions in ``service/db/seed.py`` and ``service/db/snapshot.py``.
 """
 
 from service.db.crud.api_keys import add_api_key, api_key_by_prefix, list_api_keys, touch_api_key
+from service.db.crud.catalogue import (
+    catalogue_dataset,
+    claim_catalogue,
+    get_catalogue,
+    replace_catalogue,
+)
 from service.db.crud.common import as_utc
 from service.db.crud.interactions import (
     IngestResult,
@@ -61,8 +68,8 @@ from service.db.crud.models import (
 from service.db.crud.users import find_users, upsert_users
 
 __all__ = [
-    "OPEN_JOB_STATUSES",
     "IngestResult",
+    "OPEN_JOB_STATUSES",
     "active_model",
     "active_version",
     "add_api_key",
@@ -70,6 +77,8 @@ __all__ = [
     "api_key_by_prefix",
     "as_utc",
     "cancel_queued",
+    "catalogue_dataset",
+    "claim_catalogue",
     "claim_job",
     "count_jobs_by_status",
     "create_job",
@@ -77,6 +86,7 @@ __all__ = [
     "feature_dims",
     "find_users",
     "finish_job",
+    "get_catalogue",
     "get_item",
     "get_job",
     "get_model",
@@ -96,6 +106,7 @@ __all__ = [
     "open_job",
     "pending_texts",
     "queued_job_ids",
+    "replace_catalogue",
     "save_model",
     "store_vectors",
     "touch_api_key",

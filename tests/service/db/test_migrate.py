@@ -18,6 +18,7 @@ from service.state import ServiceState
 
 TABLES = {
     "users",
+    "catalogue",
     "items",
     "interactions",
     "model_versions",
