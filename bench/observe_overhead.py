@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import harness as H
-from bench.serve_load import REC, ensure_bundle, load_pass, serve, service_env, setup_db
+from bench.serve_load import REC, alternate, ensure_bundle, service_env, setup_db
 
 NAME = "observe_overhead"
 VARIANTS = ("before", "off", "metrics", "metrics+logs")
@@ -171,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--users", type=int, default=20_000)
     p.add_argument("--duration", type=float, default=6.0, help="seconds per wrk run")
     p.add_argument("--warmup", type=float, default=2.0)
-    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds, ABBA order (default 2)")
+    p.add_argument("--slot-wait", type=float, default=300.0, help="max seconds to wait for the bench training slots")
     p.add_argument("--base", default="898c11a", help="a commit before issues 4 and 5 touched serving")
     p.add_argument("--in-process-requests", type=int, default=3000)
     p.add_argument("--in-process-repeats", type=int, default=5)
@@ -196,19 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     from service.log_config import logging_config
 
     log_config.write_text(json.dumps(logging_config("json", "info")))
-    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
-    with H.hold_slots(args.workdir / "slots", args.max_train, timeout=300) as held:
-        for rnd in range(args.rounds):
-            for v in VARIANTS:
-                db, log_file = dbs["before" if v == "before" else "this"], work / f"server-{v}.log"
-                with serve(trees[v], variant_env(v, trees[v], db, work), work, log_file=log_file,
-                           log_config=None if v == "before" else log_config) as (port, _):
-                    r = {"round": rnd, "loadavg_before": H.loadavg(), **load_pass(port, args, work, args.users)}
-                    r["loadavg_after"] = H.loadavg()
-                r["log_lines"] = len(log_file.read_text().splitlines())
-                runs[v].append(r)
-                print(f"round {rnd} {v:13} floor c32 {r['floor_c32']['rps']:7.0f} req/s, rec c32 {r['rec_c32']['rps']:6.0f} "
-                      f"req/s, log lines {r['log_lines']}", flush=True)
+    variants = {v: {"tree": trees[v], "env": variant_env(v, trees[v], dbs["before" if v == "before" else "this"], work),
+                    "log_config": None if v == "before" else log_config} for v in VARIANTS}
+    held, rows = alternate(variants, args, work)
+    runs = {v: [r for r in rows if r["tree"] == v] for v in VARIANTS}
     summary = {v: {k: {"rps": statistics.median(r[k]["rps"] for r in runs[v]),
                        **{q: statistics.median(r[k][q] for r in runs[v]) for q in ("p50_ms", "p99_ms")},
                        "errors": sum(r[k]["errors"] for r in runs[v])} for k in KEYS} for v in VARIANTS}

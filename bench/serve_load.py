@@ -304,15 +304,25 @@ def baseline_size(n_items: int, args: argparse.Namespace, work: Path) -> dict[st
     bundle = ensure_bundle(work, n_items, args.users, trees["baseline"])  # both read the older format
     dbs = {tag: work / f"serve-{tag.replace(' ', '-')}-{n_items}.db" for tag in trees}
     out: dict[str, Any] = {"n_items": n_items, "setup": {t: setup_db(tree, dbs[t], bundle, work) for t, tree in trees.items()}}
-    out["rounds"] = []
-    with H.hold_slots(args.workdir / "slots", args.max_train, timeout=args.slot_wait) as held:
-        out["held_bench_slots"] = held
-        for i in range(args.rounds):
-            for tag, tree in list(trees.items())[:: -1 if i % 2 else 1]:  # ABBA: neither always goes first
-                print(f"== {n_items} items, round {i}, {tag}", flush=True)
-                with serve(tree, service_env(tree, dbs[tag], work), work) as (port, _):
-                    out["rounds"].append({"round": i, "tree": tag, "loadavg": H.loadavg(), **load_pass(port, args, work, args.users)})
+    variants = {tag: {"tree": tree, "env": service_env(tree, dbs[tag], work)} for tag, tree in trees.items()}
+    out["held_bench_slots"], out["rounds"] = alternate(variants, args, work)
     return out
+
+
+def alternate(variants: dict[str, dict[str, Any]], args: argparse.Namespace, work: Path) -> tuple[bool, list[dict]]:
+    """One load pass per variant (``tree``, ``env``, optional ``log_config``), ``args.rounds``
+    times in ABBA order (none always goes first), every bench training slot held."""
+    rows = []
+    with H.hold_slots(args.workdir / "slots", args.max_train, timeout=args.slot_wait) as held:
+        for i in range(args.rounds):
+            for tag, v in list(variants.items())[:: -1 if i % 2 else 1]:
+                print(f"== round {i}, {tag}", flush=True)
+                log_file = work / f"server-{tag.replace(' ', '-')}.log"
+                with serve(v["tree"], v["env"], work, log_config=v.get("log_config"), log_file=log_file) as (port, _):
+                    row = {"round": i, "tree": tag, "loadavg_before": H.loadavg(), **load_pass(port, args, work, args.users)}
+                row["log_lines"] = len(log_file.read_text().splitlines())
+                rows.append(row)
+    return held, rows
 
 
 # -- report ------------------------------------------------------------------------------------------------------
@@ -450,7 +460,7 @@ def baseline_markdown(result: dict[str, Any]) -> str:
         med: dict[str, dict[str, list[float]]] = {}
         for r in size["rounds"]:
             lines.append(f"| {size['n_items']:,} | {r['round']} | {r['tree']} | {_fmt_run(r['rec_c32'])} | {_fmt_run(r['rec_c1'])} | "
-                         f"{r['floor_c32']['rps']:,.0f} req/s | {r['rec_c32']['rps'] / r['floor_c32']['rps']:.3f} | {r['loadavg'][0]:.1f} |")
+                         f"{r['floor_c32']['rps']:,.0f} req/s | {r['rec_c32']['rps'] / r['floor_c32']['rps']:.3f} | {r['loadavg_before'][0]:.1f} |")
             for key, v in (("rps32", r["rec_c32"]["rps"]), ("p50_1", r["rec_c1"]["p50_ms"]),
                            ("frac", r["rec_c32"]["rps"] / r["floor_c32"]["rps"])):
                 med.setdefault(r["tree"], {}).setdefault(key, []).append(v)
