@@ -3,7 +3,8 @@
     stage I   L_rec + beta*reg, unweighted channel sum (Eq. 9), to early stop
     stage II  from the best stage-I state: per-item weights W, a fresh Adam over Theta and W,
               L_rec + alpha*L_cal + beta*reg (Eq. 10), to early stop
-    report    test metrics of the best-validation state of the last stage
+    report    test metrics of the best-validation state of the whole run (stage I's best
+              when stage II never beats it: BestState)
 
 Models without weights run stage I only; ``--no-two-stage`` runs stage II from scratch.
 """
@@ -20,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from trainer import losses
@@ -30,8 +31,8 @@ from trainer.errors import ConfigError, ModelFitError, TrainingCancelled
 from trainer.evaluate import evaluate_embeddings
 from trainer.metrics import csr_from_pairs
 from trainer.models import Recommender, build_model
-from trainer.plugins import Plugin, StepContext, build_plugins
 from trainer.models.fusion import fusion_for
+from trainer.plugins import Plugin, StepContext, build_plugins
 from trainer.sampling import TripletSampler
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ class FitResult:
     test: dict[str, float]
     seconds: float
     history: list[EpochReport]
+    best_stage: str = ""  # the stage whose best state ``model`` holds (BestState)
 
 
 Callback = Callable[[EpochReport], None]
@@ -229,6 +231,7 @@ def fit(
         )
     history: list[EpochReport] = []
     stages: list[StageResult] = []
+    best_run = BestState()
     for s_idx, stage in enumerate(plan):
         cached = (
             stage1_cache_path(stage1_cache, cfg, data)
@@ -241,6 +244,7 @@ def fit(
             for plugin in plugins:
                 plugin.load_state_dict(saved.get("plugins", {}).get(plugin.name, {}))
             stages.append(saved["result"])
+            best_run.offer(model, saved["result"], cfg.select_metric)
             continue
         result = _run_stage(
             model, data, cfg, stage, s_idx, len(plan), history, callback, progress, plugins
@@ -252,16 +256,58 @@ def fit(
             state = {p.name: p.state_dict() for p in plugins}
             torch.save({"state": model.state_dict(), "result": result, "plugins": state}, tmp)
             tmp.replace(cached)
+        best_run.offer(model, result, cfg.select_metric)
 
+    best_run.restore(model)
     test = evaluate_model(model, data, "test", cfg)
     return FitResult(
         model=model,
         stages=stages,
-        valid=stages[-1].best_valid,
+        valid=best_run.valid,
         test=test,
         seconds=time.perf_counter() - t_start,
         history=history,
+        best_stage=best_run.stage,
     )
+
+
+class BestState:
+    """The best-validation state of the whole run (issue 18): a stage II that never beats
+    stage I's best hands back stage I's state, so the exported model is never the worse one.
+
+    Ties keep the later stage. Stage I's state has no fusion logits W; restoring it into a
+    weighted model sets W = 0, i.e. uniform weights: exactly stage I's sum with the M-scaled
+    fusion, and the same ranking (scores / M) without it.
+    """
+
+    def __init__(self) -> None:
+        self.value = float("-inf")
+        self.stage = ""
+        self.valid: dict[str, float] = {}
+        self.state: dict[str, torch.Tensor] | None = None
+        self.latest = ""
+
+    def offer(self, model: Recommender, result: StageResult, metric: str) -> None:
+        """Call after each stage, with ``model`` in that stage's best state."""
+        self.latest = result.stage
+        value = result.best_valid.get(metric, float("-inf"))
+        if value >= self.value or self.state is None:
+            self.value, self.stage, self.valid = value, result.stage, result.best_valid
+            self.state = copy.deepcopy(model.state_dict())
+
+    def restore(self, model: Recommender) -> None:
+        """Load the best state into ``model`` unless it already holds it (the last stage's)."""
+        if self.state is None or self.stage == self.latest:
+            return
+        keys = model.load_state_dict(self.state, strict=False)
+        w = model.weight_logits
+        names = {n for n, p in model.named_parameters() if p is w}
+        if keys.unexpected_keys or set(keys.missing_keys) - names:
+            raise RuntimeError(f"best state does not fit the model: {keys}")
+        if w is not None and names & set(keys.missing_keys):
+            with torch.no_grad():
+                w.zero_()
+        log.info("stage %s had the best validation state of the run: exporting it", self.stage)
 
 
 def stage1_cache_path(cache: Path | None, cfg: TrainConfig, data: Dataset) -> Path | None:
@@ -319,6 +365,7 @@ def _run_stage(
         # -- one pass over the training pairs -----------------------------------------------
         t0 = time.perf_counter()
         model.train()
+        model.start_epoch(epoch_rng)  # e.g. FREEDOM's degree-pruned graph of this epoch
         total, n_b, extra = 0.0, 0, {}
         for u, i, k in sampler.epoch(cfg.batch_size):
             ut, it, kt = (torch.from_numpy(a).to(device) for a in (u, i, k))
@@ -365,7 +412,6 @@ def _run_stage(
             callback(report)  # may raise TrainingCancelled
         if stop:
             break
-        model.start_epoch(epoch_rng)  # e.g. FREEDOM's degree-pruned graph of this epoch
     bar.close()
     # -- keep the best state of this stage -------------------------------------------------------
     model.load_state_dict(best_state)

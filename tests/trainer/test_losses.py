@@ -125,3 +125,12 @@ def test_all_negative_rows_give_finite_gradients_without_stopgrad():
     )
     l.backward()
     assert torch.isfinite(gap.grad).all()
+
+
+def test_embedding_norm_reg_is_sum_of_frobenius_norms_over_batch():
+    # RecBole/MMRec EmbLoss: (||U||_F + ||P||_F + ||N||_F) / B, norms not squared
+    u = torch.tensor([[3.0, 4.0], [0.0, 0.0]])  # ||U||_F = 5
+    p = torch.tensor([[1.0, 0.0], [0.0, 0.0]])  # 1
+    n = torch.tensor([[2.0, 2.0], [1.0, 1.0]])  # sqrt(10)
+    want = (5.0 + 1.0 + math.sqrt(10.0)) / 2
+    assert losses.embedding_norm_reg(u, p, n).item() == pytest.approx(want, rel=1e-6)

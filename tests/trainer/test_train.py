@@ -102,8 +102,16 @@ def test_margo_gives_planted_noisy_modality_lower_weight_than_fusion_learned(tin
     }
     image_weight = {}
     for model in ("fusion-learned", "margo"):
-        r = fit(tiny, TrainConfig(model=model, **common), progress=False)
-        image_weight[model] = r.model.export_arrays()[2][corrupted, 0].mean()
+        stage2_best = {}
+
+        def keep_best_stage2_weights(report, kept=stage2_best):
+            # the weights of stage II's best state: the run may export stage I's (BestState)
+            if report.stage == "II" and report.valid and report.valid["recall@20"] == report.best:
+                kept["w"] = report.model.export_arrays()[2]
+
+        fit(tiny, TrainConfig(model=model, **common), callback=keep_best_stage2_weights,
+            progress=False)  # fmt: skip
+        image_weight[model] = stage2_best["w"][corrupted, 0].mean()
     assert image_weight["margo"] < image_weight["fusion-learned"] - 0.05, image_weight
 
 
