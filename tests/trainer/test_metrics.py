@@ -85,6 +85,18 @@ def test_topk_rows_best_first_ties_in_column_order():
     scores = np.array([[0.1, 0.9, 0.5, 0.9, -np.inf], [3.0, 2.0, 1.0, 0.0, 5.0]], np.float32)
     assert topk_rows(scores, 3).tolist() == [[1, 3, 2], [4, 0, 1]]
     assert topk_rows(scores, 5).tolist() == [[1, 3, 2, 0, 4], [4, 0, 1, 2, 3]]
+    # ties at the k-th score: the lower columns are kept
+    ties = np.array([[1.0, 2.0, 1.0, 1.0, 0.0], [-np.inf, -np.inf, 1.0, -np.inf, -np.inf]])
+    assert topk_rows(ties, 3).tolist() == [[1, 0, 2], [2, 0, 1]]
+
+
+def test_topk_rows_is_a_stable_descending_sort_cut_at_k():
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 6, size=(50, 40)).astype(np.float32)  # many ties
+    scores[rng.random(scores.shape) < 0.2] = -np.inf
+    for k in (1, 7, 39, 40):
+        ref = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        np.testing.assert_array_equal(topk_rows(scores, k), ref)
 
 
 def test_full_ranking_topk_batches_and_masks():
