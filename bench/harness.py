@@ -20,6 +20,7 @@ import os
 import platform
 import resource
 import shlex
+import subprocess
 import sys
 import time
 import traceback
@@ -157,6 +158,12 @@ def machine_info(threads: int | None = None, packages: Sequence[str] = ("torch",
 def _argv() -> list[str]:  # as typed: ``-m bench.<name>`` for a script of this package
     script = Path(sys.argv[0]).resolve()
     return ["-m", f"bench.{script.stem}", *sys.argv[1:]] if script.parent == REPO / "bench" else sys.argv
+
+
+def git_commit(tree: Path = REPO) -> str:
+    """The checkout's commit (``-dirty`` with uncommitted changes), or "?" outside git."""
+    out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=tree, capture_output=True, text=True)
+    return out.stdout.strip() or "?"
 
 
 def machine_md(info: dict[str, Any], extra: str = "") -> str:

@@ -449,7 +449,8 @@ def plot(result: dict[str, Any]) -> dict[str, Any]:
 def baseline_markdown(result: dict[str, Any]) -> str:
     m, cfg = result["machine"], result["settings"]
     lines = [f"# Serving, this tree vs a baseline checkout (`python -m bench.{NAME} --baseline`)", "", H.machine_md(m),
-             f"Baseline: `{result['baseline']}`; this tree: `{H.REPO}`. Each checkout set up with its own CLI and "
+             f"Baseline: `{result['baseline']}` (commit {result['commits']['baseline']}); this tree: `{H.REPO}` "
+             f"(commit {result['commits']['this tree']}). Each checkout set up with its own CLI and "
              f"database and served by its own `create_app` (one uvicorn worker, {cfg['uvicorn']}, cache off, k={K}, "
              f"explain=true); the two alternate (ABBA order), {cfg['rounds']} round(s) per size, wrk {cfg['duration_s']:g} s per run "
              f"after {cfg['warmup_s']:g} s of warm-up; bench training slots held.", "",
@@ -506,7 +507,8 @@ def main(argv: list[str] | None = None) -> int:
                      "recall_users": args.recall_users, "rounds": args.rounds, "quick": args.quick}}
     sizes = [int(n) for n in args.sizes.split(",") if n]
     if args.baseline:
-        result.update(baseline=str(args.baseline), runs=[baseline_size(n, args, work) for n in sizes], wall_s=time.time() - started)
+        result.update(baseline=str(args.baseline), commits={"baseline": H.git_commit(args.baseline), "this tree": H.git_commit()},
+                      runs=[baseline_size(n, args, work) for n in sizes], wall_s=time.time() - started)
         H.write_report(args.results, f"{NAME}_vs_baseline", result, baseline_markdown(result))
     else:
         result["runs"] = [bench_size(n, args, work) for n in sizes]

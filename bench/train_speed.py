@@ -226,11 +226,17 @@ def run_dragon(args: argparse.Namespace, data: Path, log: Any) -> dict[str, Any]
 
 
 def ensure_data(args: argparse.Namespace, log: Any) -> Path:
-    if args.quick:
-        return H.ensure_dataset(args.workdir / "data" / "synth-quick", "import_synth", log=log,
-                                seed=0, name="synth_quick", **QUICK_DATA)
-    return H.ensure_dataset(args.workdir / "data" / "synth-baby", "import_synth", log=log, seed=0,
-                            name="synth_baby")
+    """The synthetic dataset; with ``--baseline`` written by the baseline's own importer (an older
+    checkout may read only its own dataset format; this tree reads the older one too)."""
+    name, kw = ("synth_quick", QUICK_DATA) if args.quick else ("synth_baby", {})
+    out = args.workdir / "data" / (name.replace("_", "-") + ("-baseline" if args.baseline else ""))
+    if not args.baseline:
+        return H.ensure_dataset(out, "import_synth", log=log, seed=0, name=name, **kw)
+    if not (out / "stats.json").is_file():
+        code = f"from trainer.data import import_synth; import_synth({str(out)!r}, seed=0, name={name!r}, progress=False, **{kw!r})"
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        subprocess.run([sys.executable, "-c", code], cwd=args.baseline, env=env, check=True)
+    return out
 
 
 # -- report -------------------------------------------------------------------------------------------
@@ -328,7 +334,7 @@ def report(args: argparse.Namespace, info: dict, res: dict[str, dict], data: Pat
     return "\n".join(md)
 
 
-def baseline_report(args: argparse.Namespace, info: dict, rounds: list[dict[str, dict]]) -> str:
+def baseline_report(args: argparse.Namespace, info: dict, rounds: list[dict[str, dict]], commits: dict[str, str]) -> str:
     rows, med = [], {}
     for tag in ("baseline", "this tree"):
         for stage in ("I", "II"):
@@ -339,7 +345,7 @@ def baseline_report(args: argparse.Namespace, info: dict, rounds: list[dict[str,
     return "\n".join([
         f"# Training speed, this tree vs a baseline checkout (`python -m bench.{NAME} --baseline`)\n",
         H.machine_md(info),
-        f"Baseline: `{args.baseline}`; this tree: `{H.REPO}`. margo, {args.epochs} epoch(s) per stage, "
+        f"Baseline: `{args.baseline}` (commit {commits['baseline']}); this tree: `{H.REPO}` (commit {commits['this tree']}). margo, {args.epochs} epoch(s) per stage, "
         f"{args.threads} torch thread(s), {'small data ' + str(QUICK_DATA) if args.quick else 'synth-baby (import_synth defaults)'}; "
         f"the two alternate (ABBA order), {args.rounds} round(s), each a fresh process driven by the same measurement code "
         "(this tree's bench package over each tree's trainer); every bench training slot held.\n",
@@ -387,8 +393,9 @@ def main(argv: list[str] | None = None) -> int:
             rounds = [{tag: run_measure("margo", args, data, log, tree, f"-{tag.replace(' ', '-')}-{i}")
                        for tag, tree in trees[:: -1 if i % 2 else 1]}  # ABBA: neither always goes first
                       for i in range(args.rounds)]
-            H.write_report(args.results, f"{NAME}_vs_baseline", {"machine": info, "baseline": str(args.baseline),
-                           "args": vars(args), "rounds": rounds}, baseline_report(args, info, rounds))
+            commits = {"baseline": H.git_commit(args.baseline), "this tree": H.git_commit()}
+            H.write_report(args.results, f"{NAME}_vs_baseline", {"machine": info, "baseline": str(args.baseline), "commits": commits,
+                           "args": vars(args), "rounds": rounds}, baseline_report(args, info, rounds, commits))
             return 0
         for kind in [] if args.report_only else args.measure:
             res[kind] = run_measure(kind, args, data, log)
