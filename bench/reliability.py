@@ -172,11 +172,14 @@ def detection_rows(args: argparse.Namespace, paths: dict, res: dict, steps: dict
         det = json.loads(f.read_text())
         labels = np.asarray(det["labels"], bool)
         scorers = {k: np.asarray(det[k]) for k in ("score", "audit", "cross_modal", "collab_from_content")}
-        for model in ("fusion-learned", "margo"):
+        for model in ("fusion-learned", "margo", "margo+prior"):
             r = res.get(steps.get((case, seed, "corrupt", model), H.Step("", "", {})).key)
-            if r and r.get("weights_file"):
-                w = np.load(args.workdir / "runs" / r["weights_file"])
-                scorers[f"{model} weights"] = np.stack([1 - w[:, r["channels"].index(m)] for m in det["mods"]], 1)
+            # the exported weights are uniform when stage I won on validation (BestState), so
+            # the weights after the last stage-II epoch are scored too
+            for tag, key in (("weights", "weights_file"), ("last-epoch weights", "weights_last_file")):
+                if r and r.get(key):
+                    w = np.load(args.workdir / "runs" / r[key])
+                    scorers[f"{model} {tag}"] = np.stack([1 - w[:, r["channels"].index(m)] for m in det["mods"]], 1)
         row = {k: {"auc": H.roc_auc(labels.ravel(), s.ravel()), "precision": precision_at_n(labels.ravel(), s.ravel())}
                for k, s in scorers.items()}  # fmt: skip
         row["_seconds"], row["_self_auc"] = det["seconds"], det["self_auc"]
@@ -215,7 +218,7 @@ def recall_rows(args: argparse.Namespace, res: dict, index: dict) -> dict:
     out: dict[str, dict] = {}
     for case in args.cases:
         for model in MODELS:
-            row = {"clean": [], "corrupt": [], "lost": [], "seeds": []}
+            row = {"clean": [], "corrupt": [], "lost": [], "seeds": [], "stage2_kept": []}
             for seed in args.train_seeds:
                 r = {v: res.get(index[(case, seed, v, model)].key) for v in ("clean", "corrupt")}
                 if r["clean"] and r["corrupt"]:
@@ -224,6 +227,9 @@ def recall_rows(args: argparse.Namespace, res: dict, index: dict) -> dict:
                     row["corrupt"].append(k)
                     row["lost"].append(c - k)
                     row["seeds"].append(seed)
+                    # BestState keeps stage II only when it beat stage I on validation
+                    st = r["corrupt"]["stages"]
+                    row["stage2_kept"].append(len(st) > 1 and st[-1]["best_valid_r20"] >= st[0]["best_valid_r20"])
             out.setdefault(case, {})[model] = row
     return out
 
@@ -243,7 +249,8 @@ def report(args: argparse.Namespace, det: dict, rec: dict, info: dict, wall: flo
               f"patience {args.patience}; the guided model is margo with reliability_prior {PRIOR}. "
               "Mean ± std over seeds (n = seeds that finished).\n")  # fmt: skip
     md.append("## Detection: ROC-AUC / precision at #corrupted\n")
-    scorers = ["score", "audit", "cross_modal", "collab_from_content", "fusion-learned weights", "margo weights"]
+    scorers = ["score", "audit", "cross_modal", "collab_from_content"] + [
+        f"{m} {t}" for m in ("fusion-learned", "margo", "margo+prior") for t in ("weights", "last-epoch weights")]
     rows, js = [], {}
     for case, by_seed in det.items():
         js[case] = {}
@@ -256,13 +263,17 @@ def report(args: argparse.Namespace, det: dict, rec: dict, info: dict, wall: flo
     md.append(H.md_table(["case", "scorer", "ROC-AUC", "precision@#corrupted"], rows) + "\n")
     md.append("`score`: the new reliability score (1 - score); `audit`: the training-free agreement "
               "(today's `margo audit`); `cross_modal` / `collab_from_content`: the score's out-of-fold signals "
-              "alone; `... weights`: 1 - the learned weight of the trained model (seeds that trained).\n")
+              "alone; `... weights`: 1 - the learned weight of the trained model (seeds that trained): as exported "
+              "(uniform when stage II never beat stage I on validation and stage I's state was kept) and after "
+              "the last stage-II epoch.\n")
     md.append("## Recall@20 on clean and corrupted data (test)\n")
     rows = []
     for case, by_model in rec.items():
         for model, r in by_model.items():
-            rows.append([case, model, _ms(r["clean"], 4), _ms(r["corrupt"], 4), _ms(r["lost"], 4)])
-    md.append(H.md_table(["case", "model", "clean", "corrupted", "lost to corruption"], rows) + "\n")
+            kept = f"{sum(r['stage2_kept'])}/{len(r['stage2_kept'])}" if model != "fusion-sum" else "–"
+            rows.append([case, model, _ms(r["clean"], 4), _ms(r["corrupt"], 4), _ms(r["lost"], 4), kept])
+    md.append(H.md_table(["case", "model", "clean", "corrupted", "lost to corruption",
+                          "stage II kept (corrupted)"], rows) + "\n")
     md.append("## Targets\n")
     md += _targets(det, rec)
     md.append(f"\nWall time of this invocation: {wall / 60:.1f} min"
