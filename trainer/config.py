@@ -169,7 +169,7 @@ class TrainConfig(BaseModel):
     seed: Seed = Field(999, description="seed of initialisation and sampling")
     device: str = Field("cpu", min_length=1, description="cpu or cuda[:N]")
     threads: int | None = Field(
-        None, ge=1, description="torch intra-op CPU threads (default: torch's)"
+        None, ge=1, description="torch intra-op CPU threads (default: the cores free at the start)"
     )
     eval_batch_users: int = Field(2048, ge=1, description="users per full-ranking block")
     topk: Annotated[tuple[Annotated[int, Field(ge=1)], ...], Flag(metavar="K,...")] = Field(

@@ -34,6 +34,7 @@ from trainer.models import Recommender, build_model
 from trainer.models.fusion import fusion_for
 from trainer.plugins import Plugin, StepContext, build_plugins
 from trainer.sampling import TripletSampler
+from trainer.threads import choose_threads
 
 if TYPE_CHECKING:
     from trainer.data.dataset import Dataset
@@ -211,8 +212,8 @@ def fit(
     """
     cfg.validate()
     device = resolve_device(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    # None: the cores free now (trainer/threads.py); more threads than free cores stall
+    torch.set_num_threads(choose_threads(cfg.threads))
     t_start = time.perf_counter()
     model = build_model(cfg, data, device)
     if cfg.reliability_prior > 0 and fusion_for(cfg.model).learns_weights:

@@ -1,0 +1,46 @@
+"""How many CPU threads a training run uses, chosen so a shared machine does not stall it.
+
+Measured in bench/threads.py (issue 17.4): with torch's default (one intra-op thread per core)
+and the cores taken by other processes, every OpenMP parallel region waits for a worker that
+is not running, and a BPR epoch took many times longer than with one thread. Two defences:
+
+- ``OMP_WAIT_POLICY=PASSIVE`` (set in ``trainer/__init__.py`` before torch is imported, unless
+  the user set it): idle workers sleep instead of spinning, so they neither steal cores from
+  the thread doing the work nor from the other processes;
+- ``threads=None`` ("auto") picks the cores that are free when the run starts: all usable
+  cores on an idle machine, fewer (down to one) as the 1-minute load average rises.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+
+def usable_cores() -> int:
+    """CPUs this process may run on (its affinity mask, e.g. a container's cpuset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def auto_threads(cores: int, load: float) -> int:
+    """Threads for a run that starts on ``cores`` usable CPUs under a 1-minute ``load``.
+
+    The run itself is one runnable process, so ``load - 1`` (at least 0) of the cores are
+    counted as taken by others; the rest, rounded down, at least 1 and at most ``cores``.
+    """
+    others = max(load - 1.0, 0.0)
+    return max(1, min(cores, math.floor(cores - others + 1e-9)))
+
+
+def choose_threads(threads: int | None) -> int:
+    """``threads`` if set, else :func:`auto_threads` for this machine now."""
+    if threads:
+        return threads
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        load = 0.0
+    return auto_threads(usable_cores(), load)
