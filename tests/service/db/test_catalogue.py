@@ -35,7 +35,8 @@ def settings(request: pytest.FixtureRequest, make_settings: Callable[..., Settin
 
 @pytest.fixture
 def registry(settings: Settings) -> Iterator[Registry]:
-    reg = Registry(settings, Database(settings.database_url), NullCache(), EventBus(None, prefix="t:"))
+    events = EventBus(None, prefix="t:")
+    reg = Registry(settings, Database(settings.database_url), NullCache(), events)
     yield reg
     reg.db.dispose()
 
