@@ -9,13 +9,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service.api import api_router
+from service.api.key_first import check_keys_before_bodies
 from service.api.metrics import metrics_route
 from service.api.responses import OrjsonResponse
 from service.api.users import fast_route
 from service.api_docs import install_api_docs
 from service.dashboard import install_dashboard
 from service.errors import ServiceError, install_handlers
-from service.middleware import ObserveRequests
+from service.middleware import LimitBody, ObserveRequests
 from service.settings import Settings, get_settings
 from service.state import ServiceState
 
@@ -57,13 +58,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     install_handlers(app)
+    check_keys_before_bodies(app)  # a malformed body without a key: 401, not 422
     app.router.routes.insert(0, fast_route)  # the hot path, ahead of its documented twin
     app.include_router(api_router)
     install_dashboard(app)  # the web page at / (the API reference stays at /docs)
     install_api_docs(app)
     if settings.metrics_enabled:
         app.router.routes.append(metrics_route)
-    app.add_middleware(
+    app.add_middleware(LimitBody, max_bytes=settings.max_body_bytes)
+    app.add_middleware(  # outermost: it sees (and logs) the 413s too
         ObserveRequests, metrics=settings.metrics_enabled, log_requests=settings.log_requests
     )
     return app

@@ -132,11 +132,19 @@ def _validation_detail(errors: list[dict[str, Any]]) -> str:
     parts = []
     for err in errors:
         where = ".".join(str(p) for p in err.get("loc", ()))
-        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+        msg = err.get("msg", "invalid")
+        if err.get("type") == "value_error":  # our validators' own words, without pydantic's
+            msg = msg.removeprefix("Value error, ")  # "Value error, " in front
+        parts.append(f"{where}: {msg}")
     return "; ".join(parts) or "invalid request"
 
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    401: "unauthorized",
+    413: "payload_too_large",
+}
 
 TRAINER_ERRORS: tuple[tuple[type[MargoError], int, str], ...] = (
     (BundleError, 409, "bundle_invalid"),

@@ -1,4 +1,5 @@
-"""One pure ASGI middleware around every request: request id, latency metric, access log.
+"""Pure ASGI middleware: ``ObserveRequests`` around every request (request id, latency metric,
+access log, a JSON 500 for an escaped exception) and ``LimitBody`` (413 for an oversized body).
 
 The request id is taken from ``X-Request-ID`` when the caller sends a sane one (up to 128
 characters of ``[A-Za-z0-9._:-]``), else a new one is made; it is echoed back in the response
@@ -16,9 +17,11 @@ import time
 import uuid
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.errors import error_response
 from service.log_config import request_id_var
 from service.metrics import UNMATCHED, RequestTimer
 
@@ -26,6 +29,7 @@ HEADER = b"x-request-id"
 _SANE_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 
 access_log = logging.getLogger("service.access")
+log = logging.getLogger(__name__)
 
 
 def incoming_request_id(scope: Scope) -> str | None:
@@ -61,17 +65,27 @@ class ObserveRequests:
         token = request_id_var.set(request_id)
         header = (HEADER, request_id.encode())
         status = 500  # unless a response starts: an exception escaped every handler
+        started = False
         start = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            # answered here, not re-raised: an exception reaching the server makes it drop the
+            # keep-alive connection (without `Connection: close`), and the client's next request
+            # on it fails too. A response already under way cannot be fixed: re-raise then.
+            if started:
+                raise
+            log.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            detail = f"internal server error ({type(exc).__name__})"
+            await error_response(500, "internal", detail)(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - start
             template = self._template(scope)
@@ -123,3 +137,63 @@ class ObserveRequests:
             access_log.name, level, __file__, 0, "request", (), None, extra={"fields": fields}
         )
         access_log.handle(record)
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive`` when a body outgrows the limit: an HTTPException, so FastAPI's
+    body reader passes it on (it turns other exceptions into a 400) and it becomes a 413."""
+
+    def __init__(self, limit: int) -> None:
+        detail = f"the request body is larger than {limit} bytes (MARGO_MAX_BODY_BYTES)"
+        super().__init__(413, detail)
+
+
+class LimitBody:
+    """413 JSON for a request body over ``max_bytes``: at once when ``Content-Length`` says so
+    (nothing is read), else as soon as the streamed body passes the limit (nothing more is read).
+    A pure ASGI class, like ObserveRequests."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = self.max_bytes
+        if scope["type"] != "http" or limit <= 0:
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if value.isdigit() and int(value) > limit:
+                    await self._refuse(scope, receive, send)
+                    return
+                break
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        async def watch_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, watch_send)
+        except BodyTooLarge:
+            if started:
+                raise
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(413, "payload_too_large", BodyTooLarge(self.max_bytes).detail)
+        # the rest of the body stays unread: the connection cannot be reused, and says so
+        response.headers["connection"] = "close"
+        await response(scope, receive, send)

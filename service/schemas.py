@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.db.tables import JobStatus, ModelStatus
+from service.limits import INT64_MAX, Float32, Int64, JsonObject, SafeId, SafeText, Vector
 from trainer.config import RETRAIN_FIELDS, ModelName, subset_model
 
 
@@ -33,12 +34,12 @@ class RecParams(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     k: int = Field(20, ge=1, le=1000, description="page size")
-    offset: int = Field(0, ge=0, description="items to skip")
+    offset: int = Field(0, ge=0, le=INT64_MAX, description="items to skip")
     exclude_seen: bool = Field(
         True, description="drop training interactions and those ingested since"
     )
     explain: bool = Field(True, description="per-modality terms for each item")
-    category: list[str] = Field(
+    category: list[SafeText] = Field(
         default_factory=list, description="keep items carrying every given label"
     )
 
@@ -132,8 +133,8 @@ class ItemPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     hidden: bool | None = None
-    categories: list[str] | None = None
-    title: str | None = None
+    categories: list[SafeText] | None = None
+    title: SafeText | None = None
 
 
 class SimilarItem(BaseModel):
@@ -247,10 +248,10 @@ class ModelsOut(BaseModel):
 
 
 class InteractionIn(BaseModel):
-    user_id: str = Field(min_length=1, max_length=255)
-    item_id: str = Field(min_length=1, max_length=255)
-    timestamp: int | None = Field(None, description="Unix seconds; default: now")
-    weight: float = 1.0
+    user_id: SafeId = Field(min_length=1, max_length=255)
+    item_id: SafeId = Field(min_length=1, max_length=255)
+    timestamp: Int64 | None = Field(None, description="Unix seconds; default: now")
+    weight: Float32 = Field(1.0, description="finite, within float32")
 
 
 class InteractionsIn(BaseModel):
@@ -283,8 +284,10 @@ class ModalityContent(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    vector: list[float] | None = Field(None, description="the modality's feature vector")
-    text: str | None = Field(
+    vector: Vector | None = Field(
+        None, description="the modality's feature vector (finite float32 values)"
+    )
+    text: SafeText | None = Field(
         None, min_length=1, description="raw text, encoded with all-MiniLM-L6-v2 at retraining"
     )
 
@@ -292,10 +295,10 @@ class ModalityContent(BaseModel):
 class ItemIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    item_id: str = Field(min_length=1, max_length=255)
-    title: str | None = None
-    categories: list[str] | None = None
-    metadata: dict[str, Any] | None = None
+    item_id: SafeId = Field(min_length=1, max_length=255)
+    title: SafeText | None = None
+    categories: list[SafeText] | None = None
+    metadata: JsonObject | None = None
     hidden: bool | None = None
     content: dict[str, ModalityContent] = Field(
         default_factory=dict, description="modality name -> vector or text"
@@ -335,7 +338,7 @@ class RetrainIn(BaseModel):
 
     model: ModelName = Field("margo", description="model kind (trainer/config.py)")
     hyperparameters: TrainParams = Field(default_factory=TrainParams)  # type: ignore[valid-type]
-    note: str | None = Field(None, max_length=2000)
+    note: SafeText | None = Field(None, max_length=2000)
 
 
 class RetrainOut(BaseModel):

@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     api_key_cache_ttl_s: float = Field(10.0, ge=0)
     """How long a process trusts a key it verified; a revoked key stops working within this
     time. 0: every request with a key reads SQL."""
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=0)
+    """Largest request body accepted (bytes); a larger one is answered 413 before it is read
+    whole. 0: no limit."""
 
     # -- observability -------------------------------------------------------------------
     log_format: LogFormat = LogFormat.JSON

@@ -14,6 +14,7 @@ from service.auth import ReadAccess, WriteAccess
 from service.db import crud
 from service.db.tables import Item
 from service.errors import InvalidRequest, NotFound
+from service.limits import SafeId
 from service.live import LiveModel
 from service.ranking import similar_rows
 from service.schemas import (
@@ -30,7 +31,7 @@ from service.state import ServiceState
 
 router = APIRouter(prefix="/items", tags=["items"])
 
-ItemId = Annotated[str, Path(min_length=1, max_length=255)]
+ItemId = Annotated[SafeId, Path(min_length=1, max_length=255)]
 
 
 def model_info(model: LiveModel | None, item_id: str) -> ItemModelInfo | None:

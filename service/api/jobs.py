@@ -18,11 +18,12 @@ from service.db import crud
 from service.db.tables import Job, JobStatus
 from service.errors import NotFound
 from service.jobs import lifecycle
+from service.limits import INT64_MAX, SafeId
 from service.schemas import JobOut, JobsOut
 
 router = APIRouter(prefix="/jobs", tags=["retraining"])
 
-JobId = Annotated[str, Path(min_length=1, max_length=64)]
+JobId = Annotated[SafeId, Path(min_length=1, max_length=64)]
 
 
 def job_out(job: Job) -> JobOut:
@@ -36,7 +37,7 @@ def list_jobs(
     state: StateDep,
     status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
 ) -> JobsOut:
     with state.db.session() as session:
         rows = crud.list_jobs(

@@ -10,12 +10,13 @@ from service.api.deps import RegistryDep
 from service.api.responses import errors
 from service.auth import AdminAccess, ReadAccess
 from service.db.tables import ModelStatus, ModelVersion
+from service.limits import SafeId
 from service.registry import Registry
 from service.schemas import ModelOut, ModelsOut
 
 router = APIRouter(prefix="/models", tags=["models"], dependencies=[ReadAccess])
 
-Version = Annotated[str, Path(min_length=1, max_length=128)]
+Version = Annotated[SafeId, Path(min_length=1, max_length=128)]
 
 
 def model_out(row: ModelVersion, registry: Registry) -> ModelOut:

@@ -22,6 +22,7 @@ from service.api.responses import errors
 from service.auth import ReadAccess
 from service.db import crud
 from service.errors import Conflict, InvalidRequest
+from service.limits import INT64_MAX
 from service.live import LiveModel
 from service.schemas import (
     ModalityHistogram,
@@ -80,7 +81,7 @@ def reliability(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     min_positives: Annotated[
-        int, Query(ge=0, description="skip items with fewer training positives")
+        int, Query(ge=0, le=INT64_MAX, description="skip items with fewer training positives")
     ] = 0,
     min_confidence: Annotated[
         float, Query(ge=0, le=1, description="skip items whose score has a lower confidence")
@@ -152,7 +153,7 @@ def reliability_histogram(
     model: LiveModelDep,
     bins: Annotated[int, Query(ge=2, le=200)] = 20,
     min_positives: Annotated[
-        int, Query(ge=0, description="skip items with fewer training positives")
+        int, Query(ge=0, le=INT64_MAX, description="skip items with fewer training positives")
     ] = 0,
     of: Annotated[
         ReliabilityValue,

@@ -30,6 +30,7 @@ from service.cache import cache_field
 from service.db import crud
 from service.db.tables import ApiRole
 from service.errors import NoActiveModel
+from service.limits import SafeId, id_problem
 from service.metrics import CACHE_HIT, CACHE_MISS
 from service.ranking import RecQuery, recommend
 from service.schemas import RecommendationsOut, RecParams, UserOut, UsersOut
@@ -87,6 +88,8 @@ async def fast_recommendations(request: Request) -> Response:
         problems.append(
             {"loc": ("path", "user_id"), "msg": f"String should have at most {MAX_ID} characters"}
         )
+    elif (bad := id_problem(user_id)) is not None:
+        problems.append({"loc": ("path", "user_id"), "msg": bad})
     try:
         params = RecParams.model_validate(raw)
     except ValidationError as exc:
@@ -109,7 +112,7 @@ fast_route = Route(f"/users{PATH}", fast_recommendations, methods=["GET"], inclu
 )
 def find_users(
     state: StateDep,
-    prefix: Annotated[str, Query(max_length=MAX_ID)] = "",
+    prefix: Annotated[SafeId, Query(max_length=MAX_ID)] = "",
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> UsersOut:
     with state.db.session() as session:
@@ -135,7 +138,7 @@ def find_users(
     dependencies=[ReadAccess],
 )
 async def recommendations(
-    user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID)],
+    user_id: Annotated[SafeId, Path(min_length=1, max_length=MAX_ID)],
     params: Annotated[RecParams, Query()],
     state: StateDep,
 ) -> Response:
