@@ -236,9 +236,7 @@ def train_config(**fields: Any) -> Any:
     """A validated ``TrainConfig`` from keyword fields (the trainer's own schema and bounds)."""
     from trainer.config import TrainConfig
 
-    cfg = TrainConfig(**fields)
-    validate = getattr(cfg, "validate", None)
-    return validate() if callable(validate) else cfg
+    return TrainConfig(**fields).validate()
 
 
 def config_dict(cfg: Any) -> dict[str, Any]:
@@ -264,12 +262,8 @@ def ensure_dataset(out: Path, importer: str, *sources: Any, log: Callable[[str],
 # -- the run store -------------------------------------------------------------------------------------
 @dataclass
 class Step:
-    """One training run.
-
-    kind  "fit"     ``trainer.train.fit`` as ``margo train`` would run it
-          "stage1"  the same, for a stage-I-only model (fusion-sum config), keeping its state
-          "branch"  stage II of a weighted model from the saved stage I of ``parent``
-    """
+    """One training run: kind "fit" (``trainer.train.fit`` as ``margo train`` runs it), "stage1"
+    (the same, keeping the stage-I state) or "branch" (stage II from ``parent``'s saved stage I)."""
 
     label: str  # row name in the tables, e.g. "margo"
     data: str  # dataset bundle path
@@ -455,8 +449,7 @@ def make_logger(path: Path) -> Callable[[str], None]:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
 
     def log(msg: str) -> None:
-        line = f"{dt.datetime.now():%H:%M:%S} {msg}"
-        print(line, flush=True)
+        print(line := f"{dt.datetime.now():%H:%M:%S} {msg}", flush=True)
         with open(path, "a", encoding="utf-8") as f:
             f.write(line + "\n")
 

@@ -152,17 +152,13 @@ def run(src: Path, deps_dir: Path, epochs: int, threads: int, log) -> dict[str, 
     """Train DRAGON for ``epochs`` epochs in a fresh process; per-epoch and eval seconds."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(deps_dir), str(src)]), "CUDA_VISIBLE_DEVICES": "",
            "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    load = [round(x, 2) for x in os.getloadavg()]
-    t0 = time.perf_counter()
+    load, t0 = [round(x, 2) for x in os.getloadavg()], time.perf_counter()
     cmd = [sys.executable, "-c", DRIVER.format(dataset=DATASET), str(epochs), str(threads)]
     proc = subprocess.run(cmd, cwd=src, env=env, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - t0
-    text = proc.stdout + proc.stderr
-    train = [float(s) for _, s in TRAIN_RE.findall(text)]
-    evals = [float(s) for _, s in EVAL_RE.findall(text)]
+    wall, text = time.perf_counter() - t0, proc.stdout + proc.stderr
+    train, evals = ([float(s) for _, s in rx.findall(text)] for rx in (TRAIN_RE, EVAL_RE))
     if proc.returncode != 0 or not train:
-        tail = "\n".join(text.splitlines()[-25:])
-        raise RuntimeError(f"MMRec DRAGON failed (exit {proc.returncode}):\n{tail}")
+        raise RuntimeError(f"MMRec DRAGON failed (exit {proc.returncode}):\n" + "\n".join(text.splitlines()[-25:]))
     rss = RSS_RE.search(text)
     log(f"[bench] DRAGON epochs {train} s, evaluations {evals} s")
     return {"kind": "dragon", "threads": threads, "epochs": epochs, "epoch_seconds": train,

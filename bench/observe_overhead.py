@@ -1,19 +1,12 @@
 """What request metrics and JSON access logs cost on the serving path (issue 5).
 
-One synthetic bundle (default 10k items, flat index, response cache off), one uvicorn worker,
-wrk on 127.0.0.1, set up and served as in bench/serve_load.py. Variants, started one after the
-other and interleaved over ``--rounds`` so that the shared machine's load hits them alike:
-
-* ``before``: the code before request observability and access checks landed (``--base``
-  commit, exported with ``git archive``: no middleware, no key check on the fast path);
-* ``off``: this tree, ``MARGO_METRICS_ENABLED=false MARGO_LOG_REQUESTS=false`` (the request-id
-  middleware and the keyless public-read check remain);
-* ``metrics``: Prometheus histograms and counters on, access log off;
-* ``metrics+logs``: the production default, one JSON access line per request written to a
-  file through the same logging config as ``margo serve``.
-
-Endpoints: ``/_floor`` (a k=20 payload re-encoded, no ranking: the framework's floor, where the
-per-request overhead shows most) and the real recommendation route. Then the same app from
+One synthetic bundle (default 10k items, flat index, response cache off), one uvicorn worker, wrk,
+set up and served as by bench.serve_load, interleaved over ``--rounds``: ``before`` = the ``--base``
+commit (no middleware, no key check on the fast path; exported with ``git archive``); ``off`` =
+this tree with ``MARGO_METRICS_ENABLED=false MARGO_LOG_REQUESTS=false``; ``metrics`` = Prometheus
+metrics on, access log off; ``metrics+logs`` = the default (a JSON access line per request to a
+file, through ``margo serve``'s logging config). Endpoints: ``/_floor`` (the framework's floor,
+where per-request overhead shows most) and the recommendation route. Then the same app from
 ``create_app`` driven in process (no sockets): CPU microseconds per request.
 
     .venv/bin/python -m bench.observe_overhead                 # about 6 minutes
@@ -49,13 +42,6 @@ def export_base(commit: str, work: Path) -> Path:
         archive = subprocess.run(["git", "archive", sha], cwd=H.REPO, capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
     return dest
-
-
-def variant_env(variant: str, tree: Path, db: Path, work: Path) -> dict[str, str]:
-    if variant == "before":
-        return service_env(tree, db, work)
-    return service_env(tree, db, work, metrics_enabled=str(variant != "off").lower(),
-                       log_requests=str(variant == "metrics+logs").lower())
 
 
 # -- in process: the per-request cost without the network and the machine's noise ---------------------
@@ -197,7 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     from service.log_config import logging_config
 
     log_config.write_text(json.dumps(logging_config("json", "info")))
-    variants = {v: {"tree": trees[v], "env": variant_env(v, trees[v], dbs["before" if v == "before" else "this"], work),
+    settings = {v: {"metrics_enabled": str(v != "off").lower(), "log_requests": str(v == "metrics+logs").lower()}
+                for v in VARIANTS if v != "before"}  # the base commit predates both settings
+    variants = {v: {"tree": trees[v], "env": service_env(trees[v], dbs["before" if v == "before" else "this"], work,
+                                                         **settings.get(v, {})),
                     "log_config": None if v == "before" else log_config} for v in VARIANTS}
     held, rows = alternate(variants, args, work)
     runs = {v: [r for r in rows if r["tree"] == v] for v in VARIANTS}

@@ -75,12 +75,6 @@ def plugin_steps(path: str, base: dict[str, Any], meta: dict[str, Any], *, first
     return steps
 
 
-def sweep_steps(args: argparse.Namespace, path: str) -> list[H.Step]:
-    base = {"epochs": args.epochs, "patience": args.patience, "seed": args.seeds[0], **ML_HP, "model": "fusion-sum"}
-    meta = {"dataset": "ml-latest-small", "seed": args.seeds[0], "phase": "sweep"}
-    return [H.Step(f"backbone+{p.upper()} {kw}", path, {**base, "plugins": [p], **kw}, "fit", meta=meta) for p, kw in SWEEP]
-
-
 def timing(args: argparse.Namespace, path: str, log: Any) -> dict[str, Any]:
     """Epoch seconds of margo with each plug-in set, interleaved in one process."""
     import torch
@@ -168,17 +162,12 @@ def report(args: argparse.Namespace, rep: dict[str, Any], info: dict[str, Any]) 
         "Hyper-parameters: backbone and MARGO as chosen on ml-latest-small's validation split by "
         f"bench/quality.py ({ML_HP}, margo alpha {MARGO_KW['alpha']}); plug-ins at their defaults "
         "(CKD lambda_kd 0.01, lambda_g 5, tau 0.1, 5000 generic triples, paper re-weighting, channel-drop teachers; SEA "
-        "alpha_s 0.012, beta_s 0.006, tau 0.2, CLUB with 5 inner steps, Solosim, in-batch). Only a small validation-only "
-        "sweep around these defaults was run (one seed, backbone; listed below): SEA's default was the best of those "
-        "tried; for CKD the smallest weight (0.001) was slightly better than the default, and every CKD setting stayed "
-        "below the backbone without CKD, so the rows were not re-run with it. The rows say how the default plug-ins "
-        "behave, not how well a tuned one can do. Early stop on validation Recall@20, patience "
-        f"{args.patience}, at most {args.epochs} epochs per stage; test metrics at the best-validation epoch. margo rows "
-        "continue from the stage I of the backbone row with the same plug-ins and seed; their train time includes that "
-        "stage I (CKD's teachers are trained once per dataset and listed apart). The quality and reliability runs were "
-        "made before two speed-only changes to SEA (the losses reuse the forward pass's T^m(F^m) instead of computing it "
-        "again; the alignment scales its 32-d side by 1/tau instead of the logit matrix): the same computation up to "
-        "float rounding; the timing table is from the final code.", "",
+        "alpha_s 0.012, beta_s 0.006, tau 0.2, CLUB with 5 inner steps, Solosim, in-batch); only the small validation-only "
+        "sweep listed below was run around them, so the rows say how the default plug-ins behave, not how well a tuned "
+        f"one can do. Early stop on validation Recall@20, patience {args.patience}, at most {args.epochs} epochs per stage; "
+        "test metrics at the best-validation epoch. margo rows continue from the stage I of the backbone row with the same "
+        "plug-ins and seed; their train time includes that stage I (CKD's teachers are trained once per dataset and "
+        "listed apart).", "",
         "## Quality: ml-latest-small (our importer; modalities meta + text)", "",
         "For orientation, MMRec's own models on `mlsmall-mmrec` (the same MovieLens users and items, but MMRec's split "
         "and features, so not directly comparable; ../shared/docs/REFERENCE-NUMBERS.md): test R@20 DRAGON (MARGO's "
@@ -268,7 +257,9 @@ def main(argv: list[str] | None = None) -> int:
                              {"dataset": "synth", "seed": 0, "stage1_cache": True}, first="margo", then=None, sets=sets)
         rep["reliability"] = auc_rows(steps, H.run_or_load(steps, args, runs, log), str(synth), runs)
     if "sweep" in args.parts:
-        steps = sweep_steps(args, str(ml))
+        base = {"epochs": args.epochs, "patience": args.patience, "seed": args.seeds[0], **ML_HP, "model": "fusion-sum"}
+        meta = {"dataset": "ml-latest-small", "seed": args.seeds[0], "phase": "sweep"}
+        steps = [H.Step(f"backbone+{p.upper()} {kw}", str(ml), {**base, "plugins": [p], **kw}, "fit", meta=meta) for p, kw in SWEEP]
         res = H.run_or_load(steps, args, runs, log)
         rep["sweep"] = [{"row": s.label, "valid_recall@20": res[s.key]["valid"]["recall@20"]} for s in steps if s.key in res]
     if "quality" in args.parts:

@@ -328,11 +328,8 @@ def alternate(variants: dict[str, dict[str, Any]], args: argparse.Namespace, wor
 # -- report ------------------------------------------------------------------------------------------------------
 def _params(q: dict[str, Any]) -> str:
     p = q["params"]
-    if q["index"] == "ivf":
-        return f"{p['ivf_lists']} lists, nprobe {p['ivf_nprobe']}"
-    if q["index"] == "hnsw":
-        return f"M {p['hnsw_m']}, efConstruction {p['ef_construction']}, efSearch {p['ef_search']}"
-    return "exact"
+    return {"ivf": f"{p['ivf_lists']} lists, nprobe {p['ivf_nprobe']}",
+            "hnsw": f"M {p['hnsw_m']}, efConstruction {p['ef_construction']}, efSearch {p['ef_search']}"}.get(q["index"], "exact")
 
 
 def _fmt_run(r: dict[str, Any]) -> str:

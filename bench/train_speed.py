@@ -5,7 +5,7 @@ text 384-d). Each measurement runs in a fresh process (its own peak RSS):
   margo (margo-freedom)  two-stage margo (on the FREEDOM-style backbone), N epochs per stage,
               validation only after the last one: median s/epoch of stage I and of stage II
   eval        one full evaluation (all users x all items, training items masked), median of 3
-  fusion-sum, lightgcn   for context; fusion-sum-1t: 1 thread, CPU seconds per epoch
+  fusion-sum, lightgcn   for context
   profile     (also when a stage epoch exceeds the 20 s bar) where a training batch goes
   dragon      MMRec's own DRAGON on the same data and threads (--mmrec PATH, bench/mmrec_dragon.py)
 While measuring, the script holds every bench training slot (``--max-train`` of them; 0: none).
@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -42,7 +41,7 @@ DRAGON_EPOCH_S = 69.0
 FLOOR_S = 10.0  # REFERENCE-NUMBERS.md: ~1.7 TFLOP/epoch of the 4096->256 projection, ~89 GFLOP/s
 # epoch measurements: kind -> (model, other TrainConfig fields)
 EPOCHS = {"margo": ("margo", {}), "margo-freedom": ("margo", {"backbone": "freedom"}), "lightgcn": ("lightgcn", {}),
-          "fusion-sum": ("fusion-sum", {}), "fusion-sum-1t": ("fusion-sum", {})}
+          "fusion-sum": ("fusion-sum", {})}
 KINDS = (*EPOCHS, "eval", "profile", "dragon")
 QUICK_DATA = {"n_users": 1500, "n_items": 800, "n_interactions": 12000,
               "modalities": {"image": 512, "text": 64}}
@@ -75,25 +74,12 @@ def measure(kind: str, data_path: str, epochs: int, threads: int) -> dict[str, A
 def _epochs(model: str, extra: dict[str, Any], data: Any, epochs: int, threads: int) -> dict[str, Any]:
     from trainer.train import fit
 
-    # process CPU seconds (user + sys) at the end of every epoch: a contention-robust view
-    marks: list[tuple[str, int, float]] = []
-
-    def on_epoch(rep: Any) -> None:
-        ru = resource.getrusage(resource.RUSAGE_SELF)
-        marks.append((rep.stage, rep.epoch, ru.ru_utime + ru.ru_stime))
-
     # validation only after the last epoch of each stage (eval_every = epochs), never early stop
     cfg = H.train_config(model=model, epochs=epochs, patience=1000, eval_every=epochs, threads=threads, seed=0, **extra)
     t = time.perf_counter()
-    res = fit(data, cfg, progress=False, callback=on_epoch)
+    res = fit(data, cfg, progress=False)
     fit_s = time.perf_counter() - t
     return {
-        # epoch k's CPU = mark k - mark k-1 within a stage; the last epoch of a stage also ran a
-        # validation and the first has no start mark, so only the epochs between are clean
-        "cpu_seconds_per_epoch": [
-            {"stage": b[0], "epoch": b[1], "cpu_s": b[2] - a[2]}
-            for a, b in zip(marks, marks[1:], strict=False) if a[0] == b[0] and b[1] < epochs
-        ],
         "fit_s": fit_s,
         "stages": [{"stage": s.stage, "epoch_seconds": s.epoch_seconds,
                     "median_s": float(np.median(s.epoch_seconds)),
@@ -191,11 +177,10 @@ def run_measure(kind: str, args: argparse.Namespace, data: Path, log: Any,
     if kind == "dragon":
         return run_dragon(args, data, log)
     out_file = args.workdir / f"{NAME}_{kind}{tag}.json"
-    threads = 1 if kind == "fusion-sum-1t" else args.threads
     cmd = [sys.executable, "-m", "bench.train_speed", "--_measure", kind, "--_data", str(data),
-           "--_out", str(out_file), "--threads", str(threads), "--epochs", str(args.epochs)]
+           "--_out", str(out_file), "--threads", str(args.threads), "--epochs", str(args.epochs)]
     # the tree first on the path (its trainer), then this repository (the bench package)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(H.REPO)}
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(H.REPO)}
     t = time.perf_counter()
     proc = subprocess.run(cmd, env=env, cwd=tree, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -240,20 +225,20 @@ def ensure_data(args: argparse.Namespace, log: Any) -> Path:
 
 
 # -- report -------------------------------------------------------------------------------------------
-def _f(x: float) -> str:
+def _f(x: float) -> str:  # seconds, or a dash for a missing measurement
     return "–" if x != x else f"{x:.2f}"
 
 
-def _gb(r: dict) -> str:
+def _gb(r: dict) -> str:  # peak RSS
     return f"{r['peak_rss_mb'] / 1024:.2f} GB" if r.get("peak_rss_mb") else ""
 
 
-def _medians(r: dict) -> dict[str, float]:
+def _medians(r: dict) -> dict[str, float]:  # stage -> median s/epoch
     return {s["stage"]: s["median_s"] for s in r.get("stages", [])}
 
 
 def report(args: argparse.Namespace, info: dict, res: dict[str, dict], data: Path, loads: list, t_wall: float) -> str:
-    m, ev, dr, one = (res.get(k, {}) for k in ("margo", "eval", "dragon", "fusion-sum-1t"))
+    m, ev, dr = (res.get(k, {}) for k in ("margo", "eval", "dragon"))
     st = {s["stage"]: s for s in m.get("stages", [])}
     s1, s2 = (_medians(m).get(k, float("nan")) for k in ("I", "II"))
     e_s = ev.get("median_s", float("nan"))
@@ -307,15 +292,6 @@ def report(args: argparse.Namespace, info: dict, res: dict[str, dict], data: Pat
     md += ["## Reference (MMRec, REFERENCE-NUMBERS.md, 2 CPU threads)\n", H.md_table(
         ["model (MMRec)", "s / epoch", "full evaluation s", "peak RSS GB"],
         [[k, f"{v[0]:.1f}", f"{v[1]:.1f}", f"{v[2]:.2f}"] for k, v in REFERENCE.items()]) + "\n"]
-    if one.get("cpu_seconds_per_epoch"):
-        c = [x["cpu_s"] for x in one["cpu_seconds_per_epoch"]]
-        md += ["## Contention-robust view: CPU seconds per epoch\n",
-               f"fusion-sum (= margo stage I) with **1 torch thread**, process CPU time (user + sys) of the epochs with "
-               f"clean start and end marks: {[round(x, 1) for x in c]} s (wall on the shared machine: "
-               f"{[round(x, 1) for x in one['stages'][0]['epoch_seconds']]} s, load {one['loadavg_start'][0]:.1f} -> "
-               f"{one['loadavg_end'][0]:.1f}). With one thread CPU time is about what the epoch takes on a quiet core; "
-               f"the ideal 2-thread figure is about half: **~{np.median(c) / 2:.0f} s/epoch** if the GEMMs parallelise "
-               "perfectly (they dominate, see the profile).\n"]
     if st:
         md.append("Per-epoch seconds: " + "; ".join(f"stage {k}: {[round(x, 2) for x in v['epoch_seconds']]}" for k, v in st.items())
                   + f". Outside the epochs (graphs, one validation per stage, test): {m.get('outside_epochs_s', float('nan')):.1f} s.\n")
@@ -365,9 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mmrec-deps", type=Path, help="where MMRec's extra packages go (default WORKDIR/mmrec-deps)")
     p.add_argument("--baseline", type=Path, help="another checkout: time its margo epochs and ours alternately")
     p.add_argument("--rounds", type=int, default=2, help="alternating rounds with --baseline (default 2)")
-    p.add_argument("--_measure", help=argparse.SUPPRESS)
-    p.add_argument("--_data", help=argparse.SUPPRESS)
-    p.add_argument("--_out", help=argparse.SUPPRESS)
+    for hidden in ("--_measure", "--_data", "--_out"):  # a measurement's own process
+        p.add_argument(hidden, help=argparse.SUPPRESS)
     args = H.parse_args(p, argv)
     if args._measure:  # the child process of one measurement; the parent reads the file once it exits
         Path(args._out).write_text(H.dumps(measure(args._measure, args._data, args.epochs, args.threads)))
