@@ -29,9 +29,10 @@ from sqlalchemy.orm import Session
 
 from service.cache import ResponseCache
 from service.db import crud, seed
+from service.db.catalogue import check_catalogue
 from service.db.session import Database
 from service.db.tables import ModelStatus, ModelVersion, utcnow
-from service.errors import BundleMissing, CatalogueMismatch, Conflict, ModelLoadError, NotFound
+from service.errors import BundleMissing, Conflict, ModelLoadError, NotFound
 from service.events import EventBus
 from service.index import IndexParams, ItemIndex, gpu_available, vectors_fingerprint
 from service.live import LiveModel, parse_time
@@ -139,7 +140,7 @@ class Registry:
         manifest = bundle.manifest
         started = time.perf_counter()
         with self.db.session() as session:
-            self._check_catalogue(session, manifest.dataset.name, version, replace_catalogue)
+            check_catalogue(session, manifest.dataset.name, version, replace=replace_catalogue)
             crud.upsert_users(session, external_ids=bundle.user_ids)
             crud.upsert_items(session, items=seed.item_rows(bundle))
             if seed.needs_seed(session, manifest, bundle.n_items):  # retraining needs them
@@ -169,33 +170,6 @@ class Registry:
         )
         index = self.build_index(bundle, version) if build_index else None
         return Registered(self.get(version), bundle, index)
-
-    @staticmethod
-    def _check_catalogue(
-        session: Session, dataset: str | None, version: str, replace: bool
-    ) -> None:
-        """One catalogue per database: the first model names it, the others must match.
-
-        A bundle that names no dataset (older exports, hand-made bundles) cannot be checked
-        and is let through; an unnamed catalogue adopts the first name it meets."""
-        current = crud.claim_catalogue(session, dataset=dataset, version=version)
-        if dataset is None or current.dataset == dataset:
-            return
-        if current.dataset is None:
-            current.dataset, current.set_by = dataset, version
-            return
-        if not replace:
-            raise CatalogueMismatch(
-                f"model {version} was trained on dataset {dataset!r} but this database holds "
-                f"the catalogue of dataset {current.dataset!r} (since model {current.set_by}): "
-                "their ids would mix; use another database (MARGO_DATABASE_URL) or "
-                "`margo models register --replace-catalogue`"
-            )
-        failed = crud.replace_catalogue(session, dataset=dataset, version=version)
-        log.warning(
-            "catalogue replaced: dataset %r -> %r by model %s (%d old model versions failed)",
-            current.dataset, dataset, version, failed,
-        )  # fmt: skip
 
     def build_index(self, bundle: ModelBundle, version: str) -> ItemIndex:
         """Build (or find) the bundle's index now, so activation only reads it."""
