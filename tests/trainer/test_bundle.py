@@ -162,3 +162,21 @@ def test_bundle_module_does_not_import_torch():
 
     code = "import sys, trainer.bundle; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_writer_hashes_each_file_once_and_still_checks_what_it_wrote(tmp_path, monkeypatch):
+    import trainer.bundle
+
+    hashed = []
+    real = trainer.bundle.sha256_file
+    monkeypatch.setattr(
+        trainer.bundle, "sha256_file", lambda p, *a: hashed.append(p.name) or real(p, *a)
+    )
+    path = _write(tmp_path / "b")
+    assert "item_emb.npy" in hashed and len(hashed) == len(set(hashed))
+    assert len(hashed) == len(read_manifest(path).files)
+    # the structural check after writing still runs: a NaN is refused without a second hash
+    bad = _arrays()
+    bad["item_emb"][0, 0, 0] = np.nan
+    with pytest.raises(BundleError, match="NaN"):
+        _write(tmp_path / "nan", arrays=bad)
