@@ -54,6 +54,7 @@ EPOCHS, PATIENCE = 60, 5
 PRIOR = 5.0  # reliability_prior of the guided model (W starts at 5 log score)
 MODELS = ("fusion-sum", "margo", "margo+prior")
 TARGET_AUC = {"synth": 0.95}  # every real-data case: 0.90
+BUCKETS = ((0, 5), (5, 20), (20, 10**9))  # training interactions per item, for the AUC split
 
 
 # -- datasets -----------------------------------------------------------------------------------
@@ -183,6 +184,16 @@ def detection_rows(args: argparse.Namespace, paths: dict, res: dict, steps: dict
         row = {k: {"auc": H.roc_auc(labels.ravel(), s.ravel()), "precision": precision_at_n(labels.ravel(), s.ravel())}
                for k, s in scorers.items()}  # fmt: skip
         row["_seconds"], row["_self_auc"] = det["seconds"], det["self_auc"]
+        # the score's AUC by the items' training interactions (where its evidence comes from)
+        from trainer.data import load_dataset
+
+        d = load_dataset(path)
+        n = np.bincount(d.train[:, 1], minlength=d.n_items)
+        row["_by_interactions"] = {
+            f"{lo}-{hi - 1}" if hi < 10**9 else f">={lo}": {
+                k: H.roc_auc(labels[(n >= lo) & (n < hi)].ravel(), scorers[k][(n >= lo) & (n < hi)].ravel())
+                for k in ("score", "audit")}
+            for lo, hi in BUCKETS}  # fmt: skip
         out.setdefault(case, {})[seed] = row
     return out
 
@@ -261,6 +272,18 @@ def report(args: argparse.Namespace, det: dict, rec: dict, info: dict, wall: flo
             rows.append([case, sc, _ms(aucs), _ms(precs)])
         js[case]["self_auc_on_injected"] = {s: r["_self_auc"] for s, r in by_seed.items()}
     md.append(H.md_table(["case", "scorer", "ROC-AUC", "precision@#corrupted"], rows) + "\n")
+    rows = []
+    for case, by_seed in det.items():
+        for sc in ("score", "audit"):
+            cells = []
+            for b in next(iter(by_seed.values()))["_by_interactions"]:
+                cells.append(_ms([r["_by_interactions"][b][sc] for r in by_seed.values()]))
+            rows.append([case, sc, *cells])
+        js[case]["auc_by_interactions"] = {s: r["_by_interactions"] for s, r in by_seed.items()}
+    if rows:
+        heads = list(next(iter(next(iter(det.values())).values()))["_by_interactions"])
+        md.append("ROC-AUC by the item's training interactions:\n")
+        md.append(H.md_table(["case", "scorer", *(f"{h} interactions" for h in heads)], rows) + "\n")
     md.append("`score`: the new reliability score (1 - score); `audit`: the training-free agreement "
               "(today's `margo audit`); `cross_modal` / `collab_from_content`: the score's out-of-fold signals "
               "alone; `... weights`: 1 - the learned weight of the trained model (seeds that trained): as exported "
