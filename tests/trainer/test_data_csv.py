@@ -158,3 +158,19 @@ def test_every_bad_items_row_is_reported(tmp_path: Path) -> None:
         r"row 7: expected 4 fields, found 2 \(3 bad rows\)$"
     )):  # fmt: skip
         import_csv(log, tmp_path / "out", items_csv=items)
+
+
+def test_cli_lists_bad_rows_in_one_line_and_can_drop_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from trainer.cli import main
+
+    log, items = _files(tmp_path, BAD_ROWS)
+    argv = ["import", "csv", str(log), str(tmp_path / "out"), "--items", str(items),
+            "--rating-col", "stars", "--timestamp-col", "ts", "--max-reported", "1"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "row 7: item is empty (4 bad rows, the first 1 shown" in err[0]
+    assert main([*argv, "--drop-bad-rows"]) == 0
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert stats["dropped_bad_rows"] == 4

@@ -64,6 +64,8 @@ def cmd_csv(a: argparse.Namespace) -> int:
         k_core=a.k_core,
         seed=a.seed,
         overwrite=a.overwrite,
+        drop_bad_rows=a.drop_bad_rows,
+        max_reported=a.max_reported,
     )
     print(f"wrote dataset bundle {out}")
     return 0
@@ -127,6 +129,18 @@ def add(sub: Any) -> None:
         type=kv_paths,
         metavar="MOD=FILE.npy,...",
         help="precomputed features, rows in items-CSV order (or sorted item ids)",
+    )
+    cs.add_argument(
+        "--drop-bad-rows",
+        action="store_true",
+        help="skip the interactions file's bad rows (counted in stats.json) instead of stopping",
+    )
+    cs.add_argument(
+        "--max-reported",
+        type=int,
+        default=20,
+        metavar="N",
+        help="how many bad rows the error lists, earliest first (all are counted; default 20)",
     )
     _add_split_options(cs, None, 0)
     cs.set_defaults(func=cmd_csv)
