@@ -6,8 +6,11 @@ recommendations are dropped. Stored interactions are the data of the next retrai
 
 from __future__ import annotations
 
+import random
+import time
+
 from fastapi import APIRouter
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from service.api.deps import StateDep
 from service.api.responses import errors
@@ -18,8 +21,20 @@ from service.schemas import IngestOut, InteractionsIn
 
 router = APIRouter(prefix="/interactions", tags=["interactions"])
 
-RETRIES = 3
-"""A concurrent batch with the same records can win the unique index: read again, retry."""
+RETRIES = 8
+"""Concurrent batches with the same records do not conflict (the insert skips what another
+stored meanwhile, in one lock order: crud.ingest_interactions); a transaction the database
+still rolls back (a deadlock it detected, SQLite's lock timeout) is run again from scratch."""
+
+_RETRY_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock detected
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    if isinstance(exc, IntegrityError):
+        return True
+    if getattr(exc.orig, "sqlstate", None) in _RETRY_SQLSTATES:
+        return True
+    return "database is locked" in str(exc.orig)
 
 
 @router.post(
@@ -43,9 +58,10 @@ def add_interactions(body: InteractionsIn, state: StateDep) -> IngestOut:
                         "POST /items first)"
                     )
             break
-        except IntegrityError:
-            if attempt == RETRIES - 1:
+        except DBAPIError as exc:
+            if attempt == RETRIES - 1 or not _retryable(exc):
                 raise
+            time.sleep(random.uniform(0.005, 0.02) * 2**attempt)  # jitter: not in lockstep
     if result.written:
         state.registry.interactions_added(sorted({str(r["user_id"]) for r in rows}))
     return IngestOut(accepted=len(rows), written=result.written, duplicates=result.duplicates)

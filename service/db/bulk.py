@@ -60,7 +60,8 @@ def upsert_items(session: Session, items: Iterable[dict[str, Any]]) -> None:
 
 
 def upsert_users(session: Session, external_ids: Iterable[str]) -> None:
-    ids = list(dict.fromkeys(str(u) for u in external_ids))
+    # sorted: concurrent upserts of overlapping users take their index locks in one order
+    ids = sorted(set(str(u) for u in external_ids))
     if not ids:
         return
     now = utcnow()
@@ -73,7 +74,7 @@ def upsert_users(session: Session, external_ids: Iterable[str]) -> None:
                 copy.write_row((u,))
         cur.execute(
             "INSERT INTO users (external_id, created_at) SELECT external_id, %s "
-            "FROM _margo_users_in ON CONFLICT (external_id) DO NOTHING",
+            "FROM _margo_users_in ORDER BY external_id ON CONFLICT (external_id) DO NOTHING",
             (now,),
         )
         return

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Row, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from service.db.crud.users import upsert_users
@@ -29,6 +30,11 @@ def ingest_interactions(session: Session, *, rows: Sequence[dict[str, Any]]) -> 
     is left untouched) and its index is returned. Unknown users are created. A record is
     identified by (user, item, timestamp); one without a timestamp by (user, item) alone, so
     re-sending the same batch writes nothing the second time.
+
+    Concurrent batches with the same records never fail: the insert skips rows another
+    transaction stored meanwhile (``ON CONFLICT DO NOTHING`` on the record's unique index) and
+    counts them as duplicates; rows go in sorted, so two batches lock index entries in the
+    same order and cannot deadlock each other.
     """
     item_ids = {str(r["item_id"]) for r in rows}
     known = dict(
@@ -74,9 +80,25 @@ def ingest_interactions(session: Session, *, rows: Sequence[dict[str, Any]]) -> 
                 "created_at": now,
             }
         )
-    if new:
-        session.execute(Interaction.__table__.insert(), new)
-    return IngestResult(written=len(new), duplicates=len(rows) - len(new))
+    written = insert_new(session, new) if new else 0
+    return IngestResult(written=written, duplicates=len(rows) - written)
+
+
+RECORD_KEY = ("user_id", "item_id", "timestamp")
+"""The columns of the unique index ``uq_interactions_record``."""
+
+
+def insert_new(session: Session, rows: list[dict[str, Any]]) -> int:
+    """Insert rows, skipping those already stored (also by a concurrent transaction);
+    returns how many were written."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = (
+        dialect.insert(Interaction.__table__)
+        .on_conflict_do_nothing(index_elements=list(RECORD_KEY))
+        .returning(Interaction.__table__.c.id)
+    )
+    rows = sorted(rows, key=lambda r: (r["user_id"], r["item_id"], r["timestamp"]))
+    return len(session.execute(stmt, rows).all())
 
 
 def add_interactions(session: Session, *, rows: Sequence[dict[str, Any]]) -> list[str]:
