@@ -4,14 +4,16 @@ does a fusion guided by it keep its Recall@20 when content is corrupted?
 Cases (20% of items corrupted in one modality; the mask is written beside the copy and read
 only here, to score detectors: nothing the trainer computes reads it)
   synth           ``import_synth`` (3,000 users, 1,500 items, 40,000 interactions, image 512-d,
-                  text 384-d, seed 0, no corruption) with planted corruption: per seed, 20% of
-                  items get one random modality replaced by noise with the column mean/std
-                  (then the importer's ReLU / L2 transform)
+                  text 384-d) with the seed s: clean = corrupt_fraction 0, corrupted = the
+                  importer's planted corruption (corrupt_fraction 0.2: one random modality of
+                  20% of items replaced by noise; every other byte equal to the clean bundle)
   mlsmall-text    mlsmall-mmrec with the title rows of 20% of items swapped for other items'
   mlsmall-image   the same with the genre slot ('image' = genres + year)
   sci-text        amazon-scientific-mmrec with swapped titles
   sci-meta        the same with swapped category/brand text
   Seed s (0, 1, 2) draws the corrupted items (and the score's folds / injected swaps).
+  Training configs pin the trainer defaults of this run (DRAGON backbone, no ID channel, alpha
+  0.1, weight_lr = lr: PINNED), so later default changes do not mix into the results.
 
 Detection: ROC-AUC and precision at the number of corrupted items for the training-free audit
 (``agreement``: trainer/audit.py), the new score (trainer/reliability, without a model), and
@@ -53,6 +55,7 @@ SEEDS = (0, 1, 2)
 EPOCHS, PATIENCE = 60, 5
 PRIOR = 5.0  # reliability_prior of the guided model (W starts at 5 log score)
 MODELS = ("fusion-sum", "margo", "margo+prior")
+PINNED = {"backbone": "dragon", "id_channel": False, "alpha": 0.1, "weight_lr": None}
 TARGET_AUC = {"synth": 0.95}  # every real-data case: 0.90
 BUCKETS = ((0, 5), (5, 20), (20, 10**9))  # training interactions per item, for the AUC split
 
@@ -69,11 +72,11 @@ def _write_copy(d: Any, out: Path, features: dict, mask: dict, note: str) -> Pat
     return out
 
 
-def clean_path(args: argparse.Namespace, source: str, log: Any) -> Path:
+def clean_path(args: argparse.Namespace, source: str, seed: int, log: Any) -> Path:
     if source != "synth":
         return SOURCES[source]
-    return H.ensure_dataset(args.workdir / "data" / "synth-clean", "import_synth", log=log,
-                            **SYNTH, corrupt_fraction=0.0, seed=0, name="synth_clean")  # fmt: skip
+    return H.ensure_dataset(args.workdir / "data" / f"synth-clean-s{seed}", "import_synth", log=log,
+                            **SYNTH, corrupt_fraction=0.0, seed=seed, name="synth_clean")  # fmt: skip
 
 
 def corrupt_path(args: argparse.Namespace, case: str, seed: int, log: Any) -> Path:
@@ -81,31 +84,22 @@ def corrupt_path(args: argparse.Namespace, case: str, seed: int, log: Any) -> Pa
     from trainer.data import load_dataset
 
     out = args.workdir / "data" / f"{case}-s{seed}"
+    source, modality = CASES[case]
+    if modality is None:  # synth: the importer's own planted corruption
+        return H.ensure_dataset(out, "import_synth", log=log, **SYNTH, corrupt_fraction=FRACTION,
+                                seed=seed, name="synth_corrupt")  # fmt: skip
     if (out / "stats.json").is_file():
         return out
-    source, modality = CASES[case]
-    d = load_dataset(clean_path(args, source, log))
+    d = load_dataset(clean_path(args, source, seed, log))
     rng = np.random.default_rng(1000 + seed)
     n = d.n_items
-    feats = {m: f.copy() for m, f in d.features.items()}
-    mask = {m: np.zeros(n, dtype=bool) for m in feats}
     bad = rng.choice(n, size=round(FRACTION * n), replace=False)
-    if modality is None:  # synth: noise in one random modality per corrupted item
-        from trainer.data.importers.synth import _transform
-
-        which = rng.integers(len(feats), size=bad.size)
-        for j, m in enumerate(feats):
-            rows = bad[which == j]
-            f = d.features[m]
-            noise = rng.standard_normal((rows.size, f.shape[1])) * f.std(0) + f.mean(0)
-            feats[m][rows] = _transform(m, noise.astype(np.float32))
-            mask[m][rows] = True
-        note = f"seed {seed}: {bad.size} items, one random modality replaced by noise"
-    else:
-        src = (bad + rng.integers(1, n, size=bad.size)) % n  # another item, never itself
-        feats[modality][bad] = d.features[modality][src]
-        mask[modality][bad] = True
-        note = f"seed {seed}: {modality} rows of {bad.size} items swapped for other items' rows"
+    src = (bad + rng.integers(1, n, size=bad.size)) % n  # another item, never itself
+    feats = {m: f.copy() for m, f in d.features.items()}
+    feats[modality][bad] = d.features[modality][src]
+    mask = {m: np.zeros(n, dtype=bool) for m in feats}
+    mask[modality][bad] = True
+    note = f"seed {seed}: {modality} rows of {bad.size} items swapped for other items' rows"
     log(f"[bench] writing {out}")
     return _write_copy(d, out, feats, mask, note)
 
@@ -206,9 +200,9 @@ def plan_training(args: argparse.Namespace, paths: dict, log: Any) -> tuple[list
     for seed in args.train_seeds:
         for case in args.cases:
             source = CASES[case][0]
-            versions = {"corrupt": paths[(case, seed)], "clean": clean_path(args, source, log)}
+            versions = {"corrupt": paths[(case, seed)], "clean": clean_path(args, source, seed, log)}
             for version, path in versions.items():
-                base = {"epochs": args.epochs, "patience": args.patience, "seed": seed}
+                base = {"epochs": args.epochs, "patience": args.patience, "seed": seed, **PINNED}
                 s1 = H.Step("fusion-sum", str(path), {**base, "model": "fusion-sum"}, "stage1",
                             meta={"case": case, "seed": seed, "version": version})  # fmt: skip
                 branches = {"margo": {"model": "margo"},
