@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -128,7 +129,8 @@ def _design(sig: dict[str, np.ndarray], n_train: np.ndarray, j: int) -> np.ndarr
     for s in sig.values():
         cols.append(s[:, j])
         if s.shape[1] > 1:
-            with np.errstate(invalid="ignore"), _quiet():
+            with warnings.catch_warnings():  # rows with no evidence anywhere stay NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
                 cols.append(np.nanmean(np.delete(s, j, axis=1), axis=1))
     cols.append(np.log1p(n_train))
     return np.stack(cols, 1)
@@ -139,20 +141,6 @@ def _design_names(names: list[str], n_mods: int) -> list[str]:
     for s in names:
         out += [s, f"{s} (other modalities)"] if n_mods > 1 else [s]
     return [*out, "log(1 + train interactions)"]
-
-
-class _quiet:
-    """Silence numpy's 'mean of empty slice' warning for rows that are all NaN."""
-
-    def __enter__(self) -> None:
-        import warnings
-
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc: object) -> None:
-        self._w.__exit__(*exc)
 
 
 def score_items(
