@@ -10,11 +10,9 @@ enoche/MMRec) runs in a subprocess on the CPU:
             ``user_graph_dict.npy`` (per user, up to 200 co-occurring users by count, descending:
             the format of MMRec's ``preprocessing/dualgnn-gen-u-u-matrix.py``, built here with one
             sparse product instead of its hours-long pair loop)
-  run       ``quick_start`` with one setting (lr 1e-3, reg 1e-3, seed 999, CPU, N epochs) and
-            parses MMRec's own ``epoch N training [time: Xs`` / ``evaluating [time: Ys`` lines
+  run       ``quick_start`` (lr 1e-3, reg 1e-3, seed 999, CPU, N epochs); parses MMRec's own log lines
 
-MMRec's extra dependencies (torch_geometric, pandas, pyyaml, lmdb, pillow; a torchvision
-import shim, see SHIM) are pip-installed into ``--mmrec-deps`` on first use.
+MMRec's extra dependencies (``DEPS``, a torchvision shim) go to ``--mmrec-deps`` on first use.
 """
 
 from __future__ import annotations

@@ -35,16 +35,15 @@ from bench import harness as H
 NAME = "train_speed"
 TARGETS = {"epoch_s": 20.0, "eval_s": 10.0, "rss_gb": 6.0}
 # REFERENCE-NUMBERS.md, MMRec on this machine kind, 2 threads: (s/epoch, eval s, peak RSS GB)
-REFERENCE = {"LightGCN": (4.1, 2.3, 0.85), "FREEDOM": (15.0, 2.3, 1.37),
-             "DRAGON (MARGO's backbone)": (69.0, 2.1, 1.68)}
-DRAGON_EPOCH_S = 69.0
+REFERENCE = {"LightGCN": (4.1, 2.3, 0.85), "FREEDOM": (15.0, 2.3, 1.37), "DRAGON (MARGO's backbone)": (69.0, 2.1, 1.68)}
+DRAGON_EPOCH_S = REFERENCE["DRAGON (MARGO's backbone)"][0]
 FLOOR_S = 10.0  # REFERENCE-NUMBERS.md: ~1.7 TFLOP/epoch of the 4096->256 projection, ~89 GFLOP/s
-# epoch measurements: kind -> (model, other TrainConfig fields)
-EPOCHS = {"margo": ("margo", {}), "margo-freedom": ("margo", {"backbone": "freedom"}), "lightgcn": ("lightgcn", {}),
-          "fusion-sum": ("fusion-sum", {})}
+# kind -> (model, other fields); margo pinned to the DRAGON-style backbone, whatever the defaults
+DRAGON = {"backbone": "dragon", "id_channel": False, "feature_norm": "none"}
+EPOCHS = {"margo": ("margo", DRAGON), "margo-freedom": ("margo", {**DRAGON, "backbone": "freedom"}),
+          "lightgcn": ("lightgcn", {}), "fusion-sum": ("fusion-sum", DRAGON)}
 KINDS = (*EPOCHS, "eval", "profile", "dragon")
-QUICK_DATA = {"n_users": 1500, "n_items": 800, "n_interactions": 12000,
-              "modalities": {"image": 512, "text": 64}}
+QUICK_DATA = {"n_users": 1500, "n_items": 800, "n_interactions": 12000, "modalities": {"image": 512, "text": 64}}
 INVOCATION = time.strftime("%Y-%m-%dT%H:%M:%S")  # side by side = same invocation
 
 
@@ -72,8 +71,12 @@ def measure(kind: str, data_path: str, epochs: int, threads: int) -> dict[str, A
 
 
 def _epochs(model: str, extra: dict[str, Any], data: Any, epochs: int, threads: int) -> dict[str, Any]:
+    from trainer.config import TrainConfig
     from trainer.train import fit
 
+    # an older trainer (--baseline) lacks the newer fields: it has only what they pin here
+    known = getattr(TrainConfig, "model_fields", None) or TrainConfig.__dataclass_fields__
+    extra = {k: v for k, v in extra.items() if k in known}
     # validation only after the last epoch of each stage (eval_every = epochs), never early stop
     cfg = H.train_config(model=model, epochs=epochs, patience=1000, eval_every=epochs, threads=threads, seed=0, **extra)
     t = time.perf_counter()
@@ -96,7 +99,7 @@ def _eval(data: Any, threads: int) -> dict[str, Any]:
     from trainer.models import build_model
     from trainer.train import evaluate_model
 
-    cfg = H.train_config(model="margo", threads=threads, seed=0)
+    cfg = H.train_config(model="margo", threads=threads, seed=0, **DRAGON)
     t = time.perf_counter()
     model = build_model(cfg, data)
     out: dict[str, Any] = {"build_s": time.perf_counter() - t}
@@ -108,8 +111,7 @@ def _eval(data: Any, threads: int) -> dict[str, Any]:
         times.append(time.perf_counter() - t)
     t = time.perf_counter()
     with torch.no_grad():  # the forward pass (embeddings) alone
-        model.eval()
-        model.embeddings()
+        model.eval().embeddings()
     out.update(eval_seconds=times, median_s=float(np.median(times)), users_evaluated=m["users"],
                forward_s=time.perf_counter() - t)
     return out
@@ -124,7 +126,7 @@ def _profile(data: Any, threads: int, n_batches: int = 3) -> dict[str, Any]:
     from trainer.sampling import TripletSampler
     from trainer.train import batch_loss
 
-    cfg = H.train_config(model="margo", threads=threads, seed=0)
+    cfg = H.train_config(model="margo", threads=threads, seed=0, **DRAGON)
     model = build_model(cfg, data)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sampler = TripletSampler(data.train, data.n_items, 0).epoch(cfg.batch_size)
