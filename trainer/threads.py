@@ -8,7 +8,9 @@ is not running, and a BPR epoch took many times longer than with one thread. Two
   the user set it): idle workers sleep instead of spinning, so they neither steal cores from
   the thread doing the work nor from the other processes;
 - ``threads=None`` ("auto") picks the cores that are free when the run starts: all usable
-  cores on an idle machine, fewer (down to one) as the 1-minute load average rises.
+  cores on an idle machine, fewer (down to one) as the 1-minute load average rises. It only
+  ever lowers the process's current count, so a count set on purpose (the tests' one thread,
+  an earlier run's choice) stands and runs in one process keep one thread count.
 """
 
 from __future__ import annotations
@@ -35,12 +37,13 @@ def auto_threads(cores: int, load: float) -> int:
     return max(1, min(cores, math.floor(cores - others + 1e-9)))
 
 
-def choose_threads(threads: int | None) -> int:
-    """``threads`` if set, else :func:`auto_threads` for this machine now."""
+def choose_threads(threads: int | None, current: int) -> int:
+    """``threads`` if set, else :func:`auto_threads` for this machine now, at most ``current``
+    (the process's thread count, ``torch.get_num_threads()``)."""
     if threads:
         return threads
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):
         load = 0.0
-    return auto_threads(usable_cores(), load)
+    return min(current, auto_threads(usable_cores(), load))

@@ -213,7 +213,7 @@ def fit(
     cfg.validate()
     device = resolve_device(cfg.device)
     # None: the cores free now (trainer/threads.py); more threads than free cores stall
-    torch.set_num_threads(choose_threads(cfg.threads))
+    torch.set_num_threads(choose_threads(cfg.threads, torch.get_num_threads()))
     t_start = time.perf_counter()
     model = build_model(cfg, data, device)
     if cfg.reliability_prior > 0 and fusion_for(cfg.model).learns_weights:

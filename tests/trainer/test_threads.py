@@ -24,10 +24,14 @@ def test_auto_threads_counts_the_free_cores(cores, load, want):
     assert threads.auto_threads(cores, load) == want
 
 
-def test_explicit_threads_win(monkeypatch):
+def test_explicit_threads_win_and_auto_only_lowers(monkeypatch):
+    monkeypatch.setattr(threads, "usable_cores", lambda: 4)
     monkeypatch.setattr(os, "getloadavg", lambda: (40.0, 40.0, 40.0))
-    assert threads.choose_threads(3) == 3
-    assert threads.choose_threads(None) == 1
+    assert threads.choose_threads(3, current=4) == 3
+    assert threads.choose_threads(None, current=4) == 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.5, 0.5, 0.5))
+    assert threads.choose_threads(None, current=4) == 4
+    assert threads.choose_threads(None, current=1) == 1  # a count set on purpose stands
 
 
 def _policy_after_import(env: dict[str, str]) -> str:
