@@ -181,3 +181,12 @@ def test_standardised_features_fold_into_the_cold_start_projection(backbone, tin
         np.testing.assert_allclose(raw, expected, atol=1e-4)
         col_std = float(model.features[m].std(0, unbiased=False).mean())
         assert abs(col_std - 1 / np.sqrt(tiny.features[m].shape[1])) < 1e-3
+
+
+@pytest.mark.parametrize("plugins", [("ckd",), ("sea",)])
+def test_plugins_train_and_export_on_freedom(plugins, tiny, tmp_path):
+    cfg = TrainConfig(model="margo", id_channel=True, plugins=plugins, **FAST)
+    result = fit(tiny, cfg, progress=False, plugin_cache=tmp_path / "cache")
+    b = load_bundle(export_model(result, tiny, cfg, tmp_path / "b"))
+    assert b.channels == ["image", "text", "id"]
+    assert b.manifest.training.export_check_max_abs_error < 1e-4
