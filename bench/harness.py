@@ -167,9 +167,11 @@ def git_commit(tree: Path = REPO) -> str:
 
 
 def machine_md(info: dict[str, Any], extra: str = "") -> str:
-    return (f"- machine: {info['host']}, {info['cpu']}, {info['cpu_count']} CPU cores; python {info['python']}, "
-            f"torch {info.get('torch', '?')}, torch threads per process: {info['torch_threads']}\n- date: {info['date']}; "
-            f"load average (1/5/15 min) at start: {info['loadavg']}{extra}\n- command: `{info['command']}`\n")
+    libs = "".join(f", {k} {info[k]}" for k in ("torch", "faiss-cpu", "fastapi", "uvicorn") if k in info)
+    threads = f", torch threads per process: {info['torch_threads']}" if info.get("torch_threads") else ""
+    return (f"- machine: {info['host']}, {info['cpu']}, {info['cpu_count']} CPU cores; python {info['python']}{libs}"
+            f"{threads}\n- date: {info['date']}; load average (1/5/15 min) at start: {info['loadavg']}{extra}\n"
+            f"- command: `{info['command']}`\n")
 
 
 # -- slots shared by every benchmark process --------------------------------------------------------
@@ -309,20 +311,15 @@ def run_step(step_d: dict[str, Any], runs_dir: str, slots_dir: str, n_slots: int
     step = Step(**step_d)
     runs = Path(runs_dir)
     with training_slot(Path(slots_dir), n_slots):
-        load = loadavg()
-        t_wall = time.perf_counter()
+        load, t_wall = loadavg(), time.perf_counter()
         cfg = train_config(**{**step.cfg, "threads": threads})
         data = load_dataset(step.data, cfg.modalities)
-        parent = None
-        stage1 = runs / "stage1"
-        last_file = runs / f"{step.key}.weights_last.npy"
+        parent, stage1, last_file = None, runs / "stage1", runs / f"{step.key}.weights_last.npy"
         if step.kind == "branch":
             # stage II only: fit loads the parent's best stage-I state from its stage-I cache
-            parent = load_result(runs, step.parent or "")
-            if parent is None:
+            if (parent := load_result(runs, step.parent or "")) is None:
                 raise RuntimeError(f"{step.label}: parent run {step.parent} has no result")
-            cached = stage1_cache_path(stage1, cfg, data)
-            if cached is None or not cached.is_file():
+            if not ((cached := stage1_cache_path(stage1, cfg, data)) and cached.is_file()):
                 raise RuntimeError(f"{step.label}: no stage-I state of {step.parent} in {stage1}")
             last: dict[str, np.ndarray] = {}
 
@@ -461,15 +458,12 @@ def add_common_args(p: Any, *, jobs: int = 2, report_only: bool = True) -> None:
                    help=f"cache of generated datasets and per-run results (default {DEFAULT_WORKDIR})")
     p.add_argument("--results", type=Path, default=RESULTS, help="where the .json/.md/.png go (default bench/results)")
     p.add_argument("--jobs", type=int, default=jobs, help=f"training processes of this script (default {jobs})")
-    p.add_argument("--max-train", type=int, default=2,
-                   help="machine-wide cap on training processes across benchmark scripts (slot "
-                   "locks in WORKDIR/slots; default 2 = this machine's cores)")
+    p.add_argument("--max-train", type=int, default=2, help="machine-wide cap on training processes across bench "
+                   "scripts (slot locks in WORKDIR/slots; default 2 = this machine's cores)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per training process (default 1)")
-    p.add_argument("--quick", action="store_true",
-                   help="smoke check (under a minute): 1 seed, few epochs, small grids")
+    p.add_argument("--quick", action="store_true", help="smoke check on small data (results under WORKDIR)")
     if report_only:
-        p.add_argument("--report-only", action="store_true",
-                       help="rebuild the report from stored results, train nothing")
+        p.add_argument("--report-only", action="store_true", help="rebuild the report from stored results")
 
 
 def parse_args(p: Any, argv: Sequence[str] | None = None) -> Any:

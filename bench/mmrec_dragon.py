@@ -36,11 +36,8 @@ DEPS = ["torch_geometric", "pandas", "pyyaml", "lmdb", "pillow"]
 SHIM = {
     "torchvision/__init__.py": "",
     "torchvision/transforms/__init__.py": "from torchvision.transforms.functional import *  # noqa\n",
-    "torchvision/transforms/functional.py": (
-        "def _unused(*args, **kwargs):\n"
-        "    raise NotImplementedError('torchvision shim: the raw-image path is not benchmarked')\n"
-        "pad = resize = _unused\n"
-    ),
+    "torchvision/transforms/functional.py": "def _unused(*args, **kwargs):\n    raise NotImplementedError("
+    "'torchvision shim: the raw-image path is not benchmarked')\npad = resize = _unused\n",
 }
 DATASET = "synth_baby"
 TRAIN_RE = re.compile(r"epoch (\d+) training \[time: ([0-9.]+)s")

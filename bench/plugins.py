@@ -95,13 +95,9 @@ def timing(args: argparse.Namespace, path: str, log: Any) -> dict[str, Any]:
             for s in res.stages:
                 row[s.stage] += s.epoch_seconds[1:]  # the first epoch carries warm-up
             log(f"[timing] round {rnd} {label} {res.seconds:.1f}s")
-    base = {st: statistics.median(per["margo"][st]) for st in ("I", "II")}
-    out = {}
-    for label, row in per.items():
-        med = {st: statistics.median(v) for st, v in row.items()}
-        out[label] = {"median_epoch_s": med, "relative": {st: med[st] / base[st] for st in med},
-                      "n_epochs": {st: len(v) for st, v in row.items()}}
-    return out
+    med = {label: {st: statistics.median(v) for st, v in row.items()} for label, row in per.items()}
+    return {label: {"median_epoch_s": m, "relative": {st: m[st] / med["margo"][st] for st in m},
+                    "n_epochs": {st: len(v) for st, v in per[label].items()}} for label, m in med.items()}
 
 
 # -- reporting ---------------------------------------------------------------------------------------------

@@ -64,9 +64,8 @@ end
 
 # -- the app under test ------------------------------------------------------------------------------
 def bench_app() -> Any:
-    """``create_app()`` plus ``GET /_floor``: a real k=20 payload (the file named by
-    BENCH_FLOOR_FILE, read once), re-encoded per request by the same encoder; a plain Starlette
-    route like the recommendation route, so both pay the same framework costs."""
+    """``create_app()`` plus ``GET /_floor``: a real k=20 payload (BENCH_FLOOR_FILE, read once) re-encoded
+    per request; a plain Starlette route like the recommendation route (the same framework costs)."""
     import orjson
     from starlette.responses import Response
     from starlette.routing import Route
@@ -448,7 +447,7 @@ def baseline_markdown(result: dict[str, Any]) -> str:
     lines = [f"# Serving, this tree vs a baseline checkout (`python -m bench.{NAME} --baseline`)", "", H.machine_md(m),
              f"Baseline: `{result['baseline']}` (commit {result['commits']['baseline']}); this tree: `{H.REPO}` "
              f"(commit {result['commits']['this tree']}). Each checkout set up with its own CLI and "
-             f"database and served by its own `create_app` (one uvicorn worker, {cfg['uvicorn']}, cache off, k={K}, "
+             f"database and served by its own `create_app` ({cfg['uvicorn']}, cache off, k={K}, "
              f"explain=true); the two alternate (ABBA order), {cfg['rounds']} round(s) per size, wrk {cfg['duration_s']:g} s per run "
              f"after {cfg['warmup_s']:g} s of warm-up; bench training slots held.", "",
              "| items | round | tree | recommendations c=32 | recommendations c=1 | floor c=32 | rec/floor c=32 | load avg |",

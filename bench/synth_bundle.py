@@ -34,9 +34,7 @@ def _unit(rng: np.random.Generator, rows: int, dim: int) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def generate(
-    n_items: int, n_users: int, *, seed: int = 0, seen_per_user: int = 20
-) -> tuple[dict[str, np.ndarray], list[dict]]:
+def generate(n_items: int, n_users: int, *, seed: int = 0, seen_per_user: int = 20) -> tuple[dict[str, np.ndarray], list[dict]]:
     rng = np.random.default_rng(seed)
     n_clusters = max(4, n_items // ITEMS_PER_CLUSTER)
     n_topics = max(1, n_clusters // CLUSTERS_PER_TOPIC)

@@ -351,18 +351,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if "dragon" in args.measure and not args.report_only and args.mmrec is None:
         p.error("--measure dragon needs --mmrec PATH (an MMRec checkout)")
-    if args.quick:
-        args.epochs = 1
-        args.measure = ["margo", "eval", "profile"]  # every code path, few processes
+    if args.quick:  # every code path, few processes
+        args.epochs, args.measure = 1, ["margo", "eval", "profile"]
     info = H.machine_info(args.threads)
     log = H.make_logger(args.workdir / f"{NAME}.log")
     t0 = time.perf_counter()
     data = ensure_data(args, log)
-    res: dict[str, dict] = {}
-    for kind in KINDS:  # measurements of earlier invocations not re-run now
-        prev = args.workdir / f"{NAME}_{kind}.json"
-        if (args.report_only or kind not in args.measure) and prev.is_file() and not args.quick:
-            res[kind] = json.loads(prev.read_text())
+    prev = {k: args.workdir / f"{NAME}_{k}.json" for k in KINDS if args.report_only or k not in args.measure}
+    res = {k: json.loads(f.read_text()) for k, f in prev.items() if f.is_file() and not args.quick}  # earlier runs
     with H.hold_slots(args.workdir / "slots", args.max_train, log=log):
         loads = [H.loadavg()]
         if args.baseline:
