@@ -97,6 +97,16 @@ def test_cli_with_a_bundle_adds_the_models_signals(tiny_bundle, tmp_path):
     rows = _read(out)
     assert len(rows) == 400 and {"bpr_reliability", "learned_weight"} <= set(rows[0])
     assert all(r["learned_weight"] for r in rows)  # a weight for every (item, modality)
+    # the same score the bundle was exported with (trainer/export.py scores every bundle)
+    from trainer.bundle import load_bundle
+
+    rel = load_bundle(model).reliability
+    assert rel is not None
+    bundle = load_bundle(model)
+    index = {i: k for k, i in enumerate(bundle.item_ids)}
+    for r in rows:
+        stored = rel.score[index[r["item_id"]], bundle.channels.index(r["modality"])]
+        assert float(r["score"]) == pytest.approx(float(stored), abs=1e-6)
 
 
 def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys):

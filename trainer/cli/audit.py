@@ -31,7 +31,12 @@ def add(sub: Any) -> None:
     au.add_argument(
         "--modalities", type=csv_list, default=None, help="comma-separated (default all)"
     )
-    au.add_argument("--seed", type=int, default=0, help="seed of folds and injected swaps")
+    au.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of folds and injected swaps (default: the one --bundle's score used, else 0)",
+    )
     au.add_argument(
         "--chunk", type=int, default=1024, help="items per block (memory ~ chunk x items x 16 B)"
     )
@@ -39,7 +44,8 @@ def add(sub: Any) -> None:
     au.set_defaults(func=cmd_audit)
 
 
-def _model_arrays(path: Path, data: Any) -> Any:
+def _model_arrays(path: Path, data: Any) -> tuple[Any, dict[str, Any]]:
+    """The bundle's arrays for the score, and the score settings its export used (if any)."""
     from trainer.bundle import load_bundle
     from trainer.reliability import ModelArrays
 
@@ -51,12 +57,14 @@ def _model_arrays(path: Path, data: Any) -> Any:
         )
     if bundle.manifest.dataset.fingerprint not in (None, data.fingerprint):
         raise ConfigError(f"--bundle {path}: trained on another dataset than --data")
-    return ModelArrays(
+    arrays = ModelArrays(
         channels=list(bundle.channels),
         user_emb=bundle.arrays["user_emb"],
         item_emb=bundle.arrays["item_emb"],
         weights=bundle.arrays["item_weights"],
     )
+    info = bundle.manifest.reliability
+    return arrays, dict(info.method.get("config", {})) if info is not None else {}
 
 
 def cmd_audit(a: argparse.Namespace) -> int:
@@ -72,8 +80,15 @@ def cmd_audit(a: argparse.Namespace) -> int:
     if a.chunk < 1:
         raise ConfigError(f"--chunk {a.chunk}: must be at least 1")
     data = load_dataset(a.data, a.modalities)
-    model = _model_arrays(a.bundle, data) if a.bundle is not None else None
-    cfg = ReliabilityConfig(seed=a.seed, chunk=a.chunk)
+    model, used = _model_arrays(a.bundle, data) if a.bundle is not None else (None, {})
+    # the settings the bundle's own score was computed with, so both give the same numbers
+    settings = {**used, "chunk": a.chunk}
+    if a.seed is not None or "seed" not in settings:
+        settings["seed"] = a.seed or 0
+    try:
+        cfg = ReliabilityConfig(**settings)
+    except ValueError as exc:
+        raise ConfigError(f"--bundle {a.bundle}: its reliability settings: {exc}") from exc
     n_train = np.bincount(data.train[:, 1], minlength=data.n_items)
     ids = data.item_ids or [str(i) for i in range(data.n_items)]
     steps = (1 + cfg.inject_rounds) * len(data.features)
