@@ -113,9 +113,18 @@ class Registry:
         return new.row
 
     def register_verified(
-        self, path: str | Path, *, build_index: bool = False, replace_catalogue: bool = False
+        self,
+        path: str | Path,
+        *,
+        build_index: bool = False,
+        replace_catalogue: bool = False,
+        items_from_sql: bool = False,
     ) -> Registered:
-        """:meth:`register`, returning the verified bundle (and index) for the caller to use."""
+        """:meth:`register`, returning the verified bundle (and index) for the caller to use.
+
+        ``items_from_sql``: the bundle was trained on a snapshot of this database (a retrain),
+        so its items only add missing rows; the stored ones keep every field (metadata the
+        dataset cannot carry, edits made while the job ran)."""
         path = Path(path).resolve()
         version = path.name
         with self.db.session() as session:
@@ -142,7 +151,9 @@ class Registry:
         with self.db.session() as session:
             check_catalogue(session, manifest.dataset.name, version, replace=replace_catalogue)
             crud.upsert_users(session, external_ids=bundle.user_ids)
-            crud.upsert_items(session, items=seed.item_rows(bundle))
+            crud.upsert_items(
+                session, items=seed.item_rows(bundle), update_existing=not items_from_sql
+            )
             if seed.needs_seed(session, manifest, bundle.n_items):  # retraining needs them
                 created = parse_time(manifest.created_at) or utcnow()
                 seed.seed_from_dataset(session, manifest, path, created)

@@ -49,19 +49,22 @@ def _item_tuples(items: Iterable[dict[str, Any]]) -> list[tuple[str, str | None,
     return list(rows.values())  # one row per id: ON CONFLICT may touch a row only once
 
 
-def upsert_items(session: Session, items: Iterable[dict[str, Any]]) -> None:
+def upsert_items(
+    session: Session, items: Iterable[dict[str, Any]], *, update_existing: bool = True
+) -> None:
+    """``update_existing=False``: insert missing items only, stored ones stay as they are."""
     rows = _item_tuples(items)
     if not rows:
         return
+    conflict = _UPDATE if update_existing else "DO NOTHING"
     if session.get_bind().dialect.name == "postgresql":
-        _pg_upsert_items(session, rows, utcnow())
+        _pg_upsert_items(session, rows, utcnow(), conflict)
     else:
-        _sqlite_upsert_items(session, rows, utcnow())
+        _sqlite_upsert_items(session, rows, utcnow(), conflict)
 
 
 def upsert_users(session: Session, external_ids: Iterable[str]) -> None:
-    # sorted: concurrent upserts of overlapping users take their index locks in one order
-    ids = sorted(set(str(u) for u in external_ids))
+    ids = list(dict.fromkeys(str(u) for u in external_ids))  # in the caller's order
     if not ids:
         return
     now = utcnow()
@@ -74,7 +77,7 @@ def upsert_users(session: Session, external_ids: Iterable[str]) -> None:
                 copy.write_row((u,))
         cur.execute(
             "INSERT INTO users (external_id, created_at) SELECT external_id, %s "
-            "FROM _margo_users_in ORDER BY external_id ON CONFLICT (external_id) DO NOTHING",
+            "FROM _margo_users_in ON CONFLICT (external_id) DO NOTHING",
             (now,),
         )
         return
@@ -101,9 +104,12 @@ _SET = (
     "title = excluded.title, metadata = excluded.metadata, "
     "categories = excluded.categories, updated_at = excluded.updated_at"
 )
+_UPDATE = f"DO UPDATE SET {_SET} WHERE {_CHANGED}"
 
 
-def _pg_upsert_items(session: Session, rows: Sequence[tuple], now: dt.datetime) -> None:
+def _pg_upsert_items(
+    session: Session, rows: Sequence[tuple], now: dt.datetime, conflict: str
+) -> None:
     cur = _pg_cursor(session)
     cur.execute(
         "CREATE TEMP TABLE IF NOT EXISTS _margo_items_in "
@@ -117,18 +123,20 @@ def _pg_upsert_items(session: Session, rows: Sequence[tuple], now: dt.datetime) 
         "INSERT INTO items (external_id, title, metadata, categories, hidden, created_at, "
         "updated_at) SELECT external_id, title, CAST(metadata AS json), "
         "CAST(categories AS json), false, %s, %s FROM _margo_items_in "
-        f"ON CONFLICT (external_id) DO UPDATE SET {_SET} WHERE {_CHANGED}",
+        f"ON CONFLICT (external_id) {conflict}",
         (now, now),
     )
 
 
-def _sqlite_upsert_items(session: Session, rows: Sequence[tuple], now: dt.datetime) -> None:
+def _sqlite_upsert_items(
+    session: Session, rows: Sequence[tuple], now: dt.datetime, conflict: str
+) -> None:
     conn = session.connection()
     stamp = _sqlite_time(now)
     sql = (
         "INSERT INTO items (external_id, title, metadata, categories, hidden, created_at, "
         "updated_at) VALUES (?, ?, ?, ?, 0, ?, ?) "
-        f"ON CONFLICT (external_id) DO UPDATE SET {_SET} WHERE {_CHANGED}"
+        f"ON CONFLICT (external_id) {conflict}"
     )
     for start in range(0, len(rows), SQLITE_BATCH):
         conn.exec_driver_sql(sql, [(*r, stamp, stamp) for r in rows[start : start + SQLITE_BATCH]])

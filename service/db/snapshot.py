@@ -18,12 +18,17 @@ Rules (README, "Feedback and retraining"):
 - a user whose pairs all landed in valid/test gets them as training pairs (no user may be
   evaluated without training data);
 - users without positives are left out; every item is kept, and an item lacking a vector for
-  a modality gets zeros there (counted in ``stats.json``).
+  a modality gets zeros there (counted in ``stats.json``);
+- a stored vector that cannot be trained on (NaN or inf, or bytes that do not match its size;
+  the API refuses both, but rows may predate that) is skipped like a missing one, with a
+  warning naming the item and modality (``Snapshot.warnings``, recorded on the job), so one
+  bad row cannot block every retrain.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +41,8 @@ from service.db.session import Database
 from service.db.tables import Interaction, Item, ItemFeature, User
 from trainer.data.dataset import TEST, TRAIN, VALID, Dataset, write_dataset
 from trainer.errors import DataError
+
+log = logging.getLogger(__name__)
 
 SPLIT_RATIOS = (0.8, 0.1, 0.1)
 """Train/valid/test shares of pairs ingested through the API."""
@@ -50,6 +57,7 @@ class Snapshot:
     n_pairs: int
     modalities: dict[str, int]
     missing_vectors: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # rows skipped, each named
 
 
 def hashed_split(user_id: str, item_id: str) -> int:
@@ -130,10 +138,19 @@ def take_snapshot(db: Database, out: Path, *, name: str | None = None) -> Snapsh
             )
     features = {m: np.zeros((len(items), d), dtype=np.float32) for m, d in sorted(dims.items())}
     filled = {m: np.zeros(len(items), dtype=bool) for m in dims}
+    warnings: list[str] = []
     for item_db_id, modality, dim, vector in feats:
         row = item_row[item_db_id]
-        features[modality][row] = np.frombuffer(vector, dtype=np.float32, count=dim)
+        values = _vector(vector, dim)
+        if isinstance(values, str):
+            warnings.append(
+                f"item {item_ids[row]!r}, modality {modality!r}: vector skipped ({values})"
+            )
+            continue
+        features[modality][row] = values
         filled[modality][row] = True
+    for warning in warnings:
+        log.warning("snapshot: %s", warning)
     missing = {m: int((~f).sum()) for m, f in filled.items() if (~f).any()}
 
     written: list[Dataset] = []
@@ -158,4 +175,15 @@ def take_snapshot(db: Database, out: Path, *, name: str | None = None) -> Snapsh
         n_pairs=len(inter),
         modalities=dict(sorted(dims.items())),
         missing_vectors=missing,
+        warnings=warnings,
     )
+
+
+def _vector(raw: bytes | None, dim: int) -> np.ndarray | str:
+    """The stored float32 vector, or why it cannot be trained on."""
+    if raw is None or len(raw) != 4 * dim:
+        return f"{0 if raw is None else len(raw)} bytes stored for {dim} float32 values"
+    values = np.frombuffer(raw, dtype=np.float32, count=dim)
+    if not np.isfinite(values).all():
+        return f"value {int(np.argmin(np.isfinite(values)))} is NaN or inf"
+    return values

@@ -194,7 +194,8 @@ def export(
 def register(job: JobRunner, registry: Registry, path: Path) -> Registered:
     job.stage("register", 0.93)
     try:
-        new = registry.register_verified(path, build_index=True)
+        # the items came from SQL: their rows (metadata, edits made while training) stay
+        new = registry.register_verified(path, build_index=True, items_from_sql=True)
     except BundleError as exc:
         raise BundleError(
             f"model {path.name} failed verification and stays inactive: {exc}"
@@ -306,6 +307,7 @@ def snapshot_info(snap: Snapshot, data: Dataset, encoded: int) -> dict[str, Any]
         "items_missing_vectors": snap.missing_vectors,
         "texts_encoded": encoded,
         "path": str(snap.path),
+        "warnings": snap.warnings,  # rows skipped, each named (service/db/snapshot.py)
     }
 
 

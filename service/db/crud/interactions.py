@@ -45,7 +45,8 @@ def ingest_interactions(session: Session, *, rows: Sequence[dict[str, Any]]) -> 
     for n, r in enumerate(rows):
         if str(r["item_id"]) not in known:
             return IngestResult(0, 0, first_unknown=n, unknown_item=str(r["item_id"]))
-    user_ids = {str(r["user_id"]) for r in rows}
+    # sorted: concurrent batches with overlapping new users take their index locks in one order
+    user_ids = sorted({str(r["user_id"]) for r in rows})
     upsert_users(session, external_ids=user_ids)
     users = dict(
         session.execute(

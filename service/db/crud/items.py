@@ -15,9 +15,12 @@ from service.db.crud.common import as_utc
 from service.db.tables import Item, ItemFeature, utcnow
 
 
-def upsert_items(session: Session, *, items: Sequence[dict[str, Any]]) -> None:
-    """Insert or update ``{external_id, title, categories, metadata}`` rows (see bulk.py)."""
-    bulk.upsert_items(session, items)
+def upsert_items(
+    session: Session, *, items: Sequence[dict[str, Any]], update_existing: bool = True
+) -> None:
+    """Insert or update ``{external_id, title, categories, metadata}`` rows (see bulk.py);
+    ``update_existing=False`` only inserts the missing ones."""
+    bulk.upsert_items(session, items, update_existing=update_existing)
 
 
 def get_item(session: Session, *, external_id: str) -> Item | None:
