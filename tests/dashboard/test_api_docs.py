@@ -41,6 +41,9 @@ def test_redoc_renders_the_reference_offline(driver: WebDriver, public_server: S
     # 'self') refuses it, so the browser never fetches it. Everything else is this server's.
     elsewhere = [u for u in urls if not u.startswith(public_server.url)]
     assert all(u.startswith("https://cdn.redoc.ly/") for u in elsewhere), elsewhere
+    # the refusal is the only console error (reading the log also clears it for later tests)
+    errors = console_errors(driver)
+    assert all("cdn.redoc.ly" in e and "Content Security Policy" in e for e in errors), errors
     assert "img-src 'self' data:" in httpx.get(f"{public_server.url}/redoc").headers[
         "content-security-policy"
     ]
