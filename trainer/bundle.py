@@ -281,6 +281,14 @@ def read_manifest(path: str | Path) -> Manifest:
     return Manifest.from_json(text, source=mf)
 
 
+def _refuse_duplicates(file: Path, ids: list[str]) -> None:
+    seen: dict[str, int] = {}
+    for n, value in enumerate(ids):
+        first = seen.setdefault(value, n)
+        if first != n:
+            raise BundleError(f"{file}: id {value!r} appears twice (entries {first} and {n})")
+
+
 def load_bundle(
     path: str | Path, *, verify: bool = True, mmap: bool = False, checksums: bool = True
 ) -> ModelBundle:
@@ -314,6 +322,8 @@ def load_bundle(
 
     user_ids = [str(u) for u in read_json_list("user_ids.json")]
     item_ids = [str(i) for i in read_json_list("item_ids.json")]
+    for name, ids in (("user_ids.json", user_ids), ("item_ids.json", item_ids)):
+        _refuse_duplicates(path / name, ids)  # a repeated id would be served twice
     item_meta = read_json_list("item_meta.json") if "item_meta.json" in files else None
 
     arrays: dict[str, np.ndarray] = {}
