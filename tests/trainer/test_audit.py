@@ -115,3 +115,30 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "missing" in err
     assert not out.exists()
+
+
+def test_cli_refuses_a_bundle_of_another_dataset(tiny_bundle, tmp_path, capsys):
+    from trainer.bundle import write_bundle
+
+    rng = np.random.default_rng(0)
+    other = write_bundle(
+        tmp_path / "other",
+        manifest={"model": "margo", "channels": [{"name": "image"}, {"name": "text"}]},
+        arrays={
+            "user_emb": rng.normal(size=(3, 2, 2)).astype(np.float32),
+            "item_emb": rng.normal(size=(4, 2, 2)).astype(np.float32),
+            "item_weights": np.full((4, 2), 0.5, np.float32),
+            "item_pos_count": np.arange(4, dtype=np.int32),
+            "item_popularity": np.arange(4, dtype=np.int32) + 1,
+            "seen_indptr": np.array([0, 2, 3, 3], np.int64),
+            "seen_indices": np.array([0, 1, 3], np.int32),
+        },
+        user_ids=["u1", "u2", "u3"],
+        item_ids=["a", "b", "c", "d"],
+    )
+    out = tmp_path / "a.csv"
+    args = ["audit", "--data", str(tiny_bundle), "--bundle", str(other), "--out", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--bundle" in err and "4 items" in err
+    assert not out.exists()
