@@ -49,7 +49,7 @@ def child(data: str, threads: str, epochs: int) -> None:
     from trainer.train import fit
 
     # "None": torch's own default count (one per core), pinned so the trainer keeps it
-    t = {"None": torch.get_num_threads(), "auto": None}.get(threads) or int(threads)
+    t = torch.get_num_threads() if threads == "None" else None if threads == "auto" else int(threads)
     cfg = TrainConfig(model="bpr", epochs=epochs, eval_every=epochs, threads=t, reg_weight=0.1)
     r = fit(load_dataset(data), cfg, progress=False)
     out = {"epoch_s": r.stages[0].epoch_seconds[1:], "torch_threads": torch.get_num_threads()}
