@@ -192,6 +192,11 @@ async def check_access(request: Request, needed: ApiRole) -> KeyInfo | None:
     return info
 
 
+def is_admin(key: KeyInfo | None) -> bool:
+    """Whether a request's verified key is an admin key (server paths are shown to those)."""
+    return key is not None and key.role is ApiRole.ADMIN
+
+
 def _require(needed: ApiRole):  # noqa: ANN202 - a FastAPI dependency factory
     # async: a cache hit must not pay FastAPI's hop to a worker thread
     async def dependency(request: Request) -> KeyInfo | None:

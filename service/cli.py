@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from service.errors import ServiceError
+from service.errors import ServiceError, redact
 from service.settings import Settings, get_settings
 from trainer.cli import OneLineParser
 from trainer.errors import MargoError
@@ -239,7 +239,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings | None = None) -> in
     try:
         client.ping()
     except redis.RedisError as exc:
-        raise QueueUnavailable(f"Redis at {settings.redis_url} does not answer: {exc}") from None
+        raise QueueUnavailable(
+            f"Redis at {redact(settings.redis_url)} does not answer: {exc}"
+        ) from None
     queue = Queue(settings.queue_name, connection=client, serializer=JSONSerializer)
     worker = Worker([queue], connection=client, serializer=JSONSerializer, name=args.name)
     print(f"margo worker {worker.name} on queue {settings.queue_name}", flush=True)
@@ -335,9 +337,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ServiceError as exc:
-        print(f"margo: error: {exc.detail}", file=sys.stderr)
+        print(f"margo: error: {redact(exc.detail)}", file=sys.stderr)
     except MargoError as exc:
-        print(f"margo: error: {exc}", file=sys.stderr)
+        print(f"margo: error: {redact(str(exc))}", file=sys.stderr)
     except KeyboardInterrupt:
         return 130
     return EXIT_ERROR

@@ -26,6 +26,7 @@ same text on one line.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -119,10 +120,18 @@ class DatabaseNotReady(ServiceError):
     code = "database_not_ready"
 
 
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*):[^\s@/]*@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of every URL in it masked (``redis://:***@host``)."""
+    return _URL_PASSWORD.sub(r"\1:***@", text)
+
+
 def error_response(status_code: int, code: str, detail: str) -> Response:
-    """The JSON body every error shares."""
+    """The JSON body every error shares (never a URL's password, whatever raised it)."""
     return Response(
-        orjson.dumps({"error": code, "detail": detail}),
+        orjson.dumps({"error": code, "detail": redact(detail)}),
         status_code=status_code,
         media_type="application/json",
     )

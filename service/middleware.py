@@ -16,6 +16,7 @@ import re
 import time
 import uuid
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from starlette.exceptions import HTTPException
 from starlette.routing import Mount, Route
@@ -37,6 +38,20 @@ def incoming_request_id(scope: Scope) -> str | None:
         if name == HEADER:
             return value.decode() if _SANE_ID.fullmatch(value) else None
     return None
+
+
+def relative_locations(headers: Any) -> list[tuple[bytes, bytes]]:
+    """A redirect's ``Location`` without scheme and host: the router builds it from the
+    request's ``Host`` header, which the client controls (``GET /models/`` -> ``/models``)."""
+    out = []
+    for name, value in headers:
+        if name.lower() == b"location":
+            parts = urlsplit(value.decode("latin-1"))
+            if parts.scheme or parts.netloc:
+                relative = urlunsplit(("", "", parts.path or "/", parts.query, parts.fragment))
+                value = relative.encode("latin-1")
+        out.append((name, value))
+    return out
 
 
 # answers that say "not ready" or "a dependency is down" are expected states, not server faults:
@@ -72,7 +87,10 @@ class ObserveRequests:
             nonlocal status, started
             if message["type"] == "http.response.start":
                 status, started = message["status"], True
-                message["headers"] = [*message.get("headers", ()), header]
+                headers = message.get("headers", ())
+                if 300 <= status < 400:
+                    headers = relative_locations(headers)
+                message["headers"] = [*headers, header]
             await send(message)
 
         try:

@@ -223,7 +223,10 @@ class ModelOut(BaseModel):
     created_at: dt.datetime
     registered_at: dt.datetime
     activated_at: dt.datetime | None
-    bundle_path: str
+    bundle_path: str | None = Field(
+        description="the bundle's directory on the server; shown to admin keys only (null for "
+        "the others: server paths are not for every reader)"
+    )
     model_kind: str | None
     n_users: int
     n_items: int

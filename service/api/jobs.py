@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from service.api.deps import StateDep
 from service.api.responses import errors
-from service.auth import AdminAccess, ReadAccess
+from service.auth import AdminAccess, KeyInfo, ReadAccess, is_admin
 from service.db import crud
 from service.db.tables import Job, JobStatus
 from service.errors import NotFound
@@ -26,15 +26,23 @@ router = APIRouter(prefix="/jobs", tags=["retraining"])
 JobId = Annotated[SafeId, Path(min_length=1, max_length=64)]
 
 
-def job_out(job: Job) -> JobOut:
+Key = Annotated[KeyInfo | None, ReadAccess]  # the route's own check (cached): who is asking
+
+
+def job_out(job: Job, key: KeyInfo | None) -> JobOut:
     out = JobOut.model_validate(job)
     out.cancel_requested = job.cancel_requested_at is not None
+    if not is_admin(key):  # the snapshot's folder is a server path: admin keys only
+        snapshot = out.metrics.get("snapshot")
+        if isinstance(snapshot, dict) and "path" in snapshot:
+            out.metrics = {**out.metrics, "snapshot": {**snapshot, "path": None}}
     return out
 
 
 @router.get("", response_model=JobsOut, responses=errors(401, 422), dependencies=[ReadAccess])
 def list_jobs(
     state: StateDep,
+    key: Key,
     status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
@@ -43,18 +51,18 @@ def list_jobs(
         rows = crud.list_jobs(
             session, status=status.value if status else None, limit=limit, offset=offset
         )
-        return JobsOut(jobs=[job_out(j) for j in rows])
+        return JobsOut(jobs=[job_out(j, key) for j in rows])
 
 
 @router.get(
     "/{job_id}", response_model=JobOut, responses=errors(401, 404), dependencies=[ReadAccess]
 )
-def get_job(job_id: JobId, state: StateDep) -> JobOut:
+def get_job(job_id: JobId, state: StateDep, key: Key) -> JobOut:
     with state.db.session() as session:
         job = crud.get_job(session, job_id=job_id)
         if job is None:
             raise NotFound(f"no job {job_id!r}; see GET /jobs")
-        return job_out(job)
+        return job_out(job, key)
 
 
 @router.delete(
@@ -65,10 +73,12 @@ def get_job(job_id: JobId, state: StateDep) -> JobOut:
     dependencies=[AdminAccess],
     summary="Cancel a job: a queued one at once, a running one at its next epoch",
 )
-def cancel_job(job_id: JobId, state: StateDep, response: Response) -> JobOut:
+def cancel_job(
+    job_id: JobId, state: StateDep, response: Response, key: Annotated[KeyInfo, AdminAccess]
+) -> JobOut:
     job, cancelled = lifecycle.request_cancel(state.db, job_id)
     if cancelled:
         response.status_code = 200  # done: it never started
         if state.jobs is not None:
             state.jobs.discard(job_id)
-    return job_out(job)
+    return job_out(job, key)

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from service.errors import ServiceError
+from service.errors import ServiceError, redact
 from service.settings import Settings
 
 if TYPE_CHECKING:
@@ -81,7 +81,8 @@ class RQJobQueue:
             self.client.ping()
         except redis.RedisError as exc:
             raise QueueUnavailable(
-                f"the job queue (Redis at {self.settings.redis_url}) is unreachable: {exc}; "
+                f"the job queue (Redis at {redact(self.settings.redis_url or '')}) is "
+                f"unreachable: {exc}; "
                 "retraining cannot be queued now (recommendations keep working)"
             ) from None
 
