@@ -12,6 +12,7 @@ each write renews.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from typing import Any, Protocol
 
@@ -118,26 +119,83 @@ class LRUCache(_Counters):
 
 
 class RedisCache(_Counters):
-    """Shared cache in Redis; errors count as misses so Redis trouble never fails a request."""
+    """Shared cache in Redis. Redis trouble never fails or stalls a request: after an error
+    (a refused connection, a socket timeout of a hung server) Redis is left alone for
+    ``cooldown_s`` and an in-process LRU serves instead; then one call probes it again.
+    Users whose entries were invalidated meanwhile are invalidated in Redis once it is back
+    (more than ``MAX_MISSED`` of them: every entry is dropped), so no stale page returns."""
 
     kind = "redis"
+    MAX_MISSED = 10_000
 
-    def __init__(self, client: Any, *, prefix: str, ttl_s: int) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        prefix: str,
+        ttl_s: int,
+        fallback_size: int = 10_000,
+        cooldown_s: float = 5.0,
+    ) -> None:
         super().__init__()
         self.client = client
         self.prefix = prefix
         self.ttl_s = ttl_s
         self.errors = 0
+        self.cooldown_s = cooldown_s
+        self.fallback = LRUCache(fallback_size)
+        self._down_until = 0.0  # monotonic time before which Redis is not called
+        self._missed: set[str] | None = set()  # invalidations Redis missed; None: too many
+        self._lock = threading.Lock()
 
     def key(self, user_id: str) -> str:
         return f"{self.prefix}rec:{user_id}"
 
-    def get(self, user_id: str, field: str) -> bytes | None:
-        try:
-            body = self.client.hget(self.key(user_id), field)
-        except Exception:
+    @property
+    def down(self) -> bool:
+        return time.monotonic() < self._down_until
+
+    def _failed(self) -> None:
+        self.errors += 1
+        self._down_until = time.monotonic() + self.cooldown_s
+
+    def _call(self, fn: Any, *args: Any) -> tuple[bool, Any]:
+        """(True, result) when Redis answered; (False, None) when it is down or failed now
+        (``errors`` counts both: calls Redis did not serve)."""
+        if self.down:
             self.errors += 1
-            body = None
+            return False, None
+        if self._missed != set() and not self._replay_missed():
+            return False, None
+        try:
+            return True, fn(*args)
+        except Exception:
+            self._failed()
+            return False, None
+
+    def _replay_missed(self) -> bool:
+        """Apply the invalidations Redis missed while down; False if it fails again."""
+        with self._lock:
+            missed, self._missed = self._missed, set()
+        try:
+            if missed is None:
+                self._clear_redis()
+            elif missed:
+                self.client.delete(*(self.key(u) for u in missed))
+            self.fallback.clear()  # Redis is the cache again
+            return True
+        except Exception:
+            with self._lock:
+                self._missed = None if missed is None or self._missed is None else (
+                    self._missed | missed
+                )
+            self._failed()
+            return False
+
+    def get(self, user_id: str, field: str) -> bytes | None:
+        answered, body = self._call(self.client.hget, self.key(user_id), field)
+        if not answered:
+            body = self.fallback.get(user_id, field)
         if body is None:
             self.misses += 1
             return None
@@ -145,31 +203,41 @@ class RedisCache(_Counters):
         return bytes(body)
 
     def set(self, user_id: str, field: str, body: bytes) -> None:
-        key = self.key(user_id)
-        try:
+        def write() -> None:
+            key = self.key(user_id)
             pipe = self.client.pipeline(transaction=False)
             pipe.hset(key, field, body)
             pipe.expire(key, self.ttl_s)
             pipe.execute()
-        except Exception:
-            self.errors += 1
+
+        answered, _ = self._call(write)
+        if not answered:
+            self.fallback.set(user_id, field, body)
 
     def invalidate_user(self, user_id: str) -> None:
-        try:
-            self.client.delete(self.key(user_id))
-        except Exception:
-            self.errors += 1
+        self.fallback.invalidate_user(user_id)
+        answered, _ = self._call(self.client.delete, self.key(user_id))
+        if not answered:
+            with self._lock:
+                if self._missed is not None:
+                    self._missed.add(user_id)
+                    if len(self._missed) > self.MAX_MISSED:
+                        self._missed = None  # too many to replay: drop everything instead
+
+    def _clear_redis(self) -> None:
+        keys = list(self.client.scan_iter(match=f"{self.prefix}rec:*", count=1000))
+        if keys:
+            self.client.delete(*keys)
 
     def clear(self) -> None:
-        try:
-            keys = list(self.client.scan_iter(match=f"{self.prefix}rec:*", count=1000))
-            if keys:
-                self.client.delete(*keys)
-        except Exception:
-            self.errors += 1
+        self.fallback.clear()
+        answered, _ = self._call(self._clear_redis)
+        if not answered:
+            with self._lock:
+                self._missed = None
 
     def stats(self) -> dict[str, Any]:
-        return {**super().stats(), "errors": self.errors}
+        return {**super().stats(), "errors": self.errors, "fallback": self.down}
 
 
 def cache_field(version: str, revision: str, *params: object) -> str:
