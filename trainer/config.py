@@ -126,6 +126,10 @@ class TrainConfig(BaseModel):
         0.0, ge=0, le=10, description="reliability-guided fusion (issue 15): stage II starts W at "
         "this times log(reliability score) of trainer/reliability; 0 = off (faithful MARGO)",
     )
+    reliability_repair: bool = Field(
+        False, description="reliability-guided content (issue 15): blend each item's content "
+        "towards its cross-modal prediction by 1 - reliability score before building the model",
+    )
     # -- training plug-ins (trainer/plugins; ALGORITHMS.md 2-4) ----------------------------------
     plugins: Annotated[tuple[str, ...], Flag("--plugin", metavar="PLUGIN")] = Field(
         (), description="training plug-ins: ckd and/or sea (repeatable: --plugin ckd --plugin sea)"

@@ -33,6 +33,7 @@ from trainer.metrics import csr_from_pairs
 from trainer.models import Recommender, build_model
 from trainer.models.fusion import fusion_for
 from trainer.plugins import Plugin, StepContext, build_plugins
+from trainer.reliability.prior import guided_data, weight_logit_prior
 from trainer.sampling import TripletSampler
 from trainer.threads import choose_threads
 
@@ -215,11 +216,10 @@ def fit(
     # None: the cores free now (trainer/threads.py); more threads than free cores stall
     torch.set_num_threads(choose_threads(cfg.threads, torch.get_num_threads()))
     t_start = time.perf_counter()
+    data, rel = guided_data(data, cfg)  # unchanged unless a reliability option is on
     model = build_model(cfg, data, device)
-    if cfg.reliability_prior > 0 and fusion_for(cfg.model).learns_weights:
-        from trainer.reliability.prior import weight_logit_prior  # numpy/scipy, only when on
-
-        model.weight_prior = weight_logit_prior(data, model.channels, cfg)
+    if rel is not None and cfg.reliability_prior > 0 and fusion_for(cfg.model).learns_weights:
+        model.weight_prior = weight_logit_prior(rel, model.channels, cfg.reliability_prior)
     plugins = build_plugins(cfg, train_teacher=fit)  # CKD trains its teachers with this loop
     for plugin in plugins:  # may train helpers (CKD teachers) and install modules (SEA)
         # forked RNG: the run is the same whether CKD's teachers come from the cache or not

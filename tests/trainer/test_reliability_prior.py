@@ -1,10 +1,13 @@
-"""Reliability-guided fusion (--reliability-prior): the score as a prior on MARGO's W."""
+"""Reliability-guided training: the score as a prior on MARGO's W (--reliability-prior) and
+as the blend of content repair (--reliability-repair)."""
 
 import numpy as np
 import torch
 
 from trainer.config import TrainConfig
-from trainer.reliability.prior import SCORE_FLOOR, logit_prior
+from trainer.reliability import ReliabilityConfig, ReliabilityScores, oof
+from trainer.reliability.prior import SCORE_FLOOR, guided_data, logit_prior
+from trainer.reliability.repair import repaired_features
 from trainer.train import fit, stage1_cache_path
 
 
@@ -41,3 +44,43 @@ def test_guided_margo_starts_from_the_prior_and_faithful_margo_is_unchanged(tiny
     # the faithful model's weights start uniform (A5: W ~ N(0, 0.01^2))
     w0 = faithful.item_weights().detach().numpy()
     assert np.abs(w0 - 0.5).max() < 0.02
+
+
+def test_repair_blends_towards_the_out_of_fold_prediction(tiny):
+    cfg = ReliabilityConfig()
+    n = tiny.n_items
+    score = np.ones((n, 2), np.float32)
+    score[:10, 0] = 0.0  # image rows 0-9 judged swapped
+    score[10:20, 0] = 0.5
+    scores = ReliabilityScores(list(tiny.features), score, np.ones_like(score))
+    out = repaired_features(tiny, scores, cfg)
+    f = tiny.features["image"].astype(np.float64)
+    collab = oof.collaborative_embedding(tiny.train_matrix().T, cfg.svd_dim, cfg.seed)
+    pred, _ = oof.cross_modal_prediction(collab, tiny.features, "image", oof.folds_of(n, 5, 0))
+    norm = np.linalg.norm(f, axis=1, keepdims=True)
+    guess = pred / np.linalg.norm(pred, axis=1, keepdims=True) * norm
+    np.testing.assert_allclose(out["image"][:10], guess[:10], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["image"][10:20], 0.5 * (f + guess)[10:20], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(out["image"][20:], tiny.features["image"][20:])
+    np.testing.assert_array_equal(out["text"], tiny.features["text"])
+
+
+def test_guided_data_is_the_data_itself_when_off_and_repaired_when_on(tiny):
+    same, rel = guided_data(tiny, TrainConfig(model="margo"))
+    assert same is tiny and rel is None
+    repaired, rel = guided_data(tiny, TrainConfig(model="fusion-sum", reliability_repair=True))
+    assert rel is not None and repaired.train is tiny.train
+    changed = np.abs(repaired.features["image"] - tiny.features["image"]).max(1) > 1e-6
+    # the fixture's noise image rows are the ones moved most
+    noisy = tiny.corruption["image"]
+    moved = np.linalg.norm(repaired.features["image"] - tiny.features["image"], axis=1)
+    assert changed.any() and moved[noisy].mean() > 2 * moved[~noisy].mean()
+
+
+def test_fit_builds_the_model_on_repaired_content(tiny):
+    cfg = TrainConfig(model="fusion-sum", epochs=1, batch_size=512, threads=1)
+    before = tiny.features["image"].copy()
+    model = fit(tiny, cfg.replace(reliability_repair=True), progress=False).model
+    repaired, _ = guided_data(tiny, cfg.replace(reliability_repair=True))
+    np.testing.assert_array_equal(model.features["image"].numpy(), repaired.features["image"])
+    np.testing.assert_array_equal(tiny.features["image"], before)  # the caller's data untouched

@@ -125,10 +125,18 @@ def cross_modal(
     Prediction and actual content are both taken relative to the training folds' mean
     content, so a generic item near the mean does not score high by default.
     """
+    pred, centre = cross_modal_prediction(collab, features, modality, fold)
+    return _cos_centred(pred, unit_rows(features[modality]), centre)
+
+
+def cross_modal_prediction(
+    collab: np.ndarray, features: dict[str, np.ndarray], modality: str, fold: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold prediction of the unit rows of f^m from [c_i, other modalities] and its
+    centre (the training folds' mean), both [I, d_m]."""
     y = unit_rows(features[modality])
     x = _blocks([collab, *(unit_rows(f) for m, f in features.items() if m != modality)])
-    pred, centre = oof_predict(x, y, fold, np.ones(len(y), dtype=bool))
-    return _cos_centred(pred, y, centre)
+    return oof_predict(x, y, fold, np.ones(len(y), dtype=bool))
 
 
 def collab_from_content(

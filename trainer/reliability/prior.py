@@ -1,21 +1,27 @@
-"""Reliability-guided fusion: the reliability score as a prior on the weight logits W.
+"""Reliability-guided training (issue 15): the score of trainer/reliability used by ``fit``.
 
-    W_0[i, m] = reliability_prior * log(max(score[i, m], SCORE_FLOOR)) + N(0, std^2)
+Two options of TrainConfig, both off by default (faithful MARGO):
 
-Stage II of fusion-learned/margo starts from W_0 instead of W ~ N(0, std^2) (A5), so an item
-whose content of modality m looks swapped starts with that channel's weight scaled down by
-score^reliability_prior (relative to the others), and training moves W from there. Channels
-without content (``id``) get 0. The score is computed from the training data only
-(``score_items`` without a model: no trained model exists yet).
+- ``reliability_repair``: before the model is built, each item's content is blended towards its
+  out-of-fold cross-modal prediction by 1 - score (repair.py), so item graphs and projections
+  see repaired content (every model that uses content; stage I included).
+- ``reliability_prior`` (strength S): stage II of fusion-learned/margo starts its weight logits
+  at W_0[i, m] = S * log(max(score[i, m], SCORE_FLOOR)) + N(0, std^2) instead of N(0, std^2),
+  so a channel judged swapped starts with its weight scaled down by score^S (relative to the
+  others); training moves W from there. Channels without content (``id``) get 0.
+
+The score is computed from the training data only, without a model (none is trained yet).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from trainer.reliability.score import ReliabilityConfig, score_items
+from trainer.reliability.repair import repaired_features
+from trainer.reliability.score import ReliabilityConfig, ReliabilityScores, score_items
 
 if TYPE_CHECKING:
     import torch
@@ -31,10 +37,23 @@ def logit_prior(score: np.ndarray, strength: float) -> np.ndarray:
     return (strength * np.log(np.clip(score, SCORE_FLOOR, 1.0))).astype(np.float32)
 
 
-def weight_logit_prior(data: Dataset, channels: list[str], cfg: TrainConfig) -> torch.Tensor:
-    """The [n_items, len(channels)] prior of ``cfg.reliability_prior`` for ``data``."""
+def guided_data(data: Dataset, cfg: TrainConfig) -> tuple[Dataset, ReliabilityScores | None]:
+    """(the data to train on, the score) for ``cfg``'s reliability options; ``data`` and None
+    when both are off. The score is of the original content."""
+    if not (cfg.reliability_repair or cfg.reliability_prior > 0) or not data.features:
+        return data, None
+    rcfg = ReliabilityConfig(seed=cfg.seed)
+    scores = score_items(data, cfg=rcfg)
+    if cfg.reliability_repair:
+        data = dataclasses.replace(data, features=repaired_features(data, scores, rcfg))
+    return data, scores
+
+
+def weight_logit_prior(
+    scores: ReliabilityScores, channels: list[str], strength: float
+) -> torch.Tensor:
+    """The [n_items, len(channels)] logit prior of strength ``strength``."""
     import torch
 
-    rel = score_items(data, cfg=ReliabilityConfig(seed=cfg.seed))
-    score, _ = rel.for_channels(channels)
-    return torch.from_numpy(logit_prior(score, cfg.reliability_prior))
+    score, _ = scores.for_channels(channels)
+    return torch.from_numpy(logit_prior(score, strength))
