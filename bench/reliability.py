@@ -58,7 +58,9 @@ PRIOR = 5.0  # reliability_prior of the guided model (W starts at 5 log score)
 # stage II at the paper's lr 1e-4 (Theta overfits within a few epochs here at 1e-3)
 GUIDED = {"margo+prior": {"model": "margo", "reliability_prior": PRIOR},
           "margo+prior lr2 1e-4": {"model": "margo", "reliability_prior": PRIOR, "lr_stage2": 1e-4}}
-MODELS = ("fusion-sum", "margo", *GUIDED)
+# the reliability-guided content: fusion-sum on content repaired by the score (its own stage I)
+REPAIR = {"fusion-sum+repair": {"model": "fusion-sum", "reliability_repair": True}}
+MODELS = ("fusion-sum", "margo", *GUIDED, *REPAIR)
 PINNED = {"backbone": "dragon", "id_channel": False, "alpha": 0.1, "weight_lr": None}
 TARGET_AUC = {"synth": 0.95}  # every real-data case: 0.90
 BUCKETS = ((0, 5), (5, 20), (20, 10**9))  # training interactions per item, for the AUC split
@@ -203,6 +205,7 @@ def plan_training(args: argparse.Namespace, paths: dict, log: Any) -> tuple[list
     index: dict[tuple, H.Step] = {}
     for seed in args.train_seeds:
         later: list[H.Step] = []  # the second guided variant after the seed's main runs
+        repair: list[H.Step] = []  # the repaired-content runs right after the main runs
         for case in args.cases:
             source = CASES[case][0]
             versions = {"corrupt": paths[(case, seed)], "clean": clean_path(args, source, seed, log)}
@@ -215,11 +218,15 @@ def plan_training(args: argparse.Namespace, paths: dict, log: Any) -> tuple[list
                     branches["fusion-learned"] = {"model": "fusion-learned"}
                 index[(case, seed, version, "fusion-sum")] = s1
                 steps.append(s1)
+                for label, kw in REPAIR.items():
+                    st = H.Step(label, str(path), {**base, **kw}, "fit", meta=s1.meta)
+                    index[(case, seed, version, label)] = st
+                    repair.append(st)
                 for label, kw in branches.items():
                     st = H.Step(label, str(path), {**base, **kw}, "branch", s1.key, s1.meta)
                     index[(case, seed, version, label)] = st
                     (later if "lr_stage2" in kw else steps).append(st)
-        steps += later
+        steps += repair + later
     return steps, index
 
 
@@ -293,7 +300,7 @@ def report(args: argparse.Namespace, det: dict, rec: dict, info: dict, wall: flo
     rows = []
     for case, by_model in rec.items():
         for model, r in by_model.items():
-            kept = f"{sum(r['stage2_kept'])}/{len(r['stage2_kept'])}" if model != "fusion-sum" else "–"
+            kept = f"{sum(r['stage2_kept'])}/{len(r['stage2_kept'])}" if model.startswith("margo") else "–"
             rows.append([case, model, _ms(r["clean"], 4), _ms(r["corrupt"], 4), _ms(r["lost"], 4), kept])
     md.append(H.md_table(["case", "model", "clean", "corrupted", "lost to corruption",
                           "stage II kept (corrupted)"], rows) + "\n")
@@ -319,7 +326,7 @@ def _targets(det: dict, rec: dict) -> list[str]:
             top = [r["_by_interactions"][f">={BUCKETS[-1][0]}"]["score"] for r in by_seed.values()]
             line += f" (items with >= {BUCKETS[-1][0]} training interactions: {np.mean(top):.3f})"
         out.append(line)
-    for (case, by_model), name in ((x, g) for x in rec.items() for g in GUIDED):
+    for (case, by_model), name in ((x, g) for x in rec.items() for g in (*GUIDED, *REPAIR)):
         fs, gd = by_model["fusion-sum"], by_model[name]
         if not fs["lost"] or not gd["lost"]:
             out.append(f"- {case}, {name}: recall targets not measured (runs missing)")
