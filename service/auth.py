@@ -25,13 +25,14 @@ import threading
 import time
 from dataclasses import dataclass
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from service.db import crud
 from service.db.tables import ApiKey, ApiRole
-from service.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
+from service.errors import DatabaseUnavailable, Forbidden, InvalidRequest, NotFound, Unauthorized
 
 HEADER = "X-API-Key"
 KEY_PREFIX = "mgk"
@@ -170,6 +171,22 @@ def _lookup(request: Request, key: str, digest: str) -> KeyInfo | None:
     return info
 
 
+async def _lookup_in_time(request: Request, key: str, digest: str) -> KeyInfo | None:
+    """:func:`_lookup` on a worker thread, waited for at most ``MARGO_DB_POOL_TIMEOUT_S``: a
+    database that stops answering is a 503 at once, not a request (and a thread) stuck in
+    line; the abandoned lookup finishes or fails on its own."""
+    wait_s = request.app.state.margo.settings.db_pool_timeout_s
+    try:
+        with anyio.fail_after(wait_s):
+            return await anyio.to_thread.run_sync(
+                _lookup, request, key, digest, abandon_on_cancel=True
+            )
+    except TimeoutError:
+        raise DatabaseUnavailable(
+            f"the database did not answer the key check within {wait_s:g} s; retry"
+        ) from None
+
+
 async def check_access(request: Request, needed: ApiRole) -> KeyInfo | None:
     """Raise 401/403 unless the request may do what ``needed`` allows.
 
@@ -183,7 +200,7 @@ async def check_access(request: Request, needed: ApiRole) -> KeyInfo | None:
     digest = hash_key(key)
     info = key_cache(request).get(digest)
     if info is None:
-        info = await run_in_threadpool(_lookup, request, key, digest)
+        info = await _lookup_in_time(request, key, digest)
         if info is None:
             raise Unauthorized(f"the key in {HEADER} is unknown or revoked")
     if ROLE_RANK[info.role] < ROLE_RANK[needed]:

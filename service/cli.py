@@ -37,11 +37,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings | None = None) -> int
     import uvicorn
 
     from service.db.migrate import check_schema
-    from service.db.session import create_db_engine
+    from service.db.session import Timeouts, create_db_engine
     from service.log_config import logging_config
 
     settings = settings or get_settings()
-    engine = create_db_engine(settings.database_url)
+    # an unanswering server: one line and exit 2 within MARGO_DB_CONNECT_TIMEOUT_S
+    engine = create_db_engine(settings.database_url, Timeouts.of(settings, statements=False))
     try:
         check_schema(engine)  # refuse early, with the command to run, before forking workers
     finally:
@@ -101,7 +102,7 @@ def _open_registry(settings: Settings) -> tuple[Registry, Database]:
     from service.registry import Registry
     from service.state import redis_client
 
-    db = Database(settings.database_url)
+    db = Database.of(settings, statements=False)
     check_schema(db.engine)
     set_faiss_threads(settings.faiss_threads)
     client = redis_client(settings.redis_url) if settings.redis_url else None
@@ -146,7 +147,7 @@ def _open_db(settings: Settings) -> Database:
     from service.db.migrate import check_schema
     from service.db.session import Database
 
-    db = Database(settings.database_url)
+    db = Database.of(settings, statements=False)
     try:
         check_schema(db.engine)
     except Exception:
@@ -221,6 +222,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings | None = None) -> in
     from rq import Queue, Worker
     from rq.serializers import JSONSerializer
 
+    from service.events import redis_client
     from service.jobs.lifecycle import sweep_stale
     from service.jobs.queue import QueueUnavailable
 
@@ -235,13 +237,13 @@ def cmd_worker(args: argparse.Namespace, settings: Settings | None = None) -> in
         sweep_stale(db, settings)  # jobs of a worker that died before this one started
     finally:
         db.dispose()
-    client = redis.Redis.from_url(settings.redis_url)
-    try:
-        client.ping()
+    try:  # with short socket timeouts: a hung server is one line, not a hang
+        redis_client(settings.redis_url).ping()
     except redis.RedisError as exc:
         raise QueueUnavailable(
             f"Redis at {redact(settings.redis_url)} does not answer: {exc}"
         ) from None
+    client = redis.Redis.from_url(settings.redis_url)  # the worker's blocking pops wait long
     queue = Queue(settings.queue_name, connection=client, serializer=JSONSerializer)
     worker = Worker([queue], connection=client, serializer=JSONSerializer, name=args.name)
     print(f"margo worker {worker.name} on queue {settings.queue_name}", flush=True)
@@ -330,6 +332,13 @@ def build_parser(*, with_trainer: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(text: str) -> str:
+    """The first line of an error (drivers append a second: a link to their docs), with any
+    URL password masked."""
+    lines = redact(text).strip().splitlines()
+    return lines[0] if lines else "unknown error"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("service").setLevel(logging.INFO)
@@ -337,9 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ServiceError as exc:
-        print(f"margo: error: {redact(exc.detail)}", file=sys.stderr)
+        print(f"margo: error: {_one_line(exc.detail)}", file=sys.stderr)
     except MargoError as exc:
-        print(f"margo: error: {redact(str(exc))}", file=sys.stderr)
+        print(f"margo: error: {_one_line(str(exc))}", file=sys.stderr)
     except KeyboardInterrupt:
         return 130
     return EXIT_ERROR

@@ -11,6 +11,7 @@
      │    └── BundleMissing      404  bundle_missing: the version's bundle directory is gone
      ├── NoActiveModel           503  nothing to recommend with yet; says how to train one
      ├── DatabaseNotReady        503  un-migrated or unreachable database; names the command
+     ├── DatabaseUnavailable     503  database_unavailable: no answer in time (key check)
      └── (jobs.queue) QueueUnavailable  503  the job queue (Redis) does not answer
 
 Errors raised elsewhere that reach a route map by class (``TRAINER_ERRORS``; the first
@@ -18,7 +19,8 @@ matching base wins): the trainer's BundleError 409 ``bundle_invalid``, DataError
 ``dataset_incompatible`` (stored data the trainer cannot use; bad client input is caught
 earlier as 422), ConfigError 422 ``invalid_config``, ModelFitError 500 ``training_failed``,
 TrainingCancelled 409 ``cancelled``, any other MargoError 500 ``trainer_error``; SQLAlchemy's
-OperationalError (the database does not answer) 503 ``database_unavailable``.
+OperationalError (the database does not answer), a pool timeout (every connection busy) or a
+connection lost mid-request 503 ``database_unavailable``. Every 503 carries ``Retry-After``.
 
 Every error body is ``{"error": <code>, "detail": <readable text>}``; the CLI prints the
 same text on one line.
@@ -32,7 +34,8 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -120,6 +123,13 @@ class DatabaseNotReady(ServiceError):
     code = "database_not_ready"
 
 
+class DatabaseUnavailable(ServiceError):
+    """The database did not answer in time (the same code as a refused connection)."""
+
+    status_code = 503
+    code = "database_unavailable"
+
+
 _URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*):[^\s@/]*@")
 
 
@@ -128,12 +138,17 @@ def redact(text: str) -> str:
     return _URL_PASSWORD.sub(r"\1:***@", text)
 
 
+RETRY_AFTER_S = 2
+"""``Retry-After`` of every 503: a dependency is down or busy, not the request wrong."""
+
+
 def error_response(status_code: int, code: str, detail: str) -> Response:
     """The JSON body every error shares (never a URL's password, whatever raised it)."""
     return Response(
         orjson.dumps({"error": code, "detail": redact(detail)}),
         status_code=status_code,
         media_type="application/json",
+        headers={"Retry-After": str(RETRY_AFTER_S)} if status_code == 503 else None,
     )
 
 
@@ -187,6 +202,13 @@ def install_handlers(app: FastAPI) -> None:
         detail = f"the database does not answer ({type(exc.__cause__ or exc).__name__}); retry"
         return error_response(503, "database_unavailable", detail)
 
+    async def on_database_error(request: Request, exc: Exception) -> Response:
+        """A connection the driver lost mid-request is the database being down, not a bug."""
+        assert isinstance(exc, DBAPIError)
+        if exc.connection_invalidated:
+            return await on_database_down(request, exc)
+        return await on_unexpected(request, exc)
+
     async def on_validation(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         return error_response(422, "validation_error", _validation_detail(list(exc.errors())))
@@ -206,6 +228,8 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, on_service_error)
     app.add_exception_handler(MargoError, on_margo_error)
     app.add_exception_handler(OperationalError, on_database_down)
+    app.add_exception_handler(PoolTimeout, on_database_down)  # every connection is busy
+    app.add_exception_handler(DBAPIError, on_database_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(Exception, on_unexpected)

@@ -59,6 +59,18 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str | None = None
     model_dir: Path = Path(DEFAULT_MODEL_DIR)
+    db_connect_timeout_s: int = Field(5, ge=1)
+    """PostgreSQL: give up opening a connection after this long (an unanswering server is a
+    503 or, at start-up, one line and exit 2, not a hang)."""
+    db_statement_timeout_s: float = Field(30.0, ge=0)
+    """PostgreSQL: the server cancels an API request's statement running longer
+    (``statement_timeout``); 0 = none. Bulk work (registration, retrain snapshots, CLI
+    commands) has no statement limit."""
+    db_pool_timeout_s: float = Field(2.0, gt=0)
+    """How long a request waits for a free SQL connection (or for SQL on the key check)
+    before it answers 503 with ``Retry-After``."""
+    db_busy_timeout_s: float = Field(10.0, ge=0)
+    """SQLite: how long a writer waits for the database lock."""
 
     # -- index ---------------------------------------------------------------------------
     ann_threshold_items: int = Field(20_000, ge=0)

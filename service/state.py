@@ -42,7 +42,7 @@ class ServiceState:
     @classmethod
     def open(cls, settings: Settings) -> ServiceState:
         """Connect to SQL (refusing an un-migrated schema) and Redis; nothing starts yet."""
-        db = Database(settings.database_url)
+        db = Database.of(settings)  # connect, statement and pool timeouts
         try:
             check_schema(db.engine)
         except Exception:

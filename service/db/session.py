@@ -4,49 +4,114 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import URL, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.bulk import dumps_json
+from service.errors import DatabaseNotReady, redact
+
+if TYPE_CHECKING:
+    from service.settings import Settings
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA journal_mode=WAL")  # readers never wait for the one writer
-    cur.execute("PRAGMA busy_timeout=10000")
-    cur.close()
+SUPPORTED = ("sqlite", "postgresql")
 
 
-def create_db_engine(url: str) -> Engine:
+@dataclass(frozen=True)
+class Timeouts:
+    """How long SQL may keep a caller waiting (defaults = the Settings defaults)."""
+
+    connect_s: int = 5
+    statement_s: float = 0.0  # none
+    pool_s: float = 2.0
+    busy_s: float = 10.0
+
+    @classmethod
+    def of(cls, settings: Settings, *, statements: bool = True) -> Timeouts:
+        """``statements=False`` for bulk work (registration, snapshots, CLI commands), which
+        may rightly run longer than a request's statement limit."""
+        return cls(
+            connect_s=settings.db_connect_timeout_s,
+            statement_s=settings.db_statement_timeout_s if statements else 0.0,
+            pool_s=settings.db_pool_timeout_s,
+            busy_s=settings.db_busy_timeout_s,
+        )
+
+
+def _sqlite_pragmas(busy_ms: int) -> Any:
+    def on_connect(dbapi_conn: Any, _: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA journal_mode=WAL")  # readers never wait for the one writer
+        cur.execute(f"PRAGMA busy_timeout={busy_ms}")
+        cur.close()
+
+    return on_connect
+
+
+def _parse(url: str) -> URL:
+    """The URL, or DatabaseNotReady in one line (never a traceback) for one we cannot use."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseNotReady(
+            f"MARGO_DATABASE_URL {redact(url)!r} is not a database URL; use "
+            "sqlite:///path/to/file.db or postgresql://user@host/dbname"
+        ) from None
+    if parsed.get_backend_name() not in SUPPORTED:
+        raise DatabaseNotReady(
+            f"MARGO_DATABASE_URL: unsupported database {parsed.get_backend_name()!r}; use "
+            "sqlite:///path/to/file.db or postgresql://user@host/dbname"
+        )
+    return parsed
+
+
+def create_db_engine(url: str, timeouts: Timeouts | None = None) -> Engine:
     """An engine for ``url``; creates the parent directory of a SQLite file."""
-    parsed = make_url(url)
+    limits = timeouts or Timeouts()
+    parsed = _parse(url)
     # one JSON serializer everywhere, so equal content is equal text (see bulk.py)
     kwargs: dict[str, Any] = {"json_serializer": dumps_json, "json_deserializer": orjson.loads}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": limits.busy_s}
     else:
-        kwargs.update(pool_pre_ping=True, pool_size=5, max_overflow=10)
+        connect_args: dict[str, Any] = {"connect_timeout": limits.connect_s}
+        if limits.statement_s > 0:
+            connect_args["options"] = f"-c statement_timeout={int(limits.statement_s * 1000)}"
+        kwargs.update(
+            pool_pre_ping=True,
+            pool_size=5,
+            max_overflow=10,
+            pool_timeout=limits.pool_s,
+            connect_args=connect_args,
+        )
     engine = create_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_pragmas(int(limits.busy_s * 1000)))
     return engine
 
 
 class Database:
     """One engine and its session factory; the app keeps one on ``app.state.db``."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeouts: Timeouts | None = None) -> None:
         self.url = url
-        self.engine = create_db_engine(url)
+        self.engine = create_db_engine(url, timeouts)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def of(cls, settings: Settings, *, statements: bool = True) -> Database:
+        """The database of ``settings``, with its timeouts (see ``Timeouts.of``)."""
+        return cls(settings.database_url, Timeouts.of(settings, statements=statements))
 
     @property
     def dialect(self) -> str:

@@ -115,7 +115,8 @@ def worker_registry(settings: Settings) -> Registry:
     """A queue worker's registry: no response cache; activations announced on Redis."""
     client = redis_client(settings.redis_url) if settings.redis_url else None
     events = EventBus(client, prefix=settings.cache_prefix)
-    return Registry(settings, Database(settings.database_url), NullCache(), events)
+    db = Database.of(settings, statements=False)  # snapshots may rightly run long
+    return Registry(settings, db, NullCache(), events)
 
 
 def retrain(job: JobRunner, settings: Settings, registry: Registry) -> Outcome:
