@@ -129,12 +129,25 @@ class ItemOut(BaseModel):
     )
 
 
+def check_labels(value: list[str] | None) -> list[str] | None:
+    """Category labels as a dataset bundle can store them (``|`` separates them there): a
+    label it cannot write would fail every later retrain."""
+    if value is not None and any("|" in c or not c for c in value):
+        raise ValueError("category labels must be non-empty and must not contain '|'")
+    return value
+
+
 class ItemPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     hidden: bool | None = None
     categories: list[SafeText] | None = None
     title: SafeText | None = None
+
+    @field_validator("categories")
+    @classmethod
+    def _no_pipe(cls, value: list[str] | None) -> list[str] | None:
+        return check_labels(value)
 
 
 class SimilarItem(BaseModel):
@@ -310,9 +323,7 @@ class ItemIn(BaseModel):
     @field_validator("categories")
     @classmethod
     def _no_pipe(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and any("|" in c or not c for c in value):
-            raise ValueError("category labels must be non-empty and must not contain '|'")
-        return value
+        return check_labels(value)
 
 
 class ItemsIn(BaseModel):

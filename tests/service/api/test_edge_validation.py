@@ -100,6 +100,9 @@ def test_nul_in_patch_and_retrain_note(api: Any) -> None:
     client, keys = api
     refused(client.patch("/items/i1", json={"title": "t\x00"}), "title")
     refused(client.patch("/items/i1", json={"categories": ["\x00"]}), "categories.0")
+    # a label the dataset bundle cannot write would fail every later retrain
+    refused(client.patch("/items/i1", json={"categories": ["a|b"]}), "categories", "'|'")
+    refused(client.patch("/items/i1", json={"categories": [""]}), "categories")
     r = client.post("/retrain", json={"note": "n\x00"}, headers={"X-API-Key": keys["admin"]})
     refused(r, "note")
 
