@@ -182,7 +182,8 @@ def run_measure(kind: str, args: argparse.Namespace, data: Path, log: Any,
     cmd = [sys.executable, "-m", "bench.train_speed", "--_measure", kind, "--_data", str(data),
            "--_out", str(out_file), "--threads", str(args.threads), "--epochs", str(args.epochs)]
     # the tree first on the path (its trainer), then this repository (the bench package)
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(H.REPO)}
+    # OpenMP threads wait passively (the trainer's own default since 9d0dad9; older trees get it too)
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(H.REPO)}
     t = time.perf_counter()
     proc = subprocess.run(cmd, env=env, cwd=tree, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -326,7 +327,8 @@ def baseline_report(args: argparse.Namespace, info: dict, rounds: list[dict[str,
         f"Baseline: `{args.baseline}` (commit {commits['baseline']}); this tree: `{H.REPO}` (commit {commits['this tree']}). margo, {args.epochs} epoch(s) per stage, "
         f"{args.threads} torch thread(s), {'small data ' + str(QUICK_DATA) if args.quick else 'synth-baby (import_synth defaults)'}; "
         f"the two alternate (ABBA order), {args.rounds} round(s), each a fresh process driven by the same measurement code "
-        "(this tree's bench package over each tree's trainer); every bench training slot held.\n",
+        "(this tree's bench package over each tree's trainer), OMP_WAIT_POLICY=PASSIVE for both; every bench training "
+        "slot held.\n",
         H.md_table(["tree", "stage", "median s/epoch per round", "median"], rows) + "\n",
         f"This tree / baseline: stage I {ratio['I']:.3f}, stage II {ratio['II']:.3f}.\n"])
 
