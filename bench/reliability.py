@@ -331,6 +331,13 @@ def _targets(det: dict, rec: dict) -> list[str]:
         if not fs["lost"] or not gd["lost"]:
             out.append(f"- {case}, {name}: recall targets not measured (runs missing)")
             continue
+        # compare on the seeds both have
+        common = sorted(set(fs["seeds"]) & set(gd["seeds"]))
+        if not common:
+            out.append(f"- {case}, {name}: no seed with both runs yet")
+            continue
+        fs, gd = ({k: [r[k][r["seeds"].index(sd)] for sd in common] for k in ("lost", "clean", "valid_corrupt")}
+                  for r in (fs, gd))  # fmt: skip
         lost_fs, lost_gd = float(np.mean(fs["lost"])), float(np.mean(gd["lost"]))
         half = "holds" if lost_gd <= 0.5 * lost_fs else "does not hold"
         if lost_fs <= 0:
@@ -340,7 +347,7 @@ def _targets(det: dict, rec: dict) -> list[str]:
         clean_ok = "holds" if m_gd >= m_fs - s_fs else "does not hold"
         if len(fs["clean"]) < 2 and m_gd < m_fs:
             clean_ok = "not measurable: one seed, no std"
-        out.append(f"- {case}, {name} (valid R@20 corrupted {np.mean(gd['valid_corrupt']):.4f}): R@20 lost: guided {lost_gd:+.4f} vs fusion-sum {lost_fs:+.4f} (at most half: "
+        out.append(f"- {case}, {name}, seeds {common} (valid R@20 corrupted {np.mean(gd['valid_corrupt']):.4f}): R@20 lost: guided {lost_gd:+.4f} vs fusion-sum {lost_fs:+.4f} (at most half: "
                    f"**{half}**); clean: guided {m_gd:.4f} vs fusion-sum {m_fs:.4f} ± {s_fs:.4f} "
                    f"(within one std or better: **{clean_ok}**)")  # fmt: skip
     return out
