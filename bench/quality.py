@@ -249,6 +249,14 @@ def goals_md(summary: dict[str, dict[str, Any]], default: str | None, best: str 
                  f"the fusion rows): **{default or 'not yet chosen: rows missing'}**; best MARGO "
                  f"configuration chosen the same way among margo rows: "
                  f"**{best or '–'}**")  # fmt: skip
+    per_ds = []
+    for ds, t in summary.items():  # each dataset alone (rows missing elsewhere included)
+        cand = {k: v["valid_recall@20"][0] for k, v in t.items() if v["seeds"]
+                and k.startswith(("fusion-sum", "fusion-learned", "margo"))}  # fmt: skip
+        if cand:
+            top = max(cand, key=cand.__getitem__)
+            per_ds.append(f"{ds}: {top} ({cand[top]:.4f})")
+    lines.append(f"  - best fusion row on validation per dataset alone: {'; '.join(per_ds)}")
     have = [ds for ds, t in summary.items() if default in t and t[default]["seeds"]]
     if default and len(have) < len(summary):
         lines.append(f"  - chosen on {', '.join(have)} only: the other datasets' fusion rows are "
