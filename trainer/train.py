@@ -12,8 +12,6 @@ Models without weights run stage I only; ``--no-two-stage`` runs stage II from s
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -26,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from trainer import losses
-from trainer.config import BACKBONE_MODELS, STAGE2_ONLY, TrainConfig
+from trainer.config import BACKBONE_MODELS, TrainConfig
 from trainer.errors import ConfigError, ModelFitError, TrainingCancelled
 from trainer.evaluate import evaluate_embeddings
 from trainer.metrics import csr_from_pairs
@@ -34,6 +32,7 @@ from trainer.models import Recommender, build_model
 from trainer.models.fusion import fusion_for
 from trainer.plugins import Plugin, StepContext, build_plugins
 from trainer.reliability.prior import guided_data, weight_logit_prior
+from trainer.run_state import BestState, stage1_cache_path
 from trainer.sampling import TripletSampler
 from trainer.threads import choose_threads
 
@@ -270,62 +269,6 @@ def fit(
         history=history,
         best_stage=best_run.stage,
     )
-
-
-class BestState:
-    """The best-validation state of the whole run (issue 18): a stage II that never beats
-    stage I's best hands back stage I's state, so the exported model is never the worse one.
-
-    Ties keep the later stage. Stage I's state has no fusion logits W; restoring it into a
-    weighted model sets W = 0, i.e. uniform weights: exactly stage I's sum with the M-scaled
-    fusion, and the same ranking (scores / M) without it.
-    """
-
-    def __init__(self) -> None:
-        self.value = float("-inf")
-        self.stage = ""
-        self.valid: dict[str, float] = {}
-        self.state: dict[str, torch.Tensor] | None = None
-        self.latest = ""
-
-    def offer(self, model: Recommender, result: StageResult, metric: str) -> None:
-        """Call after each stage, with ``model`` in that stage's best state."""
-        self.latest = result.stage
-        value = result.best_valid.get(metric, float("-inf"))
-        if value >= self.value or self.state is None:
-            self.value, self.stage, self.valid = value, result.stage, result.best_valid
-            self.state = copy.deepcopy(model.state_dict())
-
-    def restore(self, model: Recommender) -> None:
-        """Load the best state into ``model`` unless it already holds it (the last stage's)."""
-        if self.state is None or self.stage == self.latest:
-            return
-        keys = model.load_state_dict(self.state, strict=False)
-        w = model.weight_logits
-        names = {n for n, p in model.named_parameters() if p is w}
-        if keys.unexpected_keys or set(keys.missing_keys) - names:
-            raise RuntimeError(f"best state does not fit the model: {keys}")
-        if w is not None and names & set(keys.missing_keys):
-            with torch.no_grad():
-                w.zero_()
-        log.info("stage %s had the best validation state of the run: exporting it", self.stage)
-
-
-def stage1_cache_path(cache: Path | None, cfg: TrainConfig, data: Dataset) -> Path | None:
-    """Where ``fit(stage1_cache=cache)`` keeps (or finds) the best stage-I state of ``cfg``."""
-    if cache is None:
-        return None
-    keep = {k: v for k, v in cfg.to_dict().items() if k not in STAGE2_ONLY}
-    # options of plug-ins that are off do not change stage I (keeps plain runs' keys as before)
-    for name in ("ckd", "sea"):
-        if name not in cfg.plugins:
-            keep = {k: v for k, v in keep.items() if not k.startswith(f"{name}_")}
-    if not cfg.plugins:
-        keep.pop("plugins", None)
-    key = json.dumps(
-        {"data": data.fingerprint, "modalities": list(data.features), **keep}, sort_keys=True
-    )
-    return Path(cache) / f"stage1-{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"
 
 
 def _run_stage(

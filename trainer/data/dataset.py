@@ -40,22 +40,24 @@ import scipy.sparse as sp
 
 from trainer.atomic import atomic_dir
 from trainer.data import checks
+from trainer.data.layout import (
+    CORRUPT_SUFFIX,
+    FEAT_SUFFIX,
+    INTER_SUFFIX,
+    STATS_FILE,
+    check_name,
+    write_files,
+)
 from trainer.data.mapping import (
     ITEM_COLUMNS,
     ITEM_MAP,
     USER_COLUMNS,
     USER_MAP,
     read_mapping,
-    write_mapping,
 )
 from trainer.data.tables import int_columns
 from trainer.errors import DataError
 
-INTER_SUFFIX = ".inter"
-FEAT_SUFFIX = "_feat.npy"
-CORRUPT_SUFFIX = "_corrupt.npy"
-STATS_FILE = "stats.json"
-INTER_HEADER = ("userID", "itemID", "rating", "timestamp", "x_label")
 TRAIN, VALID, TEST = 0, 1, 2
 
 
@@ -164,13 +166,13 @@ def write_dataset(
         return), so a caller that trains on it does not read the files a second time.
     """
     out = Path(out)
-    _check_name(name)
+    check_name(name)
     if out.exists() and not overwrite:
         raise DataError(f"{out}: already exists (pass overwrite=True to replace it)")
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a directory")
     with atomic_dir(out) as tmp:  # a reader sees the old bundle or the new one, never half
-        _write_files(
+        write_files(
             tmp,
             name=name,
             interactions=interactions,
@@ -324,76 +326,6 @@ def _check_known(names: list[str], available: list[str], *, where: str) -> None:
 
 
 # -- writing ---------------------------------------------------------------------------------
-
-
-def _check_name(name: str) -> None:
-    if not name or "/" in name or "\\" in name or name.startswith("."):
-        raise DataError(f"invalid dataset name {name!r}: use a plain file stem like 'baby'")
-
-
-def _write_files(
-    root: Path,
-    *,
-    name: str,
-    interactions: np.ndarray,
-    features: dict[str, np.ndarray],
-    user_ids: list[str],
-    item_ids: list[str],
-    item_meta: list[dict] | None,
-    ratings: np.ndarray | None,
-    timestamps: np.ndarray | None,
-    corruption: dict[str, np.ndarray] | None,
-    extra_files: dict[str, str],
-    extra_arrays: dict[str, np.ndarray],
-) -> None:
-    inter = np.asarray(interactions)
-    if inter.ndim != 2 or inter.shape[1] != 3 or not np.issubdtype(inter.dtype, np.integer):
-        raise DataError(
-            f"interactions must be int [n, 3] (user, item, x_label), got "
-            f"{inter.dtype} {inter.shape}"
-        )
-    n = len(inter)
-    ratings = np.ones(n) if ratings is None else np.asarray(ratings, dtype=np.float64)
-    timestamps = np.zeros(n, np.int64) if timestamps is None else np.asarray(timestamps)
-    if ratings.shape != (n,) or timestamps.shape != (n,):
-        raise DataError(f"ratings and timestamps must have one value per interaction ({n})")
-    if item_meta is not None and len(item_meta) != len(item_ids):
-        raise DataError(f"item_meta has {len(item_meta)} entries for {len(item_ids)} items")
-
-    lines = ["\t".join(INTER_HEADER)]
-    lines += [
-        f"{u}\t{i}\t{r}\t{t}\t{x}"
-        for (u, i, x), r, t in zip(
-            inter.tolist(), ratings.tolist(), timestamps.tolist(), strict=True
-        )
-    ]
-    (root / f"{name}{INTER_SUFFIX}").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    write_mapping(root / USER_MAP, columns=USER_COLUMNS, ids=[str(u) for u in user_ids])
-    write_mapping(
-        root / ITEM_MAP, columns=ITEM_COLUMNS, ids=[str(i) for i in item_ids], meta=item_meta
-    )
-    for m, arr in features.items():
-        _check_name(m)
-        np.save(root / f"{m}{FEAT_SUFFIX}", np.asarray(arr, dtype=np.float32), allow_pickle=False)
-    for m, mask in (corruption or {}).items():
-        if m not in features:
-            raise DataError(f"corruption mask for unknown modality {m!r}")
-        np.save(root / f"{m}{CORRUPT_SUFFIX}", np.asarray(mask, dtype=bool), allow_pickle=False)
-    for fname, content in extra_files.items():
-        (root / _extra_name(fname)).write_text(content, encoding="utf-8")
-    for fname, arr in extra_arrays.items():
-        fname = fname if fname.endswith(".npy") else f"{fname}.npy"
-        np.save(root / _extra_name(fname), np.asarray(arr), allow_pickle=False)
-
-
-def _extra_name(fname: str) -> str:
-    """Extra files must be plain names that cannot be mistaken for bundle files."""
-    reserved = fname in (USER_MAP, ITEM_MAP, STATS_FILE) or fname.endswith(
-        (INTER_SUFFIX, FEAT_SUFFIX, CORRUPT_SUFFIX)
-    )
-    if reserved or not fname or "/" in fname or "\\" in fname or fname.startswith("."):
-        raise DataError(f"extra file name {fname!r} is not allowed in a bundle")
-    return fname
 
 
 def _stats(ds: Dataset) -> dict:
