@@ -80,6 +80,7 @@ def make_bundle(
     seen_per_user: int = 5,
     created_at: str | None = None,
     extra_manifest: dict[str, Any] | None = None,
+    extra_arrays: dict[str, np.ndarray] | None = None,
 ) -> Path:
     """Write a bundle at ``path`` and return it."""
     arrays = bundle_arrays(
@@ -89,7 +90,7 @@ def make_bundle(
         n_channels=len(channels),
         seed=seed,
         seen_per_user=seen_per_user,
-    )
+    ) | (extra_arrays or {})
     manifest: dict[str, Any] = {
         "model": "margo",
         "channels": [{"name": c, "feature_dim": dim} for c in channels],

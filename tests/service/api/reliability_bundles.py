@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.service.factories import CHANNELS, bundle_arrays, categories_of, item_id, user_id
-from trainer.bundle import MANIFEST, RELIABILITY_CONFIDENCE, RELIABILITY_SCORE, write_bundle
+from tests.service.factories import CHANNELS, make_bundle
+from trainer.bundle import MANIFEST, RELIABILITY_CONFIDENCE, RELIABILITY_SCORE
 
 METHOD = {"name": "test", "signals": ["constructed in the test"]}
 
@@ -38,23 +38,15 @@ def write_test_bundle(
     dim: int = 8,
 ) -> Path:
     """A bundle like tests/service/factories.make_bundle, with the score when ``scored``."""
-    arrays = bundle_arrays(n_users=n_users, n_items=n_items, dim=dim, seed=seed)
-    manifest: dict = {
-        "model": "margo",
-        "channels": [{"name": c, "feature_dim": dim} for c in CHANNELS],
-        "dataset": {"fingerprint": f"synthetic-{seed}"},
-        "created_at": created_at,
-    }
-    if scored:
-        arrays.update(reliability_arrays(n_items, len(CHANNELS), seed))
-        manifest["reliability"] = {"method": METHOD}
-    return write_bundle(
+    return make_bundle(
         path,
-        manifest=manifest,
-        arrays=arrays,
-        user_ids=[user_id(u) for u in range(n_users)],
-        item_ids=[item_id(i) for i in range(n_items)],
-        item_meta=[{"title": f"Item {i}", "categories": categories_of(i)} for i in range(n_items)],
+        n_users=n_users,
+        n_items=n_items,
+        dim=dim,
+        seed=seed,
+        created_at=created_at,
+        extra_manifest={"reliability": {"method": METHOD}} if scored else None,
+        extra_arrays=reliability_arrays(n_items, len(CHANNELS), seed) if scored else None,
     )
 
 
