@@ -11,6 +11,19 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from trainer.knn import default_graph_weights, knn_graph, mixed_item_graph
+
+__all__ = [
+    "SparseOp",
+    "csr_arrays",
+    "default_graph_weights",
+    "degree_sensitive_pruning",
+    "knn_graph",
+    "mixed_item_graph",
+    "normalized_adjacency",
+    "user_cooccurrence_graph",
+]
+
 
 def normalized_adjacency(n_users: int, n_items: int, train: np.ndarray) -> sp.csr_matrix:
     """D3: A_hat = D^-1/2 A D^-1/2 of the bipartite train graph (no self loops).
@@ -57,45 +70,6 @@ def degree_sensitive_pruning(
     keys = np.log(rng.random(len(edges))) / weight
     kept = np.argpartition(-keys, n_keep - 1)[:n_keep] if n_keep > 0 else np.empty(0, np.int64)
     return normalized_adjacency(n_users, n_items, edges[np.sort(kept)])
-
-
-def knn_graph(features: np.ndarray, k: int, chunk: int = 2048) -> sp.csr_matrix:
-    """D5: binary top-k cosine graph of the raw features, normalised to S / k.
-
-    As in DRAGON the item itself is among its k neighbours, every row has exactly k entries
-    and the symmetric normalisation D^-1/2 S D^-1/2 of the row-degree is S / k.
-    """
-    x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
-    x = torch.nn.functional.normalize(x, dim=1)
-    n = x.shape[0]
-    k = min(k, n)
-    cols = np.empty((n, k), dtype=np.int64)
-    for start in range(0, n, chunk):  # chunks bound memory to chunk x n floats
-        sim = x[start : start + chunk] @ x.T
-        # make sure the item itself is chosen even for all-zero feature rows
-        sim[torch.arange(sim.shape[0]), torch.arange(start, start + sim.shape[0])] = float("inf")
-        cols[start : start + chunk] = torch.topk(sim, k, dim=1).indices.numpy()
-    rows = np.repeat(np.arange(n), k)
-    vals = np.full(rows.size, 1.0 / k, dtype=np.float32)
-    return sp.csr_matrix((vals, (rows, cols.ravel())), shape=(n, n))
-
-
-def mixed_item_graph(graphs: dict[str, sp.csr_matrix], weights: dict[str, float]) -> sp.csr_matrix:
-    """D5: S = sum_m a_m S^m."""
-    total = None
-    for name, g in graphs.items():
-        term = g * np.float32(weights[name])
-        total = term if total is None else total + term
-    assert total is not None
-    return total.tocsr().astype(np.float32)
-
-
-def default_graph_weights(names: list[str]) -> dict[str, float]:
-    """DRAGON mixes 0.1 image + 0.9 text; generalised: 'image' gets 0.1, the rest share 0.9."""
-    if "image" in names and len(names) > 1:
-        rest = [n for n in names if n != "image"]
-        return {"image": 0.1, **{n: 0.9 / len(rest) for n in rest}}
-    return {n: 1.0 / len(names) for n in names}
 
 
 def user_cooccurrence_graph(train_matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:

@@ -1,0 +1,94 @@
+"""Torch-free item-item kNN graphs (ALGORITHMS.md D5), shared by training and fold-in.
+
+Training builds the frozen item-item graph from these functions (``trainer.graphs`` imports
+them back); the API process folds new items in against the same graph rule
+(``trainer.foldin``) and must never import torch, so this module is numpy/scipy only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+# Similarity blocks are bounded to this many float32 entries (128 MiB), so a 100k-item
+# catalogue is searched in blocks of ~335 rows instead of materialising n x n.
+_BLOCK_ENTRIES = 1 << 25
+
+
+def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Rows divided by max(||row||, eps) as float32 (torch's F.normalize rule: zero rows stay 0)."""
+    x = np.asarray(x, dtype=np.float32)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norm, np.float32(eps))
+
+
+def top_k_neighbours(
+    queries: np.ndarray,
+    catalogue: np.ndarray,
+    k: int,
+    *,
+    self_offset: int | None = None,
+    chunk: int | None = None,
+) -> np.ndarray:
+    """Indices [n_q, k] of the k catalogue rows with the largest dot product per query row.
+
+    Inputs are expected L2-normalised (cosine similarity). With ``self_offset`` the query row
+    ``j`` is catalogue row ``self_offset + j`` and is forced into its own neighbour list (as
+    D5 does, so even an all-zero feature row picks itself). Rows within a list are ordered by
+    decreasing similarity, ties by lower index. Chunked so memory stays ~128 MiB per block.
+    """
+    q = np.asarray(queries, dtype=np.float32)
+    c = np.asarray(catalogue, dtype=np.float32)
+    n_q, n_c = q.shape[0], c.shape[0]
+    if not 0 < k <= n_c:
+        raise ValueError(f"k must be in [1, {n_c}], got {k}")
+    step = chunk or max(1, min(2048, _BLOCK_ENTRIES // max(n_c, 1)))
+    out = np.empty((n_q, k), dtype=np.int64)
+    c_t = np.ascontiguousarray(c.T)
+    for start in range(0, n_q, step):
+        sim = q[start : start + step] @ c_t
+        rows = np.arange(sim.shape[0])
+        if self_offset is not None:
+            sim[rows, self_offset + start + rows] = np.inf
+        if k < n_c:
+            part = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+        else:
+            part = np.broadcast_to(np.arange(n_c), (sim.shape[0], n_c)).copy()
+        vals = np.take_along_axis(sim, part, axis=1)
+        # order by similarity then index, so equal-similarity ties resolve deterministically
+        order = np.lexsort((part, -vals), axis=1)
+        out[start : start + step] = np.take_along_axis(part, order, axis=1)
+    return out
+
+
+def knn_graph(features: np.ndarray, k: int, chunk: int | None = None) -> sp.csr_matrix:
+    """D5: binary top-k cosine graph of the raw features, normalised to S / k.
+
+    As in DRAGON the item itself is among its k neighbours, every row has exactly k entries
+    and the symmetric normalisation D^-1/2 S D^-1/2 of the row-degree is S / k.
+    """
+    x = l2_normalize(features)
+    n = x.shape[0]
+    k = min(k, n)
+    cols = top_k_neighbours(x, x, k, self_offset=0, chunk=chunk)
+    rows = np.repeat(np.arange(n), k)
+    vals = np.full(rows.size, 1.0 / k, dtype=np.float32)
+    return sp.csr_matrix((vals, (rows, cols.ravel())), shape=(n, n))
+
+
+def mixed_item_graph(graphs: dict[str, sp.csr_matrix], weights: dict[str, float]) -> sp.csr_matrix:
+    """D5: S = sum_m a_m S^m."""
+    total = None
+    for name, g in graphs.items():
+        term = g * np.float32(weights[name])
+        total = term if total is None else total + term
+    assert total is not None
+    return total.tocsr().astype(np.float32)
+
+
+def default_graph_weights(names: list[str]) -> dict[str, float]:
+    """DRAGON mixes 0.1 image + 0.9 text; generalised: 'image' gets 0.1, the rest share 0.9."""
+    if "image" in names and len(names) > 1:
+        rest = [n for n in names if n != "image"]
+        return {"image": 0.1, **{n: 0.9 / len(rest) for n in rest}}
+    return {n: 1.0 / len(names) for n in names}
