@@ -1,28 +1,26 @@
-"""Freshness benchmark (issue 16): fold-in of new users, new interactions and new items against a
+"""Freshness benchmark (issue 16): fold-in of new users, new interactions and new items vs a
 model retrained with them, on MMRec's fixed splits (x_label 0/1/2 = train/valid/test).
 
-Per (dataset, seed) two training runs with the trainer's defaults (``margo train``; ``--epochs``
-caps each stage): *base* on a reduced copy of the training data and *retrained* on all of it.
-The base copy (a temporary dataset under WORKDIR, never in the repo) leaves out
-  - 10% of users entirely ("new users": their training rows are posted after training);
-  - 10% of items and all their rows ("new items": added from their features afterwards);
-  - the last 20% (file row order) of every other user's training rows ("returning users").
-Users left with no training row are dropped from the base copy (and from the questions).
-Metrics: trainer/metrics.py's full ranking, training items masked, test targets. New and
-returning users are ranked over the base catalogue (the retrained model over the same columns);
-new items: every base user ranks base + folded items, and cold recall is the share of test pairs
-on new items found in the user's top-20 (micro average). Bundles and runs resume from WORKDIR.
+Per (dataset, seed) two runs with the trainer's defaults (``margo train``, 1 thread, ``--epochs``
+capping each stage): *base* on a reduced copy of the data (a temporary dataset under WORKDIR)
+and *retrained* on all of it. The base copy leaves out 10% of users entirely (new users: their
+training rows are posted after training), 10% of items with all their rows (new items: added
+from their features), and the last 20% (file row order) of every other user's training rows
+(returning users); users left with no training row are dropped. Metrics: trainer/metrics.py's
+full ranking, training items masked, test targets. New and returning users rank the base
+catalogue (the retrained model the same columns); for new items every base user ranks base +
+folded items, and cold recall is the share of test pairs on new items in the users' top-20.
 
-    nice -n 10 .venv/bin/python -m bench.freshness --quick          # smoke (synthetic, 2 epochs)
+    nice -n 10 .venv/bin/python -m bench.freshness --quick   # smoke (synthetic, 2 epochs)
     nice -n 10 .venv/bin/python -m bench.freshness --datasets mlsmall --seeds 0,1,2
-    .venv/bin/python -m bench.freshness --report-only
 """
-
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,39 +32,37 @@ from bench import harness as H
 DATA = {"mlsmall": H.MLSMALL_MMREC, "amazon-scientific": Path("/work/shared/data/amazon-scientific-mmrec")}
 SYNTH = {"n_users": 2000, "n_items": 1000, "n_interactions": 25000, "modalities": {"image": 128, "text": 64}}
 QUICK_SYNTH = {"n_users": 300, "n_items": 200, "n_interactions": 3000, "modalities": {"image": 16, "text": 8}}
-NEW_USERS, NEW_ITEMS, HELD_BACK = 0.1, 0.1, 0.2
-K = 20
+NEW_USERS, NEW_ITEMS, HELD_BACK, K = 0.1, 0.1, 0.2, 20
+R20 = f"recall@{K}"
 
 
 @dataclass
 class Split:
-    """Indices into the full dataset (users, items) of each question's population."""
+    """Full-dataset indices of each question's population."""
 
     new_users: np.ndarray  # held out entirely
     cold_items: np.ndarray  # held out with all their rows
-    base_users: np.ndarray  # users of the base copy (sorted; row b of the base bundle)
+    base_users: np.ndarray  # users of the base copy (sorted: row b of the base bundle)
     base_items: np.ndarray  # items of the base copy (sorted)
-    base_rows: np.ndarray  # int [n, 3] (user, item, x_label) of the base copy, full indices
-    held_back: np.ndarray  # int [n, 2] training pairs of base users held back (warm items only)
+    base_rows: np.ndarray  # int [n, 3] (user, item, x_label) of the base copy
+    held_back: np.ndarray  # int [n, 2] held-back training pairs of base users on base items
 
 
 def make_split(n_users: int, n_items: int, train: np.ndarray, valid: np.ndarray, test: np.ndarray,
                seed: int) -> Split:
-    """The base copy's rows; ``train`` in file row order (the held-back rows are each user's last)."""
+    """``train`` in file row order: the held-back rows are each user's last round(20%)."""
     rng = np.random.default_rng([seed, 16])
     new_users = np.sort(rng.choice(n_users, max(1, round(NEW_USERS * n_users)), replace=False))
     cold = np.sort(rng.choice(n_items, max(1, round(NEW_ITEMS * n_items)), replace=False))
-    # position of each training row among its user's rows, and the user's count
-    order = np.argsort(train[:, 0], kind="stable")
     counts = np.bincount(train[:, 0], minlength=n_users)
-    pos = np.empty(len(train), np.int64)
-    pos[order] = np.arange(len(train)) - np.repeat(np.cumsum(counts) - counts, counts)
+    pos = np.empty(len(train), np.int64)  # position of each row among its user's rows
+    pos[np.argsort(train[:, 0], kind="stable")] = np.arange(len(train)) - np.repeat(np.cumsum(counts) - counts, counts)
     back = pos >= counts[train[:, 0]] - np.round(HELD_BACK * counts[train[:, 0]])
     warm_u, warm_i = ~np.isin(np.arange(n_users), new_users), ~np.isin(np.arange(n_items), cold)
-    keep_train = warm_u[train[:, 0]] & warm_i[train[:, 1]] & ~back
-    base_users = np.unique(train[keep_train, 0])  # users with a training row left
+    keep = warm_u[train[:, 0]] & warm_i[train[:, 1]] & ~back
+    base_users = np.unique(train[keep, 0])
     in_base = np.isin(np.arange(n_users), base_users)
-    rows = [np.c_[train[keep_train], np.zeros(keep_train.sum(), np.int64)]]
+    rows = [np.c_[train[keep], np.zeros(keep.sum(), np.int64)]]
     for label, pairs in ((1, valid), (2, test)):
         k = in_base[pairs[:, 0]] & warm_i[pairs[:, 1]]
         rows.append(np.c_[pairs[k], np.full(k.sum(), label, np.int64)])
@@ -78,80 +74,184 @@ def write_base(data: Any, split: Split, out: Path) -> Path:
     """The base copy as a dataset bundle (ids renumbered, external ids kept)."""
     from trainer.data import write_dataset
 
-    u_new = np.full(data.n_users, -1, np.int64)
-    u_new[split.base_users] = np.arange(len(split.base_users))
-    i_new = np.full(data.n_items, -1, np.int64)
-    i_new[split.base_items] = np.arange(len(split.base_items))
+    u_new, i_new = np.full(data.n_users, -1), np.full(data.n_items, -1)
+    u_new[split.base_users], i_new[split.base_items] = np.arange(len(split.base_users)), np.arange(len(split.base_items))
     r = split.base_rows
-    inter = np.c_[u_new[r[:, 0]], i_new[r[:, 1]], r[:, 2]]
-    return write_dataset(out, name=data.name, interactions=inter, overwrite=True,
+    return write_dataset(out, name=data.name, interactions=np.c_[u_new[r[:, 0]], i_new[r[:, 1]], r[:, 2]],
                          features={m: f[split.base_items] for m, f in data.features.items()},
                          user_ids=[data.user_ids[u] for u in split.base_users],
-                         item_ids=[data.item_ids[i] for i in split.base_items])
+                         item_ids=[data.item_ids[i] for i in split.base_items], overwrite=True)
 
 
-# -- training (a fresh process per run, one machine-wide slot each) -----------------------------
+# -- training: a fresh process per run, one machine-wide slot each ------------------------------
 def train_run(data_path: str, out: str, seed: int, epochs: int, slots: str, n_slots: int) -> dict[str, Any]:
-    """``margo train`` defaults (seed, one thread, ``epochs`` cap): the bundle at ``out`` and the
-    pickled fit result beside it, so a newer exporter can rewrite the bundle without training."""
+    """Fit; keep the fit (``<out>.fit.pt``: a newer exporter rewrites bundles from it); export."""
     os.nice(10)
     import torch
 
     torch.set_num_threads(1)
     from trainer.data import load_dataset
-    from trainer.export import export_model
     from trainer.train import fit
 
     with H.training_slot(Path(slots), n_slots):
-        cfg = H.train_config(seed=seed, threads=1, epochs=epochs)
         data, load = load_dataset(data_path), H.loadavg()
-        res = fit(data, cfg, progress=False)
+        res = fit(data, H.train_config(seed=seed, threads=1, epochs=epochs), progress=False)
         torch.save(res, f"{out}.fit.pt")
-        export_model(res, data, cfg, out, overwrite=True)
-        rec = {"data": data_path, "seed": seed, "epochs_cap": epochs, "seconds": round(res.seconds, 1),
-               "stages": [(s.stage, s.best_epoch, s.epochs_run) for s in res.stages],
-               "valid_r20": res.valid.get("recall@20"), "test_r20": res.test.get("recall@20"),
-               "loadavg_start": load, "loadavg_end": H.loadavg()}
-        H.atomic_write_json(Path(f"{out}.run.json"), rec)
-        return rec
+    rec = {"data": data_path, "seed": seed, "epochs_cap": epochs, "seconds": round(res.seconds, 1),
+           "stages": [(s.stage, s.best_epoch, s.epochs_run) for s in res.stages], "valid_r20": res.valid.get(R20),
+           "test_r20": res.test.get(R20), "loadavg_start": load, "loadavg_end": H.loadavg()}
+    H.atomic_write_json(Path(f"{out}.run.json"), rec)
+    export(out, data_path)
+    return rec
 
 
-def dataset_path(name: str, args: Any) -> Path:
-    if name == "synth":
-        return H.ensure_dataset(args.workdir / "freshness" / ("synth-quick" if args.quick else "synth"),
-                                "import_synth", seed=0, **(QUICK_SYNTH if args.quick else SYNTH))
-    return DATA[name]
+def export(out: str, data_path: str) -> None:
+    """Export ``out`` from the saved fit: the model rebuilt by this checkout, trained parameters."""
+    import torch
+
+    from trainer.data import load_dataset
+    from trainer.export import export_model
+    from trainer.models import build_model
+
+    rec = json.loads(Path(f"{out}.run.json").read_text())
+    cfg = H.train_config(seed=rec["seed"], threads=1, epochs=rec["epochs_cap"])
+    res, data = torch.load(f"{out}.fit.pt", weights_only=False), load_dataset(data_path)
+    state, res.model = res.model.state_dict(), build_model(cfg, data)
+    res.model.load_state_dict(state)
+    export_model(res, data, cfg, out, overwrite=True)
 
 
+# -- evaluation ------------------------------------------------------------------------------------
+def sub(m: Any, rows: np.ndarray, cols: np.ndarray) -> Any:  # a CSR block
+    return m[rows][:, cols].tocsr()
+
+
+def micro_recall(top: np.ndarray, target: Any) -> float:
+    """Share of all target pairs found in the ranked lists (row n of ``top`` = row n of ``target``)."""
+    from trainer.metrics import hit_matrix
+
+    return float(hit_matrix(top, np.arange(top.shape[0]), target).sum() / max(target.nnz, 1))
+
+
+def evaluate_cell(data: Any, split: Split, run_dir: Path) -> dict[str, Any]:
+    """The three questions for one (dataset, seed) from its base and retrained bundles."""
+    import scipy.sparse as sp
+
+    from trainer import metrics as M
+    from trainer.bundle import load_bundle
+    from trainer.foldin import fold_in_items, fold_in_user
+
+    for name, path in (("base", run_dir / "base-data"), ("retrained", data.path)):
+        if not (run_dir / name / "manifest.json").is_file() or load_bundle(run_dir / name).manifest.fold_in is None:
+            H.isolated(export, str(run_dir / name), str(path))
+    base, full = load_bundle(run_dir / "base"), load_bundle(run_dir / "retrained")
+    W, C, R, N = split.base_items, split.cold_items, split.base_users, split.new_users
+    assert base.item_ids == [data.item_ids[i] for i in W] and full.item_ids == data.item_ids
+    train, test = (M.csr_from_pairs(p, data.n_users, data.n_items) for p in (data.train, data.test))
+    row_of = np.full(data.n_items, -1)
+    row_of[W] = np.arange(len(W))
+    vb, qb, vf, qf = base.item_vectors(), base.query_vectors(), full.item_vectors(), full.query_vectors()
+    secs: list[float] = []
+
+    def fold(users: np.ndarray, known: bool) -> np.ndarray:  # every training row posted
+        out = np.zeros((len(users), qb.shape[1]), np.float32)
+        for n, u in enumerate(users):
+            rows, t = row_of[train[u].indices], time.perf_counter()
+            out[n] = np.asarray(fold_in_user(base, rows[rows >= 0], prior=qb[n] if known else None)).reshape(-1)
+            secs.append(time.perf_counter() - t)
+        return out
+
+    res: dict[str, Any] = {"n_new_users": len(N), "n_returning": len(R), "n_new_items": len(C), "n_held_back_rows": len(split.held_back)}
+    tr, tg = sub(train, N, W), sub(test, N, W)  # new users: popular (today), fold-in, retrained
+    pop = base.arrays["item_popularity"].astype(np.float32)
+    res["new_users"] = {"popular": M.evaluate_scores(lambda u: np.tile(pop, (len(u), 1)), len(W), tr, tg, (K,)),
+                        "fold-in": M.evaluate_vectors(fold(N, False), vb, tr, tg, (K,)),
+                        "retrained": M.evaluate_vectors(qf[N], vf[W], tr, tg, (K,))}
+    tr, tg = sub(train, R, W), sub(test, R, W)  # returning users: held-back rows posted
+    q_ret = fold(R, True)
+    res["returning"] = {"stale": M.evaluate_vectors(qb, vb, tr, tg, (K,)),
+                        "fold-in": M.evaluate_vectors(q_ret, vb, tr, tg, (K,)),
+                        "retrained": M.evaluate_vectors(qf[R], vf[W], tr, tg, (K,))}
+    res["fold_in_user_ms"] = float(np.median(secs) * 1e3)
+    t = time.perf_counter()  # new items from their features; base users rank base + new items
+    folded = fold_in_items(base, {m: data.features[m][C] for m in base.manifest.fold_in.modalities})
+    res["fold_in_items_ms_per_item"] = (time.perf_counter() - t) * 1e3 / len(C)
+    cols, empty_w, empty_c = np.r_[W, C], sp.csr_matrix((len(R), len(W))), sp.csr_matrix((len(R), len(C)))
+    tg_cold, tg_warm = sp.hstack([empty_w, sub(test, R, C)]).tocsr(), sp.hstack([sub(test, R, W), empty_c]).tocsr()
+    warm_u = np.flatnonzero(np.diff(tg_warm.indptr) > 0)
+    res["new_items"] = {}
+    for arm, q, keys in (("fold-in", q_ret, np.vstack([vb, folded.vectors])), ("retrained", qf[R], vf[cols])):
+        kt = np.ascontiguousarray(keys.T)
+        top = M.full_ranking_topk(lambda u, q=q, kt=kt: q[u] @ kt, np.arange(len(R)), sub(train, R, cols), K)
+        res["new_items"][arm] = {"cold_recall": micro_recall(top, tg_cold), "cold_pairs": tg_cold.nnz,
+                                 "warm": M.topk_metrics(top[warm_u], warm_u, tg_warm, (K,))}
+    res["new_items"]["fold-in"]["warm_without_new_items"] = res["returning"]["fold-in"]
+    return res
+
+
+# -- report ----------------------------------------------------------------------------------------
+def flat(c: dict[str, Any]) -> dict[str, float]:
+    """One cell's numbers by row name (arms, ratios, timings)."""
+    nu, rt, ni = c["new_users"], c["returning"], c["new_items"]
+    out = {f"new users {m} {a}": nu[a][m] for a in nu for m in (R20, f"ndcg@{K}")}
+    out |= {f"new users fold-in / {a}": nu["fold-in"][R20] / nu[a][R20] for a in ("popular", "retrained")}
+    out |= {f"returning {R20} {a}": rt[a][R20] for a in rt}
+    gap = rt["retrained"][R20] - rt["stale"][R20]
+    out["returning: share of the stale-retrained gap recovered"] = (
+        (rt["fold-in"][R20] - rt["stale"][R20]) / gap if gap > 0 else float("nan"))
+    out |= {f"new items cold recall@{K} {a}": ni[a]["cold_recall"] for a in ("fold-in", "retrained")}
+    out["new items cold recall fold-in / retrained"] = ni["fold-in"]["cold_recall"] / ni["retrained"]["cold_recall"]
+    out |= {f"warm {R20} with new items folded in": ni["fold-in"]["warm"][R20],
+            f"warm {R20} without them": ni["fold-in"]["warm_without_new_items"][R20],
+            f"warm {R20} retrained (all items)": ni["retrained"]["warm"][R20]}
+    out["warm with / without new items"] = ni["fold-in"]["warm"][R20] / ni["fold-in"]["warm_without_new_items"][R20]
+    return out | {"fold_in_user ms (median)": c["fold_in_user_ms"], "fold_in_items ms per item": c["fold_in_items_ms_per_item"]}
+
+
+TARGETS = (("new users fold-in / popular", 2.0, "new users: fold-in >= 2x popular"),
+           ("new users fold-in / retrained", 0.85, "new users: fold-in >= 85% of retrained"),
+           ("returning: share of the stale-retrained gap recovered", 0.7, "returning users: fold-in recovers >= 70% of the gap"),
+           ("new items cold recall fold-in / retrained", 0.5, "new items: cold recall >= 50% of retrained"),
+           ("warm with / without new items", 0.99, "new items: warm R@20 unchanged (>= 99% of without them)"))
+
+
+def summarise(evals: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, Any], str]:
+    """Mean ± std over seeds of every row, and whether each target holds (on the mean)."""
+    summary, lines = {}, []
+    for ds, cells in evals.items():
+        flats = [flat(c) for c in cells]
+        rows = {k: H.mean_std([f[k] for f in flats]) for k in flats[0]}
+        per_seed = {key: [bool(f[key] >= bound) for f in flats] for key, bound, _ in TARGETS}
+        holds = {text: bool(rows[key][0] >= bound) for key, bound, text in TARGETS}
+        runs = [(c["seed"], b, r["stages"], round(r["seconds"])) for c in cells for b, r in c["runs"].items()]
+        summary[ds] = {"seeds": [c["seed"] for c in cells], "rows": rows, "targets": holds, "per_seed": per_seed}
+        sizes = ", ".join(f"{k[2:]} {cells[0][k]}" for k in cells[0] if k.startswith("n_"))
+        lines += [f"\n## {ds}\n\nseeds {summary[ds]['seeds']}; epochs per stage capped at "
+                  f"{cells[0]['runs']['base']['epochs_cap']}; seed {cells[0]['seed']}: {sizes}\n",
+                  H.md_table(["row", "mean", "std"], [(k, *v) for k, v in rows.items()]), "",
+                  *[f"- {text}: **{'holds' if holds[text] else 'does not hold'}** (per seed: "
+                    f"{per_seed[key]})" for key, _, text in TARGETS],
+                  "", "runs (seed, run, stages (stage, best epoch, epochs run), seconds): "
+                  + "; ".join(str(r) for r in runs)]
+    return summary, "\n".join(lines)
+
+
+# -- command line ----------------------------------------------------------------------------------
 def prepare(name: str, seed: int, args: Any) -> tuple[Any, Split, Path, list[tuple[str, str]]]:
     """The dataset, its split, the run folder and the (data, bundle) runs it still needs."""
     from trainer.data import load_dataset
 
-    data = load_dataset(dataset_path(name, args))
+    path = DATA.get(name) or H.ensure_dataset(args.workdir / "freshness" / ("synth-quick" if args.quick else name),
+                                              "import_synth", seed=0, **(QUICK_SYNTH if args.quick else SYNTH))
+    data = load_dataset(path)
     split = make_split(data.n_users, data.n_items, data.train, data.valid, data.test, seed)
     run_dir = args.workdir / "freshness" / ("quick" if args.quick else "runs") / f"{name}-s{seed}"
-    base_data = run_dir / "base-data"
-    if not (base_data / "stats.json").is_file() and not args.report_only:
+    if not (run_dir / "base-data" / "stats.json").is_file() and not args.report_only:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_base(data, split, base_data)
-    todo = [(str(d), str(run_dir / b)) for d, b in ((base_data, "base"), (data.path, "retrained"))
-            if not (run_dir / f"{b}.run.json").is_file()]
+        write_base(data, split, run_dir / "base-data")
+    todo = [(str(d), str(run_dir / b)) for d, b in ((run_dir / "base-data", "base"), (data.path, "retrained"))
+            if not (run_dir / f"{b}.fit.pt").is_file()]
     return data, split, run_dir, todo
-
-
-def train_all(jobs: list[tuple[str, str, int]], args: Any, log: Any) -> None:
-    from concurrent.futures import as_completed
-
-    with H.process_pool(args.jobs) as pool:
-        futs = {pool.submit(train_run, d, out, seed, args.epochs, str(args.workdir / "slots"),
-                            args.max_train): out for d, out, seed in jobs}
-        for f in as_completed(futs):
-            try:
-                r = f.result()
-                log(f"[freshness] trained {futs[f]}: {r['stages']} test R@20 {r['test_r20']:.4f} "
-                    f"({r['seconds']:.0f}s)")
-            except Exception as exc:  # noqa: BLE001 - one failed run must not stop the others
-                log(f"[freshness] FAILED {futs[f]}: {exc!r}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,19 +261,44 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--epochs", type=int, default=100, help="cap on epochs per stage (default 100)")
     p.add_argument("--train-only", action="store_true", help="train the missing runs, no evaluation")
+    p.add_argument("--re-eval", action="store_true", help="evaluate again where eval.json exists")
     args = H.parse_args(p, argv)
     if args.quick:
         args.datasets, args.seeds, args.epochs = "synth", "0", 2
     log = H.make_logger(args.workdir / "freshness" / "log.txt")
-    names, seeds = args.datasets.split(","), [int(s) for s in args.seeds.split(",")]
-    # seeds outer, datasets inner: every dataset gets a first seed before any gets a third
-    cells = [(n, s, *prepare(n, s, args)) for s in seeds for n in names]
-    jobs = [(d, out, s) for n, s, _, _, _, todo in cells for d, out in todo]
+    # seeds outer, datasets inner: every dataset gets a first seed before any gets a second
+    cells = [(n, s, *prepare(n, s, args)) for s in map(int, args.seeds.split(",")) for n in args.datasets.split(",")]
+    jobs = [(d, out, s) for _, s, _, _, _, todo in cells for d, out in todo]
     if jobs and not args.report_only:
         log(f"[freshness] training {len(jobs)} runs (load {H.loadavg()})")
-        t = time.perf_counter()
-        train_all(jobs, args, log)
-        log(f"[freshness] training done in {time.perf_counter() - t:.0f}s")
+        with H.process_pool(args.jobs) as pool:
+            futs = {pool.submit(train_run, d, out, s, args.epochs, str(args.workdir / "slots"), args.max_train): out
+                    for d, out, s in jobs}
+            for f in as_completed(futs):
+                try:
+                    log(f"[freshness] trained {futs[f]}: {f.result()}")
+                except Exception as exc:  # noqa: BLE001 - one failed run must not stop the others
+                    log(f"[freshness] FAILED {futs[f]}: {exc!r}")
+    if args.train_only:
+        return 0
+    info, evals = H.machine_info(threads=1), {}
+    for n, s, data, split, run_dir, _ in cells:
+        ev_file = run_dir / "eval.json"
+        if not all((run_dir / f"{b}.run.json").is_file() for b in ("base", "retrained")):
+            continue
+        if not args.report_only and (args.re_eval or not ev_file.is_file()):
+            t = time.perf_counter()
+            runs = {b: json.loads((run_dir / f"{b}.run.json").read_text()) for b in ("base", "retrained")}
+            H.atomic_write_json(ev_file, {"seed": s, **evaluate_cell(data, split, run_dir), "runs": runs,
+                                          "loadavg": H.loadavg()})
+            log(f"[freshness] evaluated {n} seed {s} in {time.perf_counter() - t:.0f}s")
+        if ev_file.is_file():
+            evals.setdefault(n, []).append(json.loads(ev_file.read_text()))
+    summary, md = summarise(evals)
+    head = f"# Freshness benchmark (`bench/freshness.py`, issue 16)\n\n{H.machine_md(info)}\n" + __doc__.split("\n\n")[1]
+    H.write_report(args.results, "freshness", {"machine": info, "args": vars(args), "summary": summary, "cells": evals},
+                   head + "\n" + md)
+    log(f"[freshness] wrote {args.results}/freshness.md")
     return 0
 
 

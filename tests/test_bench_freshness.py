@@ -1,0 +1,73 @@
+"""bench/freshness.py's data preparation and scoring on tiny hand-made data (no training)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from bench import freshness as F
+
+
+def _data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    train = np.array([(u, i) for u in range(20) for i in rng.choice(30, 5 + u % 6, replace=False)])
+    train = train[rng.permutation(len(train))]  # row order is what "last" means
+    valid = np.array([(u, (u * 7) % 30) for u in range(20)])
+    test = np.array([(u, (u * 11 + 3) % 30) for u in range(20)])
+    return train, valid, test
+
+
+def test_split_holds_out_users_items_and_each_users_last_rows() -> None:
+    train, valid, test = _data()
+    s = F.make_split(20, 30, train, valid, test, seed=3)
+    assert len(s.new_users) == 2 and len(s.cold_items) == 3
+    rows = s.base_rows
+    assert not np.isin(rows[:, 0], s.new_users).any()
+    assert not np.isin(rows[:, 1], s.cold_items).any()
+    assert set(np.unique(rows[:, 0])) == set(s.base_users)
+    assert set(s.base_items).isdisjoint(s.cold_items)
+    kept = rows[rows[:, 2] == 0][:, :2]
+    for u in s.base_users:
+        mine = train[train[:, 0] == u]  # in row order
+        n_back = round(0.2 * len(mine))
+        first, last = mine[: len(mine) - n_back], mine[len(mine) - n_back :]
+        warm = ~np.isin(first[:, 1], s.cold_items)
+        assert {tuple(p) for p in kept[kept[:, 0] == u]} == {tuple(p) for p in first[warm]}
+        held = s.held_back[s.held_back[:, 0] == u]
+        assert {tuple(p) for p in held} == {tuple(p) for p in last if p[1] not in s.cold_items}
+    # valid/test rows only for base users on base items; the same seed gives the same split
+    assert np.isin(rows[rows[:, 2] > 0][:, 0], s.base_users).all()
+    again = F.make_split(20, 30, train, valid, test, seed=3)
+    assert np.array_equal(again.base_rows, s.base_rows)
+
+
+def test_micro_recall_counts_pairs_not_users() -> None:
+    top = np.array([[0, 1], [2, 3]])
+    # user 0: targets {1, 4} (1 found); user 1: targets {2} (found) -> 2 of 3 pairs
+    target = sp.csr_matrix(([1.0, 1.0, 1.0], ([0, 0, 1], [1, 4, 2])), shape=(2, 5))
+    assert F.micro_recall(top, target) == pytest.approx(2 / 3)
+
+
+def test_flat_ratios_and_targets() -> None:
+    r = {"recall@20": 0.0, "ndcg@20": 0.0}
+    cell = {
+        "new_users": {"popular": {**r, "recall@20": 0.1}, "fold-in": {**r, "recall@20": 0.25},
+                      "retrained": {**r, "recall@20": 0.3}},
+        "returning": {"stale": {"recall@20": 0.2}, "fold-in": {"recall@20": 0.27},
+                      "retrained": {"recall@20": 0.3}},
+        "new_items": {"fold-in": {"cold_recall": 0.04, "warm": {"recall@20": 0.26},
+                                  "warm_without_new_items": {"recall@20": 0.27}},
+                      "retrained": {"cold_recall": 0.1, "warm": {"recall@20": 0.3}}},
+        "fold_in_user_ms": 0.5, "fold_in_items_ms_per_item": 2.0, "seed": 0,
+        "runs": {"base": {"epochs_cap": 1, "stages": [], "seconds": 1.0}},
+    }
+    f = F.flat(cell)
+    assert f["new users fold-in / popular"] == pytest.approx(2.5)
+    assert f["returning: share of the stale-retrained gap recovered"] == pytest.approx(0.7)
+    assert f["new items cold recall fold-in / retrained"] == pytest.approx(0.4)
+    summary, md = F.summarise({"tiny": [cell]})
+    t = summary["tiny"]["targets"]
+    assert t["new users: fold-in >= 2x popular"] and not t["new users: fold-in >= 85% of retrained"]
+    assert not t["new items: cold recall >= 50% of retrained"]
+    assert "does not hold" in md
