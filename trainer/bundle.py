@@ -21,6 +21,8 @@ A bundle is a directory::
     item_reliability_confidence.npy  float32 [n_items, M]  score in [0, 1] and its confidence
                                                            (both or neither; manifest
                                                            ``reliability`` says how computed)
+    foldin_*.npy  format 3, optional: the state a new item is placed with, no retrain
+                  (trainer/bundle_foldin.py: arrays and manifest ``fold_in``; trainer/foldin)
 
 Scoring identity (ALGORITHMS.md 1.8): y_ui = sum_m w_i^m (e_u^m . e_i^m) = q_u . v_i with
 q_u = concat_m e_u^m and v_i = concat_m w_i^m e_i^m.
@@ -45,6 +47,7 @@ import numpy as np
 
 from trainer import scoring
 from trainer.atomic import atomic_dir
+from trainer.bundle_foldin import check_foldin
 from trainer.bundle_reliability import (
     RELIABILITY_ARRAYS,
     RELIABILITY_CONFIDENCE,
@@ -375,6 +378,7 @@ def load_bundle(
         if "user_graph_indptr" in arrays and arrays["user_graph_indptr"].shape != (sizes["P"],):
             raise BundleError(f"{path / 'user_graph_indptr.npy'}: expected {sizes['P']} rows")
     check_reliability(path, manifest, arrays, (sizes["I"], sizes["M"]), verify=verify)
+    check_foldin(path, manifest, arrays, sizes, verify=verify)
     return ModelBundle(
         path=path,
         manifest=manifest,

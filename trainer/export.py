@@ -20,6 +20,7 @@ from trainer import scoring
 from trainer.bundle import RELIABILITY_CONFIDENCE, RELIABILITY_SCORE, write_bundle
 from trainer.config import TrainConfig
 from trainer.errors import BundleError
+from trainer.knn import channel_graph_mixing
 from trainer.metrics import csr_from_pairs
 from trainer.reliability import ModelArrays, ReliabilityConfig, score_items
 
@@ -79,6 +80,29 @@ def reliability_part(
     return arrays, {"reliability": {"method": method}}
 
 
+def fold_in_part(model: Any, cfg: TrainConfig) -> dict[str, Any]:
+    """The manifest's ``fold_in`` record (trainer/bundle_foldin.py) for a model with a feature
+    graph: the kNN k and each channel's graph mixing, as ``trainer.models`` built them."""
+    spec = model.fold_in_spec()
+    if spec is None:
+        return {}
+    modalities = list(model.features)
+    graphs = channel_graph_mixing(
+        modalities, list(model.channels), per_channel=cfg.per_channel_graph,
+        weights=cfg.graph_weights,
+    )
+    return {
+        "fold_in": {
+            **spec,
+            "knn_k": cfg.knn_k,
+            "modalities": modalities,
+            "graphs": graphs,
+            "standardized": bool(model.input_affine),
+            "knn_dtype": "float16",
+        }
+    }
+
+
 def export_model(
     result: FitResult, data: Dataset, cfg: TrainConfig, out: str | Path, *, overwrite: bool = False
 ) -> Path:
@@ -110,6 +134,7 @@ def export_model(
     feature_dims = {m: int(f.shape[1]) for m, f in data.features.items()}
     manifest = {
         **rel_manifest,
+        **fold_in_part(model, cfg),
         "model": cfg.model,
         "channels": [{"name": c, "feature_dim": feature_dims.get(c)} for c in model.channels],
         "weights": "learned" if model.weight_logits is not None else "none",

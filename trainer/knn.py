@@ -61,6 +61,37 @@ def top_k_neighbours(
     return out
 
 
+def nearest_rows(
+    queries: np.ndarray, catalogue: np.ndarray, k: int, *, block_entries: int = _BLOCK_ENTRIES
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rows [n_q, k'], similarity [n_q, k']) of the k' = min(k, n_c) catalogue rows with the
+    largest dot product per query, most similar first (ties: lower row first).
+
+    Streams the catalogue in row blocks of about ``block_entries / n_q`` rows, converting
+    each to float32 on the fly (a float16 catalogue is never copied whole) and merging each
+    block's candidates into the running top k: one query against 100k rows holds one block.
+    """
+    q = np.asarray(queries, dtype=np.float32)
+    n_q, n_c = q.shape[0], catalogue.shape[0]
+    k = min(k, n_c)
+    best_i = np.empty((n_q, 0), dtype=np.int64)
+    best_v = np.empty((n_q, 0), dtype=np.float32)
+    if k <= 0:
+        return best_i, best_v
+    step = max(k, block_entries // max(n_q, 1))
+    for start in range(0, n_c, step):
+        block = np.asarray(catalogue[start : start + step], dtype=np.float32)
+        ids = np.broadcast_to(np.arange(start, start + block.shape[0]), (n_q, block.shape[0]))
+        vals = np.concatenate([best_v, q @ block.T], axis=1)
+        cand = np.concatenate([best_i, ids], axis=1)
+        if vals.shape[1] > k:
+            part = np.argpartition(-vals, k - 1, axis=1)[:, :k]
+            vals, cand = np.take_along_axis(vals, part, 1), np.take_along_axis(cand, part, 1)
+        best_v, best_i = vals, cand
+    order = np.lexsort((best_i, -best_v), axis=1)
+    return np.take_along_axis(best_i, order, 1), np.take_along_axis(best_v, order, 1)
+
+
 def knn_graph(features: np.ndarray, k: int, chunk: int | None = None) -> sp.csr_matrix:
     """D5: binary top-k cosine graph of the raw features, normalised to S / k.
 
@@ -92,3 +123,22 @@ def default_graph_weights(names: list[str]) -> dict[str, float]:
         rest = [n for n in names if n != "image"]
         return {"image": 0.1, **{n: 0.9 / len(rest) for n in rest}}
     return {n: 1.0 / len(names) for n in names}
+
+
+def channel_graph_mixing(
+    modalities: list[str],
+    channels: list[str],
+    *,
+    per_channel: bool,
+    weights: dict[str, float] | None = None,
+) -> dict[str, dict[str, float]]:
+    """The a_m of each channel's item graph S = sum_m a_m S^m, as the backbones are built.
+
+    Per-channel graphs: a content channel uses its own modality's graph, the id channel the
+    default mix; otherwise every channel shares one mix (``weights`` or the default).
+    """
+    default = default_graph_weights(modalities)
+    if per_channel:
+        return {c: ({c: 1.0} if c in modalities else dict(default)) for c in channels}
+    mix = {m: float(w) for m, w in (weights or default).items()}
+    return {c: dict(mix) for c in channels}

@@ -20,9 +20,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from trainer.errors import BundleError
 
-FORMAT_VERSION = 2
-"""The format this code writes (2: the optional reliability score per (item, modality))."""
-READABLE_FORMAT_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+"""The format this code writes (2: the optional reliability score per (item, modality);
+3: the optional fold-in state of backbone models, ``fold_in`` and trainer/bundle_foldin.py)."""
+READABLE_FORMAT_VERSIONS = (1, 2, 3)
 """Every format this code reads (older bundles keep loading after a format change)."""
 MANIFEST = "manifest.json"
 
@@ -85,6 +86,27 @@ class ReliabilityInfo(_Record):
     method: dict[str, Any] = {}  # JSON description: signals, combiner, calibration, seed
 
 
+class FoldInInfo(_Record):
+    """How the model's item-graph step is repeated for a new item (format 3; trainer/foldin).
+
+    The arrays are ``foldin_state.npy`` (float32 [n_items, M, d]: the catalogue's item states
+    the item graph S is applied to) and per modality ``foldin_knn_<m>.npy`` (L2-normalised
+    rows of the features the kNN graph was built from, ``knn_dtype``), with
+    ``foldin_mu_<m>.npy`` / ``foldin_scale_<m>.npy`` when the features were standardised.
+    A new item's channel c is ``self_scale * x + sum_m graphs[c][m] / k * (x + sum of the
+    states of its k - 1 nearest catalogue items in modality m)``, x its layer-0 node.
+    """
+
+    backbone: str  # "dragon" (D5: E = Z + S Z) or "freedom" (F4: e = Z + S X)
+    knn_k: int  # D5's k, the item itself included
+    modalities: list[str]  # content modalities with a kNN graph, in channel order
+    graphs: dict[str, dict[str, float]]  # channel -> {modality: a_m}, S = sum_m a_m S^m
+    layer0: str  # "l2": x = rowL2normalize(H) (D2); "linear": x = H (FREEDOM's F1)
+    self_scale: float  # a new item's own propagated state: x * self_scale (no edges)
+    standardized: bool = False  # features standardised (x - mu) * s before the kNN search
+    knn_dtype: str = "float16"
+
+
 class Manifest(_Record):
     """``manifest.json``: what the bundle holds and how it was made.
 
@@ -112,6 +134,7 @@ class Manifest(_Record):
     # format 2: set exactly when the bundle holds the reliability score arrays
     reliability: ReliabilityInfo | None = None
     reliability_absent: str | None = None  # format 2: why the writer left the score out
+    fold_in: FoldInInfo | None = None  # format 3: set exactly when the fold-in arrays are there
 
     @property
     def channel_names(self) -> list[str]:

@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from trainer.graphs import SparseOp
+from trainer.knn import l2_normalize
 from trainer.models.base import Recommender, xavier_embedding
 
 
@@ -54,6 +55,21 @@ def raw_feature_layer(
         w = w * s[None, :]
         b = b - w @ mu
     return w.numpy().astype(np.float32), b.numpy().astype(np.float32)
+
+
+def fold_in_feature_arrays(
+    features: dict[str, torch.Tensor], affine: dict[str, tuple[np.ndarray, np.ndarray]]
+) -> dict[str, np.ndarray]:
+    """Bundle arrays for a new item's kNN search (trainer/bundle_foldin.py): the L2-normalised
+    rows the D5 graphs were built from, float16 (half the bytes; only near-ties between
+    neighbours can change), and the standardisation (mu, s) that maps raw features there."""
+    out: dict[str, np.ndarray] = {}
+    for m, f in features.items():
+        out[f"foldin_knn_{m}"] = l2_normalize(f.detach().cpu().numpy()).astype(np.float16)
+        if m in affine:
+            out[f"foldin_mu_{m}"] = np.asarray(affine[m][0], np.float32)
+            out[f"foldin_scale_{m}"] = np.asarray(affine[m][1], np.float32)
+    return out
 
 
 class FeatureProjection(nn.Module):
@@ -161,4 +177,11 @@ class GraphBackbone(Recommender):
             out[f"proj_{m}_w1"], out[f"proj_{m}_b1"] = w1, b1
             out[f"proj_{m}_w2"] = p.lin2.weight.detach().cpu().numpy().astype(np.float32)
             out[f"proj_{m}_b2"] = p.lin2.bias.detach().cpu().numpy().astype(np.float32)
-        return out
+        with torch.no_grad():  # fold-in (D5 for a new item): Z_I, the states S is applied to
+            z_i = self._propagate()[1].view(self.n_items, len(self.channels), self.dim)
+        out["foldin_state"] = z_i.float().cpu().numpy()
+        return {**out, **fold_in_feature_arrays(self.features, self.input_affine)}
+
+    def fold_in_spec(self) -> dict[str, object]:
+        # a new item has no edges: Z = X0 = rowL2normalize(H) (D2-D4), then D5 E = Z + S Z
+        return {"backbone": "dragon", "layer0": "l2", "self_scale": 1.0}

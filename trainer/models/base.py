@@ -59,6 +59,11 @@ class Recommender(nn.Module, ABC):
         """Optional arrays for the model bundle (fixed graphs, cold-start projections)."""
         return {}
 
+    def fold_in_spec(self) -> dict[str, object] | None:
+        """How a new item's state is formed (manifest ``fold_in``: backbone, layer0,
+        self_scale; trainer/foldin), or None for a model without a feature graph."""
+        return None
+
     def content_feature(self, modality: str, feature: torch.Tensor) -> torch.Tensor:
         """The raw feature rows of ``modality`` as the model consumes them (after T^m if set)."""
         t = self.feature_transform

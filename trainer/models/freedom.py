@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from trainer.graphs import SparseOp, degree_sensitive_pruning
-from trainer.models.backbone import raw_feature_layer
+from trainer.models.backbone import fold_in_feature_arrays, raw_feature_layer
 from trainer.models.base import Recommender, xavier_embedding
 
 
@@ -110,4 +110,10 @@ class FreedomBackbone(Recommender):
         for m, p in self.proj.items():
             w, b = raw_feature_layer(p, t.get(m), self.input_affine.get(m))
             out[f"proj_{m}_w1"], out[f"proj_{m}_b1"] = w, b
-        return out
+        with torch.no_grad():  # fold-in (F4 for a new item): X_I, the states S is applied to
+            out["foldin_state"] = self.item_nodes().float().cpu().numpy()
+        return {**out, **fold_in_feature_arrays(self.features, self.input_affine)}
+
+    def fold_in_spec(self) -> dict[str, object]:
+        # a new item has no edges: Z = X / (L + 1) (F3's layer mean), then F4 e = Z + S X
+        return {"backbone": "freedom", "layer0": "linear", "self_scale": 1 / (self.n_layers + 1)}

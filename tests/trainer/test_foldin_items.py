@@ -1,0 +1,187 @@
+"""Item fold-in (trainer/foldin/items.py): a new item's vector is the model's own forward pass."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from trainer.bundle import ModelBundle, load_bundle, write_bundle
+from trainer.config import TrainConfig
+from trainer.errors import BundleError
+from trainer.export import export_model
+from trainer.foldin import FoldInInputError, FoldInUnavailable, ItemFoldIn, fold_in_items
+from trainer.knn import knn_graph
+from trainer.manifest import MANIFEST
+from trainer.train import fit
+
+COLD = 7  # the item with features and no interaction at all
+FAST = {"epochs": 1, "batch_size": 512, "lr": 0.01, "patience": 5, "hidden": 32, "dim": 16}
+ITEM_ARRAYS = ("item_emb", "item_weights", "item_pos_count", "item_popularity", "foldin_")
+
+
+@pytest.fixture(scope="module")
+def cold(tiny):
+    """``tiny`` with every interaction of item COLD removed (it keeps its features)."""
+
+    def keep(pairs):
+        return pairs[pairs[:, 1] != COLD]
+
+    return dataclasses.replace(
+        tiny, train=keep(tiny.train), valid=keep(tiny.valid), test=keep(tiny.test)
+    )
+
+
+def without_item(bundle: ModelBundle, row: int) -> ModelBundle:
+    """The bundle's catalogue minus item ``row`` (every per-item array loses that row)."""
+    keep = np.arange(bundle.n_items) != row
+    arrays = {
+        k: (v[keep] if k.startswith(ITEM_ARRAYS) and v.shape[0] == bundle.n_items else v)
+        for k, v in bundle.arrays.items()
+    }
+    ids = [i for n, i in enumerate(bundle.item_ids) if n != row]
+    return dataclasses.replace(bundle, item_ids=ids, arrays=arrays, _item_index={})
+
+
+def reference_item(model, row: int) -> np.ndarray:
+    """The model's forward pass for item ``row`` [M, d], its id embedding (if any) zeroed:
+    a new item has none, so this is the forward pass fold-in reproduces."""
+    model.eval()
+    with torch.no_grad():
+        if model.item_id is not None:
+            model.item_id[row] = 0.0
+        return model.embeddings()[1][row].numpy()
+
+
+CASES = {
+    "dragon-mixed": {"backbone": "dragon"},
+    "dragon-id-per-channel-standardized": {
+        "backbone": "dragon", "id_channel": True, "per_channel_graph": True,
+        "feature_norm": "standardize",
+    },
+    "freedom-mixed-standardized": {"backbone": "freedom", "feature_norm": "standardize"},
+    "freedom-id-per-channel": {"backbone": "freedom", "id_channel": True,
+                               "per_channel_graph": True},
+    "dragon-id-weights": {"backbone": "dragon", "id_channel": True, "knn_k": 4,
+                          "graph_weights": {"image": 0.3, "text": 0.7}},
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_new_item_equals_the_models_forward_pass(case, cold, tmp_path):
+    cfg = TrainConfig(model="fusion-sum", seed=2, **FAST, **CASES[case])
+    result = fit(cold, cfg, progress=False)
+    bundle = load_bundle(export_model(result, cold, cfg, tmp_path / "b"))
+    info = bundle.manifest.fold_in
+    assert info is not None and info.knn_k == cfg.knn_k
+    assert bundle.arrays["foldin_knn_image"].dtype == np.float16
+    catalogue = without_item(bundle, COLD)
+    feats = {m: cold.features[m][COLD] for m in ("image", "text")}
+    folded = fold_in_items(catalogue, feats)
+
+    # its neighbours are D5's kNN graph row of the item (itself dropped), as training built it
+    raw = result.model.features
+    for m in ("image", "text"):
+        graph_row = set(knn_graph(raw[m].numpy(), cfg.knn_k)[COLD].indices) - {COLD}
+        found = {int(r) + (r >= COLD) for r in folded.neighbours[m][0]}  # back to full rows
+        assert found == graph_row, m
+
+    ref = reference_item(result.model, COLD)
+    assert folded.embeddings.shape == (1, len(bundle.channels), cfg.dim)
+    np.testing.assert_allclose(folded.embeddings[0], ref, atol=2e-5, rtol=1e-4)
+    np.testing.assert_allclose(folded.weights, 1.0)  # fusion-sum: w = 1
+    np.testing.assert_allclose(folded.vectors, folded.embeddings.reshape(1, -1))
+
+
+def test_weight_prior_is_the_neighbours_mean_weight_by_hand(cold, tmp_path):
+    cfg = TrainConfig(model="margo", seed=2, **FAST, id_channel=True)
+    result = fit(cold, cfg, progress=False)
+    bundle = without_item(load_bundle(export_model(result, cold, cfg, tmp_path / "b")), COLD)
+    feats = {m: cold.features[m][[COLD, COLD + 1]] for m in ("image", "text")}
+    folded = fold_in_items(bundle, feats)
+    w = bundle.arrays["item_weights"]
+    # abar: the channels' mean graph mixing, default 0.1 image + 0.9 text for every channel
+    nb = folded.neighbours
+    expect = 0.1 * w[nb["image"]].mean(1) + 0.9 * w[nb["text"]].mean(1)
+    np.testing.assert_allclose(folded.weights, expect, rtol=1e-5)
+    np.testing.assert_allclose(folded.weights.sum(1), bundle.manifest.weight_scale, rtol=1e-5)
+    v = folded.embeddings * folded.weights[:, :, None]
+    np.testing.assert_allclose(folded.vectors, v.reshape(2, -1), rtol=1e-6)
+    cat = fold_in_items(bundle, feats, weight_prior="catalogue")
+    np.testing.assert_allclose(cat.weights, np.broadcast_to(w.mean(0), (2, 3)), rtol=1e-5)
+    np.testing.assert_array_equal(cat.embeddings, folded.embeddings)
+
+
+def test_a_batch_folds_like_single_items_and_the_precomputation_is_cached(cold, tmp_path):
+    cfg = TrainConfig(model="fusion-sum", seed=2, **FAST)
+    bundle = load_bundle(export_model(fit(cold, cfg, progress=False), cold, cfg, tmp_path / "b"))
+    rows = [3, COLD, 50]
+    batch = fold_in_items(bundle, {m: cold.features[m][rows] for m in ("image", "text")})
+    for n, r in enumerate(rows):
+        one = fold_in_items(bundle, {m: cold.features[m][r] for m in ("image", "text")})
+        np.testing.assert_allclose(one.embeddings[0], batch.embeddings[n], rtol=1e-5, atol=1e-6)
+        assert one.neighbours["text"][0].tolist() == batch.neighbours["text"][n].tolist()
+    assert ItemFoldIn.from_bundle(bundle) is ItemFoldIn.from_bundle(bundle)
+    # a streamed float16 catalogue (no float32 copy) finds the same neighbours
+    streamed = ItemFoldIn(bundle, cache_bytes=0)
+    assert streamed.knn["image"].dtype == np.float16
+    again = streamed.fold_in({m: cold.features[m][rows] for m in ("image", "text")})
+    np.testing.assert_array_equal(again.neighbours["image"], batch.neighbours["image"])
+
+
+@pytest.fixture(scope="module")
+def small_bundle(cold, tmp_path_factory):
+    cfg = TrainConfig(model="fusion-sum", seed=2, **FAST)
+    out = tmp_path_factory.mktemp("foldin") / "b"
+    return load_bundle(export_model(fit(cold, cfg, progress=False), cold, cfg, out))
+
+
+@pytest.mark.parametrize(
+    ("features", "match", "item", "modality"),
+    [
+        ({"image": np.zeros((1, 48))}, "modality 'text': features missing", None, "text"),
+        ({"image": np.zeros((1, 47)), "text": np.zeros((1, 32))}, "expected 48 values", None,
+         "image"),
+        ({"image": np.zeros((2, 48)), "text": np.zeros((3, 32))}, "3 items", None, "text"),
+        ({"image": np.zeros((1, 48)), "text": np.zeros((1, 32)), "audio": np.zeros((1, 4))},
+         "'audio' is not one of", None, "audio"),
+        ({"image": np.array([[0.0] * 48, [np.nan] + [0.0] * 47]), "text": np.zeros((2, 32))},
+         "item 1, modality 'image': features contain NaN", 1, "image"),
+        ({"image": np.zeros((1, 48)), "text": [[np.inf] * 32]}, "item 0, modality 'text'", 0,
+         "text"),
+        ({"image": [["a"] * 48], "text": np.zeros((1, 32))}, "not numeric", None, "image"),
+    ],
+)
+def test_bad_features_name_the_item_and_modality(small_bundle, features, match, item, modality):
+    with pytest.raises(FoldInInputError, match=match) as err:
+        fold_in_items(small_bundle, features)
+    assert isinstance(err.value, ValueError)
+    assert (err.value.item, err.value.modality) == (item, modality)
+
+
+def test_bundles_without_fold_in_state_say_so(small_bundle, cold, tmp_path):
+    # an older format: the same bundle's manifest as format 2, without the fold_in record
+    raw = small_bundle.manifest.to_dict()
+    raw.update(format_version=2, fold_in=None)
+    old = dataclasses.replace(small_bundle, manifest=type(small_bundle.manifest).from_dict(raw))
+    with pytest.raises(FoldInUnavailable, match="format 2 predates fold-in"):
+        fold_in_items(old, {"image": np.zeros(48), "text": np.zeros(32)})
+    # a model without a feature graph (BPR-MF) exports none
+    cfg = TrainConfig(model="bpr", **FAST)
+    bpr = load_bundle(export_model(fit(cold, cfg, progress=False), cold, cfg, tmp_path / "bpr"))
+    assert bpr.manifest.fold_in is None and not any(k.startswith("foldin_") for k in bpr.arrays)
+    with pytest.raises(FoldInUnavailable, match="'bpr' was exported without fold-in"):
+        fold_in_items(bpr, {"image": np.zeros(48)})
+
+
+def test_the_reader_refuses_a_fold_in_record_without_its_arrays(small_bundle, tmp_path):
+    arrays = {k: v for k, v in small_bundle.arrays.items() if k != "foldin_state"}
+    raw = json.loads((small_bundle.path / MANIFEST).read_text())
+    with pytest.raises(BundleError, match="fold_in record without foldin_state.npy"):
+        write_bundle(tmp_path / "x", manifest=raw, arrays=arrays,
+                     user_ids=small_bundle.user_ids, item_ids=small_bundle.item_ids)
+    raw.pop("fold_in")
+    with pytest.raises(BundleError, match="without a fold_in record"):
+        write_bundle(tmp_path / "y", manifest=raw, arrays=dict(small_bundle.arrays),
+                     user_ids=small_bundle.user_ids, item_ids=small_bundle.item_ids)

@@ -1,0 +1,236 @@
+"""New items from their features, without a retrain: the model's own item step, repeated.
+
+A new item j with raw features f_j^m (the dataset's feature space) gets every channel the
+way training would have given it one had it been in the catalogue with no interactions:
+
+    x_j^m  = layer-0 node: H = D1(f_j^m) via the exported projection (standardisation and
+             SEA's T^m folded in); DRAGON: x = rowL2normalize(H) (D2), FREEDOM: x = H (F1);
+             the id channel: x = 0 (a new item has no id embedding)
+    z_j    = self_scale * x_j: a node without edges propagates nothing (D3-D4: Z = X0;
+             F3's layer mean: Z = X0 / (L + 1))
+    N_m(j) = its k - 1 nearest catalogue items by cosine of the (standardised) features of
+             modality m: with the item itself these are its k neighbours of D5's kNN graph
+    e_j^c  = z_j^c + sum_m a_m^c / k (x_j^c + sum_{n in N_m(j)} g_n^c)       (D5 / F4)
+
+g is the catalogue's state the item graph is applied to (DRAGON: Z_I, FREEDOM: X_I;
+``foldin_state.npy``), a^c channel c's graph mixing (manifest ``fold_in.graphs``). So a new
+item's id channel is the graph step's average of its content neighbours' id states: the id
+channel's graph is the content kNN graph, and a new item has only that to go on.
+
+The catalogue is held fixed: the new item does not enter its neighbours' lists (their
+embeddings stay as trained), which is exactly training's result when no catalogue item has
+the new one among its k nearest. The kNN features are stored as float16, so neighbours whose
+similarities differ by less than ~1e-3 may swap.
+
+Fusion weights w_j (Eq. 3) have no signal for a new item; the prior is
+``"neighbours"``: sum_m abar_m mean_{n in N_m(j)} w_n, abar the channels' mean graph mixing
+(what the model learned for items with similar content), or ``"catalogue"``: the mean w over
+the catalogue. Unweighted models have w = 1 everywhere, so both give 1.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from trainer import scoring
+from trainer.bundle import ModelBundle
+from trainer.bundle_foldin import (
+    FOLDIN_STATE,
+    FoldInInputError,
+    fold_in_info,
+    knn_name,
+    mu_name,
+    scale_name,
+)
+from trainer.knn import l2_normalize, nearest_rows
+
+WeightPrior = Literal["neighbours", "catalogue"]
+# kNN features are kept as float32 in memory up to this size (a single item then searches
+# in ~1 ms per 10 MB); larger catalogues stream their float16 rows block by block
+CACHE_BYTES = 256 << 20
+
+
+@dataclass(frozen=True)
+class FoldedItems:
+    """New items placed in the model's scoring space (``n`` items, M channels, d dims)."""
+
+    embeddings: np.ndarray  # float32 [n, M, d]  e_j^m
+    weights: np.ndarray  # float32 [n, M]  w_j^m from the prior
+    vectors: np.ndarray  # float32 [n, M*d]  v_j = concat_m w_j^m e_j^m (trainer.scoring)
+    neighbours: dict[str, np.ndarray]  # modality -> int64 [n, k-1] catalogue rows, nearest first
+    similarity: dict[str, np.ndarray]  # modality -> float32 [n, k-1] their cosine similarity
+    weight_prior: str  # "neighbours" or "catalogue"
+
+
+class ItemFoldIn:
+    """The per-bundle part of item fold-in (projections, states, kNN features), built once."""
+
+    def __init__(self, bundle: ModelBundle, *, cache_bytes: int = CACHE_BYTES) -> None:
+        info = fold_in_info(bundle.manifest, bundle.path)
+        arrays = bundle.arrays
+        self.bundle = bundle
+        self.info = info
+        self.channels = bundle.channels
+        self.modalities = list(info.modalities)
+        self.dims = {c.name: int(c.feature_dim or 0) for c in bundle.manifest.channels}
+        self.k = min(info.knn_k, bundle.n_items + 1)  # D5's k = min(k, n) with the new item
+        self.state = np.asarray(arrays[FOLDIN_STATE], np.float32)  # [I, M, d]
+        self.item_weights = np.asarray(arrays["item_weights"], np.float32)
+        self.proj = {
+            m: [np.asarray(arrays[f"proj_{m}_{p}"], np.float32)
+                for p in ("w1", "b1", "w2", "b2") if f"proj_{m}_{p}" in arrays]
+            for m in self.modalities
+        }
+        self.affine = {
+            m: (np.asarray(arrays[mu_name(m)], np.float32), np.asarray(arrays[scale_name(m)]))
+            for m in self.modalities if info.standardized
+        }
+        size = sum(arrays[knn_name(m)].size for m in self.modalities) * 4
+        self.knn = {
+            m: np.asarray(arrays[knn_name(m)], np.float32 if size <= cache_bytes else None)
+            for m in self.modalities
+        }
+        # a^c_m as a [M, modalities] matrix; abar for the weight prior (rows sum to 1)
+        self.mix = np.array(
+            [[info.graphs[c].get(m, 0.0) for m in self.modalities] for c in self.channels],
+            dtype=np.float32,
+        )
+        mean_mix = self.mix.mean(0)
+        self.prior_mix = mean_mix / mean_mix.sum() if mean_mix.sum() > 0 else mean_mix
+        self.catalogue_weights = self.item_weights.mean(0)
+
+    @classmethod
+    def from_bundle(cls, bundle: ModelBundle) -> ItemFoldIn:
+        """The bundle's ItemFoldIn, built on first use and kept while the bundle lives."""
+        cached = _CACHE.get(id(bundle))
+        if cached is not None and cached[0]() is bundle:
+            return cached[1]
+        made = cls(bundle)
+        key = id(bundle)
+        _CACHE[key] = (weakref.ref(bundle, lambda _: _CACHE.pop(key, None)), made)
+        return made
+
+    # -- the steps -------------------------------------------------------------------------
+    def check(self, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """float32 [n, f_m] per modality, or FoldInInputError naming the item and modality."""
+        if not isinstance(features, dict):
+            raise FoldInInputError("features must map each modality to an array")
+        unknown = sorted(set(features) - set(self.modalities))
+        if unknown:
+            raise FoldInInputError(
+                f"modality {unknown[0]!r} is not one of this model's {self.modalities}",
+                modality=unknown[0],
+            )
+        out: dict[str, np.ndarray] = {}
+        n = None
+        for m in self.modalities:
+            if m not in features:
+                raise FoldInInputError(f"modality {m!r}: features missing", modality=m)
+            try:
+                x = np.asarray(features[m], dtype=np.float32)
+            except (TypeError, ValueError) as exc:
+                raise FoldInInputError(f"modality {m!r}: not numeric ({exc})", modality=m) from exc
+            x = x[None, :] if x.ndim == 1 else x
+            if x.ndim != 2 or x.shape[1] != self.dims[m]:
+                raise FoldInInputError(
+                    f"modality {m!r}: expected {self.dims[m]} values per item, "
+                    f"got shape {tuple(np.shape(features[m]))}", modality=m,
+                )
+            if n is not None and x.shape[0] != n:
+                raise FoldInInputError(
+                    f"modality {m!r}: {x.shape[0]} items, other modalities have {n}", modality=m
+                )
+            n = x.shape[0]
+            bad = ~np.isfinite(x).all(axis=1)
+            if bad.any():
+                j = int(np.argmax(bad))
+                raise FoldInInputError(
+                    f"item {j}, modality {m!r}: features contain NaN or inf", item=j, modality=m
+                )
+            out[m] = x
+        return out
+
+    def layer0(self, x: dict[str, np.ndarray]) -> np.ndarray:
+        """x_j per channel [n, M, d] (id channel 0)."""
+        n = next(iter(x.values())).shape[0]
+        nodes = np.zeros((n, len(self.channels), self.state.shape[2]), np.float32)
+        for c, ch in enumerate(self.channels):
+            if ch not in self.proj:
+                continue
+            p = self.proj[ch]
+            h = x[ch] @ p[0].T + p[1]
+            if len(p) == 4:  # D1: Lin2(LeakyReLU(Lin1 f)), torch's slope 0.01
+                h = np.where(h > 0, h, np.float32(0.01) * h) @ p[2].T + p[3]
+            nodes[:, c] = l2_normalize(h) if self.info.layer0 == "l2" else h
+        return nodes
+
+    def neighbours(self, x: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """N_m(j): the k - 1 nearest catalogue rows per modality, with their similarities."""
+        out = {}
+        for m in self.modalities:
+            q = x[m]
+            if m in self.affine:
+                mu, s = self.affine[m]
+                q = (q - mu) * s
+            out[m] = nearest_rows(l2_normalize(q), self.knn[m], self.k - 1)
+        return out
+
+    def fold_in(
+        self, features: dict[str, np.ndarray], *, weight_prior: WeightPrior = "neighbours"
+    ) -> FoldedItems:
+        """Place the items whose raw features are ``features`` ([n, f_m] per modality)."""
+        if weight_prior not in ("neighbours", "catalogue"):
+            raise FoldInInputError(f"weight_prior must be neighbours or catalogue, not "
+                                   f"{weight_prior!r}")
+        x = self.check(features)
+        nodes = self.layer0(x)
+        nbrs = self.neighbours(x)
+        emb = np.float32(self.info.self_scale) * nodes
+        for j, m in enumerate(self.modalities):  # D5 / F4, all channels at once per modality
+            rows = nbrs[m][0]
+            hop = nodes + self.state[rows].sum(axis=1)  # the item itself + its neighbours
+            emb += (self.mix[:, j] / np.float32(self.k))[None, :, None] * hop
+        weights = self.prior(nbrs, len(emb), weight_prior)
+        return FoldedItems(
+            embeddings=emb.astype(np.float32),
+            weights=weights,
+            vectors=scoring.item_vectors(emb, weights),
+            neighbours={m: r for m, (r, _) in nbrs.items()},
+            similarity={m: s for m, (_, s) in nbrs.items()},
+            weight_prior=weight_prior,
+        )
+
+    def prior(
+        self, nbrs: dict[str, tuple[np.ndarray, np.ndarray]], n: int, kind: WeightPrior
+    ) -> np.ndarray:
+        """w_j from the documented prior, [n, M] float32."""
+        if kind == "catalogue" or self.k <= 1:
+            return np.broadcast_to(self.catalogue_weights, (n, len(self.channels))).copy()
+        w = np.zeros((n, len(self.channels)), np.float32)
+        for j, m in enumerate(self.modalities):
+            w += self.prior_mix[j] * self.item_weights[nbrs[m][0]].mean(axis=1)
+        return w
+
+
+_CACHE: dict[int, tuple[weakref.ref, ItemFoldIn]] = {}
+
+
+def fold_in_items(
+    bundle: ModelBundle,
+    features: dict[str, np.ndarray],
+    *,
+    weight_prior: WeightPrior = "neighbours",
+) -> FoldedItems:
+    """Fold ``n_new`` items into ``bundle``'s scoring space from their raw features.
+
+    ``features``: modality -> float array [n_new, f_m] (a 1-d array is one item) for every
+    content modality of the model, in the dataset's raw feature space. Raises
+    ``FoldInInputError`` (a ValueError; ``.item``, ``.modality``) on bad input and
+    ``FoldInUnavailable`` for a bundle without fold-in state. The bundle's precomputation
+    is built on the first call and reused (``ItemFoldIn.from_bundle``).
+    """
+    return ItemFoldIn.from_bundle(bundle).fold_in(features, weight_prior=weight_prior)
