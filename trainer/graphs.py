@@ -72,33 +72,77 @@ def degree_sensitive_pruning(
     return normalized_adjacency(n_users, n_items, edges[np.sort(kept)])
 
 
-def user_cooccurrence_graph(train_matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
+USER_GRAPH_BLOCK_ENTRIES = 4_000_000
+"""Most co-occurrence entries held at once while the user graph is built (about 50 bytes each
+with the sort): R R^T is made a block of rows at a time, so a popular item shared by 20,000
+users costs ~200 MB, not the 18 GB of the whole product."""
+
+
+def user_cooccurrence_graph(
+    train_matrix: sp.csr_matrix, k: int, *, block_entries: int = USER_GRAPH_BLOCK_ENTRIES
+) -> sp.csr_matrix:
     """D6: G[u, top-k co-occurrence users] = softmax over their co-occurrence counts.
 
     Built once and deterministically (ties broken by user index), no padding; users without
     any co-occurring user get an empty row. Returns float32 CSR [n_users, n_users].
+
+    Rows are independent, so the counts R R^T are computed a block of rows at a time
+    (``_row_blocks``), each block's top k kept and the rest dropped: peak memory about
+    ``block_entries`` + users x k entries, and the same graph as one whole product (each row
+    sees the same counts, sorted and summed in the same order).
     """
-    r = train_matrix.astype(np.float32)
-    c = (r @ r.T).tocoo()
-    off = c.row != c.col
-    rows, cols, cnt = c.row[off], c.col[off], c.data[off]
-    n = train_matrix.shape[0]
-    if rows.size == 0:
+    r = train_matrix.astype(np.float32).tocsr()
+    rt = r.T.tocsr()
+    n = r.shape[0]
+    parts = [_top_k_softmax(r[a:b] @ rt, a, k) for a, b in _row_blocks(r, block_entries)]
+    if not parts:
         return sp.csr_matrix((n, n), dtype=np.float32)
+    rows, cols, vals = (np.concatenate(p) for p in zip(*parts, strict=True))
+    return sp.csr_matrix((vals, (rows, cols)), shape=(n, n), dtype=np.float32)
+
+
+def _row_blocks(r: sp.csr_matrix, max_entries: int) -> list[tuple[int, int]]:
+    """Consecutive row ranges [a, b) whose rows of R R^T hold at most ``max_entries`` entries
+    together (a single row over it is a block of its own). Row u holds at most
+    min(n_users, sum of the degrees of u's items) entries: a bound known without the product."""
+    n = r.shape[0]
+    item_degree = np.bincount(r.indices, minlength=r.shape[1]).astype(np.int64)
+    reach = np.r_[0, np.cumsum(item_degree[r.indices])]
+    per_row = np.minimum(reach[r.indptr[1:]] - reach[r.indptr[:-1]], n)
+    total = np.r_[0, np.cumsum(per_row)]  # total[u] = entries of rows < u
+    blocks, a = [], 0
+    while a < n:  # one step per block, not per user
+        b = int(np.searchsorted(total, total[a] + max_entries, side="right")) - 1
+        b = min(max(b, a + 1), n)
+        blocks.append((a, b))
+        a = b
+    return blocks
+
+
+def _top_k_softmax(
+    counts: sp.spmatrix, first_row: int, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, cols, weights) of the top k off-diagonal counts of each row of a block of R R^T
+    starting at user ``first_row``, softmax-normalised per row."""
+    c = counts.tocoo()
+    rows, cols, cnt = c.row.astype(np.int64) + first_row, c.col.astype(np.int64), c.data
+    off = rows != cols
+    rows, cols, cnt = rows[off], cols[off], cnt[off]
     # sort by row, then count descending, then column: rank within row keeps the top k
     order = np.lexsort((cols, -cnt, rows))
     rows, cols, cnt = rows[order], cols[order], cnt[order]
-    first = np.r_[0, np.flatnonzero(np.diff(rows)) + 1]
+    first = np.r_[0, np.flatnonzero(np.diff(rows)) + 1] if rows.size else np.zeros(0, np.int64)
     starts = np.repeat(first, np.diff(np.r_[first, rows.size]))
     keep = (np.arange(rows.size) - starts) < k
     rows, cols, cnt = rows[keep], cols[keep], cnt[keep].astype(np.float64)
     # softmax per row over raw counts, stabilised by the row maximum (the first kept entry)
-    row_max = np.zeros(n)
-    np.maximum.at(row_max, rows, cnt)
-    e = np.exp(cnt - row_max[rows])
-    denom = np.bincount(rows, weights=e, minlength=n)
-    vals = (e / denom[rows]).astype(np.float32)
-    return sp.csr_matrix((vals, (rows, cols)), shape=(n, n))
+    local = rows - first_row
+    m = counts.shape[0]
+    row_max = np.zeros(m)
+    np.maximum.at(row_max, local, cnt)
+    e = np.exp(cnt - row_max[local])
+    denom = np.bincount(local, weights=e, minlength=m)
+    return rows, cols, (e / denom[local]).astype(np.float32)
 
 
 class SparseOp:
