@@ -84,7 +84,7 @@ def write_base(data: Any, split: Split, out: Path) -> Path:
 
 
 # -- training: a fresh process per run, one machine-wide slot each ------------------------------
-def train_run(data_path: str, out: str, seed: int, epochs: int, slots: str, n_slots: int) -> dict[str, Any]:
+def train_run(data_path: str, out: str, seed: int, epochs: int | None, slots: str, n_slots: int) -> dict[str, Any]:
     """Fit; keep the fit (``<out>.fit.pt``: a newer exporter rewrites bundles from it); export."""
     os.nice(10)
     import torch
@@ -94,10 +94,11 @@ def train_run(data_path: str, out: str, seed: int, epochs: int, slots: str, n_sl
     from trainer.train import fit
 
     with H.training_slot(Path(slots), n_slots):
+        cfg = H.train_config(seed=seed, threads=1, **({"epochs": epochs} if epochs else {}))
         data, load = load_dataset(data_path), H.loadavg()
-        res = fit(data, H.train_config(seed=seed, threads=1, epochs=epochs), progress=False)
+        res = fit(data, cfg, progress=False)
         torch.save(res, f"{out}.fit.pt")
-    rec = {"data": data_path, "seed": seed, "epochs_cap": epochs, "seconds": round(res.seconds, 1),
+    rec = {"data": data_path, "config": H.config_dict(cfg), "seconds": round(res.seconds, 1),
            "stages": [(s.stage, s.best_epoch, s.epochs_run) for s in res.stages], "valid_r20": res.valid.get(R20),
            "test_r20": res.test.get(R20), "loadavg_start": load, "loadavg_end": H.loadavg()}
     H.atomic_write_json(Path(f"{out}.run.json"), rec)
@@ -106,19 +107,15 @@ def train_run(data_path: str, out: str, seed: int, epochs: int, slots: str, n_sl
 
 
 def export(out: str, data_path: str) -> None:
-    """Export ``out`` from the saved fit: the model rebuilt by this checkout, trained parameters."""
+    """Export the bundle ``out`` from its saved fit (as ``margo train`` does after fitting)."""
     import torch
 
     from trainer.data import load_dataset
     from trainer.export import export_model
-    from trainer.models import build_model
 
-    rec = json.loads(Path(f"{out}.run.json").read_text())
-    cfg = H.train_config(seed=rec["seed"], threads=1, epochs=rec["epochs_cap"])
-    res, data = torch.load(f"{out}.fit.pt", weights_only=False), load_dataset(data_path)
-    state, res.model = res.model.state_dict(), build_model(cfg, data)
-    res.model.load_state_dict(state)
-    export_model(res, data, cfg, out, overwrite=True)
+    cfg = H.train_config(**json.loads(Path(f"{out}.run.json").read_text())["config"])
+    res = torch.load(f"{out}.fit.pt", weights_only=False)
+    export_model(res, load_dataset(data_path), cfg, out, overwrite=True)
 
 
 # -- evaluation ------------------------------------------------------------------------------------
@@ -226,8 +223,11 @@ def summarise(evals: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, Any], s
         runs = [(c["seed"], b, r["stages"], round(r["seconds"])) for c in cells for b, r in c["runs"].items()]
         summary[ds] = {"seeds": [c["seed"] for c in cells], "rows": rows, "targets": holds, "per_seed": per_seed}
         sizes = ", ".join(f"{k[2:]} {cells[0][k]}" for k in cells[0] if k.startswith("n_"))
-        lines += [f"\n## {ds}\n\nseeds {summary[ds]['seeds']}; epochs per stage capped at "
-                  f"{cells[0]['runs']['base']['epochs_cap']}; seed {cells[0]['seed']}: {sizes}\n",
+        cfgs = {json.dumps({k: v for k, v in r["config"].items() if k != "seed"}, sort_keys=True)
+                for c in cells for r in c["runs"].values()}
+        cfg = {k: cells[0]["runs"]["base"]["config"][k] for k in ("model", "backbone", "id_channel", "epochs", "patience")}
+        lines += [f"\n## {ds}\n\nseeds {summary[ds]['seeds']}; {cfg} ({'the same' if len(cfgs) == 1 else 'DIFFERENT'} "
+                  f"config in every run but the seed); seed {cells[0]['seed']}: {sizes}\n",
                   H.md_table(["row", "mean", "std"], [(k, *v) for k, v in rows.items()]), "",
                   *[f"- {text}: **{'holds' if holds[text] else 'does not hold'}** (per seed: "
                     f"{per_seed[key]})" for key, _, text in TARGETS],
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     H.add_common_args(p)
     p.add_argument("--datasets", default="mlsmall,synth,amazon-scientific")
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--epochs", type=int, default=100, help="cap on epochs per stage (default 100)")
+    p.add_argument("--epochs", type=int, help="cap on epochs per stage (default: the trainer's)")
     p.add_argument("--train-only", action="store_true", help="train the missing runs, no evaluation")
     p.add_argument("--re-eval", action="store_true", help="evaluate again where eval.json exists")
     args = H.parse_args(p, argv)

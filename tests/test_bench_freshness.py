@@ -60,7 +60,8 @@ def test_flat_ratios_and_targets() -> None:
                                   "warm_without_new_items": {"recall@20": 0.27}},
                       "retrained": {"cold_recall": 0.1, "warm": {"recall@20": 0.3}}},
         "fold_in_user_ms": 0.5, "fold_in_items_ms_per_item": 2.0, "seed": 0,
-        "runs": {"base": {"epochs_cap": 1, "stages": [], "seconds": 1.0}},
+        "runs": {"base": {"config": {"model": "m", "backbone": "b", "id_channel": 1, "epochs": 1,
+                                     "patience": 1, "seed": 0}, "stages": [], "seconds": 1.0}},
     }
     f = F.flat(cell)
     assert f["new users fold-in / popular"] == pytest.approx(2.5)
