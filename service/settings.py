@@ -71,6 +71,14 @@ class Settings(BaseSettings):
     before it answers 503 with ``Retry-After``."""
     db_busy_timeout_s: float = Field(10.0, ge=0)
     """SQLite: how long a writer waits for the database lock."""
+    db_answer_timeout_s: float = Field(2.0, gt=0)
+    """PostgreSQL: a request waiting on a server that has stopped answering (TCP open, no
+    reply) gets 503 with ``Retry-After`` within about this long, on open pooled connections
+    too (service/db/watchdog.py); a slow statement on a server that answers is bounded by
+    the statement timeout instead."""
+    db_lock_timeout_s: float = Field(5.0, ge=0)
+    """PostgreSQL: an API statement waiting longer for a lock (``lock_timeout``) is cancelled,
+    a 503 with ``Retry-After``; 0 = none."""
 
     # -- index ---------------------------------------------------------------------------
     ann_threshold_items: int = Field(20_000, ge=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.bulk import dumps_json
+from service.db.watchdog import Watchdog
 from service.errors import DatabaseNotReady, redact
 
 if TYPE_CHECKING:
@@ -32,16 +34,25 @@ class Timeouts:
     statement_s: float = 0.0  # none
     pool_s: float = 2.0
     busy_s: float = 10.0
+    answer_s: float = 0.0  # PostgreSQL hang detection (watchdog.py); 0 = none
+    lock_s: float = 0.0  # none
 
     @classmethod
     def of(cls, settings: Settings, *, statements: bool = True) -> Timeouts:
         """``statements=False`` for bulk work (registration, snapshots, CLI commands), which
-        may rightly run longer than a request's statement limit."""
+        may rightly run longer than a request's statement limit; they keep the full connect
+        timeout and no hang watchdog either."""
+        answer_s = settings.db_answer_timeout_s if statements else 0.0
+        connect_s = settings.db_connect_timeout_s
+        if answer_s:  # libpq's connect timeout is whole seconds, at least 2
+            connect_s = min(connect_s, max(2, math.ceil(answer_s)))
         return cls(
-            connect_s=settings.db_connect_timeout_s,
+            connect_s=connect_s,
             statement_s=settings.db_statement_timeout_s if statements else 0.0,
             pool_s=settings.db_pool_timeout_s,
             busy_s=settings.db_busy_timeout_s,
+            answer_s=answer_s,
+            lock_s=settings.db_lock_timeout_s if statements else 0.0,
         )
 
 
@@ -84,9 +95,22 @@ def create_db_engine(url: str, timeouts: Timeouts | None = None) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": limits.busy_s}
     else:
-        connect_args: dict[str, Any] = {"connect_timeout": limits.connect_s}
-        if limits.statement_s > 0:
-            connect_args["options"] = f"-c statement_timeout={int(limits.statement_s * 1000)}"
+        connect_args: dict[str, Any] = {
+            "connect_timeout": limits.connect_s,
+            # an idle pooled connection to a host that vanished is noticed, not reused blind
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+        }
+        options = [
+            f"-c {name}={int(seconds * 1000)}"
+            for name, seconds in (("statement_timeout", limits.statement_s),
+                                  ("lock_timeout", limits.lock_s))  # fmt: skip
+            if seconds > 0
+        ]
+        if options:
+            connect_args["options"] = " ".join(options)
         kwargs.update(
             pool_pre_ping=True,
             pool_size=5,
@@ -97,6 +121,13 @@ def create_db_engine(url: str, timeouts: Timeouts | None = None) -> Engine:
     engine = create_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas(int(limits.busy_s * 1000)))
+    elif limits.answer_s > 0:
+        watchdog = engine.watchdog = Watchdog(limits.answer_s)  # type: ignore[attr-defined]
+
+        def connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+            return watchdog.connect(cargs, cparams)
+
+        event.listen(engine, "do_connect", connect)
     return engine
 
 
@@ -138,3 +169,6 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        watchdog = getattr(self.engine, "watchdog", None)
+        if watchdog is not None:
+            watchdog.close()
