@@ -11,6 +11,7 @@ where) and ``FoldInUnavailable`` (a bundle without fold-in state, e.g. an older 
 
 from trainer.bundle_foldin import FoldInError, FoldInInputError, FoldInUnavailable
 from trainer.foldin.items import FoldedItems, ItemFoldIn, fold_in_items
+from trainer.foldin.users import UserFoldIn, fold_in_user
 
 __all__ = [
     "FoldInError",
@@ -18,5 +19,7 @@ __all__ = [
     "FoldInUnavailable",
     "FoldedItems",
     "ItemFoldIn",
+    "UserFoldIn",
     "fold_in_items",
+    "fold_in_user",
 ]

