@@ -59,7 +59,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings | None = None) -> int
         port=args.port,
         workers=args.workers,
         loop="uvloop",  # the asyncio loop adds ~44 ms per keep-alive request with --workers
-        http="httptools",
+        # httptools plus header/body read deadlines and a header size limit (slow clients)
+        http="service.slow_clients:GuardedHttpTools",
+        timeout_keep_alive=settings.keep_alive_timeout_s,
+        # off by default: uvicorn counts idle connections too, so slow clients would turn
+        # every real request into a 503; bounded by the read deadlines instead
+        limit_concurrency=args.limit_concurrency,
         log_level=args.log_level,
         log_config=logging_config(settings.log_format, args.log_level),  # applied in each worker
         access_log=args.access_log,
@@ -264,6 +269,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    serve.add_argument(
+        "--limit-concurrency",
+        type=int,
+        default=None,
+        help="answer 503 once a worker has this many connections or requests (default: none)",
+    )
     serve.add_argument("--log-level", default="info")
     serve.add_argument(
         "--access-log",

@@ -126,6 +126,16 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=0)
     """Largest request body accepted (bytes); a larger one is answered 413 before it is read
     whole. 0: no limit."""
+    client_header_timeout_s: float = Field(10.0, gt=0)
+    """``margo serve``: a request's headers must arrive within this (from the connection's
+    opening or the request's first byte), else 408 and close (slow-header clients)."""
+    client_body_timeout_s: float = Field(10.0, gt=0)
+    """``margo serve``: a request body that stalls longer between two reads closes the
+    connection."""
+    max_header_bytes: int = Field(64 * 1024, ge=1024)
+    """``margo serve``: larger request headers are answered 431 and the connection closed."""
+    keep_alive_timeout_s: int = Field(5, ge=1)
+    """``margo serve``: an idle keep-alive connection is closed after this long."""
 
     # -- observability -------------------------------------------------------------------
     log_format: LogFormat = LogFormat.JSON

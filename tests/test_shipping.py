@@ -14,7 +14,7 @@ import yaml
 from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVICES = {"postgres", "redis", "migrate", "trainer-init", "api", "worker"}
+SERVICES = {"postgres", "redis", "migrate", "trainer-init", "api", "proxy", "worker"}
 
 
 def compose_command() -> list[str]:
@@ -75,6 +75,18 @@ def test_compose_start_order_and_health(compose: dict) -> None:
     assert api[:2] == ["margo", "serve"] and api[api.index("--workers") + 1] == "2"
     init = " ".join(services["trainer-init"]["command"])
     assert "margo import synth" in init and "margo train" in init and "manifest.json" in init
+
+
+def test_compose_puts_nginx_in_front_of_the_api(compose: dict) -> None:
+    services = compose["services"]
+    assert "ports" not in services["api"], "the API is reached through the proxy only"
+    proxy = services["proxy"]
+    assert [p["target"] for p in proxy["ports"]] == [8080]
+    assert any("docker/nginx.conf" in str(v) for v in proxy["volumes"])
+    conf = (ROOT / "docker" / "nginx.conf").read_text()
+    for bound in ("client_header_timeout 10s", "client_body_timeout 10s", "keepalive_timeout 5s",
+                  "client_max_body_size 16m", "server api:8000", "listen 8080"):  # fmt: skip
+        assert bound in conf, bound
 
 
 def test_compose_volumes_and_settings(compose: dict) -> None:
