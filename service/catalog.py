@@ -22,15 +22,23 @@ _MASK_CACHE = 64  # label combinations whose boolean masks are kept
 
 
 class Catalog:
-    """Hidden flags, category labels and titles over the rows of one bundle."""
+    """Hidden flags, category labels and titles over the rows of one bundle, and over
+    ``spare`` rows after them for folded items (service/fresh/items.py). A spare row is
+    hidden until :meth:`assign` gives it to an item and :meth:`apply` reads that item's
+    row; :meth:`clear_rows` hands it back."""
 
-    def __init__(self, n_items: int, item_row: Callable[[str], int | None]) -> None:
+    def __init__(
+        self, n_items: int, item_row: Callable[[str], int | None], spare: int = 0
+    ) -> None:
         self.n_items = n_items
+        self.size = n_items + spare
         self._item_row = item_row
-        self.hidden = np.zeros(n_items, dtype=bool)
-        self.n_hidden = 0
+        self.free = np.zeros(self.size, dtype=bool)  # spare rows no item holds
+        self.free[n_items:] = True
+        self.hidden = self.free.copy()
+        self.n_hidden = 0  # hidden rows that hold an item
         self.labels: dict[str, np.ndarray] = {}  # label -> sorted int64 rows
-        self.titles: list[str | None] = [None] * n_items  # shown with every recommendation
+        self.titles: list[str | None] = [None] * self.size  # shown with every recommendation
         self.revision = ""  # watermark of the SQL rows applied; part of every cache key
         self._masks: OrderedDict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._lock = threading.Lock()
@@ -38,8 +46,8 @@ class Catalog:
     # -- loading and updates ---------------------------------------------------------------
     def load(self, rows: Iterable[Any], revision: str) -> None:
         """Initial fill from (external_id, hidden, categories, title) rows."""
-        hidden = np.zeros(self.n_items, dtype=bool)
-        titles: list[str | None] = [None] * self.n_items
+        hidden = self.free.copy()
+        titles: list[str | None] = [None] * self.size
         lists: dict[str, list[int]] = {}
         for external_id, is_hidden, categories, title in rows:
             row = self._item_row(external_id)
@@ -53,7 +61,7 @@ class Catalog:
         with self._lock:
             self.hidden = hidden
             self.titles = titles
-            self.n_hidden = int(hidden.sum())
+            self.n_hidden = int((hidden & ~self.free).sum())
             self.labels = {k: np.unique(np.asarray(v, dtype=np.int64)) for k, v in lists.items()}
             self._masks.clear()
             self.revision = revision
@@ -83,13 +91,38 @@ class Catalog:
                         labels[label] = np.insert(members, pos, row)
                 for label in wanted - labels.keys():
                     labels[label] = np.asarray([row], dtype=np.int64)
-            self.n_hidden = int(hidden.sum())
+            self.n_hidden = int((hidden & ~self.free).sum())
             self.labels = labels
             self.titles = titles
             self._masks = OrderedDict()
             if revision > self.revision:
                 self.revision = revision
         return changed
+
+    def assign(self, rows: Iterable[int]) -> None:
+        """Spare rows now held by folded items (still hidden until :meth:`apply`)."""
+        with self._lock:
+            for row in rows:
+                self.free[row] = False
+
+    def clear_rows(self, rows: Iterable[int]) -> None:
+        """Hand spare rows back: hidden, untitled, in no label."""
+        rows = sorted({int(r) for r in rows})
+        if not rows:
+            return
+        gone = np.asarray(rows, dtype=np.int64)
+        with self._lock:
+            titles = list(self.titles)
+            for row in rows:
+                self.free[row] = True
+                self.hidden[row] = True
+                titles[row] = None
+            self.labels = {
+                k: v[~np.isin(v, gone)] for k, v in self.labels.items()
+            }  # fmt: skip
+            self.titles = titles
+            self.n_hidden = int((self.hidden & ~self.free).sum())
+            self._masks = OrderedDict()
 
     # -- queries -----------------------------------------------------------------------------
     def rows_with(self, labels: tuple[str, ...]) -> np.ndarray:
@@ -110,7 +143,7 @@ class Catalog:
         if hit is not None:
             return hit
         rows = self.rows_with(labels)
-        mask = np.zeros(self.n_items, dtype=bool)
+        mask = np.zeros(self.size, dtype=bool)
         mask[rows] = True
         masks[labels] = (rows, mask)
         while len(masks) > _MASK_CACHE:
@@ -149,3 +182,18 @@ class SeenOverlay:
 
     def rows(self, user_id: str) -> np.ndarray | None:
         return self._by_user.get(user_id)
+
+    def forget(self, rows: Iterable[int]) -> set[str]:
+        """Drop rows handed back by folded items (a slot's next item is another one);
+        returns the users that changed."""
+        gone = np.asarray(sorted({int(r) for r in rows}), dtype=np.int64)
+        changed: set[str] = set()
+        if gone.size == 0:
+            return changed
+        with self._lock:
+            for user_id, held in list(self._by_user.items()):
+                keep = ~np.isin(held, gone)
+                if not keep.all():
+                    self._by_user[user_id] = held[keep]
+                    changed.add(user_id)
+        return changed

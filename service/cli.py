@@ -229,7 +229,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings | None = None) -> in
 
     from service.events import redis_client
     from service.jobs.lifecycle import sweep_stale
-    from service.jobs.queue import QueueUnavailable
+    from service.jobs.queue import QueueUnavailable, encode_queue_name
 
     settings = settings or get_settings()
     if not settings.redis_url:
@@ -249,9 +249,10 @@ def cmd_worker(args: argparse.Namespace, settings: Settings | None = None) -> in
             f"Redis at {redact(settings.redis_url)} does not answer: {exc}"
         ) from None
     client = redis.Redis.from_url(settings.redis_url)  # the worker's blocking pops wait long
-    queue = Queue(settings.queue_name, connection=client, serializer=JSONSerializer)
-    worker = Worker([queue], connection=client, serializer=JSONSerializer, name=args.name)
-    print(f"margo worker {worker.name} on queue {settings.queue_name}", flush=True)
+    names = [encode_queue_name(settings), settings.queue_name]  # short encode jobs first
+    queues = [Queue(n, connection=client, serializer=JSONSerializer) for n in names]
+    worker = Worker(queues, connection=client, serializer=JSONSerializer, name=args.name)
+    print(f"margo worker {worker.name} on queues {', '.join(names)}", flush=True)
     worker.work(burst=args.burst, logging_level=args.log_level.upper())
     return 0
 

@@ -37,6 +37,7 @@ import numpy as np
 from service.metrics import faiss_timer
 from service.settings import GpuMode, IndexKind, IvfStore, Settings
 from trainer.atomic import atomic_path
+from trainer.bundle import ModelBundle
 from trainer.manifest import Manifest
 
 log = logging.getLogger(__name__)
@@ -252,6 +253,22 @@ class ItemIndex:
     def exact_scores(self, query: np.ndarray) -> np.ndarray:
         """``V q`` for every item, float32 [n_items] (the exact fallback)."""
         return self.vectors @ query
+
+
+def bundle_index(
+    bundle: ModelBundle, version: str, settings: Settings, vectors: np.ndarray | None = None
+) -> ItemIndex:
+    """Read the bundle's index (beside it, else under ``index_cache_dir/<version>``) or build
+    and save it; ``vectors``: the bundle's item vectors when the caller has them."""
+    cache_dir = settings.index_cache_dir
+    return ItemIndex.load_or_build(
+        bundle.item_vectors() if vectors is None else vectors,
+        IndexParams.choose(bundle.n_items, settings),
+        index_dir=bundle.path / "index",
+        fingerprint=vectors_fingerprint(bundle.manifest),
+        use_gpu=gpu_available(settings.gpu),
+        fallback_dir=cache_dir / version if cache_dir else None,
+    )
 
 
 def write_index_atomic(index: Any, path: Path) -> None:

@@ -18,7 +18,10 @@ import numpy as np
 from service.catalog import Catalog, SeenOverlay
 from service.db import crud
 from service.db.session import Database
-from service.index import IndexParams, ItemIndex, gpu_available, vectors_fingerprint
+from service.fresh import fold, sync
+from service.fresh.items import FoldedItemSet
+from service.fresh.users import FoldedUserCache
+from service.index import ItemIndex, bundle_index
 from service.settings import Settings
 from trainer.bundle import (
     RELIABILITY_CONFIDENCE,
@@ -64,6 +67,8 @@ class LiveModel:
     popular_order: np.ndarray  # item rows by popularity, most popular first
     low_confidence_positives: int
     created_at: dt.datetime
+    folded: FoldedItemSet  # items folded in since training: rows n_items.. (service/fresh/)
+    users: FoldedUserCache  # users' folded queries (service/fresh/users.py)
     load_seconds: float = 0.0
     overlay_since: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     _reliability_order: dict[tuple[str, int], np.ndarray] = field(
@@ -105,45 +110,50 @@ class LiveModel:
             raise BundleError(
                 f"{path}: item vectors {vectors.shape}, expected {(bundle.n_items, dim)}"
             )
-        params = IndexParams.choose(bundle.n_items, settings)
-        fallback = settings.index_cache_dir / version if settings.index_cache_dir else None
         if index is None:
-            index = ItemIndex.load_or_build(
-                vectors,
-                params,
-                index_dir=path / "index",
-                fingerprint=vectors_fingerprint(bundle.manifest),
-                use_gpu=gpu_available(settings.gpu),
-                fallback_dir=fallback,
-            )
+            index = bundle_index(bundle, version, settings, vectors)
         # plain views: np.memmap's per-index overhead would show on every request
         arrays = {name: np.asarray(a) for name, a in bundle.arrays.items()}
         popularity = arrays["item_popularity"]
         # most popular first, ties broken by row so the order is total and stable
         popular_order = np.lexsort((np.arange(bundle.n_items), -popularity.astype(np.int64)))
         created = parse_time(bundle.manifest.created_at) or dt.datetime.now(dt.UTC)
+        spare = settings.foldin_max_items
+        folded = FoldedItemSet(bundle.n_items, len(bundle.channels), bundle.dim, spare)
+
+        def row_of(item_id: str) -> int | None:
+            row = bundle.item_index(item_id)
+            return row if row is not None else folded.row(item_id)
+
         model = cls(
             version=version,
             bundle=bundle,
             index=index,
-            catalog=Catalog(bundle.n_items, bundle.item_index),
-            overlay=SeenOverlay(bundle.item_index),
+            catalog=Catalog(bundle.n_items, row_of, spare=spare),
+            overlay=SeenOverlay(row_of),
             arrays=arrays,
             queries=bundle.query_vectors(),
             popular_order=popular_order,
             low_confidence_positives=settings.low_confidence_positives,
             created_at=created,
             overlay_since=created - OVERLAY_MARGIN,
+            folded=folded,
+            users=FoldedUserCache(settings.foldin_max_users),
         )
         if db is not None:
+            # folded items first: the catalogue and the overlay resolve their ids to rows
+            sync.refresh_items(model, db, full=True)
+            sync.fold_missing(model, db, settings.foldin_max_items)
+            sync.refresh_items(model, db)
             model.refresh_catalog(db, full=True)
             model.refresh_overlay(db)
+        _ = model.user_folder  # its precomputation here, not in the first fold-in request
         model.load_seconds = time.perf_counter() - started
         log.info(
             "loaded model %s: %d items, %s index, %.2fs",
             version,
             bundle.n_items,
-            params.kind.value,
+            index.params.kind.value,
             model.load_seconds,
         )
         return model
@@ -174,6 +184,85 @@ class LiveModel:
             newest = max(crud.as_utc(r[2]) or self.overlay_since for r in rows)
             self.overlay_since = max(self.overlay_since, newest - REFRESH_OVERLAP)
         return self.overlay.add((u, i) for u, i, _ in rows)
+
+    def refresh_folded(self, db: Database) -> int:
+        """Apply items other processes (or the encode job) folded since the last refresh."""
+        return sync.refresh_items(self, db)
+
+    # -- rows: the bundle's items, then folded ones (service/fresh/items.py) -------------------
+    def row_of(self, item_id: str) -> int | None:
+        """The item's row: its bundle row, else its folded slot's row (set per instance)."""
+        row = self.bundle.item_index(item_id)
+        return row if row is not None else self.folded.row(item_id)
+
+    @property
+    def n_rows(self) -> int:
+        """Rows a request may see: the bundle's items and the folded slots in use."""
+        return self.bundle.n_items + self.folded.high_water
+
+    def item_id(self, row: int) -> str:
+        n = self.bundle.n_items
+        return self.bundle.item_ids[row] if row < n else (self.folded.item_id(row) or "")
+
+    def item_ids_of(self, rows: np.ndarray) -> list[str]:
+        ids, n = self.bundle.item_ids, self.bundle.n_items
+        return [ids[r] if r < n else (self.folded.item_id(r) or "") for r in rows.tolist()]
+
+    def _split(self, rows: np.ndarray) -> tuple[bool, np.ndarray]:
+        """(all rows are bundle rows, mask of the folded ones)."""
+        cold = rows >= self.bundle.n_items
+        return (not cold.any()), cold
+
+    def _gather(self, rows: np.ndarray, base: np.ndarray, side: np.ndarray) -> np.ndarray:
+        plain, cold = self._split(rows)
+        if plain:
+            return base[rows]
+        out = np.empty((rows.size, *base.shape[1:]), dtype=base.dtype)
+        out[~cold] = base[rows[~cold]]
+        out[cold] = side[rows[cold] - self.bundle.n_items]
+        return out
+
+    def vectors_of(self, rows: np.ndarray) -> np.ndarray:
+        """v_i of item rows, bundle or folded, float32 [r, M*d]."""
+        if self.folded.high_water == 0:
+            return self.index.vectors[rows]
+        return self._gather(rows, self.index.vectors, self.folded.vectors)
+
+    def emb_of(self, rows: np.ndarray) -> np.ndarray:
+        return self._gather(rows, self.arrays["item_emb"], self.folded.emb)
+
+    def weights_of(self, rows: np.ndarray) -> np.ndarray:
+        return self._gather(rows, self.arrays["item_weights"], self.folded.weights)
+
+    def pos_count_of(self, rows: np.ndarray) -> np.ndarray:
+        """Training positives per row (0 for folded items: the model saw none)."""
+        counts = self.arrays["item_pos_count"]
+        plain, cold = self._split(rows)
+        if plain:
+            return counts[rows]
+        out = np.zeros(rows.size, dtype=counts.dtype)
+        out[~cold] = counts[rows[~cold]]
+        return out
+
+    def search(self, query: np.ndarray, n: int) -> np.ndarray:
+        """About the ``n`` best rows: the bundle's index, and the folded items exactly."""
+        ids = self.index.search(query, n)
+        if self.folded.high_water == 0:
+            return ids
+        return np.concatenate([ids, self.folded.search(query, n)])
+
+    def exact_scores(self, query: np.ndarray) -> np.ndarray:
+        """``v_i . q`` of every row, float32 [n_rows]."""
+        scores = self.index.exact_scores(query)
+        hw = self.folded.high_water
+        if hw == 0:
+            return scores
+        return np.concatenate([scores, self.folded.vectors[:hw] @ query])
+
+    @cached_property
+    def user_folder(self) -> object | None:
+        """The bundle's user fold-in (service/fresh/fold.py), None when it has none."""
+        return fold.user_folder(self.bundle)
 
     # -- per-request helpers -----------------------------------------------------------------
     def excluded_rows(self, user_row: int | None, user_id: str) -> np.ndarray:

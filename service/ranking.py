@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from service.explain import explained_items, popular_items
+from service.fresh.users import FoldedUser
 from service.index import IndexKind
 from service.live import LiveModel
-from trainer import scoring
-from trainer.scoring import ModalityTerms
 
 GROWTH = 4
 _EXACT_MARGIN = 32  # extra float32 pre-selections re-scored in float64 (ties at the cut)
@@ -68,24 +68,13 @@ Keep = Callable[[np.ndarray], np.ndarray]
 
 
 # -- exact scores ------------------------------------------------------------------------------
-def modality_terms(model: LiveModel, user_row: int, rows: np.ndarray) -> ModalityTerms:
-    """The user's scores of ``rows`` split by modality (trainer/scoring.py), from the v_i the
-    index holds: the contributions add up to the score the ranking used."""
-    arrays = model.arrays
-    return scoring.modality_terms(
-        arrays["user_emb"][user_row],
-        arrays["item_emb"][rows],
-        arrays["item_weights"][rows],
-        model.index.vectors[rows],
-    )
-
-
-def exact_scorer(vectors: np.ndarray, query: np.ndarray) -> Scorer:
-    """Scores ``v_i . q`` of given rows in float64: the order every ranking uses."""
+def exact_scorer(model: LiveModel, query: np.ndarray) -> Scorer:
+    """Scores ``v_i . q`` of given rows (bundle or folded) in float64: the order every
+    ranking uses."""
     query64 = query.astype(np.float64)
 
     def scorer(rows: np.ndarray) -> np.ndarray:
-        return vectors[rows].astype(np.float64) @ query64
+        return model.vectors_of(rows).astype(np.float64) @ query64
 
     return scorer
 
@@ -119,13 +108,13 @@ def rank_rows(
 ) -> np.ndarray:
     """At least ``need`` item rows in rank order (fewer when the filters leave fewer)."""
     index = model.index
-    n = model.n_items
+    n = model.n_rows
     flat_limit = n // 2 if index.params.kind is IndexKind.FLAT else n
     parts: list[np.ndarray] = []
     looked = np.empty(0, dtype=np.int64)
     got = 0
     while pool <= cfg.ann_pool_max and pool < flat_limit:
-        ids = index.search(query, pool)
+        ids = model.search(query, pool)
         fresh = np.setdiff1d(ids, looked, assume_unique=True) if looked.size else ids
         fresh = fresh[keep(fresh)]
         if fresh.size:
@@ -140,7 +129,10 @@ def rank_rows(
     if looked.size:
         rows = rows[~np.isin(rows, looked, assume_unique=True)]
     if rows.size:
-        rough = index.vectors[rows] @ query if rows.size < n else index.exact_scores(query)
+        if rows.size < n // 2:
+            rough = model.vectors_of(rows) @ query
+        else:
+            rough = model.exact_scores(query)[rows]
         parts.append(_top_exact(rows, rough, scorer, need - got))
     return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
@@ -185,20 +177,30 @@ def make_filters(model: LiveModel, user_row: int | None, q: RecQuery) -> Filters
 
 def initial_pool(model: LiveModel, filters: Filters, cfg: RankingConfig) -> int:
     base = cfg.candidate_pool + filters.excluded.size
-    rate = filters.pass_rate(model.n_items, model.catalog.n_hidden)
+    rate = filters.pass_rate(model.n_rows, model.catalog.n_hidden)
     return int(np.ceil(base / rate))
 
 
 # -- the two strategies ------------------------------------------------------------------------
-def personal_rows(model: LiveModel, user_row: int, q: RecQuery, cfg: RankingConfig) -> np.ndarray:
+def personal_rows(
+    model: LiveModel,
+    user_row: int | None,
+    q: RecQuery,
+    cfg: RankingConfig,
+    query: np.ndarray | None = None,
+) -> np.ndarray:
+    """The user's ranking with ``query``: folded (service/fresh/), else their trained one."""
+    if query is None:
+        assert user_row is not None, "a user without a trained query needs a folded one"
+        query = model.queries[user_row]
     filters = make_filters(model, user_row, q)
-    query = model.queries[user_row]
-    scorer = exact_scorer(model.index.vectors, query)
+    scorer = exact_scorer(model, query)
+    n_rows = model.n_rows
 
     need = q.offset + q.k
     if filters.label_rows is not None and filters.label_rows.size <= cfg.exact_subset_max_items:
-        rows = filters.allowed(model.n_items)
-        rough = model.index.vectors[rows] @ query
+        rows = filters.allowed(n_rows)
+        rough = model.vectors_of(rows) @ query
         return _top_exact(rows, rough, scorer, need)
     return rank_rows(
         model,
@@ -208,7 +210,7 @@ def personal_rows(model: LiveModel, user_row: int, q: RecQuery, cfg: RankingConf
         need=need,
         pool=initial_pool(model, filters, cfg),
         cfg=cfg,
-        allowed_all=lambda: filters.allowed(model.n_items),
+        allowed_all=lambda: filters.allowed(n_rows),
     )
 
 
@@ -231,134 +233,45 @@ def popular_rows(model: LiveModel, q: RecQuery, chunk: int = 4096) -> np.ndarray
 
 
 # -- response payloads -------------------------------------------------------------------------
-def recommend(model: LiveModel, q: RecQuery, cfg: RankingConfig) -> dict[str, Any]:
-    """The payload of GET /users/{id}/recommendations (plain dicts for orjson)."""
+def recommend(
+    model: LiveModel, q: RecQuery, cfg: RankingConfig, folded: FoldedUser | None = None
+) -> dict[str, Any]:
+    """The payload of GET /users/{id}/recommendations (plain dicts for orjson).
+
+    ``folded``: the user's query folded in from interactions posted since training
+    (service/fresh/sync.py ``user_query``); it replaces a known user's trained query and makes
+    an unknown user ``fold-in`` instead of ``popular``."""
     user_row = model.bundle.user_index(q.user_id)
-    if user_row is None:
+    if user_row is None and folded is None:
         rows = popular_rows(model, q)[q.offset : q.offset + q.k]
         items = popular_items(model, rows, q.offset)
         strategy = "popular"
     else:
-        rows = personal_rows(model, user_row, q, cfg)[q.offset : q.offset + q.k]
-        items = explained_items(model, user_row, rows, q.offset, explain=q.explain)
-        strategy = "personal"
+        if folded is not None:
+            query, user_emb = folded.query, folded.emb
+        else:
+            query, user_emb = model.queries[user_row], model.arrays["user_emb"][user_row]
+        rows = personal_rows(model, user_row, q, cfg, query)[q.offset : q.offset + q.k]
+        items = explained_items(model, user_emb, rows, q.offset, explain=q.explain)
+        strategy = "personal" if user_row is not None else "fold-in"
     return {
         "user_id": q.user_id,
         "model_version": model.version,
         "strategy": strategy,
         "items": items,
         "reliability_absent": model.reliability_absent,
+        "fold_in": folded.info() if folded is not None else None,
     }
-
-
-def _confidence(model: LiveModel, rows: np.ndarray) -> list[int]:
-    return model.arrays["item_pos_count"][rows].tolist()
-
-
-def explained_items(
-    model: LiveModel, user_row: int, rows: np.ndarray, offset: int, *, explain: bool
-) -> list[dict[str, Any]]:
-    if rows.size == 0:
-        return []
-    terms = modality_terms(model, user_row, rows)
-    score = terms.score
-    ids, titles = model.bundle.item_ids, model.catalog.titles
-    low = model.low_confidence_positives
-    positives = _confidence(model, rows)
-    out: list[dict[str, Any]] = []
-    if not explain:
-        for r, (row, s, p) in enumerate(zip(rows.tolist(), score.tolist(), positives, strict=True)):
-            out.append(
-                {
-                    "item_id": ids[row],
-                    "title": titles[row],
-                    "rank": offset + r + 1,
-                    "score": s,
-                    "modalities": None,
-                    "top_modality": None,
-                    "positives": p,
-                    "low_confidence": p < low,
-                }
-            )
-        return out
-    names = model.channels
-    # the trainer's reliability score per modality beside the weight (None: the bundle has none)
-    rel = model.reliability
-    if rel is None:
-        nones = [None] * len(names)
-        rel_score = rel_conf = [nones] * rows.size
-    else:
-        rel_score, rel_conf = rel.score[rows].tolist(), rel.confidence[rows].tolist()
-    columns = zip(
-        rows.tolist(),
-        score.tolist(),
-        terms.similarity.tolist(),
-        terms.weight.tolist(),
-        terms.contribution.tolist(),
-        terms.share.tolist(),
-        terms.top_modality.tolist(),
-        positives,
-        rel_score,
-        rel_conf,
-        strict=True,
-    )
-    for r, (row, s, sim, w, c, sh, t, p, rs, rc) in enumerate(columns):
-        out.append(
-            {
-                "item_id": ids[row],
-                "title": titles[row],
-                "rank": offset + r + 1,
-                "score": s,
-                "modalities": {
-                    name: {
-                        "score": sim[m],
-                        "weight": w[m],
-                        "contribution": c[m],
-                        "share": sh[m],
-                        "reliability": rs[m],
-                        "reliability_confidence": rc[m],
-                    }
-                    for m, name in enumerate(names)
-                },
-                "top_modality": names[t],
-                "positives": p,
-                "low_confidence": p < low,
-            }
-        )
-    return out
-
-
-def popular_items(model: LiveModel, rows: np.ndarray, offset: int) -> list[dict[str, Any]]:
-    ids, titles = model.bundle.item_ids, model.catalog.titles
-    popularity = model.arrays["item_popularity"][rows].tolist()
-    low = model.low_confidence_positives
-    return [
-        {
-            "item_id": ids[row],
-            "title": titles[row],
-            "rank": offset + r + 1,
-            "score": float(pop),
-            "modalities": None,
-            "top_modality": None,
-            "positives": p,
-            "low_confidence": p < low,
-        }
-        for r, (row, pop, p) in enumerate(
-            zip(rows.tolist(), popularity, _confidence(model, rows), strict=True)
-        )
-    ]
 
 
 def similar_rows(
     model: LiveModel, item_row: int, k: int, cfg: RankingConfig
 ) -> tuple[np.ndarray, np.ndarray]:
     """Neighbours of an item in the fused space (inner product of v_i), itself excluded."""
-    vectors = model.index.vectors
-    query = vectors[item_row]
+    query = model.vectors_of(np.asarray([item_row], dtype=np.int64))[0]
     filters = Filters(model.catalog.hidden, np.asarray([item_row], dtype=np.int64), None, None)
-
-    def scorer(rows: np.ndarray) -> np.ndarray:
-        return vectors[rows].astype(np.float64) @ query.astype(np.float64)
+    scorer = exact_scorer(model, query)
+    n_rows = model.n_rows
 
     rows = rank_rows(
         model,
@@ -368,6 +281,6 @@ def similar_rows(
         need=k,
         pool=initial_pool(model, filters, cfg),
         cfg=cfg,
-        allowed_all=lambda: filters.allowed(model.n_items),
+        allowed_all=lambda: filters.allowed(n_rows),
     )[:k]
     return rows, scorer(rows)

@@ -30,11 +30,13 @@ from sqlalchemy.orm import Session
 from service.cache import ResponseCache
 from service.db import crud, seed
 from service.db.catalogue import check_catalogue
+from service.db.crud.foldin import drop_other_versions
 from service.db.session import Database
 from service.db.tables import ModelStatus, ModelVersion, utcnow
 from service.errors import BundleMissing, Conflict, ModelLoadError, NotFound
 from service.events import EventBus
-from service.index import IndexParams, ItemIndex, gpu_available, vectors_fingerprint
+from service.fresh.sync import fold_users_on_write
+from service.index import ItemIndex, bundle_index
 from service.live import LiveModel, parse_time
 from service.settings import Settings
 from trainer.bundle import MANIFEST, ModelBundle, load_bundle
@@ -184,16 +186,7 @@ class Registry:
 
     def build_index(self, bundle: ModelBundle, version: str) -> ItemIndex:
         """Build (or find) the bundle's index now, so activation only reads it."""
-        params = IndexParams.choose(bundle.n_items, self.settings)
-        cache_dir = self.settings.index_cache_dir
-        return ItemIndex.load_or_build(
-            bundle.item_vectors(),
-            params,
-            index_dir=bundle.path / "index",
-            fingerprint=vectors_fingerprint(bundle.manifest),
-            use_gpu=gpu_available(self.settings.gpu),
-            fallback_dir=cache_dir / version if cache_dir else None,
-        )
+        return bundle_index(bundle, version, self.settings)
 
     def scan_model_dir(self) -> list[str]:
         """Register every bundle under the model directory not registered yet."""
@@ -285,6 +278,7 @@ class Registry:
                 if guard is not None:
                     guard(session)
                 crud.mark_active(session, version=version)
+                drop_other_versions(session, keep=version)  # it folds what it lacks itself
             self._swap(live)
         self.events.publish("model_activated", version=version)
         return self.get(version)
@@ -353,8 +347,11 @@ class Registry:
 
     def _on_event(self, event: dict[str, Any]) -> None:
         if event.get("event") == "interactions":
-            for user_id in event.get("users") or ():
-                self.cache.invalidate_user(str(user_id))
+            users = [str(u) for u in event.get("users") or ()]
+            if (live := self._current) is not None:
+                live.users.drop(users)  # folded queries: read from SQL on the next request
+            for user_id in users:
+                self.cache.invalidate_user(user_id)
         self._wake.set()
 
     def poll_once(self) -> None:
@@ -376,21 +373,26 @@ class Registry:
                             log.error("%s; still serving the previous model", exc.detail)
         live = self._current
         if live is not None:
+            live.refresh_folded(self.db)  # before the catalogue: it resolves folded ids
             live.refresh_catalog(self.db)
-            for user_id in live.refresh_overlay(self.db):
+            live.users.drop(changed := live.refresh_overlay(self.db))
+            for user_id in changed:
                 self.cache.invalidate_user(user_id)
 
     # -- changes made through this process ---------------------------------------------------
     def items_changed(self) -> None:
         live = self._current
         if live is not None:
+            live.refresh_folded(self.db)
             live.refresh_catalog(self.db)
         self.events.publish("items_changed")
 
     def interactions_added(self, user_ids: list[str]) -> None:
+        """The overlay, the users' folded queries (stored before others hear), their pages."""
         live = self._current
         if live is not None:
             live.refresh_overlay(self.db)
+            fold_users_on_write(live, self.db, user_ids, self.settings.foldin_write_users)
         for user_id in user_ids:
             self.cache.invalidate_user(user_id)
         self.events.publish("interactions", users=user_ids)

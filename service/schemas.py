@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.db.tables import JobStatus, ModelStatus
+from service.fresh.schemas import FoldedItemInfo, FoldedUserInfo, ItemFoldInStatus
 from service.limits import INT64_MAX, Float32, Int64, JsonObject, SafeId, SafeText, Vector
 from trainer.config import RETRAIN_FIELDS, ModelName, subset_model
 
@@ -25,7 +26,8 @@ class ErrorOut(BaseModel):
 
 class Strategy(StrEnum):
     PERSONAL = "personal"  # the user's own query vector against the index
-    POPULAR = "popular"  # unknown user: most popular items
+    POPULAR = "popular"  # unknown user without usable interactions: most popular items
+    FOLD_IN = "fold-in"  # unknown user with interactions: a query folded in from them
 
 
 class RecParams(BaseModel):
@@ -73,6 +75,8 @@ class RecommendedItem(BaseModel):
         description="fewer training positives than MARGO_LOW_CONFIDENCE_POSITIVES: the item's "
         "weights were learned from little data"
     )
+    cold: bool = Field(False, description="a new item folded in from its content")
+    fold_in: FoldedItemInfo | None = Field(None, description="where a cold item's vector is from")
 
 
 class UserOut(BaseModel):
@@ -95,6 +99,9 @@ class RecommendationsOut(BaseModel):
     items: list[RecommendedItem]
     reliability_absent: str | None = Field(
         None, description="why the explanations carry no reliability score; null when they do"
+    )
+    fold_in: FoldedUserInfo | None = Field(
+        None, description="set when the query was folded in from interactions since training"
     )
 
 
@@ -127,6 +134,8 @@ class ItemOut(BaseModel):
     model: ItemModelInfo | None = Field(
         None, description="the active model's view of the item; null if it does not know it"
     )
+    cold: bool = Field(False, description="the active model did not train on the item")
+    fold_in: ItemFoldInStatus | None = Field(None, description="fold-in state of a cold item")
 
 
 def check_labels(value: list[str] | None) -> list[str] | None:
@@ -154,6 +163,7 @@ class SimilarItem(BaseModel):
     item_id: str
     rank: int
     score: float = Field(description="v_i . v_j in the fused (weighted) space")
+    cold: bool = Field(False, description="a new item folded in from its content")
 
 
 class SimilarOut(BaseModel):
@@ -328,12 +338,6 @@ class ItemIn(BaseModel):
 
 class ItemsIn(BaseModel):
     items: list[ItemIn] = Field(min_length=1, max_length=1000)
-
-
-class ItemsWriteOut(BaseModel):
-    created: list[str]
-    updated: list[str]
-    recommendable: str = Field(description="when the written items can be recommended")
 
 
 # POST /retrain's hyperparameters: the fields of trainer/config.py's RETRAIN_FIELDS, with

@@ -116,6 +116,17 @@ class Settings(BaseSettings):
     load_on_startup: bool = True
     """Scan the model directory and load the active (or newest ready) model at start-up."""
 
+    foldin_max_items: int = Field(10_000, ge=0)
+    """Items folded in since training (new items served before a retrain) each process
+    holds; past it the one folded longest ago waits for the next retrain. 0: no item
+    fold-in. Memory: about 8 x M x d bytes per item (M modalities, d dims)."""
+    foldin_max_users: int = Field(50_000, ge=0)
+    """Folded user queries each process keeps in memory (LRU; the rest are read back from
+    SQL on the user's next request). About 4 x M x d bytes per user."""
+    foldin_write_users: int = Field(1_000, ge=0)
+    """Users of one POST /interactions batch folded before it answers; the rest fold on
+    their next request."""
+
     # -- access --------------------------------------------------------------------------
     public_reads: bool = False
     """Let GET endpoints answer without an API key (``make demo`` sets it; compose does not).

@@ -38,6 +38,7 @@ class ServiceState:
     ranking: RankingConfig
     redis: Any | None = None
     jobs: Any | None = None  # service.jobs.queue.JobQueue, started by ``start_jobs``
+    encode_jobs: Any | None = None  # the encode jobs' queue (service/jobs/encode.py)
 
     @classmethod
     def open(cls, settings: Settings) -> ServiceState:
@@ -64,15 +65,18 @@ class ServiceState:
         """Retraining jobs: RQ on Redis when configured, else a worker thread in this process.
         Jobs left running by a dead worker are marked failed first, then by the poller."""
         from service.jobs.lifecycle import StaleSweep, sweep_stale
-        from service.jobs.queue import make_queue
+        from service.jobs.queue import encode_queue_name, make_queue
 
         sweep_stale(self.db, self.settings)
         self.registry.add_poll_task(StaleSweep(self.db, self.settings))
         self.jobs = make_queue(self.settings, self.redis, self.registry)
+        name = encode_queue_name(self.settings)
+        self.encode_jobs = make_queue(self.settings, self.redis, self.registry, name)
 
     def close(self) -> None:
-        if self.jobs is not None:
-            self.jobs.close()
+        for queue in (self.encode_jobs, self.jobs):
+            if queue is not None:
+                queue.close()
         self.registry.stop()
         self.db.dispose()
         if self.redis is not None:

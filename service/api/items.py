@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Path, Query
+from sqlalchemy.orm import Session
 
 from service.api.deps import LiveModelDep, RegistryDep, SessionDep, StateDep
 from service.api.reliability import reliability_of
@@ -14,6 +15,11 @@ from service.auth import ReadAccess, WriteAccess
 from service.db import crud
 from service.db.tables import Item
 from service.errors import InvalidRequest, NotFound
+from service.fresh.fold import FoldRefused
+from service.fresh.schemas import ItemsWriteOut
+from service.fresh.status import folded_weights, item_status
+from service.fresh.sync import fold_and_store
+from service.jobs.encode import submit_encode
 from service.limits import SafeId
 from service.live import LiveModel
 from service.ranking import similar_rows
@@ -23,7 +29,6 @@ from service.schemas import (
     ItemOut,
     ItemPatch,
     ItemsIn,
-    ItemsWriteOut,
     SimilarItem,
     SimilarOut,
 )
@@ -36,6 +41,17 @@ ItemId = Annotated[SafeId, Path(min_length=1, max_length=255)]
 
 def model_info(model: LiveModel | None, item_id: str) -> ItemModelInfo | None:
     row = model.bundle.item_index(item_id) if model is not None else None
+    if model is not None and row is None and (weights := folded_weights(model, item_id)):
+        return ItemModelInfo(  # folded in: no training positives, no reliability score
+            model_version=model.version,
+            weights=dict(zip(model.channels, weights, strict=True)),
+            positives=0,
+            popularity=0,
+            low_confidence=True,
+            reliability=None,
+            reliability_absent="a folded item has no reliability score (the model never "
+            "trained on it)",
+        )
     if model is None or row is None:
         return None
     arrays = model.arrays
@@ -52,7 +68,8 @@ def model_info(model: LiveModel | None, item_id: str) -> ItemModelInfo | None:
     )
 
 
-def item_out(item: Item, model: LiveModel | None) -> ItemOut:
+def item_out(item: Item, model: LiveModel | None, session: Session | None = None) -> ItemOut:
+    cold = model is not None and model.bundle.item_index(item.external_id) is None
     return ItemOut(
         item_id=item.external_id,
         title=item.title,
@@ -60,13 +77,20 @@ def item_out(item: Item, model: LiveModel | None) -> ItemOut:
         metadata=dict(item.meta or {}),
         hidden=item.hidden,
         model=model_info(model, item.external_id),
+        cold=cold,
+        fold_in=(
+            item_status(session, model, item.external_id, item.id)
+            if cold and model is not None and session is not None
+            else None
+        ),
     )
 
 
 RECOMMENDABLE = (
-    "metadata, categories and the hidden flag apply at once; a new item (and new modality "
-    "content of an existing one) is recommended once a retrain has trained on it "
-    "(POST /retrain)"
+    "metadata, categories and the hidden flag apply at once; a new item with content vectors "
+    "for every modality of the model is folded in and recommended within seconds (listed in "
+    "folded), one with text once its encoding job has run (pending); new content of an item "
+    "the model trained on is learned at the next retrain (POST /retrain)"
 )
 Features = dict[str, tuple[bytes, int, str | None]]
 
@@ -108,7 +132,7 @@ def item_features(
                     f"{where}: text encodes to {TEXT_DIM} values but the modality has "
                     f"{dims[modality]}; send a vector"
                 )
-            out[modality] = (b"", 0, content.text)  # encoded by the next retrain's worker
+            out[modality] = (b"", 0, content.text)  # encoded by an encode job (or a retrain)
             continue
         vector = np.asarray(content.vector, dtype=np.float64)
         if modality in dims and vector.shape[0] != dims[modality]:
@@ -155,6 +179,9 @@ def write_items(body: ItemsIn, state: StateDep) -> ItemsWriteOut:
         for n, it in enumerate(body.items)
     ]
     created, updated = [], []
+    live = state.registry.current
+    with_content = [it.item_id for it, f in zip(body.items, checked, strict=True) if f]
+    waiting: dict[str, str] = {}
     with state.db.session() as session:
         for it, features in zip(body.items, checked, strict=True):
             fields = sent_fields(it)
@@ -162,8 +189,31 @@ def write_items(body: ItemsIn, state: StateDep) -> ItemsWriteOut:
                 session, external_id=it.item_id, fields=fields, features=features
             )
             (created if was_created else updated).append(it.item_id)
+        if live is not None and with_content:
+            try:  # in this transaction: the item and its folded vector commit together
+                waiting = fold_and_store(session, live.bundle, live.version, with_content)
+            except FoldRefused as exc:
+                n = ids.index(exc.item_id)
+                raise InvalidRequest(
+                    f"items.{n}.content.{exc.modality or ''}: item {exc.item_id!r} cannot be "
+                    f"folded into model {live.version}: {exc.reason}"
+                ) from None
+    texts = [i for i, f in zip(ids, checked, strict=True) if any(v[2] for v in f.values())]
+    job_id = submit_encode(state, texts) if texts else None
     state.registry.items_changed()
-    return ItemsWriteOut(created=created, updated=updated, recommendable=RECOMMENDABLE)
+    pending = {
+        i: f"{why} (job {job_id})" if job_id and i in texts else why for i, why in waiting.items()
+    }
+    folded = [i for i in with_content if live is not None and i not in waiting]
+    folded = [i for i in folded if live is not None and live.bundle.item_index(i) is None]
+    return ItemsWriteOut(
+        created=created,
+        updated=updated,
+        recommendable=RECOMMENDABLE,
+        folded=folded,
+        pending=pending,
+        job_id=job_id,
+    )
 
 
 @router.get(
@@ -173,7 +223,7 @@ def get_item(item_id: ItemId, session: SessionDep, registry: RegistryDep) -> Ite
     item = crud.get_item(session, external_id=item_id)
     if item is None:
         raise NotFound(f"no item {item_id!r}")
-    return item_out(item, registry.current)
+    return item_out(item, registry.current, session)
 
 
 @router.patch(
@@ -204,16 +254,16 @@ def similar(
     state: StateDep,
     k: Annotated[int, Query(ge=1, le=1000)] = 20,
 ) -> SimilarOut:
-    row = model.bundle.item_index(item_id)
+    row = model.row_of(item_id)  # a folded item has neighbours too
     if row is None:
-        raise NotFound(f"item {item_id!r} is not in model {model.version}")
+        raise NotFound(f"item {item_id!r} is not in model {model.version} (nor folded into it)")
     rows, scores = similar_rows(model, row, k, state.ranking)
-    ids = model.bundle.item_ids
+    ids = model.item_ids_of(rows)
     return SimilarOut(
         item_id=item_id,
         model_version=model.version,
         items=[
-            SimilarItem(item_id=ids[r], rank=n + 1, score=s)
+            SimilarItem(item_id=ids[n], rank=n + 1, score=s, cold=r >= model.n_items)
             for n, (r, s) in enumerate(zip(rows.tolist(), scores.tolist(), strict=True))
         ],
     )

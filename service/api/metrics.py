@@ -5,6 +5,7 @@ what is read only when scraped (nothing on the request path):
 
     margo_model_info{version,kind}, margo_catalog_items, margo_catalog_hidden_items
     margo_jobs{status}                                          from SQL: every process agrees
+    margo_foldin_{items,users}[_bytes,_capacity,_evicted]       fold-in held in memory
 
 With several uvicorn workers ``margo serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh
 folder before they start, so a scrape of any worker sums the counters of all of them; the
@@ -31,6 +32,7 @@ from service.db import crud
 from service.metrics import CACHE_REQUESTS, FAISS_SEARCH_SECONDS, MULTIPROC_ENV, REQUEST_SECONDS
 
 if TYPE_CHECKING:
+    from service.live import LiveModel
     from service.state import ServiceState
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,7 @@ class StateCollector(Collector):
         yield info
         yield items
         yield hidden
+        yield from foldin_gauges(model)
 
         jobs = GaugeMetricFamily("margo_jobs", "Jobs by status (from SQL)", labels=["status"])
         try:
@@ -66,6 +69,28 @@ class StateCollector(Collector):
         except Exception as exc:  # a scrape must not fail because SQL hiccups
             log.warning("metrics: cannot count jobs (%s)", type(exc).__name__)
         yield jobs
+
+
+def foldin_gauges(model: LiveModel | None) -> Iterator[Metric]:
+    """Folded items and users held in memory (service/fresh/), their bytes, caps, evictions."""
+    specs = {
+        "items": "Items folded in since training held by this process",
+        "users": "Folded user queries held by this process (LRU)",
+    }
+    for kind, text in specs.items():
+        count = GaugeMetricFamily(f"margo_foldin_{kind}", text)
+        size = GaugeMetricFamily(f"margo_foldin_{kind}_bytes", f"Bytes of the {kind} arrays")
+        cap = GaugeMetricFamily(f"margo_foldin_{kind}_capacity", f"MARGO_FOLDIN_MAX_{kind.upper()}")
+        gone = GaugeMetricFamily(
+            f"margo_foldin_{kind}_evicted", f"Folded {kind} dropped for capacity (this model)"
+        )
+        if model is not None:
+            held = model.folded if kind == "items" else model.users
+            count.add_metric([], len(held))
+            size.add_metric([], held.nbytes())
+            cap.add_metric([], held.capacity)
+            gone.add_metric([], held.evicted)
+        yield from (count, size, cap, gone)
 
 
 def scrape(state: ServiceState) -> bytes:

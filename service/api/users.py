@@ -30,6 +30,7 @@ from service.cache import cache_field
 from service.db import crud
 from service.db.tables import ApiRole
 from service.errors import NoActiveModel
+from service.fresh.sync import user_query
 from service.limits import SafeId, id_problem
 from service.metrics import CACHE_HIT, CACHE_MISS
 from service.ranking import RecQuery, recommend
@@ -51,8 +52,8 @@ async def serve_recommendations(state: ServiceState, user_id: str, params: RecPa
     k, offset = params.k, params.offset
     query = RecQuery(user_id, k, offset, params.exclude_seen, params.explain, categories)
     field = cache_field(
-        model.version, model.catalog.revision, k, offset, query.exclude_seen, query.explain,
-        *categories,
+        model.version, model.catalog.revision, model.folded.generation, k, offset,
+        query.exclude_seen, query.explain, *categories,
     )  # fmt: skip
     cache = state.cache
     body = cache.get(user_id, field)
@@ -61,11 +62,17 @@ async def serve_recommendations(state: ServiceState, user_id: str, params: RecPa
     else:
         CACHE_MISS.inc()
         cfg = state.ranking
+        # interactions since training: the user's folded query (SQL, or a fold, on a miss)
+        folded = None
+        if model.overlay.rows(user_id) is not None and model.user_folder is not None:
+            folded = model.users.get(user_id) or await run_in_threadpool(
+                user_query, model, state.db, user_id
+            )
         if categories or offset + k > cfg.candidate_pool:
             # may fall back to exact search: keep the event loop free meanwhile
-            payload = await run_in_threadpool(recommend, model, query, cfg)
+            payload = await run_in_threadpool(recommend, model, query, cfg, folded)
         else:
-            payload = recommend(model, query, cfg)
+            payload = recommend(model, query, cfg, folded)
         body = orjson.dumps(payload)
         cache.set(user_id, field, body)
     return json_bytes(body)
@@ -142,7 +149,8 @@ async def recommendations(
     params: Annotated[RecParams, Query()],
     state: StateDep,
 ) -> Response:
-    """Items ranked by ``sum_m w_i^m (e_u^m . e_i^m)``; unknown users get popular items.
+    """Items ranked by ``sum_m w_i^m (e_u^m . e_i^m)``; unknown users get popular items,
+    or (``strategy: fold-in``) items for a query folded in from the interactions they posted.
 
     Pages of one model version never overlap: page ``[offset, offset + k)`` is a slice of the
     user's one ranking. Hidden items never appear; ``category`` keeps items carrying every

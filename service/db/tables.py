@@ -208,3 +208,48 @@ class ApiKey(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class FoldedItem(Base):
+    """An item the serving model did not train on, folded in from its content
+    (service/fresh/): its per-modality embeddings e_i^m and weights w_i^m under one model
+    version (v_i = concat_m w_i^m e_i^m is rebuilt from them), and where they came from.
+    A retrain's model learns the item; activating it drops the rows of other versions."""
+
+    __tablename__ = "folded_items"
+    __table_args__ = (Index("ix_folded_items_updated_at", "updated_at"),)
+
+    item_id: Mapped[int] = mapped_column(
+        ForeignKey("items.id", ondelete="CASCADE"), primary_key=True
+    )
+    model_version: Mapped[str] = mapped_column(String(128), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="ready")
+    """``ready`` (served) or ``failed`` (``error`` says why; the item waits for a retrain)."""
+    emb: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """float32 [M*d], C order: e_i^m of each channel in the model's channel order."""
+    weights: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """float32 [M]: w_i^m."""
+    provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class FoldedUser(Base):
+    """A user's query folded in from the interactions posted since the model was trained
+    (service/fresh/), under one model version; recomputed when the user posts more."""
+
+    __tablename__ = "folded_users"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    model_version: Mapped[str] = mapped_column(String(128), primary_key=True)
+    emb: Mapped[bytes] = mapped_column(LargeBinary)
+    """float32 [M*d]: e_u^m of each channel (q_u = concat_m e_u^m)."""
+    items: Mapped[int] = mapped_column(Integer, default=0)
+    """Interacted items the fold used."""
+    last_interaction: Mapped[int] = mapped_column(BigInteger, default=0)
+    """The newest ``interactions.id`` of the user it saw: an older row is stale."""
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

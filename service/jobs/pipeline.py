@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from sqlalchemy.orm import Session
 
 from service.cache import NullCache
@@ -38,6 +37,7 @@ from service.db.session import Database
 from service.db.snapshot import Snapshot, take_snapshot
 from service.db.tables import JobStatus, ModelVersion
 from service.events import EventBus, redis_client
+from service.jobs.encode import ENCODE_KIND, encode_job, encode_pending_texts
 from service.jobs.gate import GATE_METRIC, GateDecision, evaluate_bundle
 from service.jobs.lifecycle import TRAIN_PROGRESS, JobRunner, sweep_stale
 from service.registry import Registered, Registry
@@ -82,9 +82,15 @@ def run_job(job_id: str, settings: Settings, *, registry: Registry | None = None
         if not job.claim():
             log.info("job %s is not queued any more; skipped", job_id)
             return "skipped"
+        with registry.db.session() as session:
+            row = crud.get_job(session, job_id=job_id)
+            kind = row.kind if row is not None else None
         with job.heartbeat():
             try:
-                outcome = retrain(job, settings, registry)
+                if kind == ENCODE_KIND:  # text of new items -> vectors -> fold-in
+                    outcome = Outcome(*encode_job(job, registry))
+                else:
+                    outcome = retrain(job, settings, registry)
             except TrainingCancelled as exc:
                 job.finish(JobStatus.CANCELLED, error=str(exc))
                 return JobStatus.CANCELLED.value
@@ -259,24 +265,6 @@ def activate(
 
 
 # -- helpers of the steps --------------------------------------------------------------------
-def encode_pending_texts(db: Database) -> int:
-    """Encode text content stored without a vector; returns how many were encoded."""
-    with db.session() as session:
-        pending = list(crud.pending_texts(session))
-    if not pending:
-        return 0
-    from trainer.data import text  # the text encoder: torch, on the worker only
-
-    vectors = text.encode_texts([t for _, _, t in pending], progress=False)
-    rows = [
-        (item_id, modality, np.ascontiguousarray(v, np.float32).tobytes(), int(v.shape[0]))
-        for (item_id, modality, _), v in zip(pending, vectors, strict=True)
-    ]
-    with db.session() as session:
-        crud.store_vectors(session, rows=rows)
-    return len(rows)
-
-
 def train_config(
     kind: str, overrides: dict[str, Any], active: ModelVersion | None, settings: Settings
 ) -> TrainConfig:

@@ -60,14 +60,14 @@ class RQJobQueue:
 
     kind = "rq"
 
-    def __init__(self, client: Any, settings: Settings) -> None:
+    def __init__(self, client: Any, settings: Settings, name: str | None = None) -> None:
         from rq import Queue
         from rq.serializers import JSONSerializer
 
         self.client = client
         self.settings = settings
         self.queue = Queue(
-            settings.queue_name,
+            name or settings.queue_name,
             connection=client,
             serializer=JSONSerializer,
             default_timeout=settings.job_timeout_s,
@@ -98,7 +98,7 @@ class RQJobQueue:
                 timeout=self.settings.job_timeout_s,
                 result_ttl=RESULT_TTL_S,
                 failure_ttl=RESULT_TTL_S,
-                description=f"margo retrain {job_id}",
+                description=f"margo job {job_id}",
             )
         except redis.RedisError as exc:
             raise QueueUnavailable(f"could not queue job {job_id} on Redis: {exc}") from None
@@ -190,7 +190,16 @@ class ThreadJobQueue:
         self._thread.join(timeout)
 
 
-def make_queue(settings: Settings, client: Any | None, registry: Registry) -> JobQueue:
+def encode_queue_name(settings: Settings) -> str:
+    """The RQ queue of encode jobs (service/jobs/encode.py); ``margo worker`` takes it first."""
+    return f"{settings.queue_name}-encode"
+
+
+def make_queue(
+    settings: Settings, client: Any | None, registry: Registry, name: str | None = None
+) -> JobQueue:
+    """Retrain jobs (``name`` None) or another queue's (encode jobs): RQ with Redis, else a
+    thread of this process per queue."""
     if settings.redis_url and client is not None:
-        return RQJobQueue(client, settings)
+        return RQJobQueue(client, settings, name)
     return ThreadJobQueue(settings, registry)

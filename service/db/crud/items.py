@@ -50,13 +50,18 @@ def update_item(
 
 
 def item_filter_rows(
-    session: Session, *, since: dt.datetime | None = None
+    session: Session,
+    *,
+    since: dt.datetime | None = None,
+    external_ids: Sequence[str] | None = None,
 ) -> Sequence[Row[tuple[str, bool, list[str], str | None]]]:
-    """(external_id, hidden, categories, title) of every item, or of those updated since
-    ``since``."""
+    """(external_id, hidden, categories, title) of every item, of those updated since
+    ``since``, or of the given ones."""
     stmt = select(Item.external_id, Item.hidden, Item.categories, Item.title)
     if since is not None:
         stmt = stmt.where(Item.updated_at >= since)
+    if external_ids is not None:
+        stmt = stmt.where(Item.external_id.in_(list(external_ids)))
     return session.execute(stmt).all()
 
 

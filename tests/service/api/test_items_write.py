@@ -78,7 +78,7 @@ def test_bad_content_is_422_and_nothing_is_written(
     assert client.get("/items/ok-1").status_code == 404
 
 
-def test_text_is_encoded_by_the_next_retrain(
+def test_text_is_encoded_by_its_job_and_learned_by_the_next_retrain(
     live: tuple[TestClient, dict, dict], fake_encoder: list[list[str]]
 ) -> None:
     client, admin, write = live
@@ -93,8 +93,11 @@ def test_text_is_encoded_by_the_next_retrain(
         }
         for n in range(3)
     ]
-    assert client.post("/items", json={"items": items}, headers=write).status_code == 200
-    assert features(client, "text-0")["text"].dim == 0  # pending until a worker encodes it
+    r = client.post("/items", json={"items": items}, headers=write)
+    assert r.status_code == 200, r.text
+    # an encode job (service/jobs/encode.py) encodes the text at once, not the retrain
+    assert wait_job(client, r.json()["job_id"], admin)["status"] == "succeeded"
+    assert features(client, "text-0")["text"].dim == 384
     # users take to the new items, then a retrain learns them
     records = [
         {"user_id": str(u), "item_id": f"text-{u % 3}", "timestamp": 1_800_000_000}
@@ -107,7 +110,7 @@ def test_text_is_encoded_by_the_next_retrain(
     r = client.post("/retrain", json={"hyperparameters": FAST}, headers=admin)
     job = wait_job(client, r.json()["job_id"], admin)
     assert job["status"] == "succeeded", job
-    assert job["metrics"]["snapshot"]["texts_encoded"] == 3
+    assert job["metrics"]["snapshot"]["texts_encoded"] == 0  # the encode job did it
     assert fake_encoder == [[f"a lovely thing number {n}" for n in range(3)]]
     stored = features(client, "text-1")["text"]
     assert stored.dim == 384 and stored.source_text == "a lovely thing number 1"

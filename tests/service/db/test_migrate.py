@@ -25,6 +25,8 @@ TABLES = {
     "jobs",
     "item_features",
     "api_keys",
+    "folded_items",
+    "folded_users",
     "alembic_version",
 }
 

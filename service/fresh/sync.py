@@ -1,0 +1,203 @@
+"""Fold-in state between SQL and a loaded model: folding new items and users, storing them,
+and applying what other processes stored.
+
+Items: the process that takes ``POST /items`` folds the items it can (every content modality
+encoded) in the request's transaction, so the item and its folded vector commit together;
+text content is folded by the encode job (service/jobs/encode.py) once encoded. Every process
+applies new ``folded_items`` rows of its model version on the registry's refresh (Redis event
+or poll), and a model loaded for serving folds the newest unknown items that have content
+but no row for it yet (after a retrain: those added while it trained).
+
+Users: see service/fresh/users.py. The writer folds on ``POST /interactions``; a reader folds
+only when SQL has no current row (new model version, or the writer skipped the user).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import TYPE_CHECKING
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from service.db import crud
+from service.db.crud import foldin as fsql
+from service.db.session import Database
+from service.fresh import fold
+from service.fresh.items import FoldedRow
+from service.fresh.users import FoldedUser
+from trainer.bundle import ModelBundle
+
+if TYPE_CHECKING:
+    from service.live import LiveModel
+
+log = logging.getLogger(__name__)
+
+REFRESH_OVERLAP = dt.timedelta(seconds=5)
+HISTORY_LIMIT = 1000
+"""A user's fold reads at most this many of their newest interactions."""
+
+
+# -- items -------------------------------------------------------------------------------------
+def fold_and_store(
+    session: Session, bundle: ModelBundle, version: str, external_ids: list[str]
+) -> dict[str, str]:
+    """Fold the given items (those ``bundle`` does not know) from their stored content into
+    model ``version``, in the caller's transaction; returns {item id: why it waits} for those
+    not folded now. FoldRefused when the math refuses one (the caller answers 422 and rolls
+    back)."""
+    folder = fold.item_folder(bundle)
+    unknown = [i for i in external_ids if bundle.item_index(i) is None]
+    if folder is None or not unknown:
+        return {}
+    db_ids = fsql.item_ids_by_external(session, external_ids=unknown)
+    by_db = {v: k for k, v in db_ids.items()}
+    content = {
+        by_db[i]: stored
+        for i, stored in fsql.item_features_of(session, item_ids=list(by_db)).items()
+    }
+    pending = {by_db[i] for i in fsql.pending_text_items(session, item_ids=list(by_db))}
+    waiting = {i: "no content vectors yet" for i in unknown if i not in content}
+    planned = fold.plan(folder, content, pending)
+    waiting.update(planned.waiting)
+    rows = fold.fold_items(folder, planned.ready)
+    fsql.save_folded_items(
+        session,
+        version=version,
+        rows=[fold.stored_row(r, db_ids[r.item_id]) for r in rows],
+    )
+    return waiting
+
+
+def refresh_items(model: LiveModel, db: Database, *, full: bool = False) -> int:
+    """Apply folded rows of the model's version stored since the last refresh (all with
+    ``full``); returns how many were applied."""
+    folded = model.folded
+    with db.session() as session:
+        watermark = fsql.folded_watermark(session, version=model.version)
+        revision = crud.as_utc(watermark).isoformat() if watermark else ""
+        if not full and revision <= folded.revision:
+            return 0
+        since = None
+        if folded.revision and not full:
+            since = dt.datetime.fromisoformat(folded.revision) - REFRESH_OVERLAP
+        stored = fsql.folded_items(session, version=model.version, since=since)
+    shape = (len(model.channels), model.bundle.dim)
+    ready: list[FoldedRow] = []
+    gone: list[str] = []
+    for item_id, status, emb, weights, provenance, _, _ in stored:
+        if model.bundle.item_index(item_id) is not None:
+            continue  # the model learned it
+        if status == "ready" and emb is not None and weights is not None:
+            ready.append(fold.row_from_sql(item_id, emb, weights, provenance, shape))
+        else:
+            gone.append(item_id)
+    apply_rows(model, db, ready, gone)
+    if revision > folded.revision:
+        folded.revision = revision
+    return len(ready)
+
+
+def apply_rows(
+    model: LiveModel, db: Database, rows: list[FoldedRow], gone: list[str] | None = None
+) -> None:
+    """Put folded items into the model's rows; their catalogue fields come from SQL."""
+    freed = model.folded.remove(gone or [])
+    written, evicted = model.folded.put(rows)
+    freed = [r for r in freed + evicted if r not in set(written)]
+    if freed:
+        model.catalog.clear_rows(freed)
+        for user_id in model.overlay.forget(freed):
+            model.users.drop([user_id])
+    if written:
+        model.catalog.assign(written)
+        with db.session() as session:
+            filters = crud.item_filter_rows(session, external_ids=[r.item_id for r in rows])
+        model.catalog.apply(filters, model.catalog.revision)
+
+
+def fold_missing(model: LiveModel, db: Database, limit: int) -> int:
+    """Fold the newest items with content that neither the bundle nor SQL (this version)
+    has a vector for; run when a model is loaded. Returns how many were folded."""
+    if limit <= 0 or fold.item_folder(model.bundle) is None:
+        return 0
+    with db.session() as session:
+        candidates = fsql.items_with_features(session, limit=limit)
+        have = {r[0] for r in fsql.folded_items(session, version=model.version)}
+    todo = [e for _, e in candidates if model.bundle.item_index(e) is None and e not in have]
+    if not todo:
+        return 0
+    done = 0
+    for start in range(0, len(todo), 1000):
+        batch = todo[start : start + 1000]
+        try:
+            with db.session() as session:
+                waiting = fold_and_store(session, model.bundle, model.version, batch)
+            done += len(batch) - len(waiting)
+        except fold.FoldRefused as exc:  # stored content this model cannot take
+            log.warning("model %s: not folding items: %s", model.version, exc)
+    return done
+
+
+# -- users -------------------------------------------------------------------------------------
+def user_query(model: LiveModel, db: Database, user_id: str) -> FoldedUser | None:
+    """The user's folded query, or None when they have posted nothing the model can use since
+    it was trained (or it has no fold-in). Cached; SQL on a miss; folds only when SQL has no
+    current row."""
+    if model.overlay.rows(user_id) is None or model.user_folder is None:
+        return None
+    hit = model.users.get(user_id)
+    if hit is not None:
+        return hit
+    with db.session() as session:
+        stored = fsql.folded_user(session, external_id=user_id, version=model.version)
+    if stored is not None and stored[2] >= stored[3]:
+        emb, items, last, _ = stored
+        shape = (len(model.channels), model.bundle.dim)
+        vector = np.frombuffer(emb, dtype=np.float32).reshape(shape)
+        entry = FoldedUser(vector, items, last, prior_of(model, user_id))
+        model.users.put(user_id, entry)
+        return entry
+    return fold_user(model, db, user_id)
+
+
+def fold_user(model: LiveModel, db: Database, user_id: str) -> FoldedUser | None:
+    """Fold the user from their SQL history, store the row, cache it."""
+    with db.session() as session:
+        db_id, history, newest = fsql.user_history(
+            session, external_id=user_id, limit=HISTORY_LIMIT
+        )
+    if db_id is None:
+        return None
+    entry = fold.fold_user(model, user_id, history, newest)
+    if entry is None:
+        return None
+    with db.session() as session:
+        fsql.save_folded_user(
+            session,
+            user_id=db_id,
+            version=model.version,
+            emb=entry.emb.tobytes(),
+            items=entry.items,
+            last=newest,
+        )
+    model.users.put(user_id, entry)
+    return entry
+
+
+def fold_users_on_write(model: LiveModel, db: Database, user_ids: list[str], limit: int) -> int:
+    """Fold the users of an ingested batch now (at most ``limit``; the rest fold on their next
+    request). Returns how many were folded."""
+    if model.user_folder is None:
+        return 0
+    done = 0
+    for user_id in user_ids[:limit]:
+        model.users.drop([user_id])
+        if model.overlay.rows(user_id) is not None and fold_user(model, db, user_id) is not None:
+            done += 1
+    return done
+
+
+def prior_of(model: LiveModel, user_id: str) -> str:
+    return "trained" if model.bundle.user_index(user_id) is not None else fold.NEW_USER_PRIOR

@@ -1,0 +1,76 @@
+"""Folded user queries of one loaded model, kept with the interaction overlay (an LRU).
+
+A user's query is folded when they post interactions (in the process that takes the POST)
+and stored in SQL with the model version; every other process drops its copy when it learns
+of the interactions (Redis event or poll) and reads the SQL row on that user's next request.
+So a request never folds unless the row is missing or stale (a new model version, or the
+writer's fold was skipped: see ``service/fresh/service.py``).
+
+At most ``capacity`` users are held (``MARGO_FOLDIN_MAX_USERS``); the least recently used
+goes first (it is read back from SQL when that user returns).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FoldedUser:
+    emb: np.ndarray  # float32 [M, d]: e_u^m
+    items: int  # interacted items the fold used
+    last_interaction: int  # newest interactions.id it saw
+    prior: str  # "trained" (the user's own vector) or what the math used for a new user
+    query: np.ndarray = field(init=False)  # float32 [M*d]: q_u = concat_m e_u^m
+
+    def __post_init__(self) -> None:
+        emb = np.ascontiguousarray(self.emb, dtype=np.float32)
+        object.__setattr__(self, "emb", emb)
+        object.__setattr__(self, "query", emb.reshape(-1))
+
+    def info(self) -> dict[str, Any]:
+        return {"interactions": self.items, "prior": self.prior}
+
+
+class FoldedUserCache:
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[str, FoldedUser] = OrderedDict()
+        self._lock = threading.Lock()
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, user_id: str) -> FoldedUser | None:
+        entry = self._entries.get(user_id)
+        if entry is not None:
+            with contextlib.suppress(KeyError):  # dropped meanwhile: the fold is still valid
+                self._entries.move_to_end(user_id)
+        return entry
+
+    def put(self, user_id: str, entry: FoldedUser) -> None:
+        if self.capacity <= 0:
+            return
+        with self._lock:
+            self._entries[user_id] = entry
+            self._entries.move_to_end(user_id)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+                self.evicted += 1
+
+    def drop(self, user_ids: Any) -> None:
+        with self._lock:
+            for user_id in user_ids:
+                self._entries.pop(str(user_id), None)
+
+    def nbytes(self) -> int:
+        """Bytes of the held query vectors (the dict's own overhead left out)."""
+        entries = list(self._entries.values())
+        return sum(e.emb.nbytes for e in entries)
