@@ -6,7 +6,9 @@ format 3 the catalogue's item states the item graph is applied to, ``foldin_stat
 (float32 [n_items, M, d]), the L2-normalised features of each modality's kNN graph,
 ``foldin_knn_<m>.npy`` ([n_items, f_m], float16 to keep bundles small), the standardisation
 ``foldin_mu_<m>.npy`` / ``foldin_scale_<m>.npy`` ([f_m]) when the model standardised its
-features, and the manifest's ``fold_in`` record (k, graph mixing, layer-0 rule).
+features, for features wider than ``search_rank`` a low-rank prefilter of the search
+(``foldin_basis_<m>.npy`` [f_m, r], ``foldin_low_<m>.npy`` [n_items, r]), and the manifest's
+``fold_in`` record (k, graph mixing, layer-0 rule).
 
 A bundle has the record and all its arrays, or none of them. Reading fold-in from a bundle
 without them raises ``FoldInUnavailable`` with the reason (older format, or a model without
@@ -36,6 +38,14 @@ def mu_name(modality: str) -> str:
 
 def scale_name(modality: str) -> str:
     return f"foldin_scale_{modality}"
+
+
+def basis_name(modality: str) -> str:
+    return f"foldin_basis_{modality}"
+
+
+def low_name(modality: str) -> str:
+    return f"foldin_low_{modality}"
 
 
 class FoldInError(ValueError):
@@ -100,6 +110,9 @@ def check_foldin(
         want[knn_name(m)] = (sizes["I"], int(dims[m]))
         if info.standardized:
             want[mu_name(m)] = want[scale_name(m)] = (int(dims[m]),)
+        r = info.search_rank
+        if r is not None and int(dims[m]) > r:  # the low-rank prefilter of wide features
+            want[basis_name(m)], want[low_name(m)] = (int(dims[m]), r), (sizes["I"], r)
     for m in info.modalities:  # D1 / F1: the projection a new item's layer-0 node comes from
         want.update({f"proj_{m}_{p}": arrays.get(f"proj_{m}_{p}", np.empty(0)).shape
                      for p in ("w1", "b1")})

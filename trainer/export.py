@@ -20,7 +20,7 @@ from trainer import scoring
 from trainer.bundle import RELIABILITY_CONFIDENCE, RELIABILITY_SCORE, write_bundle
 from trainer.config import TrainConfig
 from trainer.errors import BundleError
-from trainer.knn import channel_graph_mixing
+from trainer.knn import SEARCH_RANK, channel_graph_mixing
 from trainer.metrics import csr_from_pairs
 from trainer.reliability import ModelArrays, ReliabilityConfig, score_items
 
@@ -99,6 +99,7 @@ def fold_in_part(model: Any, cfg: TrainConfig) -> dict[str, Any]:
             "graphs": graphs,
             "standardized": bool(model.input_affine),
             "knn_dtype": "float16",
+            "search_rank": SEARCH_RANK,
         }
     }
 

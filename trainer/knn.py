@@ -142,3 +142,60 @@ def channel_graph_mixing(
         return {c: ({c: 1.0} if c in modalities else dict(default)) for c in channels}
     mix = {m: float(w) for m, w in (weights or default).items()}
     return {c: dict(mix) for c in channels}
+
+
+# -- kNN search with a low-rank prefilter (fold-in of new items in large catalogues) ---------
+SEARCH_RANK = 64  # r: features wider than this get a rank-r prefilter in the bundle
+
+
+def reduced_basis(x: np.ndarray, rank: int, *, seed: int = 0, power: int = 1) -> np.ndarray:
+    """An orthonormal basis B [f, r] of the top-r row space of ``x`` [n, f] (randomised range
+    finder with ``power`` iterations; Halko, Martinsson & Tropp 2011)."""
+    x = np.asarray(x, np.float32)
+    rng = np.random.default_rng(seed)
+    omega = rng.standard_normal((x.shape[1], rank)).astype(np.float32)
+    basis = np.linalg.qr(x.T @ (x @ omega))[0]
+    for _ in range(power):
+        basis = np.linalg.qr(x.T @ (x @ basis))[0]
+    return np.ascontiguousarray(basis, np.float32)
+
+
+def search_arrays(rows: np.ndarray, rank: int = SEARCH_RANK) -> dict[str, np.ndarray] | None:
+    """The prefilter of ``rows`` (as they are searched): basis B [f, r] and low = rows B
+    [n, r] float32; None when f <= r (a full scan is as cheap)."""
+    x = np.asarray(rows, np.float32)
+    if x.shape[1] <= rank:
+        return None
+    basis = reduced_basis(x, rank)
+    return {"basis": basis, "low": np.ascontiguousarray(x @ basis, np.float32)}
+
+
+def nearest_rows_prefiltered(
+    queries: np.ndarray,
+    rows: np.ndarray,
+    k: int,
+    *,
+    basis: np.ndarray,
+    low: np.ndarray,
+    n_candidates: int = 512,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``nearest_rows`` approximately: the ``n_candidates`` rows nearest in the rank-r space
+    (q B) . (x B) are re-ranked by their exact similarity. Approximate: a true neighbour
+    whose similarity lies mostly outside B's span can be missed (its replacement is then the
+    next most similar candidate); the result is exact when n_candidates >= n_rows.
+    """
+    q = np.asarray(queries, np.float32)
+    n_c = rows.shape[0]
+    k = min(k, n_c)
+    n_cand = min(n_c, max(n_candidates, k))
+    if k <= 0:
+        return np.empty((q.shape[0], 0), np.int64), np.empty((q.shape[0], 0), np.float32)
+    cand, _ = nearest_rows(q @ basis, low, n_cand)  # [n_q, n_cand]
+    exact = np.empty(cand.shape, np.float32)
+    step = max(1, _BLOCK_ENTRIES // (n_cand * q.shape[1]))  # bound the gathered rows' memory
+    for s in range(0, q.shape[0], step):
+        c = cand[s : s + step]
+        gathered = np.asarray(rows[c.ravel()], np.float32).reshape(*c.shape, -1)
+        exact[s : s + step] = np.einsum("jcf,jf->jc", gathered, q[s : s + step])
+    order = np.lexsort((cand, -exact), axis=1)[:, :k]
+    return np.take_along_axis(cand, order, 1), np.take_along_axis(exact, order, 1)

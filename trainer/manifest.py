@@ -105,6 +105,9 @@ class FoldInInfo(_Record):
     self_scale: float  # a new item's own propagated state: x * self_scale (no edges)
     standardized: bool = False  # features standardised (x - mu) * s before the kNN search
     knn_dtype: str = "float16"
+    # r of the low-rank prefilter ``foldin_basis_<m>`` [f_m, r] / ``foldin_low_<m>`` [n, r],
+    # written for modalities wider than r (trainer.knn.search_arrays); None: none written
+    search_rank: int | None = None
 
 
 class Manifest(_Record):

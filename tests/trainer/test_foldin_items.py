@@ -9,10 +9,18 @@ import torch
 
 from trainer.bundle import ModelBundle, load_bundle, write_bundle
 from trainer.config import TrainConfig
+from trainer.data.dataset import load_dataset
+from trainer.data.importers import import_synth
 from trainer.errors import BundleError
 from trainer.export import export_model
 from trainer.foldin import FoldInInputError, FoldInUnavailable, ItemFoldIn, fold_in_items
-from trainer.knn import knn_graph
+from trainer.knn import (
+    knn_graph,
+    l2_normalize,
+    nearest_rows,
+    nearest_rows_prefiltered,
+    search_arrays,
+)
 from trainer.manifest import MANIFEST
 from trainer.train import fit
 
@@ -124,8 +132,8 @@ def test_a_batch_folds_like_single_items_and_the_precomputation_is_cached(cold, 
         assert one.neighbours["text"][0].tolist() == batch.neighbours["text"][n].tolist()
     assert ItemFoldIn.from_bundle(bundle) is ItemFoldIn.from_bundle(bundle)
     # a streamed float16 catalogue (no float32 copy) finds the same neighbours
-    streamed = ItemFoldIn(bundle, cache_bytes=0)
-    assert streamed.knn["image"].dtype == np.float16
+    streamed = ItemFoldIn(bundle, cache_bytes=0)  # 48-d rows: no prefilter, a float16 scan
+    assert streamed.knn["image"].dtype == np.float16 and streamed.search["image"] == "scan"
     again = streamed.fold_in({m: cold.features[m][rows] for m in ("image", "text")})
     np.testing.assert_array_equal(again.neighbours["image"], batch.neighbours["image"])
 
@@ -185,3 +193,40 @@ def test_the_reader_refuses_a_fold_in_record_without_its_arrays(small_bundle, tm
     with pytest.raises(BundleError, match="without a fold_in record"):
         write_bundle(tmp_path / "y", manifest=raw, arrays=dict(small_bundle.arrays),
                      user_ids=small_bundle.user_ids, item_ids=small_bundle.item_ids)
+
+
+def test_the_prefilter_search_reranks_exactly_and_finds_low_rank_neighbours():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 8)) @ rng.normal(size=(8, 128)) + 0.05 * rng.normal(size=(400, 128))
+    rows = l2_normalize(x).astype(np.float16)
+    pre = search_arrays(rows)
+    assert pre["basis"].shape == (128, 64) and pre["low"].shape == (400, 64)
+    np.testing.assert_allclose(pre["basis"].T @ pre["basis"], np.eye(64), atol=1e-4)
+    q = l2_normalize(rng.normal(size=(5, 8)) @ rng.normal(size=(8, 128)))
+    full = nearest_rows(q, rows, 9)
+    every = nearest_rows_prefiltered(q, rows, 9, n_candidates=400, **pre)  # all re-ranked
+    np.testing.assert_array_equal(every[0], full[0])
+    np.testing.assert_allclose(every[1], full[1], rtol=1e-5)
+    few = nearest_rows_prefiltered(q, rows, 9, n_candidates=40, **pre)
+    np.testing.assert_array_equal(few[0], full[0])  # rank-8 data: the prefilter is exact
+    assert search_arrays(rows[:, :64]) is None  # not wider than the rank: a full scan
+
+
+def test_wide_features_export_the_prefilter_and_search_it(tmp_path):
+    data = load_dataset(import_synth(
+        tmp_path / "wide", n_users=80, n_items=90, n_interactions=1500,
+        modalities={"image": 96, "text": 16}, seed=4, progress=False,
+    ))
+    cfg = TrainConfig(model="fusion-sum", seed=2, **FAST)
+    bundle = load_bundle(export_model(fit(data, cfg, progress=False), data, cfg, tmp_path / "b"))
+    assert bundle.manifest.fold_in.search_rank == 64
+    assert bundle.arrays["foldin_basis_image"].shape == (96, 64)
+    assert bundle.arrays["foldin_low_image"].shape == (90, 64)
+    assert "foldin_basis_text" not in bundle.arrays  # 16-d: scanned in full
+    feats = {m: data.features[m][:4] for m in ("image", "text")}
+    exact = ItemFoldIn(bundle, search="exact").fold_in(feats)
+    pre = ItemFoldIn(bundle, search="prefilter").fold_in(feats)
+    assert pre.search == {"image": "prefilter", "text": "scan"} and exact.search["image"] == "exact"
+    # 90 rows < 512 candidates: every row is re-ranked, so the prefilter is exact here
+    np.testing.assert_array_equal(pre.neighbours["image"], exact.neighbours["image"])
+    np.testing.assert_allclose(pre.embeddings, exact.embeddings, rtol=1e-5, atol=1e-6)

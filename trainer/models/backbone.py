@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from trainer.graphs import SparseOp
-from trainer.knn import l2_normalize
+from trainer.knn import l2_normalize, search_arrays
 from trainer.models.base import Recommender, xavier_embedding
 
 
@@ -65,7 +65,11 @@ def fold_in_feature_arrays(
     neighbours can change), and the standardisation (mu, s) that maps raw features there."""
     out: dict[str, np.ndarray] = {}
     for m, f in features.items():
-        out[f"foldin_knn_{m}"] = l2_normalize(f.detach().cpu().numpy()).astype(np.float16)
+        rows = l2_normalize(f.detach().cpu().numpy()).astype(np.float16)
+        out[f"foldin_knn_{m}"] = rows
+        prefilter = search_arrays(rows)  # wide features: a rank-64 prefilter of the search
+        if prefilter is not None:
+            out[f"foldin_basis_{m}"], out[f"foldin_low_{m}"] = prefilter["basis"], prefilter["low"]
         if m in affine:
             out[f"foldin_mu_{m}"] = np.asarray(affine[m][0], np.float32)
             out[f"foldin_scale_{m}"] = np.asarray(affine[m][1], np.float32)
