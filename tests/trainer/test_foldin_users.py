@@ -32,12 +32,13 @@ def bundle(tmp_path_factory):
 
 
 def hand_ridge(v, rows, c, alpha, lam, prior):
-    """q = (V_u^T C V_u + alpha V^T V + lam' I)^-1 (V_u^T c + lam' p), lam' = lam tr(G) / D."""
+    """q = (V_u^T C V_u + B)^-1 (V_u^T c + B p'), B = alpha V^T V + lam' I, lam' = lam tr(G) / D,
+    p' = p / (weighted mean score of the user's items under p)."""
     g = v.T @ v
-    lam_abs = lam * np.trace(g) / v.shape[1]
+    b = alpha * g + lam * np.trace(g) / v.shape[1] * np.eye(v.shape[1])
     vu = v[rows]
-    a = vu.T @ np.diag(c) @ vu + alpha * g + lam_abs * np.eye(v.shape[1])
-    return np.linalg.inv(a) @ (vu.T @ c + lam_abs * prior)
+    p = prior / (c @ (vu @ prior) / c.sum()) if prior.any() else prior
+    return np.linalg.inv(vu.T @ np.diag(c) @ vu + b) @ (vu.T @ c + b @ p)
 
 
 @pytest.mark.parametrize("rows", [[2], [0, 4, 5], [0, 1, 2, 3, 4, 6]])  # Woodbury and solve
@@ -45,6 +46,7 @@ def test_ridge_equals_the_hand_computation(bundle, rows):
     v = bundle.item_vectors().astype(np.float64)
     c = np.linspace(0.5, 2.0, len(rows))
     prior = np.array([0.3, -0.2, 0.1, 0.5])
+    prior = prior if (v[rows] @ prior).mean() > 0 else -prior  # a prior scoring the items up
     f = UserFoldIn(bundle, method="ridge", alpha=0.2, lam=0.5)
     got = f.fold_in(np.array(rows), weights=c, prior=prior)
     np.testing.assert_allclose(got, hand_ridge(v, rows, c, 0.2, 0.5, prior), rtol=1e-5)
@@ -86,10 +88,15 @@ def test_folded_items_count_like_catalogue_rows_and_mean_by_hand(bundle):
     np.testing.assert_allclose(mean, (v[1] + 3 * v[2]) / 4, rtol=1e-6)
 
 
-def test_a_strong_prior_keeps_the_trained_vector(bundle):
-    q_trained = bundle.query_vectors()[0]
+def test_a_strong_prior_keeps_the_trained_direction(bundle):
+    q = bundle.query_vectors()[0].astype(np.float64)
+    v = bundle.item_vectors()
+    item = int(np.argmax(v @ q))  # an item the trained q scores above 0
     f = UserFoldIn(bundle, method="ridge", lam=1e6)
-    np.testing.assert_allclose(f.fold_in(np.array([4]), prior=q_trained), q_trained, rtol=1e-3)
+    got = f.fold_in(np.array([item]), prior=q)
+    np.testing.assert_allclose(got, q / (v[item] @ q), rtol=1e-3)  # p' = p / its item's score
+    # a prior that scores the user's items below 0 is no guide: the fold ignores it
+    np.testing.assert_allclose(f.fold_in(np.array([item]), prior=-q), f.fold_in([item]), rtol=1e-6)
 
 
 def test_default_fold_in_is_cached_per_bundle_and_ranks_its_items_up(bundle):

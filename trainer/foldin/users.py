@@ -5,11 +5,14 @@ user (or a known user with interactions since training) gets q from the items th
 with, V_u = the rows v_i of those items ([n_u, D], D = M*d), c their confidences (1 each by
 default):
 
-    ridge  q0 = (V_u^T C V_u + alpha G + lam I)^-1 (V_u^T c + lam p)
-           the implicit-ALS solve with the catalogue's Gram G = V^T V (computed once per
-           bundle): every item is a negative of weight alpha, the user's own items positives
-           of weight c_i + alpha (as in iALS, alpha ~ 1 / confidence); p is the prior
-           (a known user's trained q; 0 for a new user). lam is relative: lam * tr(G) / D.
+    ridge  q0 = argmin ||c^1/2 (1 - V_u q)||^2 + alpha ||V (q - p')||^2 + lam ||q - p'||^2
+              = (V_u^T C V_u + B)^-1 (V_u^T c + B p'),    B = alpha G + lam I, G = V^T V
+           the implicit-ALS solve (Gram G computed once per bundle): the user's items are
+           positives with target 1, every catalogue item a weak one (weight alpha, as iALS's
+           1 / confidence) with target p' . v_i. p' is the prior: 0 for a new user; for a
+           returning user their trained q rescaled so that it scores their items 1 on average
+           (p' = p / mean_u(p . v_i)), which keeps the trained ranking where the interactions
+           agree with it. lam is relative: lam * tr(G) / D.
     bpr    q = q0 + ``steps`` full-batch gradient steps of the BPR log-likelihood over the
            user's items against ``n_negatives`` items drawn once per call (seeded: the same
            input gives the same q), minus reg/2 ||q - p||^2; step size lr / mean ||v||^2.
@@ -32,8 +35,10 @@ their training interactions; Recall@20 / NDCG@20 on their validation items, all 
 and on their test items (reported, not selected on): popular 0.138 / 0.120, mean 0.210 /
 0.156, ridge 0.263 / 0.184, bpr 0.268 / 0.193. With all users trained (DRAGON backbone,
 users folded in from their own training items) ridge reaches 0.282 against their trained
-vectors' 0.296. Ridge is the default: within noise of the best, no sampling, ~10x cheaper
-than bpr; bench/freshness.py measures it against a retrained model.
+vectors' 0.296, and 0.293 with the trained q as prior (a raw prior, p in place of p',
+scored 0.16-0.28: trained vectors live at another scale). Ridge is the default: within
+noise of the best, no sampling, ~10x cheaper than bpr; bench/freshness.py measures it
+against a retrained model.
 """
 
 from __future__ import annotations
@@ -134,8 +139,8 @@ class UserFoldIn:
 
     # -- the fold-ins -------------------------------------------------------------------------
     def ridge(self, vu: np.ndarray, c: np.ndarray, prior: np.ndarray) -> np.ndarray:
-        """q0 = (V_u^T C V_u + B)^-1 (V_u^T c + lam p), B = alpha G + lam I."""
-        rhs = vu.T @ c + self.lam * prior
+        """q0 = (V_u^T C V_u + B)^-1 (V_u^T c + B p'), B = alpha G + lam I; ``prior`` is p'."""
+        rhs = vu.T @ c + self.base @ prior
         if len(vu) >= self.dim:
             return np.linalg.solve(vu.T @ (vu * c[:, None]) + self.base, rhs)
         # Woodbury with B^-1 precomputed: (B + U^T C U)^-1 = B^-1 - B^-1 U^T K^-1 U B^-1,
@@ -148,6 +153,15 @@ class UserFoldIn:
         ub = u @ self.base_inv  # [n, D]
         k = np.diag(1.0 / ck) + ub @ u.T
         return binv_rhs - ub.T @ np.linalg.solve(k, ub @ rhs)
+
+    @staticmethod
+    def scaled_prior(vu: np.ndarray, c: np.ndarray, prior: np.ndarray) -> np.ndarray:
+        """p' = p / s, s = the prior's mean score of the user's items (their target is 1);
+        0 when the prior does not score them above 0 (it then says nothing usable)."""
+        if not prior.any():
+            return prior
+        s = float(c @ (vu @ prior)) / max(float(c.sum()), 1e-12)
+        return prior / s if s > 0 else np.zeros_like(prior)
 
     def bpr(
         self, q0: np.ndarray, vu: np.ndarray, c: np.ndarray, rows: np.ndarray, prior: np.ndarray
@@ -180,7 +194,7 @@ class UserFoldIn:
     ) -> np.ndarray:
         """The user's q [D] (float32); see the module docstring for the method."""
         vu, c, rows = self.positives(item_rows, item_vectors, weights)
-        p = self.check_prior(prior)
+        p = self.scaled_prior(vu, c, self.check_prior(prior))
         if self.method == "mean":  # confidence-weighted mean of the items' vectors (no prior)
             return (c @ vu / max(c.sum(), 1e-12)).astype(np.float32)
         q = self.ridge(vu, c, p)
