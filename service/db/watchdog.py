@@ -32,8 +32,8 @@ class Watchdog:
     """The waits of one engine's connections, the probe, and whether the server hangs."""
 
     def __init__(self, answer_s: float) -> None:
-        self.suspect_s = answer_s * 0.45
-        self.probe_s = answer_s * 0.45
+        self.suspect_s = answer_s * 0.4
+        self.probe_s = answer_s * 0.4
         self.tick_s = min(0.1, answer_s * 0.05)
         self.connect_args: tuple[tuple[Any, ...], dict[str, Any]] | None = None
         self.hung = False
