@@ -132,7 +132,7 @@ def test_a_batch_folds_like_single_items_and_the_precomputation_is_cached(cold, 
         assert one.neighbours["text"][0].tolist() == batch.neighbours["text"][n].tolist()
     assert ItemFoldIn.from_bundle(bundle) is ItemFoldIn.from_bundle(bundle)
     # a streamed float16 catalogue (no float32 copy) finds the same neighbours
-    streamed = ItemFoldIn(bundle, cache_bytes=0)  # 48-d rows: no prefilter, a float16 scan
+    streamed = ItemFoldIn(bundle, exact_bytes=0, cache_bytes=0)  # no prefilter: float16 scan
     assert streamed.knn["image"].dtype == np.float16 and streamed.search["image"] == "scan"
     again = streamed.fold_in({m: cold.features[m][rows] for m in ("image", "text")})
     np.testing.assert_array_equal(again.neighbours["image"], batch.neighbours["image"])
@@ -227,6 +227,8 @@ def test_wide_features_export_the_prefilter_and_search_it(tmp_path):
     exact = ItemFoldIn(bundle, search="exact").fold_in(feats)
     pre = ItemFoldIn(bundle, search="prefilter").fold_in(feats)
     assert pre.search == {"image": "prefilter", "text": "scan"} and exact.search["image"] == "exact"
+    auto = ItemFoldIn(bundle, exact_bytes=90 * 96 * 4 - 1)  # image rows just past the limit
+    assert auto.search == {"image": "prefilter", "text": "exact"}
     # 90 rows < 512 candidates: every row is re-ranked, so the prefilter is exact here
     np.testing.assert_array_equal(pre.neighbours["image"], exact.neighbours["image"])
     np.testing.assert_allclose(pre.embeddings, exact.embeddings, rtol=1e-5, atol=1e-6)

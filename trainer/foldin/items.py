@@ -20,11 +20,13 @@ channel's graph is the content kNN graph, and a new item has only that to go on.
 The catalogue is held fixed: the new item does not enter its neighbours' lists (their
 embeddings stay as trained), which is exactly training's result when no catalogue item has
 the new one among its k nearest. The kNN features are stored as float16, so neighbours whose
-similarities differ by less than ~1e-3 may swap. A modality whose rows exceed ``CACHE_BYTES``
-as float32 (100k items x 4096-d) is searched through the bundle's rank-64 prefilter with an
-exact re-rank of 512 candidates: approximate (recall of the true neighbours 0.998-1.0 on the
-384-d text features of mlsmall and amazon-scientific at 256-512 candidates; lower for
-high-dimensional noise); ``FoldedItems.search`` says which search each modality used.
+similarities differ by less than ~1e-3 may swap. A modality whose rows exceed ``EXACT_BYTES``
+as float32 (Baby's image features; 100k items) is searched through the bundle's rank-64
+prefilter with an exact re-rank of 256 candidates: approximate (recall of the true 9
+neighbours 0.998 on the 384-d text features of mlsmall and amazon-scientific; 0.55 on
+4096-d synthetic rows dominated by noise, where neighbours are near-ties anyway);
+``FoldedItems.search`` says which search each modality used, ``search="exact"`` forces a
+full scan.
 
 Fusion weights w_j (Eq. 3) have no signal for a new item; the prior is
 ``"neighbours"``: sum_m abar_m mean_{n in N_m(j)} w_n, abar the channels' mean graph mixing
@@ -56,11 +58,13 @@ from trainer.knn import l2_normalize, nearest_rows, nearest_rows_prefiltered
 
 WeightPrior = Literal["neighbours", "catalogue"]
 Search = Literal["auto", "exact", "prefilter"]
-# a modality's kNN rows are kept as float32 up to this size and scanned exactly (memory bound:
-# Baby's 7050 x 4096 image rows, 115 MB, take 15-30 ms per item on one core); larger ones go
-# through the bundle's low-rank prefilter (trainer.knn.nearest_rows_prefiltered, approximate)
+# a modality's kNN rows up to EXACT_BYTES as float32 are scanned exactly (Baby's 7050 x 384
+# text rows, 11 MB: ~1-3 ms per item); wider ones (Baby's 4096-d image rows, 115 MB: a
+# memory-bound 15-30 ms scan) go through the bundle's rank-64 prefilter, approximate
+# (trainer.knn.nearest_rows_prefiltered); without one, up to CACHE_BYTES are scanned
+EXACT_BYTES = 32 << 20
 CACHE_BYTES = 256 << 20
-PREFILTER_CANDIDATES = 512
+PREFILTER_CANDIDATES = 256
 
 
 @dataclass(frozen=True)
@@ -73,14 +77,19 @@ class FoldedItems:
     neighbours: dict[str, np.ndarray]  # modality -> int64 [n, k-1] catalogue rows, nearest first
     similarity: dict[str, np.ndarray]  # modality -> float32 [n, k-1] their cosine similarity
     weight_prior: str  # "neighbours" or "catalogue"
-    search: dict[str, str]  # modality -> "exact", "prefilter" (approximate) or "scan" (exact)
+    search: dict[str, str]  # modality -> "exact" / "scan" (full scans) or "prefilter" (approx.)
 
 
 class ItemFoldIn:
     """The per-bundle part of item fold-in (projections, states, kNN features), built once."""
 
     def __init__(
-        self, bundle: ModelBundle, *, cache_bytes: int = CACHE_BYTES, search: Search = "auto"
+        self,
+        bundle: ModelBundle,
+        *,
+        search: Search = "auto",
+        exact_bytes: int = EXACT_BYTES,
+        cache_bytes: int = CACHE_BYTES,
     ) -> None:
         info = fold_in_info(bundle.manifest, bundle.path)
         arrays = bundle.arrays
@@ -101,21 +110,26 @@ class ItemFoldIn:
             m: (np.asarray(arrays[mu_name(m)], np.float32), np.asarray(arrays[scale_name(m)]))
             for m in self.modalities if info.standardized
         }
-        # exact search over a float32 copy of each modality's rows when it fits cache_bytes;
-        # wider catalogues use the bundle's low-rank prefilter (exact re-rank of its
-        # candidates), or, without one, stream the float16 rows block by block
+        # per modality: "exact" scans a float32 copy; past exact_bytes the bundle's low-rank
+        # prefilter is used ("prefilter", approximate); without one, rows past cache_bytes
+        # are scanned as stored, float16 block by block ("scan", exact but slow)
         self.knn: dict[str, np.ndarray] = {}
         self.prefilter: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.search: dict[str, str] = {}
         for m in self.modalities:
             rows = arrays[knn_name(m)]
-            if search == "prefilter" or (search == "auto" and rows.size * 4 > cache_bytes):
-                if basis_name(m) in arrays:
-                    self.prefilter[m] = (np.asarray(arrays[basis_name(m)], np.float32),
-                                         np.asarray(arrays[low_name(m)], np.float32))
-                self.knn[m], self.search[m] = rows, "prefilter" if m in self.prefilter else "scan"
-            else:
+            wide = rows.size * 4 > exact_bytes
+            if basis_name(m) in arrays and (search == "prefilter" or (search == "auto" and wide)):
+                self.prefilter[m] = (np.asarray(arrays[basis_name(m)], np.float32),
+                                     np.asarray(arrays[low_name(m)], np.float32))
+                # the re-rank gathers candidate rows: float32 saves their conversion per call
+                cached = rows.size * 4 <= cache_bytes
+                self.knn[m] = np.asarray(rows, np.float32) if cached else rows
+                self.search[m] = "prefilter"
+            elif rows.size * 4 <= cache_bytes and search != "prefilter":
                 self.knn[m], self.search[m] = np.asarray(rows, np.float32), "exact"
+            else:
+                self.knn[m], self.search[m] = rows, "scan"
         # a^c_m as a [M, modalities] matrix; abar for the weight prior (rows sum to 1)
         self.mix = np.array(
             [[info.graphs[c].get(m, 0.0) for m in self.modalities] for c in self.channels],
