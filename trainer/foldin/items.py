@@ -28,6 +28,13 @@ neighbours 0.998 on the 384-d text features of mlsmall and amazon-scientific; 0.
 ``FoldedItems.search`` says which search each modality used, ``search="exact"`` forces a
 full scan.
 
+Measured (mlsmall-mmrec, default FREEDOM + id model, 150 warm items each folded in against
+the catalogue without it): the folded v_j correlates 0.83 (median) with the trained one, but
+the item reaches its validation users' top-20 for 0.3% of their interactions against 22%
+with its trained vector (a neighbour average of trained embeddings: 0.8%): without
+interactions the item's propagated state is small, so it ranks below warm items. This is
+the model's own answer for an item without interactions; a retrain replaces it.
+
 Fusion weights w_j (Eq. 3) have no signal for a new item; the prior is
 ``"neighbours"``: sum_m abar_m mean_{n in N_m(j)} w_n, abar the channels' mean graph mixing
 (what the model learned for items with similar content), or ``"catalogue"``: the mean w over
