@@ -4,7 +4,7 @@ model's items, new items posted from it, two app instances on one database."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,7 @@ def rec_ids(client: TestClient, user: str, **params: Any) -> list[str]:
     return [i["item_id"] for i in r.json()["items"]]
 
 
+@contextmanager
 def two_apps(
     settings: Settings,
 ) -> Iterator[tuple[TestClient, TestClient, dict[str, str], dict[str, str]]]:

@@ -1,0 +1,71 @@
+"""Every API process serves what another folded in: two app instances (each with its own
+registry, live model, cache) on one database, SQLite and PostgreSQL; an IVF index too."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from service.settings import Settings
+from tests.service.fresh.helpers import FRESH, eventually, new_item, rec_ids, two_apps
+
+
+def run_two_processes(settings: Settings, data_dir: Path) -> None:
+    with two_apps(settings) as (a, b, write, _):
+        like = a.app.state.margo.registry.current.bundle.item_ids[8]
+        body = {"items": [new_item(data_dir, "everywhere", like)]}
+        r = a.post("/items", json=body, headers=write)
+        assert r.status_code == 200 and r.json()["folded"] == ["everywhere"], r.text
+        # a folded it and serves it at once; b within its poll interval
+        assert rec_ids(a, "4", category=FRESH) == ["everywhere"]
+        eventually(lambda: rec_ids(b, "4", category=FRESH) == ["everywhere"], what="b serves it")
+        assert b.get("/items/everywhere").json()["fold_in"]["status"] == "folded"
+        assert "everywhere" in [i["item_id"] for i in b.get(
+            f"/items/{like}/similar", params={"k": 10}).json()["items"]]  # fmt: skip
+        # a user unknown to the model posts to a; b answers fold-in from a's stored fold
+        seeds = rec_ids(a, "11", k=3)
+        records = [{"user_id": "wanderer", "item_id": i} for i in seeds]
+        r = a.post("/interactions", json={"interactions": records}, headers=write)
+        assert r.status_code == 201
+        first = a.get("/users/wanderer/recommendations").json()
+        assert first["strategy"] == "fold-in"
+
+        def b_page() -> dict | None:
+            page = b.get("/users/wanderer/recommendations").json()
+            return page if page["strategy"] == "fold-in" else None
+
+        second = eventually(b_page, what="b folds the user in")
+        assert [i["item_id"] for i in second["items"]] == [i["item_id"] for i in first["items"]]
+
+
+def test_every_process_serves_folded_items_and_users_sqlite(
+    job_settings: Callable[..., Settings], tiny_model: tuple[Path, Path]
+) -> None:
+    run_two_processes(job_settings(), tiny_model[0])
+
+
+def test_every_process_serves_folded_items_and_users_postgresql(
+    job_settings: Callable[..., Settings], tiny_model: tuple[Path, Path], postgres_db: str
+) -> None:
+    run_two_processes(job_settings(database_url=postgres_db), tiny_model[0])
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_folded_items_are_found_beside_an_ann_index(
+    job_settings: Callable[..., Settings], tiny_model: tuple[Path, Path], kind: str
+) -> None:
+    settings = job_settings(ann_threshold_items=10, ann_kind=kind, ivf_lists=4, ivf_nprobe=1)
+    with two_apps(settings) as (a, _, write, _):
+        model = a.app.state.margo.registry.current
+        assert model.index.params.kind.value == kind
+        ntotal = model.index.index.ntotal
+        tops = {u: rec_ids(a, u, k=1)[0] for u in map(str, range(0, 60, 2))}
+        like = max(set(tops.values()), key=list(tops.values()).count)
+        body = {"items": [new_item(tiny_model[0], "ann-new", like)]}
+        assert a.post("/items", json=body, headers=write).json()["folded"] == ["ann-new"]
+        assert model.index.index.ntotal == ntotal  # the FAISS index itself is unchanged
+        fans = [u for u, top in tops.items() if top == like]
+        assert any("ann-new" in rec_ids(a, u, k=20) for u in fans)
+        assert rec_ids(a, "2", category=FRESH) == ["ann-new"]
