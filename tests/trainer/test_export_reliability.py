@@ -34,7 +34,8 @@ def test_the_bundle_carries_the_score_of_the_trained_model(tiny, margo_bundle):
     score, confidence = expected.for_channels(bundle.channels)
     np.testing.assert_array_equal(rel.score, score)
     np.testing.assert_array_equal(rel.confidence, confidence)
-    assert rel.score.shape == (tiny.n_items, 2) and bundle.channels == ["image", "text"]
+    # the default model has the ID channel beside the content ones: one score column each
+    assert rel.score.shape == (tiny.n_items, 3) and bundle.channels == ["image", "text", "id"]
     assert rel.method["seconds"] > 0
     assert {k: v for k, v in rel.method.items() if k != "seconds"} == expected.method
 

@@ -129,9 +129,11 @@ def test_freedom_is_reproducible_and_cached_stage_one_is_keyed_by_backbone(tiny,
     a = fit(tiny, TrainConfig(model="margo", seed=3, **FAST), progress=False)
     b = fit(tiny, TrainConfig(model="margo", seed=3, **FAST), progress=False)
     assert a.test == b.test
-    assert not isinstance(build_model(TrainConfig(model="margo"), tiny), FreedomBackbone)
+    assert isinstance(build_model(TrainConfig(model="margo"), tiny), FreedomBackbone)  # default
+    dragon = TrainConfig(model="margo", backbone="dragon")
+    assert not isinstance(build_model(dragon, tiny), FreedomBackbone)
     # fusion-sum / margo of one backbone share a stage I; the two backbones never do
-    key = {k: v for k, v in FAST.items() if k != "backbone"}
+    key = {**FAST, "backbone": "dragon"}
     f = stage1_cache_path(tmp_path, TrainConfig(model="margo", **FAST), tiny)
     assert f == stage1_cache_path(tmp_path, TrainConfig(model="fusion-sum", **FAST), tiny)
     assert f != stage1_cache_path(tmp_path, TrainConfig(model="margo", **key), tiny)

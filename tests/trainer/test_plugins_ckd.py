@@ -145,7 +145,8 @@ def test_teacher_datasets_see_only_their_modality(tiny):
 def test_teacher_does_not_depend_on_the_other_modality(tiny, mode):
     cfg = TrainConfig(model="margo", plugins=("ckd",), ckd_teacher=mode, **FAST).validate()
     q1, v1, info = ckd.train_teacher(tiny, "text", cfg, torch.device("cpu"), fit)
-    assert info["channels"] == (["text"] if mode == "drop" else ["image", "text"])
+    ids = ["id"] if cfg.id_channel else []  # the default's ID channel stays in the teacher
+    assert info["channels"] == (["text"] if mode == "drop" else ["image", "text"]) + ids
     # shuffle the image rows: same mean, different per-item content the teacher must not see
     rows = np.random.default_rng(0).permutation(tiny.n_items)
     other = {**tiny.features, "image": tiny.features["image"][rows]}

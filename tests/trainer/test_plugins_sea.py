@@ -106,7 +106,7 @@ def _setup(tiny, **kw):
 
 
 def test_transform_starts_as_identity_and_folds_into_the_exported_projection(tiny):
-    cfg, model, _ = _setup(tiny, model="margo")
+    cfg, model, _ = _setup(tiny, model="margo", backbone="dragon")  # DRAGON's two-layer MLP
     f = model.features["image"]
     assert torch.allclose(model.content_feature("image", f), f)
     with torch.no_grad():  # a non-trivial transform, as after training

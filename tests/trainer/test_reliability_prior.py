@@ -26,7 +26,8 @@ def test_prior_is_a_stage_two_option(tiny, tmp_path):
 
 def test_guided_margo_starts_from_the_prior_and_faithful_margo_is_unchanged(tiny):
     cfg = TrainConfig(
-        model="margo", epochs=1, batch_size=512, threads=1, two_stage=False, weight_lr=1e-9
+        model="margo", epochs=1, batch_size=512, threads=1, two_stage=False, weight_lr=1e-9,
+        id_channel=False,  # two content channels: uniform weights are 0.5
     )
     faithful = fit(tiny, cfg, progress=False).model
     assert faithful.weight_prior is None

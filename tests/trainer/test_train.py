@@ -12,9 +12,13 @@ from trainer.train import fit, stage1_cache_path, stage_plan
 FAST = {"epochs": 2, "batch_size": 512, "lr": 0.01, "patience": 5}
 
 
-@pytest.mark.parametrize("model", MODELS)
-def test_every_model_trains_exports_and_scores_identically(model, tiny, tmp_path):
-    cfg = TrainConfig(model=model, **FAST)
+# every model with the defaults (FREEDOM backbone, ID channel), and the faithful MARGO on DRAGON
+@pytest.mark.parametrize(
+    ("model", "extra"),
+    [*((m, {}) for m in MODELS), ("margo", {"backbone": "dragon", "id_channel": False})],
+)
+def test_every_model_trains_exports_and_scores_identically(model, extra, tiny, tmp_path):
+    cfg = TrainConfig(model=model, **extra, **FAST)
     result = fit(tiny, cfg, progress=False)
     assert [s.stage for s in result.stages] == stage_plan(cfg)
     assert 0.0 <= result.test["recall@20"] <= 1.0 and result.test["users"] > 0
@@ -31,8 +35,10 @@ def test_every_model_trains_exports_and_scores_identically(model, tiny, tmp_path
     else:
         assert np.all(w == 1.0)
     if model in ("fusion-sum", "fusion-learned", "margo"):
-        assert b.channels == ["image", "text"]
-        assert "proj_image_w1" in b.arrays and "user_graph_indptr" in b.arrays
+        assert b.channels == ["image", "text", *(["id"] if cfg.id_channel else [])]
+        assert "proj_image_w1" in b.arrays
+        # DRAGON exports its user-user graph; FREEDOM has none
+        assert ("user_graph_indptr" in b.arrays) == (cfg.backbone == "dragon")
 
 
 def test_training_is_reproducible(tiny):
@@ -43,9 +49,10 @@ def test_training_is_reproducible(tiny):
 
 
 def test_single_modality_and_id_channel(tiny):
-    r = fit(tiny.select_modalities(["text"]), TrainConfig(model="margo", **FAST), progress=False)
+    one = tiny.select_modalities(["text"])
+    r = fit(one, TrainConfig(model="margo", id_channel=False, **FAST), progress=False)
     assert r.model.channels == ["text"]
-    r = fit(tiny, TrainConfig(model="margo", id_channel=True, **FAST), progress=False)
+    r = fit(tiny, TrainConfig(model="margo", **FAST), progress=False)  # the default: with IDs
     assert r.model.channels == ["image", "text", "id"]
 
 
