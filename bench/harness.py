@@ -5,12 +5,15 @@
   dependency-aware pool of fresh spawned processes (peak RSS per run);
 - machine-wide slot locks (``filelock``): one of ``--max-train`` slots per training run, all of
   them while a script measures speed, so scripts running side by side do not disturb a timing;
+- side-by-side runs: ABBA rounds (``abba``) and another checkout's code in a child process
+  (``tree_env``);
 - configs through ``TrainConfig``, machine notes, ROC-AUC, mean/std, markdown tables, and the one
   report writer (JSON + markdown + figures, atomically). Only public trainer APIs are used.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime as dt
 import hashlib
@@ -22,6 +25,7 @@ import resource
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -41,9 +45,11 @@ DEFAULT_WORKDIR = Path("/tmp/margo-bench")
 MLSMALL_MMREC = Path("/work/shared/data/mlsmall-mmrec")
 ML_LATEST_SMALL = Path("/work/shared/data/ml-latest-small")
 POLL_S = 2.0  # seconds between tries for a free training slot
+Log = Callable[[str], None]
 
 
-# -- writing ----------------------------------------------------------------------------------
+# -- writing (trainer modules are imported where used: a ``--baseline`` child imports this package
+# beside an older checkout's trainer, which may not have them) ---------------------------------------
 def _json_default(o: Any) -> Any:
     for kind, convert in ((np.integer, int), (np.floating, float), (np.ndarray, np.ndarray.tolist), (Path, str)):
         if isinstance(o, kind):
@@ -51,17 +57,15 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o)}")
 
 
-# trainer modules are imported where used: ``--baseline`` runs import this package beside an
-# older checkout's trainer, which may not have them
+def dumps(obj: Any) -> str:
+    """JSON of results that may hold numpy numbers and paths."""
+    return json.dumps(obj, indent=2, default=_json_default) + "\n"
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     from trainer.atomic import atomic_write_text as write
 
     write(path, text)
-
-
-def dumps(obj: Any) -> str:
-    """JSON of results that may hold numpy numbers and paths."""
-    return json.dumps(obj, indent=2, default=_json_default) + "\n"
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -84,21 +88,25 @@ def write_report(results: Path, name: str, data: dict[str, Any], markdown: str,
                  figures: dict[str, Any] | None = None) -> list[Path]:
     """The one writer of benchmark results: ``<name>.json``, ``<name>.md`` and each figure
     (file name -> matplotlib Figure) under ``results``; returns the paths written."""
-    results = Path(results)
-    written = [results / f"{name}.json", results / f"{name}.md"]
-    atomic_write_json(written[0], data)
-    atomic_write_text(written[1], markdown.rstrip("\n") + "\n")
     from trainer.atomic import atomic_path
 
+    written = [Path(results) / f"{name}.json", Path(results) / f"{name}.md"]
+    atomic_write_json(written[0], data)
+    atomic_write_text(written[1], markdown.rstrip("\n") + "\n")
     for file_name, fig in (figures or {}).items():
-        with atomic_path(results / file_name) as tmp:
+        with atomic_path(Path(results) / file_name) as tmp:
             fig.savefig(tmp, dpi=110)
-        written.append(results / file_name)
+        written.append(Path(results) / file_name)
         pyplot().close(fig)
     return written
 
 
-# -- numbers and tables ---------------------------------------------------------------------------
+def stored_report(args: Any, name: str) -> dict[str, Any]:
+    """The JSON a script wrote earlier into ``args.results`` (for ``--report-only``)."""
+    return json.loads((args.results / f"{name}.json").read_text())
+
+
+# -- numbers and tables ------------------------------------------------------------------------------
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far, MiB (Linux ru_maxrss is in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -121,49 +129,35 @@ def mean_std(values: Sequence[float | None]) -> tuple[float, float]:
 
 def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     def cell(x: Any) -> str:
-        if x is None:
+        if x is None or (isinstance(x, float) and math.isnan(x)):
             return "–"
-        if isinstance(x, float):
-            return "–" if math.isnan(x) else f"{x:.4f}"
-        return str(x).replace("|", "\\|")
+        return f"{x:.4f}" if isinstance(x, float) else str(x).replace("|", "\\|")
 
     out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    out += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
-    return "\n".join(out)
+    return "\n".join(out + ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows])
 
 
 def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-# -- machine ---------------------------------------------------------------------------------------
+# -- machine and checkouts ---------------------------------------------------------------------------
 def machine_info(threads: int | None = None, packages: Sequence[str] = ("torch",)) -> dict[str, Any]:
     """Where and how a benchmark ran (package versions from their metadata: nothing imported)."""
     cpu = platform.processor() or "unknown"
     with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        cpu = next((x.split(":", 1)[1].strip() for x in Path("/proc/cpuinfo").read_text().splitlines()
+                    if x.startswith("model name")), cpu)
     versions = {}
     for pkg in packages:
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[pkg] = metadata.version(pkg)
+    script = Path(sys.argv[0]).resolve()  # as typed: ``-m bench.<name>`` for a script of this package
+    argv = ["-m", f"bench.{script.stem}", *sys.argv[1:]] if script.parent == REPO / "bench" else sys.argv
     return {"date": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "host": platform.node(),
             "platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
             "python": platform.python_version(), **versions, "torch_threads": threads, "loadavg": loadavg(),
-            "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *_argv()])}
-
-
-def _argv() -> list[str]:  # as typed: ``-m bench.<name>`` for a script of this package
-    script = Path(sys.argv[0]).resolve()
-    return ["-m", f"bench.{script.stem}", *sys.argv[1:]] if script.parent == REPO / "bench" else sys.argv
-
-
-def git_commit(tree: Path = REPO) -> str:
-    """The checkout's commit (``-dirty`` with uncommitted changes), or "?" outside git."""
-    out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=tree, capture_output=True, text=True)
-    return out.stdout.strip() or "?"
+            "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *argv])}
 
 
 def machine_md(info: dict[str, Any], extra: str = "") -> str:
@@ -174,10 +168,36 @@ def machine_md(info: dict[str, Any], extra: str = "") -> str:
             f"- command: `{info['command']}`\n")
 
 
-# -- slots shared by every benchmark process --------------------------------------------------------
+def git_commit(tree: Path = REPO) -> str:
+    """The checkout's commit (``-dirty`` with uncommitted changes), or "?" outside git."""
+    out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=tree, capture_output=True, text=True)
+    return out.stdout.strip() or "?"
+
+
+def tree_env(tree: Path, **extra: str) -> dict[str, str]:
+    """The environment of a child ``python -P`` process that imports ``trainer`` and ``service``
+    from ``tree`` and ``bench`` from this repository, whichever packages ``tree`` holds itself
+    (a link to this ``bench`` in a folder of its own, first on the path)."""
+    link = Path(tempfile.gettempdir()) / f"margo-bench-pkg-{hashlib.sha1(str(REPO).encode()).hexdigest()[:8]}"
+    if not (link / "bench").exists():
+        link.mkdir(exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            (link / "bench").symlink_to(REPO / "bench", target_is_directory=True)
+    path = os.pathsep.join(dict.fromkeys([str(link), str(tree), str(REPO)]))
+    return {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "PYTHONPATH": path, **extra}
+
+
+def abba(rounds: int, tags: Sequence[str]) -> Iterator[tuple[int, str]]:
+    """(round, tag) in ABBA order (every other round reversed): none always goes first."""
+    for i in range(rounds):
+        for tag in list(tags)[:: -1 if i % 2 else 1]:
+            yield i, tag
+
+
+# -- slots shared by every benchmark process ------------------------------------------------------------
 def _slot(slots_dir: Path, i: int) -> FileLock:
-    slots_dir.mkdir(parents=True, exist_ok=True)
-    return FileLock(slots_dir / f"slot{i}.lock")
+    Path(slots_dir).mkdir(parents=True, exist_ok=True)
+    return FileLock(Path(slots_dir) / f"slot{i}.lock")
 
 
 @contextlib.contextmanager
@@ -185,7 +205,7 @@ def training_slot(slots_dir: Path, n_slots: int) -> Iterator[int]:
     """Hold one of ``n_slots`` machine-wide slots for the duration of a training run."""
     while True:
         for i in range(n_slots):
-            lock = _slot(Path(slots_dir), i)
+            lock = _slot(slots_dir, i)
             try:
                 lock.acquire(timeout=0)
             except Timeout:
@@ -199,18 +219,16 @@ def training_slot(slots_dir: Path, n_slots: int) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def hold_slots(slots_dir: Path, n: int, *, timeout: float | None = None,
-               log: Callable[[str], None] = print) -> Iterator[bool]:
+def hold_slots(slots_dir: Path, n: int, *, timeout: float | None = None, log: Log = print) -> Iterator[bool]:
     """Hold all ``n`` slots, so the other benchmark scripts start no training run meanwhile;
     waits at most ``timeout`` seconds (None: for ever); yields whether every slot is held."""
     held: list[FileLock] = []
     t0 = time.monotonic()
     try:
         for i in range(n):
-            left = None if timeout is None else max(0.0, timeout - (time.monotonic() - t0))
-            lock = _slot(Path(slots_dir), i)
+            lock = _slot(slots_dir, i)
             try:
-                lock.acquire(timeout=-1 if left is None else left)
+                lock.acquire(timeout=-1 if timeout is None else max(0.0, timeout - (time.monotonic() - t0)))
             except Timeout:
                 break
             held.append(lock)
@@ -221,7 +239,7 @@ def hold_slots(slots_dir: Path, n: int, *, timeout: float | None = None,
             lock.release()
 
 
-# -- processes ---------------------------------------------------------------------------------------
+# -- processes and configs --------------------------------------------------------------------------------
 def process_pool(jobs: int) -> ProcessPoolExecutor:
     """``jobs`` workers, each task in a fresh spawned process (peak RSS and torch state per task)."""
     return ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), max_tasks_per_child=1)
@@ -233,7 +251,6 @@ def isolated(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return pool.submit(fn, *args, **kwargs).result()
 
 
-# -- configs -----------------------------------------------------------------------------------------
 def train_config(**fields: Any) -> Any:
     """A validated ``TrainConfig`` from keyword fields (the trainer's own schema and bounds)."""
     from trainer.config import TrainConfig
@@ -243,12 +260,10 @@ def train_config(**fields: Any) -> Any:
 
 def config_dict(cfg: Any) -> dict[str, Any]:
     """A JSON-ready dict of a ``TrainConfig``."""
-    if hasattr(cfg, "model_dump"):
-        return cfg.model_dump(mode="json")
-    return json.loads(json.dumps(cfg.to_dict(), default=_json_default))
+    return cfg.model_dump(mode="json")
 
 
-def ensure_dataset(out: Path, importer: str, *sources: Any, log: Callable[[str], None] = print, **kw: Any) -> Path:
+def ensure_dataset(out: Path, importer: str, *sources: Any, log: Log = print, **kw: Any) -> Path:
     """The dataset bundle at ``out``, imported once by ``trainer.data.<importer>(*sources, out,
     **kw)`` (e.g. ``ensure_dataset(dir, "import_synth", seed=0)``)."""
     out = Path(out)
@@ -261,7 +276,7 @@ def ensure_dataset(out: Path, importer: str, *sources: Any, log: Callable[[str],
     return out
 
 
-# -- the run store -------------------------------------------------------------------------------------
+# -- the run store ----------------------------------------------------------------------------------------
 @dataclass
 class Step:
     """One training run: kind "fit" (``trainer.train.fit`` as ``margo train`` runs it), "stage1"
@@ -295,9 +310,8 @@ def load_result(runs_dir: Path, key: str) -> dict[str, Any] | None:
 
 
 def _softmax_weights(model: Any) -> np.ndarray | None:
-    if (w := getattr(model, "weight_logits", None)) is None:
-        return None
-    return w.detach().softmax(-1).cpu().numpy().astype(np.float32)
+    w = getattr(model, "weight_logits", None)
+    return None if w is None else w.detach().softmax(-1).cpu().numpy().astype(np.float32)
 
 
 def run_step(step_d: dict[str, Any], runs_dir: str, slots_dir: str, n_slots: int, threads: int) -> dict[str, Any]:
@@ -308,20 +322,17 @@ def run_step(step_d: dict[str, Any], runs_dir: str, slots_dir: str, n_slots: int
     from trainer.data import load_dataset
     from trainer.train import fit, stage1_cache_path
 
-    step = Step(**step_d)
-    runs = Path(runs_dir)
+    step, runs = Step(**step_d), Path(runs_dir)
     with training_slot(Path(slots_dir), n_slots):
         load, t_wall = loadavg(), time.perf_counter()
         cfg = train_config(**{**step.cfg, "threads": threads})
         data = load_dataset(step.data, cfg.modalities)
-        parent, stage1, last_file = None, runs / "stage1", runs / f"{step.key}.weights_last.npy"
-        if step.kind == "branch":
-            # stage II only: fit loads the parent's best stage-I state from its stage-I cache
+        parent, stage1, last_file, last = None, runs / "stage1", runs / f"{step.key}.weights_last.npy", {}
+        if step.kind == "branch":  # stage II only: fit loads the parent's best stage-I state from its cache
             if (parent := load_result(runs, step.parent or "")) is None:
                 raise RuntimeError(f"{step.label}: parent run {step.parent} has no result")
             if not ((cached := stage1_cache_path(stage1, cfg, data)) and cached.is_file()):
                 raise RuntimeError(f"{step.label}: no stage-I state of {step.parent} in {stage1}")
-            last: dict[str, np.ndarray] = {}
 
             def snapshot(rep: Any) -> None:  # weights after every epoch, whatever is kept
                 if rep.model is not None and (w := _softmax_weights(rep.model)) is not None:
@@ -334,8 +345,7 @@ def run_step(step_d: dict[str, Any], runs_dir: str, slots_dir: str, n_slots: int
             # stage-I rows fill the cache their branches read; plug-in rows share stage I the
             # same way (meta "stage1_cache"); CKD teachers are cached per dataset
             keep = step.kind == "stage1" or step.meta.get("stage1_cache")
-            res = fit(data, cfg, progress=False, stage1_cache=stage1 if keep else None,
-                      plugin_cache=runs / "plugin-cache")
+            res = fit(data, cfg, progress=False, stage1_cache=stage1 if keep else None, plugin_cache=runs / "plugin-cache")
         weights_file = None
         if (w := _softmax_weights(res.model)) is not None:
             weights_file = f"{step.key}.weights.npy"
@@ -352,10 +362,8 @@ def run_step(step_d: dict[str, Any], runs_dir: str, slots_dir: str, n_slots: int
             "stages": stages,  # a branch's list starts with its cached stage I
             # a branch's training time includes the stage I it continues from
             "seconds": round(res.seconds + (parent["seconds"] if parent else 0.0), 2),
-            "own_seconds": round(res.seconds, 2),
-            "wall_seconds": round(time.perf_counter() - t_wall, 2),
-            "history": (parent["history"] if parent else []) + hist,
-            "weights_file": weights_file,
+            "own_seconds": round(res.seconds, 2), "wall_seconds": round(time.perf_counter() - t_wall, 2),
+            "history": (parent["history"] if parent else []) + hist, "weights_file": weights_file,
             # branch runs: weights after the last stage-II epoch (exported: the best-valid epoch's)
             "weights_last_file": last_file.name if last_file.is_file() else None,
             "peak_rss_mb": round(peak_rss_mb(), 1), "loadavg_start": load, "loadavg_end": loadavg(),
@@ -366,7 +374,7 @@ def run_step(step_d: dict[str, Any], runs_dir: str, slots_dir: str, n_slots: int
 
 
 def run_steps(steps: Sequence[Step], *, runs_dir: Path, jobs: int, slots_dir: Path, max_train: int,
-              threads: int = 1, log: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
+              threads: int = 1, log: Log = print) -> dict[str, dict[str, Any]]:
     """Run ``steps`` (in list order, parents first) with ``jobs`` worker processes.
 
     Finished steps (a result JSON exists) are skipped; a failed step is logged and its
@@ -381,8 +389,7 @@ def run_steps(steps: Sequence[Step], *, runs_dir: Path, jobs: int, slots_dir: Pa
     wanted = set(unique) | {d for s in unique.values() for d in s.deps}
     results = {k: r for k in wanted if (r := load_result(runs_dir, k)) is not None}
     pending = [s for k, s in unique.items() if k not in results]
-    missing = {d for s in pending for d in s.deps if d not in unique and d not in results}
-    if missing:
+    if missing := {d for s in pending for d in s.deps if d not in unique and d not in results}:
         log(f"[bench] WARNING: parents {sorted(missing)} are neither planned nor finished")
     if n_done := sum(k in results for k in unique):
         log(f"[bench] {n_done} of {len(unique)} runs already done (resumed from {runs_dir})")
@@ -398,18 +405,15 @@ def run_steps(steps: Sequence[Step], *, runs_dir: Path, jobs: int, slots_dir: Pa
                     pending.remove(s)
                     failed.add(s.key)
                     log(f"[bench] skip {s.label} {s.meta}: a parent run failed")
-                    continue
-                if (r := load_result(runs_dir, s.key)) is not None:  # done by another invocation
+                elif (r := load_result(runs_dir, s.key)) is not None:  # done by another invocation
                     pending.remove(s)
                     results[s.key] = r
-                    continue
-                for d in s.deps:
-                    if d not in results and (rd := load_result(runs_dir, d)) is not None:
-                        results[d] = rd
-                if all(d in results for d in s.deps):
-                    pending.remove(s)
-                    args = (asdict(s), str(runs_dir), str(slots_dir), max_train, threads)
-                    running[ex.submit(run_step, *args)] = s
+                else:
+                    results.update({d: rd for d in s.deps if d not in results and (rd := load_result(runs_dir, d))})
+                    if all(d in results for d in s.deps):
+                        pending.remove(s)
+                        args = (asdict(s), str(runs_dir), str(slots_dir), max_train, threads)
+                        running[ex.submit(run_step, *args)] = s
             if not running:
                 for s in pending:
                     log(f"[bench] skip {s.label} {s.meta}: its parent never finished")
@@ -418,12 +422,11 @@ def run_steps(steps: Sequence[Step], *, runs_dir: Path, jobs: int, slots_dir: Pa
             for fut in done:
                 s = running.pop(fut)
                 try:
-                    r = fut.result()
+                    r = results[s.key] = fut.result()
                 except Exception:  # noqa: BLE001 - one failed run must not stop the benchmark
                     failed.add(s.key)
                     log(f"[bench] FAILED {s.label} {s.meta}:\n{traceback.format_exc()}")
                     continue
-                results[s.key] = r
                 log(f"[bench] {time.perf_counter() - t0:7.0f}s done {s.label:<22} {s.meta} "
                     f"stages={[(x['stage'], x['best_epoch'], x['epochs_run']) for x in r['stages']]} "
                     f"valid R@20={r['valid'].get('recall@20', float('nan')):.4f} "
@@ -431,7 +434,7 @@ def run_steps(steps: Sequence[Step], *, runs_dir: Path, jobs: int, slots_dir: Pa
     return results
 
 
-def run_or_load(steps: Sequence[Step], args: Any, runs_dir: Path, log: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+def run_or_load(steps: Sequence[Step], args: Any, runs_dir: Path, log: Log) -> dict[str, dict[str, Any]]:
     """The results of ``steps``: trained (or resumed) with the script's pool settings from
     ``add_common_args``, or only read from ``runs_dir`` under ``--report-only``."""
     if getattr(args, "report_only", False):
@@ -441,7 +444,7 @@ def run_or_load(steps: Sequence[Step], args: Any, runs_dir: Path, log: Callable[
 
 
 # -- command line ---------------------------------------------------------------------------------------
-def make_logger(path: Path) -> Callable[[str], None]:
+def make_logger(path: Path) -> Log:
     """Print a timestamped line and append it to ``path``."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
 
@@ -464,6 +467,13 @@ def add_common_args(p: Any, *, jobs: int = 2, report_only: bool = True) -> None:
     p.add_argument("--quick", action="store_true", help="smoke check on small data (results under WORKDIR)")
     if report_only:
         p.add_argument("--report-only", action="store_true", help="rebuild the report from stored results")
+
+
+def parser(doc: str | None, **common: Any) -> argparse.ArgumentParser:
+    """A script's parser: its docstring as the help, and ``add_common_args(**common)``."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(p, **common)
+    return p
 
 
 def parse_args(p: Any, argv: Sequence[str] | None = None) -> Any:

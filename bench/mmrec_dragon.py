@@ -1,18 +1,15 @@
 """MMRec's own DRAGON (MARGO's backbone) timed on our Baby-shaped data, for bench.train_speed.
 
 The ratio to REFERENCE-NUMBERS.md's 69 s/epoch only means something side by side on the same
-machine state, so an unmodified MMRec checkout (``--mmrec PATH``, e.g. a clone of
-enoche/MMRec) runs in a subprocess on the CPU:
-
-  prepare   copies MMRec's ``src`` into WORKDIR/mmrec (their code is never imported here),
-            links our synth bundle (already the MMRec layout: ``<name>.inter`` with ``x_label``,
-            ``image_feat.npy``, ``text_feat.npy``), writes a dataset yaml and DRAGON's
-            ``user_graph_dict.npy`` (per user, up to 200 co-occurring users by count, descending:
-            the format of MMRec's ``preprocessing/dualgnn-gen-u-u-matrix.py``, built here with one
-            sparse product instead of its hours-long pair loop)
-  run       ``quick_start`` (lr 1e-3, reg 1e-3, seed 999, CPU, N epochs); parses MMRec's own log lines
-
-MMRec's extra dependencies (``DEPS``, a torchvision shim) go to ``--mmrec-deps`` on first use.
+machine state, so an unmodified MMRec checkout (``--mmrec PATH``, e.g. a clone of enoche/MMRec)
+runs in a subprocess on the CPU. ``prepare`` copies its ``src`` into WORKDIR/mmrec (their code is
+never imported here), links our synth bundle (already the MMRec layout: ``<name>.inter`` with
+``x_label``, ``image_feat.npy``, ``text_feat.npy``), writes a dataset yaml and DRAGON's
+``user_graph_dict.npy`` (per user, up to 200 co-occurring users by count, descending: the format
+of MMRec's ``preprocessing/dualgnn-gen-u-u-matrix.py``, built with one sparse product instead of
+its hours-long pair loop); ``run`` calls ``quick_start`` (lr 1e-3, reg 1e-3, seed 999, CPU, N
+epochs) and parses MMRec's own log lines. MMRec's extra dependencies (``DEPS``, a torchvision
+shim) go to ``--mmrec-deps`` on first use.
 """
 
 from __future__ import annotations
@@ -54,9 +51,7 @@ def user_graph_dict(inter: Path, max_neighbours: int = 200) -> dict[int, list[li
     rows = np.loadtxt(inter, delimiter="\t", skiprows=1, usecols=cols, dtype=np.int64, ndmin=2)
     n_users, n_items = int(rows[:, 0].max()) + 1, int(rows[:, 1].max()) + 1
     train = rows[rows[:, 2] == 0]
-    r = sp.csr_matrix(
-        (np.ones(len(train), np.float32), (train[:, 0], train[:, 1])), shape=(n_users, n_items)
-    )
+    r = sp.csr_matrix((np.ones(len(train), np.float32), (train[:, 0], train[:, 1])), shape=(n_users, n_items))
     r.data[:] = 1.0
     c = (r @ r.T).tocsr()
     c.setdiag(0)
@@ -154,11 +149,10 @@ def run(src: Path, deps_dir: Path, epochs: int, threads: int, log) -> dict[str, 
     train, evals = ([float(s) for _, s in rx.findall(text)] for rx in (TRAIN_RE, EVAL_RE))
     if proc.returncode != 0 or not train:
         raise RuntimeError(f"MMRec DRAGON failed (exit {proc.returncode}):\n" + "\n".join(text.splitlines()[-25:]))
-    rss = RSS_RE.search(text)
     log(f"[bench] DRAGON epochs {train} s, evaluations {evals} s")
     return {"kind": "dragon", "threads": threads, "epochs": epochs, "epoch_seconds": train,
             "median_s": float(np.median(train)),  # all epochs, as for ours
             # MMRec times validation alone on this line; its test pass follows, untimed
             "eval_seconds": evals, "eval_median_s": float(np.median(evals)) if evals else None,
-            "peak_rss_mb": round(int(rss.group(1)) / 1024.0, 1) if rss else None, "loadavg_start": load,
-            "loadavg_end": [round(x, 2) for x in os.getloadavg()], "process_wall_s": round(wall, 1)}
+            "peak_rss_mb": round(int(rss.group(1)) / 1024.0, 1) if (rss := RSS_RE.search(text)) else None,
+            "loadavg_start": load, "loadavg_end": [round(x, 2) for x in os.getloadavg()], "process_wall_s": round(wall, 1)}

@@ -15,7 +15,6 @@ where per-request overhead shows most) and the recommendation route. Then the sa
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import statistics
@@ -151,8 +150,7 @@ def report(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    H.add_common_args(p, jobs=1)
+    p = H.parser(__doc__, jobs=1)
     p.add_argument("--items", type=int, default=10_000)
     p.add_argument("--users", type=int, default=20_000)
     p.add_argument("--duration", type=float, default=6.0, help="seconds per wrk run")
@@ -167,11 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         args.items, args.users, args.duration, args.warmup, args.rounds = 2000, 500, 1, 1, 1
         args.in_process_requests, args.in_process_repeats = 100, 1
     if args.report_only:
-        result = json.loads((args.results / f"{NAME}.json").read_text())
+        result = H.stored_report(args, NAME)
         H.write_report(args.results, NAME, result, report(result))
         return 0
-    work = args.workdir / "observe"
-    work.mkdir(parents=True, exist_ok=True)
+    (work := args.workdir / "observe").mkdir(parents=True, exist_ok=True)
     t_start = time.time()
     trees = {v: export_base(args.base, work) if v == "before" else H.REPO for v in VARIANTS}
     bundle = ensure_bundle(work, args.items, args.users, trees["before"])  # both read the older format

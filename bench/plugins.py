@@ -126,11 +126,12 @@ def auc_rows(steps: list[H.Step], results: dict[str, dict], path: str, runs: Pat
     for s in steps:
         if (r := results.get(s.key)) is None:
             continue
-        w = np.load(runs / r["weights_file"])  # softmax(W) [I, M], best-validation epoch
+        full = np.load(runs / r["weights_file"])  # softmax(W) [I, M], best-validation epoch
+        w = full[:, [r["channels"].index(m) for m in mods]]  # the content modalities' columns (not "id")
         out.append({"row": s.label, "auc": H.roc_auc(labels.ravel(), (1 - w).ravel()),
                     "auc_per_modality": {m: H.roc_auc(labels[:, c], 1 - w[:, c]) for c, m in enumerate(mods)},
                     # spread of the weights: std of the first channel's weight, entropy of w
-                    "w_std": float(w[:, 0].std()), "w_entropy": float(-(w * np.log(np.clip(w, 1e-12, None))).sum(1).mean()),
+                    "w_std": float(w[:, 0].std()), "w_entropy": float(-(full * np.log(np.clip(full, 1e-12, None))).sum(1).mean()),
                     "valid_recall@20": r["valid"]["recall@20"], "test_recall@20": r["test"]["recall@20"], "epochs": _epochs(r)})
     return out
 
@@ -210,7 +211,7 @@ def report(args: argparse.Namespace, rep: dict[str, Any], info: dict[str, Any]) 
                   f"noise), seed 0; margo {SYNTH_MARGO} (bench/reliability.py's best margo config by AUC); one seed; early "
                   "stop patience 10. AUC: ROC-AUC of 1 - w_i^m (best-validation epoch) for corrupted vs clean (item, "
                   "modality) pairs, pooled; w std: std of the image weight over items; entropy: mean entropy of w_i "
-                  "(ln 2 = uniform).", "",
+                  "(ln M = uniform over the M channels).", "",
                   H.md_table(["row", "AUC pooled", "AUC image", "AUC text", "w std", "w entropy", "valid R@20", "test R@20", "epochs"],
                              [[r["row"], f"{r['auc']:.4f}", *(f"{r['auc_per_modality'][m]:.4f}" for m in SYNTH_MODS),
                                *(f"{r[k]:.4f}" for k in ("w_std", "w_entropy", "valid_recall@20", "test_recall@20")), r["epochs"]]
@@ -219,8 +220,7 @@ def report(args: argparse.Namespace, rep: dict[str, Any], info: dict[str, Any]) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    H.add_common_args(p)
+    p = H.parser(__doc__)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=300, help="max epochs per stage (quality)")
     p.add_argument("--patience", type=int, default=20)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -54,43 +53,52 @@ def measure(kind: str, data_path: str, epochs: int, threads: int) -> dict[str, A
     torch.set_num_threads(threads)
     from trainer.data import load_dataset
 
-    out: dict[str, Any] = {"kind": kind, "threads": torch.get_num_threads(),
-                           "loadavg_start": H.loadavg()}
+    out: dict[str, Any] = {"kind": kind, "threads": torch.get_num_threads(), "loadavg_start": H.loadavg()}
     t0 = time.perf_counter()
     data = load_dataset(data_path)
     out["load_s"] = time.perf_counter() - t0
     if kind in EPOCHS:
         out.update(_epochs(*EPOCHS[kind], data, epochs, threads))
-    elif kind == "eval":
-        out.update(_eval(data, threads))
-    elif kind == "profile":
-        out.update(_profile(data, threads))
-    out["peak_rss_mb"] = H.peak_rss_mb()
-    out["loadavg_end"] = H.loadavg()
-    return out
+    else:
+        out.update({"eval": _eval, "profile": _profile}[kind](data, threads))
+    return {**out, "peak_rss_mb": H.peak_rss_mb(), "loadavg_end": H.loadavg()}
 
 
-def _epochs(model: str, extra: dict[str, Any], data: Any, epochs: int, threads: int) -> dict[str, Any]:
+def _config(threads: int, **fields: Any) -> Any:
     from trainer.config import TrainConfig
-    from trainer.train import fit
 
     # an older trainer (--baseline) lacks the newer fields: it has only what they pin here
     known = getattr(TrainConfig, "model_fields", None) or TrainConfig.__dataclass_fields__
-    extra = {k: v for k, v in extra.items() if k in known}
+    return H.train_config(**{k: v for k, v in fields.items() if k in known}, threads=threads, seed=0)
+
+
+def _epochs(model: str, extra: dict[str, Any], data: Any, epochs: int, threads: int) -> dict[str, Any]:
+    from trainer.sampling import TripletSampler
+    from trainer.train import fit
+
+    # process CPU seconds of every pass over the training pairs (the sampler's epoch generator,
+    # which every trainer version has): unlike wall time, barely moved by other processes' load
+    cpu, epoch = [], TripletSampler.epoch
+
+    def timed_epoch(self: Any, *a: Any, **kw: Any) -> Any:
+        t = time.process_time()
+        yield from epoch(self, *a, **kw)
+        cpu.append(time.process_time() - t)
+
+    TripletSampler.epoch = timed_epoch
     # validation only after the last epoch of each stage (eval_every = epochs), never early stop
-    cfg = H.train_config(model=model, epochs=epochs, patience=1000, eval_every=epochs, threads=threads, seed=0, **extra)
+    cfg = _config(threads, model=model, epochs=epochs, patience=1000, eval_every=epochs, **extra)
     t = time.perf_counter()
     res = fit(data, cfg, progress=False)
-    fit_s = time.perf_counter() - t
-    return {
-        "fit_s": fit_s,
-        "stages": [{"stage": s.stage, "epoch_seconds": s.epoch_seconds,
-                    "median_s": float(np.median(s.epoch_seconds)),
-                    "stage_seconds_incl_eval": s.seconds} for s in res.stages],
-        # graph building, one validation per stage (eval_every > epochs) and the test
-        "outside_epochs_s": fit_s - sum(sum(s.epoch_seconds) for s in res.stages),
-        "test_recall@20": res.test.get("recall@20"),
-    }
+    fit_s, n = time.perf_counter() - t, 0
+    stages = []
+    for s in res.stages:
+        stages.append({"stage": s.stage, "epoch_seconds": s.epoch_seconds, "median_s": float(np.median(s.epoch_seconds)),
+                       "stage_seconds_incl_eval": s.seconds, "cpu_seconds": cpu[n : n + len(s.epoch_seconds)]})
+        n += len(s.epoch_seconds)
+    return {"fit_s": fit_s, "test_recall@20": res.test.get("recall@20"), "stages": stages,
+            # graph building, one validation per stage (eval_every > epochs) and the test
+            "outside_epochs_s": fit_s - sum(sum(s.epoch_seconds) for s in res.stages)}
 
 
 def _eval(data: Any, threads: int) -> dict[str, Any]:
@@ -99,7 +107,7 @@ def _eval(data: Any, threads: int) -> dict[str, Any]:
     from trainer.models import build_model
     from trainer.train import evaluate_model
 
-    cfg = H.train_config(model="margo", threads=threads, seed=0, **DRAGON)
+    cfg = _config(threads, model="margo", **DRAGON)
     t = time.perf_counter()
     model = build_model(cfg, data)
     out: dict[str, Any] = {"build_s": time.perf_counter() - t}
@@ -112,9 +120,8 @@ def _eval(data: Any, threads: int) -> dict[str, Any]:
     t = time.perf_counter()
     with torch.no_grad():  # the forward pass (embeddings) alone
         model.eval().embeddings()
-    out.update(eval_seconds=times, median_s=float(np.median(times)), users_evaluated=m["users"],
-               forward_s=time.perf_counter() - t)
-    return out
+    return {**out, "eval_seconds": times, "median_s": float(np.median(times)), "users_evaluated": m["users"],
+            "forward_s": time.perf_counter() - t}
 
 
 def _profile(data: Any, threads: int, n_batches: int = 3) -> dict[str, Any]:
@@ -126,7 +133,7 @@ def _profile(data: Any, threads: int, n_batches: int = 3) -> dict[str, Any]:
     from trainer.sampling import TripletSampler
     from trainer.train import batch_loss
 
-    cfg = H.train_config(model="margo", threads=threads, seed=0, **DRAGON)
+    cfg = _config(threads, model="margo", **DRAGON)
     model = build_model(cfg, data)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sampler = TripletSampler(data.train, data.n_items, 0).epoch(cfg.batch_size)
@@ -137,10 +144,9 @@ def _profile(data: Any, threads: int, n_batches: int = 3) -> dict[str, Any]:
     def step(u: Any, i: Any, k: Any) -> list[float]:
         marks = [time.perf_counter()]
         with torch.no_grad():
-            model.item_nodes()
-            marks.append(time.perf_counter())
-            model.embeddings()
-            marks.append(time.perf_counter())
+            for forward in (model.item_nodes, model.embeddings):
+                forward()
+                marks.append(time.perf_counter())
         loss, _ = batch_loss(model, u, i, k, cfg, 0.0)
         marks.append(time.perf_counter())
         opt.zero_grad(set_to_none=True)
@@ -160,33 +166,27 @@ def _profile(data: Any, threads: int, n_batches: int = 3) -> dict[str, Any]:
         loss.backward()
         opt.step()
     events = prof.key_averages()
-    top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:15]
     total = max(sum(e.self_cpu_time_total for e in events), 1)
-    return {
-        "batches_per_epoch": -(-len(data.train) // cfg.batch_size),
-        "median_split_s": {k: float(np.median(v)) for k, v in split.items()},
-        "note": "embeddings_fwd includes item_projection_fwd; loss_fwd recomputes embeddings with autograd",
-        "profiler_top": [{"op": e.key, "self_cpu_ms": e.self_cpu_time_total / 1e3,
-                          "share": e.self_cpu_time_total / total, "calls": e.count} for e in top],
-    }
+    return {"batches_per_epoch": -(-len(data.train) // cfg.batch_size),
+            "median_split_s": {k: float(np.median(v)) for k, v in split.items()},
+            "note": "embeddings_fwd includes item_projection_fwd; loss_fwd recomputes embeddings with autograd",
+            "profiler_top": [{"op": e.key, "self_cpu_ms": e.self_cpu_time_total / 1e3, "share": e.self_cpu_time_total / total,
+                              "calls": e.count} for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:15]]}
 
 
 # -- orchestration ----------------------------------------------------------------------------------
-def run_measure(kind: str, args: argparse.Namespace, data: Path, log: Any,
-                tree: Path = H.REPO, tag: str = "") -> dict[str, Any]:
-    """One measurement in a fresh process; ``tree``: the checkout whose trainer is timed (this
-    bench package drives it, so both trees run the same measurement code)."""
+def run_measure(kind: str, args: argparse.Namespace, data: Path, log: Any, tree: Path = H.REPO, tag: str = "") -> dict[str, Any]:
+    """One measurement in a fresh process; ``tree``: the checkout whose trainer is timed, driven
+    by this tree's bench package (``python -P``: not the bench code of ``tree``'s own folder)."""
     if kind == "dragon":
         return run_dragon(args, data, log)
     out_file = args.workdir / f"{NAME}_{kind}{tag}.json"
-    cmd = [sys.executable, "-m", "bench.train_speed", "--_measure", kind, "--_data", str(data),
+    cmd = [sys.executable, "-P", "-m", "bench.train_speed", "--_measure", kind, "--_data", str(data),
            "--_out", str(out_file), "--threads", str(args.threads), "--epochs", str(args.epochs)]
-    # the tree first on the path (its trainer), then this repository (the bench package)
     # OpenMP threads wait passively (the trainer's own default since 9d0dad9; older trees get it too)
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(H.REPO)}
+    env = H.tree_env(tree, OMP_NUM_THREADS=str(args.threads), OMP_WAIT_POLICY="PASSIVE")
     t = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=tree, capture_output=True, text=True)
-    if proc.returncode != 0:
+    if (proc := subprocess.run(cmd, env=env, cwd=tree, capture_output=True, text=True)).returncode != 0:
         log(f"[bench] {kind}{tag} FAILED:\n{proc.stderr[-3000:]}")
         return {"kind": kind, "error": proc.stderr[-2000:]}
     r = json.loads(out_file.read_text())
@@ -201,10 +201,10 @@ def run_dragon(args: argparse.Namespace, data: Path, log: Any) -> dict[str, Any]
     """MMRec's own DRAGON on the same data, same threads (bench/mmrec_dragon.py)."""
     from bench import mmrec_dragon
 
+    deps = args.mmrec_deps or args.workdir / "mmrec-deps"
     try:
-        mmrec_dragon.ensure_deps(args.mmrec_deps or args.workdir / "mmrec-deps", log)
-        src = mmrec_dragon.prepare(args.mmrec, data, args.workdir, log)
-        r = mmrec_dragon.run(src, args.mmrec_deps or args.workdir / "mmrec-deps", args.epochs, args.threads, log)
+        mmrec_dragon.ensure_deps(deps, log)
+        r = mmrec_dragon.run(mmrec_dragon.prepare(args.mmrec, data, args.workdir, log), deps, args.epochs, args.threads, log)
     except (RuntimeError, subprocess.CalledProcessError) as exc:
         log(f"[bench] dragon FAILED: {exc}")
         return {"kind": "dragon", "error": str(exc)[-2000:]}
@@ -218,12 +218,10 @@ def ensure_data(args: argparse.Namespace, log: Any) -> Path:
     checkout may read only its own dataset format; this tree reads the older one too)."""
     name, kw = ("synth_quick", QUICK_DATA) if args.quick else ("synth_baby", {})
     out = args.workdir / "data" / (name.replace("_", "-") + ("-baseline" if args.baseline else ""))
-    if not args.baseline:
-        return H.ensure_dataset(out, "import_synth", log=log, seed=0, name=name, **kw)
     if not (out / "stats.json").is_file():
-        code = f"from trainer.data import import_synth; import_synth({str(out)!r}, seed=0, name={name!r}, progress=False, **{kw!r})"
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        subprocess.run([sys.executable, "-c", code], cwd=args.baseline, env=env, check=True)
+        code = f"from bench import harness as H; H.ensure_dataset({str(out)!r}, 'import_synth', seed=0, name={name!r}, **{kw!r})"
+        tree = args.baseline.resolve() if args.baseline else H.REPO
+        subprocess.run([sys.executable, "-P", "-c", code], cwd=tree, env=H.tree_env(tree), check=True)
     return out
 
 
@@ -244,9 +242,8 @@ def report(args: argparse.Namespace, info: dict, res: dict[str, dict], data: Pat
     m, ev, dr = (res.get(k, {}) for k in ("margo", "eval", "dragon"))
     st = {s["stage"]: s for s in m.get("stages", [])}
     s1, s2 = (_medians(m).get(k, float("nan")) for k in ("I", "II"))
-    e_s = ev.get("median_s", float("nan"))
+    e_s, worst = ev.get("median_s", float("nan")), max(s1, s2)
     rss = max((r.get("peak_rss_mb") or 0 for k, r in res.items() if k != "dragon"), default=0) / 1024
-    worst = max(s1, s2)
     n_train = int(json.loads((data / "stats.json").read_text())["split"]["train"])
     ok = lambda x, lim: f"< {lim:.0f} s: " + ("meets" if x < lim else "MISSES")  # noqa: E731
     md = [f"# Training speed (`python -m bench.{NAME}`)\n",
@@ -314,28 +311,35 @@ def report(args: argparse.Namespace, info: dict, res: dict[str, dict], data: Pat
 
 
 def baseline_report(args: argparse.Namespace, info: dict, rounds: list[dict[str, dict]], commits: dict[str, str]) -> str:
-    rows, med = [], {}
+    rows, med, cpu, spread = [], {}, {}, {}
     for tag in ("baseline", "this tree"):
         for stage in ("I", "II"):
+            st = [s for r in rounds for s in r[tag].get("stages", []) if s["stage"] == stage]
             v = [_medians(r[tag]).get(stage, float("nan")) for r in rounds]
-            med[tag, stage] = float(np.median(v))
-            rows.append([tag, stage, ", ".join(f"{x:.2f}" for x in v), f"{med[tag, stage]:.2f}"])
+            epochs = [x for s in st for x in s["epoch_seconds"]]
+            med[tag, stage], spread[tag, stage] = float(np.median(v)), (min(epochs, default=np.nan), max(epochs, default=np.nan))
+            cpu[tag, stage] = float(np.median([x for s in st for x in s.get("cpu_seconds", [])] or [np.nan]))
+            rows.append([tag, stage, ", ".join(f"{x:.2f}" for x in v), f"{med[tag, stage]:.2f}",
+                         "{:.2f}-{:.2f}".format(*spread[tag, stage]), f"{cpu[tag, stage]:.2f}"])
     ratio = {s: med["this tree", s] / med["baseline", s] for s in ("I", "II")}
+    overlap = {s: "yes" if spread["this tree", s][0] <= spread["baseline", s][1] and spread["baseline", s][0]
+               <= spread["this tree", s][1] else "no" for s in ("I", "II")}
     return "\n".join([
-        f"# Training speed, this tree vs a baseline checkout (`python -m bench.{NAME} --baseline`)\n",
-        H.machine_md(info),
-        f"Baseline: `{args.baseline}` (commit {commits['baseline']}); this tree: `{H.REPO}` (commit {commits['this tree']}). margo, {args.epochs} epoch(s) per stage, "
-        f"{args.threads} torch thread(s), {'small data ' + str(QUICK_DATA) if args.quick else 'synth-baby (import_synth defaults)'}; "
+        f"# Training speed, this tree vs a baseline checkout (`python -m bench.{NAME} --baseline`)\n", H.machine_md(info),
+        f"Baseline: `{args.baseline}` (commit {commits['baseline']}); this tree: `{H.REPO}` (commit {commits['this tree']}). margo, "
+        f"{args.epochs} epoch(s) per stage, {args.threads} torch thread(s), {'small data ' + str(QUICK_DATA) if args.quick else 'synth-baby (import_synth defaults)'}; "
         f"the two alternate (ABBA order), {args.rounds} round(s), each a fresh process driven by the same measurement code "
-        "(this tree's bench package over each tree's trainer), OMP_WAIT_POLICY=PASSIVE for both; every bench training "
-        "slot held.\n",
-        H.md_table(["tree", "stage", "median s/epoch per round", "median"], rows) + "\n",
-        f"This tree / baseline: stage I {ratio['I']:.3f}, stage II {ratio['II']:.3f}.\n"])
+        "(this tree's bench package over each tree's trainer, `python -P`), OMP_WAIT_POLICY=PASSIVE for both; every bench "
+        "training slot held. CPU s/epoch: the process's CPU seconds over each pass over the training pairs (all threads), "
+        "which other processes' load moves far less than wall time.\n",
+        H.md_table(["tree", "stage", "median s/epoch per round", "median", "range over all epochs", "median CPU s/epoch"], rows) + "\n",
+        f"This tree / baseline: stage I {ratio['I']:.3f}, stage II {ratio['II']:.3f} (wall); CPU s/epoch stage I "
+        f"{cpu['this tree', 'I'] / cpu['baseline', 'I']:.3f}, stage II {cpu['this tree', 'II'] / cpu['baseline', 'II']:.3f}; "
+        f"per-epoch wall ranges overlap: stage I {overlap['I']}, stage II {overlap['II']}.\n"])
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    H.add_common_args(p, jobs=1)
+    p = H.parser(__doc__, jobs=1)
     p.set_defaults(threads=2)
     p.add_argument("--epochs", type=int, default=4, help="epochs per stage to time (default 4)")
     p.add_argument("--measure", nargs="+", default=["margo", "eval", "lightgcn"], choices=KINDS,
@@ -355,22 +359,20 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--measure dragon needs --mmrec PATH (an MMRec checkout)")
     if args.quick:  # every code path, few processes
         args.epochs, args.measure = 1, ["margo", "eval", "profile"]
-    info = H.machine_info(args.threads)
-    log = H.make_logger(args.workdir / f"{NAME}.log")
-    t0 = time.perf_counter()
+    info, log, t0 = H.machine_info(args.threads), H.make_logger(args.workdir / f"{NAME}.log"), time.perf_counter()
     data = ensure_data(args, log)
     prev = {k: args.workdir / f"{NAME}_{k}.json" for k in KINDS if args.report_only or k not in args.measure}
     res = {k: json.loads(f.read_text()) for k, f in prev.items() if f.is_file() and not args.quick}  # earlier runs
     with H.hold_slots(args.workdir / "slots", args.max_train, log=log):
         loads = [H.loadavg()]
         if args.baseline:
-            trees = [("baseline", args.baseline.resolve()), ("this tree", H.REPO)]
-            rounds = [{tag: run_measure("margo", args, data, log, tree, f"-{tag.replace(' ', '-')}-{i}")
-                       for tag, tree in trees[:: -1 if i % 2 else 1]}  # ABBA: neither always goes first
-                      for i in range(args.rounds)]
+            trees = {"baseline": args.baseline.resolve(), "this tree": H.REPO}
+            rounds: list[dict[str, dict]] = [{} for _ in range(args.rounds)]
+            for i, tag in H.abba(args.rounds, list(trees)):  # neither always goes first
+                rounds[i][tag] = run_measure("margo", args, data, log, trees[tag], f"-{tag.replace(' ', '-')}-{i}")
             commits = {"baseline": H.git_commit(args.baseline), "this tree": H.git_commit()}
             H.write_report(args.results, f"{NAME}_vs_baseline", {"machine": info, "baseline": str(args.baseline), "commits": commits,
-                           "args": vars(args), "rounds": rounds}, baseline_report(args, info, rounds, commits))
+                           "args": vars(args), "rounds": rounds, "loadavg_end": H.loadavg()}, baseline_report(args, info, rounds, commits))
             return 0
         for kind in [] if args.report_only else args.measure:
             res[kind] = run_measure(kind, args, data, log)
