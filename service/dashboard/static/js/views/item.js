@@ -71,6 +71,28 @@ function reliabilityCard(model, hist, scoreHist) {
     h("div", { class: "item-modalities" }, rows));
 }
 
+/** A new item the model did not train on: folded in from its content (or why not yet). */
+function foldInCard(fold) {
+  if (!fold) return null;
+  const prov = fold.provenance;
+  const neighbours = prov ? Object.entries(prov.neighbours).map(([m, list]) =>
+    h("div", { class: "item-modality", dataset: { modality: m } },
+      h("div", { class: "item-modality-head" }, modalityTag(m),
+        h("span", { class: "muted" }, "nearest catalogue items")),
+      h("ol", { class: "similar-list" }, list.map((n) => h("li", {},
+        itemLink(n.item_id, n.item_id),
+        h("span", { class: "num similar-score" }, ` ${num(n.similarity)}`)))))) : [];
+  return card("New item (fold-in)",
+    h("div", { class: "result-meta", id: "item-fold-in" },
+      pill(fold.status, fold.status === "folded" ? "good" : "warn"),
+      prov ? pill(`weights: ${prov.weight_prior} prior`, "muted") : null),
+    fold.detail ? h("p", { class: "muted" }, fold.detail) : null,
+    prov ? h("p", { class: "muted" }, "Placed by the model's own item step over its nearest "
+      + "catalogue items in each modality, without a retrain; the next retrain learns it.")
+      : null,
+    ...neighbours);
+}
+
 async function similarCard(itemId) {
   const body = h("div", {}, loading());
   const section = card("Similar items", body);
@@ -80,6 +102,7 @@ async function similarCard(itemId) {
       const list = h("ol", { class: "similar-list", id: "similar-list" }, out.items.map((s) =>
         h("li", { dataset: { itemId: s.item_id } }, itemLink(s.item_id, s.item_id),
           h("span", { class: "muted mono" }, ` ${s.item_id}`),
+          s.cold ? pill("new", "info", { title: "folded in without a retrain" }) : null,
           h("span", { class: "num similar-score" }, num(s.score)))));
       body.replaceChildren(out.items.length ? list : h("p", { class: "muted" }, "none"));
       await Promise.all(out.items.map(async (s) => {
@@ -142,7 +165,8 @@ export async function render(root, ctx) {
       item.model ? reliabilityCard(item.model, hist, scoreHist)
         : card("Reliability", h("p", { class: "notice" }, "The live model does not know this "
           + "item yet (it was added after the model was trained); it gets weights and becomes "
-          + "recommendable at the next retrain."))),
+          + "recommendable once folded in, or at the next retrain."))),
+    item.cold ? foldInCard(item.fold_in) : null,
     histError ? errorPanel(histError, "Could not load the catalogue distribution") : null,
     item.model ? await similarCard(item.item_id) : null);
 }

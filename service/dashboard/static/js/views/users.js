@@ -81,7 +81,8 @@ function controls(userId, opts) {
         ...recent.map((u) => h("option", { value: u })),
         ...found.filter((u) => !seen.has(u.user_id)).map((u) => h("option", {
           value: u.user_id,
-          label: `${u.personal ? "personal" : "popular (new user)"}, ${u.interactions} interactions`,
+          label: `${u.personal ? "personal" : u.interactions ? "fold-in (new user)"
+            : "popular (new user)"}, ${u.interactions} interactions`,
         })));
     }, 200);
   });
@@ -117,7 +118,10 @@ function recItem(item, scale) {
             class: "pill pill-top", title: "the modality with the largest contribution",
             style: { borderColor: modalityColor(item.top_modality) },
           }, "carried by ", modalityTag(item.top_modality)) : null,
-          item.low_confidence ? pill("low confidence", "warn", {
+          item.cold ? pill("new item", "info", {
+            title: "folded in from its content without a retrain (see the item's page)",
+          }) : null,
+          item.low_confidence && !item.cold ? pill("low confidence", "warn", {
             title: `weights learned from only ${item.positives} training positives`,
           }) : null),
         h("div", { class: "rec-score" }, h("span", { class: "muted" }, "score "),
@@ -162,7 +166,8 @@ function intro() {
       + "each modality contributed to its score (the stacked bar: weight × modality score), "
       + "how reliable the model finds the item's content (the weights), and which modality "
       + "carried the recommendation."),
-    h("p", { class: "muted" }, "Users the model has never seen get the most popular items."));
+    h("p", { class: "muted" }, "Users the model has never seen get the most popular items "
+      + "until they post interactions; then a query folded in from those (fold-in)."));
 }
 
 export async function render(root, ctx) {
@@ -196,13 +201,19 @@ export async function render(root, ctx) {
     h("h2", {}, `Top ${body.items.length} for `, h("span", { class: "mono" }, body.user_id)),
     h("div", { class: "result-meta" },
       pill(`model ${body.model_version}`, "info"),
-      pill(body.strategy, body.strategy === "personal" ? "good" : "warn", { id: "strategy" }),
+      pill(body.strategy, body.strategy === "popular" ? "warn" : "good", { id: "strategy" }),
+      body.fold_in ? pill(`query updated from ${body.fold_in.interactions} interactions`, "info",
+        { id: "fold-in" }) : null,
       opts.excludeSeen ? pill("seen items excluded", "muted") : pill("seen items included", "muted"),
       opts.category.length ? pill(`category: ${opts.category.join(" + ")}`, "muted") : null));
   const notes = [];
   if (body.strategy === "popular") {
     notes.push(h("p", { class: "notice" }, `The model does not know user ${body.user_id}: these `
       + "are the most popular items, with no personal explanation."));
+  }
+  if (body.strategy === "fold-in") {
+    notes.push(h("p", { class: "notice" }, `The model was trained without user ${body.user_id}: `
+      + "these come from a query folded in from the interactions they posted since."));
   }
   if (!body.items.length) {
     notes.push(h("p", { class: "notice" }, "No item matches: try another category or include "
