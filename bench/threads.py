@@ -52,8 +52,7 @@ def child(data: str, threads: str, epochs: int) -> None:
     t = torch.get_num_threads() if threads == "None" else None if threads == "auto" else int(threads)
     cfg = TrainConfig(model="bpr", epochs=epochs, eval_every=epochs, threads=t, reg_weight=0.1)
     r = fit(load_dataset(data), cfg, progress=False)
-    out = {"epoch_s": r.stages[0].epoch_seconds[1:], "torch_threads": torch.get_num_threads()}
-    print(json.dumps(out))
+    print(json.dumps({"epoch_s": r.stages[0].epoch_seconds[1:], "torch_threads": torch.get_num_threads()}))
 
 
 def _busy(stop: float) -> None:
@@ -62,16 +61,12 @@ def _busy(stop: float) -> None:
 
 
 def measure(data: Path, threads: object, env: dict[str, str], epochs: int) -> dict:
-    cmd = [sys.executable, "-m", "bench.threads", "--child", str(threads), "--data", str(data)]
-    cmd += ["--epochs", str(epochs)]
+    cmd = [sys.executable, "-m", "bench.threads", "--child", str(threads), "--data", str(data), "--epochs", str(epochs)]
     full_env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | env
     t0 = time.perf_counter()
     out = subprocess.run(cmd, env=full_env, cwd=H.REPO, capture_output=True, text=True, check=True)
     res = json.loads(out.stdout.strip().splitlines()[-1])
-    res["median_epoch_s"] = statistics.median(res["epoch_s"])
-    res["wall_s"] = time.perf_counter() - t0
-    res["loadavg"] = H.loadavg()
-    return res
+    return {**res, "median_epoch_s": statistics.median(res["epoch_s"]), "wall_s": time.perf_counter() - t0, "loadavg": H.loadavg()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -102,17 +97,11 @@ def main(argv: list[str] | None = None) -> None:
                      f"{loaded['median_epoch_s']:.3f}", f"{ratio:.1f}x",
                      f"{quiet['loadavg'][0]:.1f} / {loaded['loadavg'][0]:.1f}"])  # fmt: skip
         print(rows[-1], flush=True)
-    md = (
-        f"# Thread settings under a competing load\n\nBPR epoch on {a.data.name} (median of "
-        f"epochs 2-{a.epochs}, training only), each setting in a fresh process; 'busy' = beside "
-        f"{cores} busy-loop processes (one per core). Same setting's two runs back to back.\n\n"
-        + H.md_table(
-            ["setting", "torch threads", "s/epoch", "s/epoch busy", "busy / quiet", "load 1m"],
-            rows,
-        )
-        + "\n\n"
-        + H.machine_md(data["machine"])
-    )
+    md = (f"# Thread settings under a competing load\n\nBPR epoch on {a.data.name} (median of epochs 2-{a.epochs}, "
+          f"training only), each setting in a fresh process; 'busy' = beside {cores} busy-loop processes (one per core). "
+          "Same setting's two runs back to back.\n\n"
+          + H.md_table(["setting", "torch threads", "s/epoch", "s/epoch busy", "busy / quiet", "load 1m"], rows)
+          + "\n\n" + H.machine_md(data["machine"]))
     H.write_report(a.results, NAME, data, md)
 
 
