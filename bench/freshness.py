@@ -1,19 +1,19 @@
 """Freshness benchmark (issue 16): fold-in of new users, new interactions and new items vs a
 model retrained with them, on MMRec's fixed splits (x_label 0/1/2 = train/valid/test).
 
-Per (dataset, seed) two runs with the trainer's defaults (``margo train``, 1 thread, ``--epochs``
-capping each stage): *base* on a reduced copy of the data (a temporary dataset under WORKDIR)
-and *retrained* on all of it. The base copy leaves out 10% of users entirely (new users: their
-training rows are posted after training), 10% of items with all their rows (new items: added
-from their features), and the last 20% (file row order) of every other user's training rows
-(returning users); users left with no training row are dropped. Metrics: trainer/metrics.py's
-full ranking, training items masked, test targets. New and returning users rank the base
-catalogue (the retrained model the same columns); for new items every base user ranks base +
-folded items, and cold recall is the share of test pairs on new items in the users' top-20.
+Per (dataset, seed): *base* trained (``margo train`` defaults, 1 thread) on a reduced copy of the
+data under WORKDIR without 10% of users (new users: their training rows posted afterwards),
+10% of items with all their rows (new items: added from their features) and the last 20% (file
+row order) of every other user's training rows (returning users: all rows posted, the trained
+vector as prior); *retrained* on all of it. Full ranking (trainer/metrics.py), training items
+masked, test targets; users rank the base catalogue (retrained: the same columns), except for
+new items: base users rank base + folded items; cold recall = share of the test pairs on new
+items in the users' top-20 (chance: 20 / items). ``--epochs`` caps each stage.
 
     nice -n 10 .venv/bin/python -m bench.freshness --quick   # smoke (synthetic, 2 epochs)
-    nice -n 10 .venv/bin/python -m bench.freshness --datasets mlsmall --seeds 0,1,2
+    nice -n 10 .venv/bin/python -m bench.freshness --datasets mlsmall --seeds 0,1,2 [--serve]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,9 +37,7 @@ R20 = f"recall@{K}"
 
 
 @dataclass
-class Split:
-    """Full-dataset indices of each question's population."""
-
+class Split:  # full-dataset indices
     new_users: np.ndarray  # held out entirely
     cold_items: np.ndarray  # held out with all their rows
     base_users: np.ndarray  # users of the base copy (sorted: row b of the base bundle)
@@ -48,8 +46,7 @@ class Split:
     held_back: np.ndarray  # int [n, 2] held-back training pairs of base users on base items
 
 
-def make_split(n_users: int, n_items: int, train: np.ndarray, valid: np.ndarray, test: np.ndarray,
-               seed: int) -> Split:
+def make_split(n_users: int, n_items: int, train: np.ndarray, valid: np.ndarray, test: np.ndarray, seed: int) -> Split:
     """``train`` in file row order: the held-back rows are each user's last round(20%)."""
     rng = np.random.default_rng([seed, 16])
     new_users = np.sort(rng.choice(n_users, max(1, round(NEW_USERS * n_users)), replace=False))
@@ -70,52 +67,25 @@ def make_split(n_users: int, n_items: int, train: np.ndarray, valid: np.ndarray,
     return Split(new_users, cold, base_users, np.flatnonzero(warm_i), np.concatenate(rows), held)
 
 
-def write_base(data: Any, split: Split, out: Path) -> Path:
-    """The base copy as a dataset bundle (ids renumbered, external ids kept)."""
-    from trainer.data import write_dataset
-
-    u_new, i_new = np.full(data.n_users, -1), np.full(data.n_items, -1)
-    u_new[split.base_users], i_new[split.base_items] = np.arange(len(split.base_users)), np.arange(len(split.base_items))
-    r = split.base_rows
-    return write_dataset(out, name=data.name, interactions=np.c_[u_new[r[:, 0]], i_new[r[:, 1]], r[:, 2]],
-                         features={m: f[split.base_items] for m, f in data.features.items()},
-                         user_ids=[data.user_ids[u] for u in split.base_users],
-                         item_ids=[data.item_ids[i] for i in split.base_items], overwrite=True)
-
-
-# -- training: a fresh process per run, one machine-wide slot each ------------------------------
+# -- training: a fresh process per run, one machine-wide slot each; bundles exported when evaluated --
 def train_run(data_path: str, out: str, seed: int, epochs: int | None, slots: str, n_slots: int) -> dict[str, Any]:
-    """Fit; keep the fit (``<out>.fit.pt``: a newer exporter rewrites bundles from it); export."""
-    os.nice(10)
     import torch
 
-    torch.set_num_threads(1)
     from trainer.data import load_dataset
     from trainer.train import fit
 
+    os.nice(10)
+    torch.set_num_threads(1)
     with H.training_slot(Path(slots), n_slots):
         cfg = H.train_config(seed=seed, threads=1, **({"epochs": epochs} if epochs else {}))
         data, load = load_dataset(data_path), H.loadavg()
         res = fit(data, cfg, progress=False)
-        torch.save(res, f"{out}.fit.pt")
-    rec = {"data": data_path, "config": H.config_dict(cfg), "seconds": round(res.seconds, 1),
-           "stages": [(s.stage, s.best_epoch, s.epochs_run) for s in res.stages], "valid_r20": res.valid.get(R20),
-           "test_r20": res.test.get(R20), "loadavg_start": load, "loadavg_end": H.loadavg()}
+        torch.save(res, f"{out}.fit.pt")  # the fit, so a newer exporter can write its bundle
+    rec = {"data": data_path, "config": H.config_dict(cfg), "seconds": round(res.seconds, 1), "valid_r20": res.valid.get(R20),
+           "stages": [(s.stage, s.best_epoch, s.epochs_run) for s in res.stages], "test_r20": res.test.get(R20),
+           "loadavg_start": load, "loadavg_end": H.loadavg(), "date": H.machine_info()["date"]}
     H.atomic_write_json(Path(f"{out}.run.json"), rec)
-    export(out, data_path)
     return rec
-
-
-def export(out: str, data_path: str) -> None:
-    """Export the bundle ``out`` from its saved fit (as ``margo train`` does after fitting)."""
-    import torch
-
-    from trainer.data import load_dataset
-    from trainer.export import export_model
-
-    cfg = H.train_config(**json.loads(Path(f"{out}.run.json").read_text())["config"])
-    res = torch.load(f"{out}.fit.pt", weights_only=False)
-    export_model(res, load_dataset(data_path), cfg, out, overwrite=True)
 
 
 # -- evaluation ------------------------------------------------------------------------------------
@@ -123,34 +93,40 @@ def sub(m: Any, rows: np.ndarray, cols: np.ndarray) -> Any:  # a CSR block
     return m[rows][:, cols].tocsr()
 
 
-def micro_recall(top: np.ndarray, target: Any) -> float:
-    """Share of all target pairs found in the ranked lists (row n of ``top`` = row n of ``target``)."""
+def micro_recall(top: np.ndarray, target: Any) -> float:  # share of all target pairs in the lists (row n: row n)
     from trainer.metrics import hit_matrix
-
     return float(hit_matrix(top, np.arange(top.shape[0]), target).sum() / max(target.nnz, 1))
 
 
 def evaluate_cell(data: Any, split: Split, run_dir: Path) -> dict[str, Any]:
     """The three questions for one (dataset, seed) from its base and retrained bundles."""
     import scipy.sparse as sp
+    import torch
 
     from trainer import metrics as M
     from trainer.bundle import load_bundle
-    from trainer.foldin import fold_in_items, fold_in_user
+    from trainer.data import load_dataset
+    from trainer.export import export_model
+    from trainer.foldin import ItemFoldIn, fold_in_items, fold_in_user
 
-    for name, path in (("base", run_dir / "base-data"), ("retrained", data.path)):
-        if not (run_dir / name / "manifest.json").is_file() or load_bundle(run_dir / name).manifest.fold_in is None:
-            H.isolated(export, str(run_dir / name), str(path))
-    base, full = load_bundle(run_dir / "base"), load_bundle(run_dir / "retrained")
+    def bundle(name: str, data_path: Any) -> Any:  # exported from the saved fit as margo train does
+        try:
+            ItemFoldIn.from_bundle(b := load_bundle(run_dir / name))
+        except Exception:  # noqa: BLE001 - not exported yet, or an older fold-in format
+            cfg = H.train_config(**json.loads((run_dir / f"{name}.run.json").read_text())["config"])
+            fitted = torch.load(run_dir / f"{name}.fit.pt", weights_only=False)
+            b = load_bundle(export_model(fitted, load_dataset(data_path), cfg, run_dir / name, overwrite=True))
+        return b
+
+    base, full = bundle("base", run_dir / "base-data"), bundle("retrained", data.path)
     W, C, R, N = split.base_items, split.cold_items, split.base_users, split.new_users
     assert base.item_ids == [data.item_ids[i] for i in W] and full.item_ids == data.item_ids
     train, test = (M.csr_from_pairs(p, data.n_users, data.n_items) for p in (data.train, data.test))
-    row_of = np.full(data.n_items, -1)
+    row_of, secs = np.full(data.n_items, -1), []
     row_of[W] = np.arange(len(W))
     vb, qb, vf, qf = base.item_vectors(), base.query_vectors(), full.item_vectors(), full.query_vectors()
-    secs: list[float] = []
 
-    def fold(users: np.ndarray, known: bool) -> np.ndarray:  # every training row posted
+    def fold(users: np.ndarray, known: bool) -> np.ndarray:  # every training row on a base item posted
         out = np.zeros((len(users), qb.shape[1]), np.float32)
         for n, u in enumerate(users):
             rows, t = row_of[train[u].indices], time.perf_counter()
@@ -164,19 +140,15 @@ def evaluate_cell(data: Any, split: Split, run_dir: Path) -> dict[str, Any]:
     res["new_users"] = {"popular": M.evaluate_scores(lambda u: np.tile(pop, (len(u), 1)), len(W), tr, tg, (K,)),
                         "fold-in": M.evaluate_vectors(fold(N, False), vb, tr, tg, (K,)),
                         "retrained": M.evaluate_vectors(qf[N], vf[W], tr, tg, (K,))}
-    tr, tg = sub(train, R, W), sub(test, R, W)  # returning users: held-back rows posted
-    q_ret = fold(R, True)
-    res["returning"] = {"stale": M.evaluate_vectors(qb, vb, tr, tg, (K,)),
-                        "fold-in": M.evaluate_vectors(q_ret, vb, tr, tg, (K,)),
+    tr, tg, q_ret = sub(train, R, W), sub(test, R, W), fold(R, True)  # returning users
+    res["returning"] = {"stale": M.evaluate_vectors(qb, vb, tr, tg, (K,)), "fold-in": M.evaluate_vectors(q_ret, vb, tr, tg, (K,)),
                         "retrained": M.evaluate_vectors(qf[R], vf[W], tr, tg, (K,))}
-    res["fold_in_user_ms"] = float(np.median(secs) * 1e3)
-    t = time.perf_counter()  # new items from their features; base users rank base + new items
+    res["fold_in_user_ms"], t = float(np.median(secs) * 1e3), time.perf_counter()
     folded = fold_in_items(base, {m: data.features[m][C] for m in base.manifest.fold_in.modalities})
     res["fold_in_items_ms_per_item"] = (time.perf_counter() - t) * 1e3 / len(C)
     cols, empty_w, empty_c = np.r_[W, C], sp.csr_matrix((len(R), len(W))), sp.csr_matrix((len(R), len(C)))
     tg_cold, tg_warm = sp.hstack([empty_w, sub(test, R, C)]).tocsr(), sp.hstack([sub(test, R, W), empty_c]).tocsr()
-    warm_u = np.flatnonzero(np.diff(tg_warm.indptr) > 0)
-    res["new_items"] = {}
+    warm_u, res["new_items"] = np.flatnonzero(np.diff(tg_warm.indptr) > 0), {"chance": K / len(cols)}
     for arm, q, keys in (("fold-in", q_ret, np.vstack([vb, folded.vectors])), ("retrained", qf[R], vf[cols])):
         kt = np.ascontiguousarray(keys.T)
         top = M.full_ranking_topk(lambda u, q=q, kt=kt: q[u] @ kt, np.arange(len(R)), sub(train, R, cols), K)
@@ -186,6 +158,52 @@ def evaluate_cell(data: Any, split: Split, run_dir: Path) -> dict[str, Any]:
     return res
 
 
+# -- serving cost: the recommendation route for fold-in users vs known users, one server ------------
+def serving_cost(args: Any, log: Any, n_items: int = 100_000, n_fold: int = 2000, seconds: float = 10.0) -> dict[str, Any]:
+    """bench/serve_load.py's bundle, server and wrk; ``n_fold`` users unknown to the model post 10
+    interactions each (folded on write), then both kinds are requested in turn (ABBA)."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    from bench import serve_load as S
+
+    (work := args.workdir / "freshness" / "serve").mkdir(parents=True, exist_ok=True)
+    S.setup_db(H.REPO, db := work / "serve.db", S.ensure_bundle(work, n_items), work)
+    env = S.service_env(H.REPO, db, work)
+    key = subprocess.run([sys.executable, "-c", S.CLI, "keys", "create", "--role", "write"], cwd=H.REPO, env=env, capture_output=True, text=True, check=True).stdout.split()[0]
+    out, rng = {"n_items": n_items, "fold_in_users": n_fold, "known_users": S.USERS, "runs": []}, np.random.default_rng(0)
+    recs = [{"user_id": f"fu{u}", "item_id": f"i{i}"} for u in range(n_fold) for i in rng.choice(n_items, 10, replace=False)]
+    with S.serve(H.REPO, env, work) as (port, _):
+        url, t = f"http://127.0.0.1:{port}", time.perf_counter()
+        for s in range(0, len(recs), 10_000):  # 1,000 users per batch: all folded on write
+            httpx.post(f"{url}/interactions", json={"interactions": recs[s : s + 10_000]}, headers={"X-API-Key": key}, timeout=600).raise_for_status()
+        out["post_seconds"] = time.perf_counter() - t
+        out["strategy"] = httpx.get(f"{url}/users/fu0/recommendations?k={K}", timeout=30).json().get("strategy")
+        with H.hold_slots(args.workdir / "slots", args.max_train, timeout=120, log=log) as held:
+            out["held_bench_slots"], out["loadavg_before"] = held, H.loadavg()
+            for arm in ("known", "fold-in", "fold-in", "known"):
+                path, users = (S.REC, S.USERS) if arm == "known" else (S.REC.replace("{user}", "f{user}"), n_fold)
+                for conns in (1, 32):
+                    S.run_wrk(path, port, conns, 2, work, users)  # warm-up
+                    out["runs"].append({"arm": arm, **S.run_wrk(path, port, conns, seconds, work, users)})
+            out["loadavg_after"] = H.loadavg()
+    for arm in ("known", "fold-in"):
+        out[arm] = {f"{m}_c{c}": float(np.median([r[m] for r in out["runs"] if r["arm"] == arm and r["connections"] == c])) for m, c in (("rps", 32), ("p99_ms", 1), ("p50_ms", 1))}
+    log(f"[freshness] serving: known {out['known']} fold-in {out['fold-in']}")
+    return out
+
+
+def serving_md(sv: dict[str, Any]) -> str:
+    rps, p99 = sv["fold-in"]["rps_c32"] / sv["known"]["rps_c32"], sv["fold-in"]["p99_ms_c1"] / sv["known"]["p99_ms_c1"]
+    return (f"\n\n## Serving cost ({sv['n_items']:,} items, {sv['date']}, load {sv['loadavg_before']})\n\n"
+            + H.md_table(["users", "req/s at 32 connections", "p99 ms at 1", "p50 ms at 1"],
+                         [(a, sv[a]["rps_c32"], sv[a]["p99_ms_c1"], sv[a]["p50_ms_c1"]) for a in ("known", "fold-in")])
+            + f"\n\nfold-in / known: req/s {rps:.3f}, p99 {p99:.3f} (median of 2 runs each, ABBA; strategy {sv['strategy']!r})"
+            f" -> within 10%: **{'holds' if rps >= 0.9 and p99 <= 1.1 else 'does not hold'}**")
+
+
 # -- report ----------------------------------------------------------------------------------------
 def flat(c: dict[str, Any]) -> dict[str, float]:
     """One cell's numbers by row name (arms, ratios, timings)."""
@@ -193,15 +211,13 @@ def flat(c: dict[str, Any]) -> dict[str, float]:
     out = {f"new users {m} {a}": nu[a][m] for a in nu for m in (R20, f"ndcg@{K}")}
     out |= {f"new users fold-in / {a}": nu["fold-in"][R20] / nu[a][R20] for a in ("popular", "retrained")}
     out |= {f"returning {R20} {a}": rt[a][R20] for a in rt}
-    gap = rt["retrained"][R20] - rt["stale"][R20]
-    out["returning: share of the stale-retrained gap recovered"] = (
-        (rt["fold-in"][R20] - rt["stale"][R20]) / gap if gap > 0 else float("nan"))
+    gap = rt["retrained"][R20] - rt["stale"][R20]  # no gap to recover: NaN
+    out["returning: share of the stale-retrained gap recovered"] = (rt["fold-in"][R20] - rt["stale"][R20]) / gap if gap > 0 else float("nan")
     out |= {f"new items cold recall@{K} {a}": ni[a]["cold_recall"] for a in ("fold-in", "retrained")}
     out["new items cold recall fold-in / retrained"] = ni["fold-in"]["cold_recall"] / ni["retrained"]["cold_recall"]
-    out |= {f"warm {R20} with new items folded in": ni["fold-in"]["warm"][R20],
-            f"warm {R20} without them": ni["fold-in"]["warm_without_new_items"][R20],
-            f"warm {R20} retrained (all items)": ni["retrained"]["warm"][R20]}
-    out["warm with / without new items"] = ni["fold-in"]["warm"][R20] / ni["fold-in"]["warm_without_new_items"][R20]
+    w, wo = ni["fold-in"]["warm"][R20], ni["fold-in"]["warm_without_new_items"][R20]
+    out |= {f"new items cold recall@{K} chance": ni.get("chance", float("nan")), f"warm {R20} with new items folded in": w,
+            f"warm {R20} without them": wo, f"warm {R20} retrained (all items)": ni["retrained"]["warm"][R20], "warm with / without new items": w / wo}
     return out | {"fold_in_user ms (median)": c["fold_in_user_ms"], "fold_in_items ms per item": c["fold_in_items_ms_per_item"]}
 
 
@@ -216,41 +232,40 @@ def summarise(evals: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, Any], s
     """Mean ± std over seeds of every row, and whether each target holds (on the mean)."""
     summary, lines = {}, []
     for ds, cells in evals.items():
-        flats = [flat(c) for c in cells]
+        flats, run0 = [flat(c) for c in cells], cells[0]["runs"]["base"]
         rows = {k: H.mean_std([f[k] for f in flats]) for k in flats[0]}
         per_seed = {key: [bool(f[key] >= bound) for f in flats] for key, bound, _ in TARGETS}
         holds = {text: bool(rows[key][0] >= bound) for key, bound, text in TARGETS}
-        runs = [(c["seed"], b, r["stages"], round(r["seconds"])) for c in cells for b, r in c["runs"].items()]
         summary[ds] = {"seeds": [c["seed"] for c in cells], "rows": rows, "targets": holds, "per_seed": per_seed}
-        sizes = ", ".join(f"{k[2:]} {cells[0][k]}" for k in cells[0] if k.startswith("n_"))
-        cfgs = {json.dumps({k: v for k, v in r["config"].items() if k != "seed"}, sort_keys=True)
-                for c in cells for r in c["runs"].values()}
-        cfg = {k: cells[0]["runs"]["base"]["config"][k] for k in ("model", "backbone", "id_channel", "epochs", "patience")}
-        lines += [f"\n## {ds}\n\nseeds {summary[ds]['seeds']}; {cfg} ({'the same' if len(cfgs) == 1 else 'DIFFERENT'} "
-                  f"config in every run but the seed); seed {cells[0]['seed']}: {sizes}\n",
-                  H.md_table(["row", "mean", "std"], [(k, *v) for k, v in rows.items()]), "",
-                  *[f"- {text}: **{'holds' if holds[text] else 'does not hold'}** (per seed: "
-                    f"{per_seed[key]})" for key, _, text in TARGETS],
-                  "", "runs (seed, run, stages (stage, best epoch, epochs run), seconds): "
-                  + "; ".join(str(r) for r in runs)]
+        same = len({json.dumps({k: v for k, v in r["config"].items() if k != "seed"}) for c in cells for r in c["runs"].values()}) == 1
+        cfg = {k: run0["config"][k] for k in ("model", "backbone", "id_channel", "epochs", "patience")}
+        lines += [f"\n## {ds}\n\nseeds {summary[ds]['seeds']}; {cfg} ({'the same' if same else 'DIFFERENT'} config in every run "
+                  f"but the seed); seed {cells[0]['seed']}: " + ", ".join(f"{k[2:]} {cells[0][k]}" for k in cells[0] if k.startswith("n_")),
+                  "", H.md_table(["row", "mean", "std"], [(k, *v) for k, v in rows.items()]), "",
+                  *[f"- {text}: **{'holds' if holds[text] else 'does not hold'}** (per seed: {per_seed[key]})" for key, _, text in TARGETS],
+                  "", "runs (seed, run, stages (stage, best epoch, epochs run), seconds, date): "
+                  + "; ".join(str((c["seed"], b, r["stages"], round(r["seconds"]), r.get("date"))) for c in cells for b, r in c["runs"].items())]
     return summary, "\n".join(lines)
 
 
 # -- command line ----------------------------------------------------------------------------------
 def prepare(name: str, seed: int, args: Any) -> tuple[Any, Split, Path, list[tuple[str, str]]]:
     """The dataset, its split, the run folder and the (data, bundle) runs it still needs."""
-    from trainer.data import load_dataset
+    from trainer.data import load_dataset, write_dataset
 
-    path = DATA.get(name) or H.ensure_dataset(args.workdir / "freshness" / ("synth-quick" if args.quick else name),
-                                              "import_synth", seed=0, **(QUICK_SYNTH if args.quick else SYNTH))
-    data = load_dataset(path)
+    synth = (args.workdir / "freshness" / ("synth-quick" if args.quick else name), "import_synth")
+    data = load_dataset(DATA.get(name) or H.ensure_dataset(*synth, seed=0, **(QUICK_SYNTH if args.quick else SYNTH)))
     split = make_split(data.n_users, data.n_items, data.train, data.valid, data.test, seed)
     run_dir = args.workdir / "freshness" / ("quick" if args.quick else "runs") / f"{name}-s{seed}"
-    if not (run_dir / "base-data" / "stats.json").is_file() and not args.report_only:
+    if not (run_dir / "base-data" / "stats.json").is_file() and not args.report_only:  # ids renumbered, external kept
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_base(data, split, run_dir / "base-data")
+        u_new, i_new, r = np.full(data.n_users, -1), np.full(data.n_items, -1), split.base_rows
+        u_new[split.base_users], i_new[split.base_items] = np.arange(len(split.base_users)), np.arange(len(split.base_items))
+        write_dataset(run_dir / "base-data", name=data.name, interactions=np.c_[u_new[r[:, 0]], i_new[r[:, 1]], r[:, 2]],
+                      features={m: f[split.base_items] for m, f in data.features.items()}, overwrite=True,
+                      user_ids=[data.user_ids[u] for u in split.base_users], item_ids=[data.item_ids[i] for i in split.base_items])
     todo = [(str(d), str(run_dir / b)) for d, b in ((run_dir / "base-data", "base"), (data.path, "retrained"))
-            if not (run_dir / f"{b}.fit.pt").is_file()]
+            if not (run_dir / f"{b}.run.json").is_file()]
     return data, split, run_dir, todo
 
 
@@ -262,42 +277,39 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, help="cap on epochs per stage (default: the trainer's)")
     p.add_argument("--train-only", action="store_true", help="train the missing runs, no evaluation")
     p.add_argument("--re-eval", action="store_true", help="evaluate again where eval.json exists")
+    p.add_argument("--serve", action="store_true", help="also measure the serving cost (~3 minutes)")
     args = H.parse_args(p, argv)
-    if args.quick:
-        args.datasets, args.seeds, args.epochs = "synth", "0", 2
+    args.datasets, args.seeds, args.epochs = ("synth", "0", 2) if args.quick else (args.datasets, args.seeds, args.epochs)
     log = H.make_logger(args.workdir / "freshness" / "log.txt")
     # seeds outer, datasets inner: every dataset gets a first seed before any gets a second
     cells = [(n, s, *prepare(n, s, args)) for s in map(int, args.seeds.split(",")) for n in args.datasets.split(",")]
-    jobs = [(d, out, s) for _, s, _, _, _, todo in cells for d, out in todo]
-    if jobs and not args.report_only:
+    if (jobs := [(d, out, s) for _, s, _, _, _, todo in cells for d, out in todo]) and not args.report_only:
         log(f"[freshness] training {len(jobs)} runs (load {H.loadavg()})")
         with H.process_pool(args.jobs) as pool:
-            futs = {pool.submit(train_run, d, out, s, args.epochs, str(args.workdir / "slots"), args.max_train): out
-                    for d, out, s in jobs}
+            futs = {pool.submit(train_run, d, out, s, args.epochs, str(args.workdir / "slots"), args.max_train): out for d, out, s in jobs}
             for f in as_completed(futs):
                 try:
-                    log(f"[freshness] trained {futs[f]}: {f.result()}")
+                    log(f"[freshness] trained {futs[f]}: " + str({k: v for k, v in f.result().items() if k != "config"}))
                 except Exception as exc:  # noqa: BLE001 - one failed run must not stop the others
                     log(f"[freshness] FAILED {futs[f]}: {exc!r}")
     if args.train_only:
         return 0
     info, evals = H.machine_info(threads=1), {}
     for n, s, data, split, run_dir, _ in cells:
-        ev_file = run_dir / "eval.json"
-        if not all((run_dir / f"{b}.run.json").is_file() for b in ("base", "retrained")):
-            continue
-        if not args.report_only and (args.re_eval or not ev_file.is_file()):
-            t = time.perf_counter()
-            runs = {b: json.loads((run_dir / f"{b}.run.json").read_text()) for b in ("base", "retrained")}
-            H.atomic_write_json(ev_file, {"seed": s, **evaluate_cell(data, split, run_dir), "runs": runs,
-                                          "loadavg": H.loadavg()})
+        ev_file, done = run_dir / "eval.json", all((run_dir / f"{b}.run.json").is_file() for b in ("base", "retrained"))
+        if done and not args.report_only and (args.re_eval or not ev_file.is_file()):
+            t, runs = time.perf_counter(), {b: json.loads((run_dir / f"{b}.run.json").read_text()) for b in ("base", "retrained")}
+            H.atomic_write_json(ev_file, {"seed": s, **evaluate_cell(data, split, run_dir), "runs": runs, "loadavg": H.loadavg()})
             log(f"[freshness] evaluated {n} seed {s} in {time.perf_counter() - t:.0f}s")
         if ev_file.is_file():
             evals.setdefault(n, []).append(json.loads(ev_file.read_text()))
     summary, md = summarise(evals)
+    if args.serve and not args.report_only:
+        H.atomic_write_json(args.workdir / "freshness" / "serve.json", {"date": H.machine_info()["date"], **serving_cost(args, log)})
+    if (serve_file := args.workdir / "freshness" / "serve.json").is_file():
+        md += serving_md(summary.setdefault("serving", json.loads(serve_file.read_text())))
     head = f"# Freshness benchmark (`bench/freshness.py`, issue 16)\n\n{H.machine_md(info)}\n" + __doc__.split("\n\n")[1]
-    H.write_report(args.results, "freshness", {"machine": info, "args": vars(args), "summary": summary, "cells": evals},
-                   head + "\n" + md)
+    H.write_report(args.results, "freshness", {"machine": info, "args": vars(args), "summary": summary, "cells": evals}, head + "\n" + md)
     log(f"[freshness] wrote {args.results}/freshness.md")
     return 0
 
