@@ -1,7 +1,9 @@
 """Item fold-in (trainer/foldin/items.py): a new item's vector is the model's own forward pass."""
 
 import dataclasses
+import gc
 import json
+import weakref
 
 import numpy as np
 import pytest
@@ -130,7 +132,14 @@ def test_a_batch_folds_like_single_items_and_the_precomputation_is_cached(cold, 
         one = fold_in_items(bundle, {m: cold.features[m][r] for m in ("image", "text")})
         np.testing.assert_allclose(one.embeddings[0], batch.embeddings[n], rtol=1e-5, atol=1e-6)
         assert one.neighbours["text"][0].tolist() == batch.neighbours["text"][n].tolist()
-    assert ItemFoldIn.from_bundle(bundle) is ItemFoldIn.from_bundle(bundle)
+    folder = ItemFoldIn.from_bundle(bundle)
+    assert ItemFoldIn.from_bundle(bundle) is folder and folder.bundle is bundle
+    # the cache holds the bundle weakly: a released bundle takes its entry with it
+    other = dataclasses.replace(bundle, _item_index={})
+    ref = weakref.ref(ItemFoldIn.from_bundle(other))
+    del other
+    gc.collect()
+    assert ref() is None
     # a streamed float16 catalogue (no float32 copy) finds the same neighbours
     streamed = ItemFoldIn(bundle, exact_bytes=0, cache_bytes=0)  # no prefilter: float16 scan
     assert streamed.knn["image"].dtype == np.float16 and streamed.search["image"] == "scan"

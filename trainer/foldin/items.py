@@ -98,9 +98,12 @@ class ItemFoldIn:
         exact_bytes: int = EXACT_BYTES,
         cache_bytes: int = CACHE_BYTES,
     ) -> None:
+        if search not in ("auto", "exact", "prefilter"):
+            raise ValueError(f"search must be auto, exact or prefilter, not {search!r}")
         info = fold_in_info(bundle.manifest, bundle.path)
         arrays = bundle.arrays
-        self.bundle = bundle
+        # weak: the per-bundle cache below must not keep a replaced bundle alive
+        self._bundle = weakref.ref(bundle)
         self.info = info
         self.channels = bundle.channels
         self.modalities = list(info.modalities)
@@ -145,6 +148,14 @@ class ItemFoldIn:
         mean_mix = self.mix.mean(0)
         self.prior_mix = mean_mix / mean_mix.sum() if mean_mix.sum() > 0 else mean_mix
         self.catalogue_weights = self.item_weights.mean(0)
+
+    @property
+    def bundle(self) -> ModelBundle:
+        """The bundle this was built from (while it is alive)."""
+        bundle = self._bundle()
+        if bundle is None:
+            raise ReferenceError("the model bundle of this ItemFoldIn was released")
+        return bundle
 
     @classmethod
     def from_bundle(cls, bundle: ModelBundle) -> ItemFoldIn:
