@@ -174,14 +174,17 @@ def user_folder(bundle: ModelBundle) -> UserFoldIn | None:
 
 
 def fold_user(model: LiveModel, user_id: str, history: list[str], newest: int) -> FoldedUser | None:
-    """The user's folded query from the items they interacted with (newest first; bundle and
-    folded items alike, others skipped), or None when none of them is in the model."""
+    """The user's folded query from the items they interacted with (``history``, newest first;
+    bundle and folded items alike, others skipped; a known user's training items too, with
+    their trained query as the prior), or None when none of them is in the model."""
     folder = model.user_folder
     rows = np.asarray([r for r in map(model.row_of, history) if r is not None], dtype=np.int64)
     if folder is None or rows.size == 0:
         return None
-    cold = rows >= model.n_items
     user_row = model.bundle.user_index(user_id)
+    if user_row is not None:  # every interaction: what it trained on, and what came since
+        rows = np.union1d(rows, model.bundle.seen_items(user_row).astype(np.int64))
+    cold = rows >= model.n_items
     try:
         query = folder.fold_in(
             rows[~cold],

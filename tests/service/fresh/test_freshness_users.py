@@ -125,3 +125,23 @@ def test_folded_users_are_bounded_and_reported(
         assert model.users.get("cap0") is None
         page = client.get("/users/cap0/recommendations", params={"k": 5}).json()
         assert page["strategy"] == "fold-in" and model.users.get("cap0") is not None
+
+
+def test_a_new_model_version_folds_users_again(live: Live, tmp_path: Path) -> None:
+    import shutil
+
+    client, admin, write = live
+    old = model_of(client)
+    liked = cluster_items(client, "2", 3)
+    post(client, write, "drifter", liked)
+    first = client.get("/users/drifter/recommendations").json()
+    assert first["strategy"] == "fold-in" and [r[0] for r in folded_rows(client)] == [old.version]
+    copy = shutil.copytree(old.bundle.path, tmp_path / "models" / "tiny-again")
+    client.app.state.margo.registry.register(copy)
+    r = client.post("/models/tiny-again/activate", headers=admin)
+    assert r.status_code == 200, r.text
+    assert folded_rows(client) == []  # the old version's folds are dropped at activation
+    again = client.get("/users/drifter/recommendations").json()
+    assert again["model_version"] == "tiny-again" and again["strategy"] == "fold-in"
+    assert [i["item_id"] for i in again["items"]] == [i["item_id"] for i in first["items"]]
+    assert [r[0] for r in folded_rows(client)] == ["tiny-again"]  # folded lazily on that read
