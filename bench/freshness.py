@@ -295,11 +295,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.train_only:
         return 0
     info, evals = H.machine_info(threads=1), {}
+    os.environ.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")  # evaluation: one BLAS thread
     for n, s, data, split, run_dir, _ in cells:
         ev_file, done = run_dir / "eval.json", all((run_dir / f"{b}.run.json").is_file() for b in ("base", "retrained"))
         if done and not args.report_only and (args.re_eval or not ev_file.is_file()):
             t, runs = time.perf_counter(), {b: json.loads((run_dir / f"{b}.run.json").read_text()) for b in ("base", "retrained")}
-            H.atomic_write_json(ev_file, {"seed": s, **evaluate_cell(data, split, run_dir), "runs": runs, "loadavg": H.loadavg()})
+            H.atomic_write_json(ev_file, {"seed": s, **H.isolated(evaluate_cell, data, split, run_dir), "runs": runs, "loadavg": H.loadavg()})
             log(f"[freshness] evaluated {n} seed {s} in {time.perf_counter() - t:.0f}s")
         if ev_file.is_file():
             evals.setdefault(n, []).append(json.loads(ev_file.read_text()))
