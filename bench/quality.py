@@ -402,6 +402,33 @@ def goals_md(summary: dict[str, dict[str, Any]], default: str | None, best: str 
     return lines + [""]
 
 
+def notes_md(summary: dict[str, dict[str, Any]], synth: dict[str, Any], epochs: int) -> list[str]:
+    """Feature standardisation on validation beside the default, and the runs the cap cut."""
+    raw, std = "margo+id [freedom]", "margo+id [freedom, standardised]"
+    per, missing = [], []
+    for ds, t in [*summary.items(), (SYNTH, synth)]:
+        a, b = t.get(raw), t.get(std)
+        if not (b and b["seeds"]):
+            missing.append(ds)
+        if a and b and a["seeds"] and b["seeds"]:
+            per.append(f"{ds} {_ms(a['valid_recall@20'], len(a['seeds']))} ({len(a['seeds'])} "
+                       f"seeds) vs {_ms(b['valid_recall@20'], len(b['seeds']))} "
+                       f"({len(b['seeds'])})")  # fmt: skip
+    lines = []
+    if per:
+        lines.append(f"- `--feature-norm standardize` on {raw}, validation R@20 raw vs "
+                     f"standardised: {'; '.join(per)}"
+                     + (f"; not measured on {', '.join(missing)}, so the selection above cannot "
+                        f"choose it yet" if missing else ""))  # fmt: skip
+    capped = sorted({f"{label} ({ds})" for ds, t in [*summary.items(), (SYNTH, synth)]
+                     for label, r in t.items() for run in r["epochs"]
+                     for _, _, ran in run if ran >= epochs})  # fmt: skip
+    if capped:
+        lines.append(f"- runs that reached the {epochs}-epoch cap (still improving: more epochs "
+                     f"could raise them): {', '.join(capped)}")  # fmt: skip
+    return lines
+
+
 def synth_md(table: dict[str, Any], args: argparse.Namespace) -> list[str]:
     """SYNTH: the default model against the ID-only LightGCN (the target), other rows beside."""
     if not table:
@@ -472,6 +499,8 @@ def report(args: argparse.Namespace, steps: list[H.Step], results: dict[str, dic
                           f"{_ms(d['test_recall@20'], len(d['seeds']))} vs ID-only lightgcn "
                           f"{_ms(lg['test_recall@20'], len(lg['seeds']))}: "
                           f"{'holds' if ok else 'does not hold'}")  # fmt: skip
+    notes = notes_md(summary, synth, args.epochs)
+    md[-1:-1] = notes
     for ds, table in summary.items():
         md += dataset_md(ds, table, default)
     md += synth_md(synth, args)
@@ -481,12 +510,13 @@ def report(args: argparse.Namespace, steps: list[H.Step], results: dict[str, dic
             "synth": {"args": SYNTH_ARGS, "summary": synth},
             "reference": REFERENCE, "runs_finished": done, "runs_planned": planned}  # fmt: skip
     out = args.workdir / "quick-results" if args.quick else args.results
-    figures = weight_figures(args, steps, results)
+    figures = weight_figures(args, steps, results, earlier)
     for p in H.write_report(out, NAME, data, "\n".join(md), figures=figures):
         print(f"[bench] wrote {p}")
 
 
-def weight_figures(args: argparse.Namespace, steps: list[H.Step], results: dict) -> dict[str, Any]:
+def weight_figures(args: argparse.Namespace, steps: list[H.Step], results: dict,
+                   earlier: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """Histogram of the learned image/first-modality weight of every margo row (first seed)."""
     plt = H.pyplot()
     if plt is None or args.quick:
@@ -496,8 +526,9 @@ def weight_figures(args: argparse.Namespace, steps: list[H.Step], results: dict)
         rows = [(s.label, results[s.key]) for s in steps if s.meta["dataset"] == ds
                 and s.meta["seed"] == args.seeds[0] and s.label.startswith("margo")
                 and s.key in results and results[s.key].get("weights_file")]  # fmt: skip
-        if not rows:
-            continue
+        carried = (earlier or {}).get(ds, {})
+        if not rows or any(k.startswith("margo") for k in carried):
+            continue  # an earlier report's figure stays: its weights are not in this run store
         fig, ax = plt.subplots(figsize=(7, 3.5))
         for label, r in rows:
             w = np.load(args.workdir / "runs" / r["weights_file"])
