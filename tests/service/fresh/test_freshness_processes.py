@@ -3,6 +3,7 @@ registry, live model, cache) on one database, SQLite and PostgreSQL; an IVF inde
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,3 +70,29 @@ def test_folded_items_are_found_beside_an_ann_index(
         fans = [u for u, top in tops.items() if top == like]
         assert any("ann-new" in rec_ids(a, u, k=20) for u in fans)
         assert rec_ids(a, "2", category=FRESH) == ["ann-new"]
+
+
+def test_redis_events_spread_folds_before_the_next_poll(
+    job_settings: Callable[..., Settings],
+    tiny_model: tuple[Path, Path],
+    redis_url: tuple[str, str],
+) -> None:
+    url, prefix = redis_url
+    # a 30 s poll: only the pub/sub messages can explain b following within seconds
+    settings = job_settings(redis_url=url, cache_prefix=prefix, poll_interval_s=30.0)
+    with two_apps(settings) as (a, b, write, _):
+        time.sleep(0.5)  # let b subscribe
+        like = a.app.state.margo.registry.current.bundle.item_ids[9]
+        body = {"items": [new_item(tiny_model[0], "evented", like)]}
+        assert a.post("/items", json=body, headers=write).json()["folded"] == ["evented"]
+        eventually(lambda: rec_ids(b, "6", category=FRESH) == ["evented"], timeout=5.0)
+        before = b.get("/users/6/recommendations").json()  # cached in Redis by b
+        records = [{"user_id": "6", "item_id": i} for i in rec_ids(a, "20", k=4)]
+        r = a.post("/interactions", json={"interactions": records}, headers=write)
+        assert r.status_code == 201
+
+        def moved() -> bool:
+            page = b.get("/users/6/recommendations").json()
+            return page["fold_in"] is not None and page["items"] != before["items"]
+
+        eventually(moved, timeout=5.0, what="b serves the refolded user")
