@@ -123,26 +123,55 @@ def _top_k_softmax(
     counts: sp.spmatrix, first_row: int, k: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rows, cols, weights) of the top k off-diagonal counts of each row of a block of R R^T
-    starting at user ``first_row``, softmax-normalised per row."""
-    c = counts.tocoo()
-    rows, cols, cnt = c.row.astype(np.int64) + first_row, c.col.astype(np.int64), c.data
-    off = rows != cols
-    rows, cols, cnt = rows[off], cols[off], cnt[off]
-    # sort by row, then count descending, then column: rank within row keeps the top k
-    order = np.lexsort((cols, -cnt, rows))
-    rows, cols, cnt = rows[order], cols[order], cnt[order]
-    first = np.r_[0, np.flatnonzero(np.diff(rows)) + 1] if rows.size else np.zeros(0, np.int64)
-    starts = np.repeat(first, np.diff(np.r_[first, rows.size]))
-    keep = (np.arange(rows.size) - starts) < k
-    rows, cols, cnt = rows[keep], cols[keep], cnt[keep].astype(np.float64)
-    # softmax per row over raw counts, stabilised by the row maximum (the first kept entry)
-    local = rows - first_row
-    m = counts.shape[0]
+    starting at user ``first_row`` (ties to the lower column), softmax-normalised per row."""
+    c = counts.tocsr()
+    c.sort_indices()  # columns ascending within each row: the order ties are broken in
+    m = c.shape[0]
+    local = np.repeat(np.arange(m), np.diff(c.indptr))
+    cols, cnt = c.indices.astype(np.int64), c.data
+    off = local + first_row != cols
+    local, cols, cnt = local[off], cols[off], cnt[off]
+    keep = _top_k_mask(local, cnt, k, m)
+    local, cols, cnt = local[keep], cols[keep], cnt[keep]
+    # the kept entries (at most k per row) in (row, count descending, column) order, so each
+    # row's softmax sums in one fixed order
+    order = np.lexsort((cols, -cnt, local))
+    local, cols, cnt = local[order], cols[order], cnt[order].astype(np.float64)
+    # softmax per row over raw counts, stabilised by the row maximum
     row_max = np.zeros(m)
     np.maximum.at(row_max, local, cnt)
     e = np.exp(cnt - row_max[local])
     denom = np.bincount(local, weights=e, minlength=m)
-    return rows, cols, (e / denom[local]).astype(np.float32)
+    return local + first_row, cols, (e / denom[local]).astype(np.float32)
+
+
+def _top_k_mask(local: np.ndarray, cnt: np.ndarray, k: int, m: int) -> np.ndarray:
+    """Which entries are among their row's k largest counts, ties going to the earlier entry.
+
+    Entries come grouped by row (``local``, ascending) with columns ascending within a row.
+    Only the counts are sorted, not the entries: each row's k-th largest count t is its
+    threshold; every count above t is kept, and of those equal to t the first ones in column
+    order, as many as k leaves room for.
+    """
+    if local.size == 0:
+        return np.zeros(0, bool)
+    sizes = np.bincount(local, minlength=m)
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    integral = cnt.max() < 2**24 and cnt.min() >= 0 and bool(np.all(cnt == np.floor(cnt)))
+    if integral and m < 2**28:  # one float key (row, count descending), exact below 2^53
+        key = np.sort(local * 2.0**25 + (2.0**24 - cnt))
+        by_row = 2.0**24 - (key - np.floor(key / 2.0**25) * 2.0**25)
+    else:
+        by_row = cnt[np.lexsort((-cnt, local))]
+    has = sizes > 0
+    threshold = np.full(m, np.inf)
+    threshold[has] = by_row[(starts + np.minimum(sizes, k) - 1)[has]]
+    t = threshold[local]
+    above, tie = cnt > t, cnt == t
+    room = k - np.bincount(local, weights=above, minlength=m).astype(np.int64)
+    ties = np.cumsum(tie)
+    before = np.r_[0, ties][starts]  # ties in earlier rows
+    return above | (tie & (ties - before[local] <= room[local]))
 
 
 class SparseOp:

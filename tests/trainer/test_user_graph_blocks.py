@@ -86,3 +86,13 @@ def test_no_users_and_no_shared_items() -> None:
     alone = sp.csr_matrix(np.eye(4, dtype=np.float32))
     g = graphs.user_cooccurrence_graph(alone, 3, block_entries=1)
     assert g.nnz == 0 and g.shape == (4, 4) and g.dtype == np.float32
+
+
+@pytest.mark.parametrize("block_entries", [3, 10**9])
+def test_weighted_interactions_give_the_whole_product_graph(block_entries: int) -> None:
+    # non-integer counts take the general path (the integer fast path does not apply)
+    r = random_train(4, n_users=50, n_items=10, density=0.3)
+    r.data = np.random.default_rng(5).choice([0.5, 1.25, 2.0], r.nnz).astype(np.float32)
+    for k in (1, 4, 60):
+        got = graphs.user_cooccurrence_graph(r, k, block_entries=block_entries)
+        assert_same_graph(got, whole_product_graph(r, k))
