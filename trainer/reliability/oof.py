@@ -52,6 +52,14 @@ def folds_of(n: int, k: int, seed: int) -> np.ndarray:
 
 def _ridge_gcv(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Ridge weights and intercept for centred-by-fit data, lambda chosen by GCV on (x, y)."""
+    w, b, _ = ridge_gcv(x, y)
+    return w, b
+
+
+def ridge_gcv(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ridge weights [k, d_y], intercept [d_y] and each output column's GCV estimate of its
+    prediction error [d_y] (the residual variance a new row should expect); one lambda for all
+    columns, chosen by their summed GCV."""
     mx, my = x.mean(0), y.mean(0)
     xc, yc = x - mx, y - my
     # the SVD xc = U S V^T from the small Gram matrix (k x k, k = input size << rows):
@@ -64,6 +72,7 @@ def _ridge_gcv(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     uty = (vt @ (xc.T @ yc)) / s[:, None]
     n = len(x)
     outside = float((yc * yc).sum() - (uty * uty).sum())  # part of y no lambda can fit
+    outside_cols = (yc * yc).sum(0) - (uty * uty).sum(0)
     best = None
     for rel in LAMBDA_GRID:
         lam = rel * s2.mean()
@@ -71,10 +80,11 @@ def _ridge_gcv(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         resid = outside + float((((1 - h)[:, None] * uty) ** 2).sum())
         gcv = n * resid / max(n - h.sum(), 1e-9) ** 2
         if best is None or gcv < best[0]:
-            best = (gcv, lam)
-    lam = best[1]
+            best = (gcv, lam, h)
+    _, lam, h = best
     w = vt.T @ ((s / (s2 + lam))[:, None] * uty)
-    return w, my - mx @ w
+    resid_cols = np.maximum(outside_cols, 0.0) + (((1 - h)[:, None] * uty) ** 2).sum(0)
+    return w, my - mx @ w, n * resid_cols / max(n - h.sum(), 1e-9) ** 2
 
 
 def oof_predict(
@@ -96,7 +106,7 @@ def oof_predict(
     return pred, centre
 
 
-def _blocks(parts: list[np.ndarray]) -> np.ndarray:
+def input_blocks(parts: list[np.ndarray]) -> np.ndarray:
     """Concatenate input blocks, each scaled to unit mean row norm so none dominates."""
     out = []
     for p in parts:
@@ -135,7 +145,7 @@ def cross_modal_prediction(
     """Out-of-fold prediction of the unit rows of f^m from [c_i, other modalities] and its
     centre (the training folds' mean), both [I, d_m]."""
     y = unit_rows(features[modality])
-    x = _blocks([collab, *(unit_rows(f) for m, f in features.items() if m != modality)])
+    x = input_blocks([collab, *(unit_rows(f) for m, f in features.items() if m != modality)])
     return oof_predict(x, y, fold, np.ones(len(y), dtype=bool))
 
 

@@ -2,7 +2,7 @@
 
     score_items(data, model=None, cfg=None) -> ReliabilityScores
 
-1. signals on the real content (signals.py, oof.py; model_signals.py when a model is given);
+1. signals on the real content (signals.py, oof.py, matching.py; model_signals.py with a model);
 2. the same signals on ``inject_rounds`` copies with a known extra set of swaps (calibrate.py);
 3. per modality, a logistic regression fit on the copies to find the injected swaps;
 4. score = 1 - its probability on the real items; confidence = n / (n + half_confidence) from
@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from trainer.reliability import calibrate, oof, signals
+from trainer.reliability import calibrate, matching, oof, signals
 from trainer.reliability.model_signals import ModelArrays, bpr_reliability, swap_item_rows
 
 if TYPE_CHECKING:
     from trainer.data.dataset import Dataset
 
 # the signals the combiner sees (higher = content agrees with behaviour), in column order
-CONTENT_SIGNALS = ("agreement", "cross_modal", "collab_from_content", "profile_rank")
+CONTENT_SIGNALS = ("agreement", "cross_modal", "matching", "collab_from_content", "profile_rank")
 MODEL_SIGNAL = "bpr_reliability"  # Eq. 6 targets accumulated per item (needs a model)
 WEIGHT_SIGNAL = "learned_weight"  # reported only: a swap after training cannot be simulated
 
@@ -53,6 +53,15 @@ class ReliabilityConfig(BaseModel):
     negatives: int = Field(4, ge=1, description="negatives per training pair for Eq. 6")
     tau_conf: float = Field(5.0, gt=0, description="Eq. 7 confidence scale for Eq. 6")
     chunk: int = Field(1024, ge=1, description="items per block of the agreement signal")
+    neighbours: int = Field(
+        30, ge=1, description="collaborative neighbours whose mean content the matcher sees"
+    )
+    match_rank: int = Field(
+        32, ge=1, description="content principal components the matching LLR compares"
+    )
+    match_repeats: int = Field(
+        1, ge=1, description="fold partitions the matching LLR is averaged over (less variance)"
+    )
 
 
 @dataclass(frozen=True)
@@ -92,9 +101,22 @@ def content_signals(
     has = np.asarray(item_users.sum(1)).ravel() > 0
     mods = list(features)
     out = {s: np.full((data.n_items, len(mods)), np.nan) for s in CONTENT_SIGNALS}
+    # the matcher's inputs: the collaborative embedding, every other modality, and every
+    # modality's mean over the item's collaborative neighbours (never the item's own row)
+    near = [matching.neighbour_mean(item_users, features[m], cfg.neighbours, chunk=cfg.chunk)
+            for m in mods]  # fmt: skip
+    # the first partition is the cross-modal signal's; the others only average out fold noise
+    folds = [fold] + [oof.folds_of(len(fold), cfg.folds, cfg.seed + 7919 * r)
+                      for r in range(1, cfg.match_repeats)]  # fmt: skip
     for j, m in enumerate(mods):
         out["agreement"][:, j] = signals.agreement(item_users, features[m], chunk=cfg.chunk)
         out["cross_modal"][:, j] = oof.cross_modal(collab, features, m, fold)
+        others = [signals.unit_rows(features[o]) for o in mods if o != m]
+        x = oof.input_blocks([collab, *others, *near])
+        y = signals.unit_rows(features[m])
+        out["matching"][:, j] = np.mean(
+            [matching.matching_llr(x, y, f, cfg.match_rank) for f in folds], axis=0
+        )
         out["collab_from_content"][:, j] = oof.collab_from_content(collab, features[m], fold, has)
         if cfg.profile_rank:
             out["profile_rank"][:, j] = signals.profile_rank(data.train, data.n_users, features[m])

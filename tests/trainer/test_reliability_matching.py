@@ -1,0 +1,143 @@
+"""The matching signals (trainer/reliability/matching.py) against hand computations."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from trainer.reliability import matching, oof
+
+
+def _unit(a):
+    return a / np.linalg.norm(a, axis=1, keepdims=True)
+
+
+def test_neighbour_mean_by_hand():
+    # real-valued interaction weights: no ties among similarities
+    rng = np.random.default_rng(0)
+    iu = rng.random((7, 10)) * (rng.random((7, 10)) < 0.6)
+    iu[6] = 0.0  # item 6: no interactions at all
+    f = rng.normal(size=(7, 3))
+    k = 3
+    norms = np.linalg.norm(iu, axis=1)
+    fu = _unit(f)
+    expected = np.zeros((7, 3))
+    for i in range(7):
+        sims = []
+        for j in range(7):
+            if j == i:
+                continue
+            den = norms[i] * norms[j]
+            sims.append((iu[i] @ iu[j] / den if den > 0 else 0.0, j))
+        top = sorted(sims, reverse=True)[:k]
+        w = np.array([max(s, 0.0) for s, _ in top])
+        if w.sum() > 0:
+            expected[i] = (w[:, None] * fu[[j for _, j in top]]).sum(0) / w.sum()
+    for chunk in (1, 3, 100):
+        got = matching.neighbour_mean(sp.csr_matrix(iu), f, k, chunk=chunk)
+        np.testing.assert_allclose(got, expected, atol=1e-12)
+    assert not got[6].any()  # no interactions: no neighbours with weight
+
+
+def test_neighbour_mean_never_uses_the_items_own_content():
+    rng = np.random.default_rng(1)
+    iu = sp.csr_matrix(rng.random((9, 12)))
+    f = rng.normal(size=(9, 4))
+    base = matching.neighbour_mean(iu, f, 4)
+    f2 = f.copy()
+    f2[5] = 50.0 * rng.normal(size=4)
+    got = matching.neighbour_mean(iu, f2, 4)
+    np.testing.assert_array_equal(got[5], base[5])
+
+
+def test_neighbour_mean_rejects_mismatched_rows():
+    with pytest.raises(ValueError, match="features have 3 rows"):
+        matching.neighbour_mean(sp.csr_matrix(np.ones((4, 2))), np.ones((3, 2)), 2)
+
+
+def _hand_ridge(x, y):
+    """Ridge with lambda by summed GCV and each column's GCV error, from the hat matrix."""
+    mx, my = x.mean(0), y.mean(0)
+    xc, yc = x - mx, y - my
+    n = len(x)
+    s2mean = (np.linalg.svd(xc, compute_uv=False) ** 2).mean()
+    best = None
+    for rel in oof.LAMBDA_GRID:
+        lam = rel * s2mean
+        inv = np.linalg.inv(xc.T @ xc + lam * np.eye(x.shape[1]))
+        hat = xc @ inv @ xc.T
+        res = yc - hat @ yc
+        dof = (n - np.trace(hat)) ** 2
+        gcv = n * (res**2).sum() / dof
+        if best is None or gcv < best[0]:
+            best = (gcv, inv @ xc.T @ yc, n * (res**2).sum(0) / dof)
+    _, w, var = best
+    return w, my - mx @ w, var
+
+
+def test_ridge_gcv_column_errors_by_hand():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(25, 4))
+    y = x @ rng.normal(size=(4, 3)) + rng.normal(size=(25, 3)) * np.array([0.1, 1.0, 3.0])
+    w, b, var = oof.ridge_gcv(x, y)
+    hw, hb, hvar = _hand_ridge(x, y)
+    np.testing.assert_allclose(w, hw, rtol=1e-8)
+    np.testing.assert_allclose(b, hb, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(var, hvar, rtol=1e-8)
+    assert var[0] < var[1] < var[2]  # the noisier column expects the larger error
+
+
+def test_matching_llr_by_hand():
+    rng = np.random.default_rng(3)
+    n, rank = 36, 2
+    x = rng.normal(size=(n, 3))
+    y = np.c_[x @ rng.normal(size=(3, 4)), rng.normal(size=(n, 1))] + 0.3 * rng.normal(size=(n, 5))
+    fold = oof.folds_of(n, 3, seed=0)
+    got = matching.matching_llr(x, y, fold, rank)
+    expected = np.empty(n)
+    for k in range(3):
+        tr, te = fold != k, fold == k
+        mu = y[tr].mean(0)
+        # principal directions of the training rows from their covariance matrix
+        cov = (y[tr] - mu).T @ (y[tr] - mu)
+        vals, vecs = np.linalg.eigh(cov)
+        order = np.argsort(-vals)[:rank]
+        basis, sd = vecs[:, order], np.sqrt(vals[order] / tr.sum())
+        z = (y - mu) @ basis / sd
+        w, b, var = _hand_ridge(x[tr], z[tr])
+        for i in np.nonzero(te)[0]:
+            zi, zh = z[i], x[i] @ w + b
+            expected[i] = 0.5 * sum(zi**2 - (zi - zh) ** 2 / var - np.log(var))
+    # eigenvector signs are arbitrary; the LLR does not depend on them
+    np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-9)
+
+
+def test_matching_llr_ranks_own_content_above_a_swapped_one():
+    rng = np.random.default_rng(4)
+    n = 200
+    x = rng.normal(size=(n, 5))
+    y = x @ rng.normal(size=(5, 8)) + 0.5 * rng.normal(size=(n, 8))
+    bad = rng.choice(n, 40, replace=False)
+    y2 = y.copy()
+    y2[bad] = y[rng.permutation(bad)]
+    llr = matching.matching_llr(x, y2, oof.folds_of(n, 5, seed=0), rank=8)
+    labels = np.zeros(n, bool)
+    labels[bad] = True
+    assert llr[~labels].mean() > llr[labels].mean() + 1.0
+
+
+def test_matching_llr_never_sees_the_items_own_content():
+    rng = np.random.default_rng(5)
+    n = 40
+    x = rng.normal(size=(n, 4))
+    y = x @ rng.normal(size=(4, 6)) + 0.2 * rng.normal(size=(n, 6))
+    fold = oof.folds_of(n, 4, seed=1)
+    base = matching.matching_llr(x, y, fold, rank=3)
+    i = 13
+    y2 = y.copy()
+    y2[i] = y[i] + 5.0
+    # only item i's LLR moves among its fold: model, components and variances are the
+    # other folds'
+    got = matching.matching_llr(x, y2, fold, rank=3)
+    same_fold = (fold == fold[i]) & (np.arange(n) != i)
+    np.testing.assert_allclose(got[same_fold], base[same_fold], rtol=1e-12)
+    assert got[i] != base[i]
