@@ -199,7 +199,31 @@ def detection_rows(args: argparse.Namespace, paths: dict, res: dict, steps: dict
                 k: H.roc_auc(labels[(n >= lo) & (n < hi)].ravel(), scorers[k][(n >= lo) & (n < hi)].ravel())
                 for k in ("score", "audit")}
             for lo, hi in BUCKETS}  # fmt: skip
+        if CASES[case][1] is not None:  # a swap can land on content much like the item's own
+            row["_by_swap_similarity"] = by_swap_similarity(args, case, seed, d, labels, scorers["score"])
         out.setdefault(case, {})[seed] = row
+    return out
+
+
+SIMILARITY = ((-1.0, 0.5), (0.5, 0.8), (0.8, 1.01))  # cosine of the swapped-in to the own row
+
+
+def by_swap_similarity(args: argparse.Namespace, case: str, seed: int, d: Any, labels: np.ndarray,
+                       suspicion: np.ndarray) -> dict[str, dict[str, float]]:
+    """The score's ROC-AUC against all clean items, for the swaps whose swapped-in content has
+    cosine in each SIMILARITY range to the item's own (clean) content, and their count."""
+    from trainer.data import load_dataset
+    from trainer.reliability.signals import unit_rows
+
+    source, modality = CASES[case]
+    own = unit_rows(load_dataset(clean_path(args, source, seed, print)).features[modality])
+    cos = (own * unit_rows(d.features[modality])).sum(1)
+    lab, sus = labels[:, 0], suspicion[:, 0]
+    out = {}
+    for lo, hi in SIMILARITY:
+        keep = ~lab | ((cos >= lo) & (cos < hi))
+        out[f"[{lo:g}, {min(hi, 1):g}{')' if hi <= 1 else ']'}"] = {
+            "auc": H.roc_auc(lab[keep], sus[keep]), "swaps": int((lab & keep).sum())}
     return out
 
 
@@ -298,6 +322,18 @@ def report(args: argparse.Namespace, det: dict, rec: dict, info: dict, wall: flo
         heads = list(next(iter(next(iter(det.values())).values()))["_by_interactions"])
         md.append("ROC-AUC by the item's training interactions:\n")
         md.append(H.md_table(["case", "scorer", *(f"{h} interactions" for h in heads)], rows) + "\n")
+    rows = []
+    for case, by_seed in det.items():
+        sims = [r["_by_swap_similarity"] for r in by_seed.values() if "_by_swap_similarity" in r]
+        if sims:
+            rows.append([case, *(f"{_ms([x[b]['auc'] for x in sims])}, {np.mean([x[b]['swaps'] for x in sims]):.0f} swaps"
+                                 for b in sims[0])])  # fmt: skip
+            js[case]["auc_by_swap_similarity"] = sims
+    if rows:
+        md.append("ROC-AUC of the score by how alike the swapped-in content is to the item's own (cosine; "
+                  "all clean items against the swaps in the range; mean swaps per seed):\n")
+        heads = list(next(s for r in det.values() for s in r.values() if "_by_swap_similarity" in s)["_by_swap_similarity"])
+        md.append(H.md_table(["case", *(f"cosine {h}" for h in heads)], rows) + "\n")
     md.append("`score`: the new reliability score (1 - score); `audit`: the training-free agreement "
               "(the audit's first signal); `cross_modal` / `matching` / `collab_from_content`: the score's "
               "out-of-fold signals alone (matching: rows computed before it existed are missing); `... weights`: 1 - the learned weight of the trained model (seeds that trained): as exported "
@@ -346,7 +382,12 @@ def _targets(det: dict, rec: dict) -> list[str]:
         line = f"- {case}: score ROC-AUC {m:.3f} (worst seed {worst:.3f}) >= {goal}: **{ok}**"
         if worst < goal:  # is it sparsity? the AUC on the best-observed items says
             top = [r["_by_interactions"][f">={BUCKETS[-1][0]}"]["score"] for r in by_seed.values()]
-            line += f" (items with >= {BUCKETS[-1][0]} training interactions: {np.mean(top):.3f})"
+            line += f" (items with >= {BUCKETS[-1][0]} training interactions: {np.mean(top):.3f}"
+            sims = [r["_by_swap_similarity"] for r in by_seed.values() if "_by_swap_similarity" in r]
+            if sims:
+                low = next(iter(sims[0]))
+                line += f"; swaps to content of cosine {low} to the own: {np.mean([x[low]['auc'] for x in sims]):.3f}"
+            line += ")"
         out.append(line)
     chosen = selected_guided(rec)
     for (case, by_model), name in ((x, g) for x in rec.items() for g in (*GUIDED, *REPAIR)):
