@@ -72,3 +72,12 @@ def test_flat_ratios_and_targets() -> None:
     assert t["new users: fold-in >= 2x popular"] and not t["new users: fold-in >= 85% of retrained"]
     assert not t["new items: cold recall >= 50% of retrained"]
     assert "does not hold" in md
+
+
+def test_serving_verdict_compares_fold_in_with_known_users() -> None:
+    arm = {"rps_c32": 100.0, "p99_ms_c1": 10.0, "p50_ms_c1": 2.0}
+    sv = {"n_items": 100, "date": "d", "loadavg_before": [1.0], "strategy": "fold-in",
+          "held_bench_slots": True, "known": arm, "fold-in": {**arm, "p50_ms_c1": 4.0}}
+    md = F.serving_md(sv)
+    assert "p50 2.000" in md and "**holds**" in md
+    assert "does not hold" in F.serving_md({**sv, "fold-in": {**arm, "rps_c32": 85.0}})
