@@ -1,8 +1,8 @@
 """Peak memory of the D6 user co-occurrence graph (issue 14): built in a fresh spawned process per
 case, peak RSS (which includes the ~300 MB of imports) for 20,000 users sharing one item and for
 the Baby-shaped synthetic set (``margo import synth`` defaults, 8-dim text features: only the
-interactions matter); the same builder with one block (the whole product R R^T at once, i.e.
-the computation before issue 14) side by side where it fits in memory.
+interactions matter); the computation before issue 14 (the whole product R R^T at once, kept
+as the oracle of tests/trainer/test_user_graph_blocks.py) side by side where it fits in memory.
 
     .venv/bin/python -m bench.graph_memory             # ~10 minutes on 2 shared cores
     .venv/bin/python -m bench.graph_memory --quick     # smoke check (results under WORKDIR)
@@ -20,7 +20,7 @@ import numpy as np
 from bench import harness as H
 
 NAME = "graph_memory"
-WHOLE = 10**12  # block_entries for one block: the whole product at once (the old computation)
+WHOLE = 0  # marks the computation before issue 14: the whole product R R^T at once
 GRAPH_K = 10
 TARGET_MB = 2048.0
 
@@ -38,17 +38,18 @@ def one_item_matrix(n_users: int, seed: int = 0) -> Any:
 
 def graph_peak(shape: str, n_users: int, block_entries: int | None, dataset: str | None) -> dict[str, Any]:
     """Build the user graph once in this (fresh) process: peak RSS before and after, seconds."""
+    # the code before issue 14, kept in the tests as the oracle
+    from tests.trainer.test_user_graph_blocks import whole_product_graph
     from trainer import graphs
     from trainer.data.dataset import load_dataset
 
     r = one_item_matrix(n_users) if dataset is None else load_dataset(dataset).train_matrix()
     before = H.peak_rss_mb()
-    kw = {} if block_entries is None else {"block_entries": block_entries}
     t0 = time.perf_counter()
-    g = graphs.user_cooccurrence_graph(r, GRAPH_K, **kw)
+    g = whole_product_graph(r, GRAPH_K) if block_entries == WHOLE else graphs.user_cooccurrence_graph(r, GRAPH_K)
     seconds = time.perf_counter() - t0
     return {"shape": shape, "users": r.shape[0], "items": r.shape[1], "interactions": int(r.nnz),
-            "builder": "one block (before)" if block_entries == WHOLE else "blocks (now)",
+            "builder": "whole product (before)" if block_entries == WHOLE else "blocks (now)",
             "edges": int(g.nnz), "rss_before_mb": round(before), "peak_rss_mb": round(H.peak_rss_mb()),
             "seconds": round(seconds, 2)}
 
