@@ -88,7 +88,7 @@ def test_new_item_equals_the_models_forward_pass(case, cold, tmp_path):
     assert bundle.arrays["foldin_knn_image"].dtype == np.float16
     catalogue = without_item(bundle, COLD)
     feats = {m: cold.features[m][COLD] for m in ("image", "text")}
-    folded = fold_in_items(catalogue, feats)
+    folded = fold_in_items(catalogue, feats, placement="model")
 
     # its neighbours are D5's kNN graph row of the item (itself dropped), as training built it
     raw = result.model.features
@@ -102,6 +102,10 @@ def test_new_item_equals_the_models_forward_pass(case, cold, tmp_path):
     np.testing.assert_allclose(folded.embeddings[0], ref, atol=2e-5, rtol=1e-4)
     np.testing.assert_allclose(folded.weights, 1.0)  # fusion-sum: w = 1
     np.testing.assert_allclose(folded.vectors, folded.embeddings.reshape(1, -1))
+    # the default calibrates that step; the step itself is kept beside it
+    default = fold_in_items(catalogue, feats)
+    assert default.placement == "content" and folded.placement == "model"
+    np.testing.assert_array_equal(default.model_embeddings, folded.embeddings)
 
 
 def test_weight_prior_is_the_neighbours_mean_weight_by_hand(cold, tmp_path):
@@ -241,3 +245,45 @@ def test_wide_features_export_the_prefilter_and_search_it(tmp_path):
     # 90 rows < 512 candidates: every row is re-ranked, so the prefilter is exact here
     np.testing.assert_array_equal(pre.neighbours["image"], exact.neighbours["image"])
     np.testing.assert_allclose(pre.embeddings, exact.embeddings, rtol=1e-5, atol=1e-6)
+
+
+def test_content_placement_is_the_ridge_map_at_the_neighbours_norms(cold, tmp_path):
+    cfg = TrainConfig(model="margo", seed=2, **FAST, id_channel=True)
+    result = fit(cold, cfg, progress=False)
+    bundle = without_item(load_bundle(export_model(result, cold, cfg, tmp_path / "b")), COLD)
+    feats = {m: cold.features[m][[COLD, COLD + 1]] for m in ("image", "text")}
+    folded = fold_in_items(bundle, feats)
+    model = fold_in_items(bundle, feats, placement="model")
+    assert folded.placement == "content"
+    np.testing.assert_array_equal(folded.model_embeddings, model.embeddings)
+    np.testing.assert_array_equal(folded.weights, model.weights)  # the weight prior is unchanged
+    # by hand: content = the unit kNN rows (features <= 64 wide: no basis), ridge lam 1 onto
+    # the trained item_emb; norms 0.8 x the similarity-weighted neighbours' norms (image 48-d,
+    # text 32-d)
+    x = np.concatenate([np.asarray(bundle.arrays[f"foldin_knn_{m}"], np.float64)
+                        for m in ("image", "text")], 1)
+    e = np.asarray(bundle.arrays["item_emb"], np.float64)
+    xc, ybar = x - x.mean(0), e.reshape(len(e), -1).mean(0)
+    g = xc.T @ xc
+    ridge = g + np.trace(g) / len(g) * np.eye(len(g))
+    w = np.linalg.solve(ridge, xc.T @ (e.reshape(len(e), -1) - ybar))
+    q = np.concatenate([l2_normalize(feats[m]) for m in ("image", "text")], 1)
+    pred = ((q - x.mean(0)) @ w + ybar).reshape(2, 3, -1)
+    rows = np.concatenate([folded.neighbours[m] for m in ("image", "text")], 1)
+    s = np.maximum(np.concatenate([folded.similarity[m] for m in ("image", "text")], 1), 0)
+    norms = np.linalg.norm(e, axis=2)[rows]
+    target = 0.8 * np.einsum("nk,nkc->nc", s / s.sum(1, keepdims=True), norms)
+    # item COLD has no near duplicate (its best cosine agreement over both modalities < 0.9)
+    agree = np.min([x[:, :48][rows[0]] @ q[0, :48], x[:, 48:][rows[0]] @ q[0, 48:]], axis=0)
+    assert agree.max() < 0.9
+    np.testing.assert_allclose(np.linalg.norm(folded.embeddings[0], axis=1), target[0], rtol=1e-4)
+    unit = pred[0] / np.linalg.norm(pred[0], axis=1, keepdims=True)
+    np.testing.assert_allclose(folded.embeddings[0], unit * target[0][:, None], rtol=1e-3,
+                               atol=1e-5)
+    # item COLD + 1 is in the catalogue (row COLD after the removal): folded again, it is its
+    # own near duplicate and lands on its trained embedding (up to the float16 kNN rows)
+    np.testing.assert_allclose(folded.embeddings[1], e[COLD], rtol=1e-2, atol=1e-2)
+    v = folded.embeddings * folded.weights[:, :, None]
+    np.testing.assert_allclose(folded.vectors, v.reshape(2, -1), rtol=1e-6)
+    with pytest.raises(FoldInInputError, match="placement must be content or model"):
+        fold_in_items(bundle, feats, placement="learned")
