@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import time
 from concurrent.futures import as_completed
 from dataclasses import dataclass
@@ -160,7 +161,6 @@ def evaluate_cell(data: Any, split: Split, run_dir: Path) -> dict[str, Any]:
 # -- serving cost: the recommendation route for fold-in users vs known users, one server ------------
 def serving_cost(args: Any, log: Any, n_items: int = 100_000, n_fold: int = 2000, seconds: float = 10.0) -> dict[str, Any]:
     """serve_load's bundle, server and wrk; ``n_fold`` new users post 10 interactions each, then ABBA."""
-    import subprocess
     import sys
 
     import httpx
@@ -294,12 +294,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.train_only:
         return 0
     info, evals = H.machine_info(threads=1), {}
+    dirty = subprocess.run(["git", "status", "--porcelain", "trainer/foldin"], cwd=H.REPO, capture_output=True, text=True).stdout.split()
+    checkout = f"{H.git_commit()}, trainer/foldin uncommitted: {dirty[1::2] or 'none'}"
     os.environ.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")  # evaluation: one BLAS thread
     for n, s, data, split, run_dir, _ in cells:
         ev_file, done = run_dir / "eval.json", all((run_dir / f"{b}.run.json").is_file() for b in ("base", "retrained"))
         if done and not args.report_only and (args.re_eval or not ev_file.is_file()):
             t, runs = time.perf_counter(), {b: json.loads((run_dir / f"{b}.run.json").read_text()) for b in ("base", "retrained")}
-            H.atomic_write_json(ev_file, {"seed": s, **H.isolated(evaluate_cell, data, split, run_dir), "runs": runs, "loadavg": H.loadavg()})
+            H.atomic_write_json(ev_file, {"seed": s, **H.isolated(evaluate_cell, data, split, run_dir), "runs": runs, "loadavg": H.loadavg(), "checkout": checkout})
             log(f"[freshness] evaluated {n} seed {s} in {time.perf_counter() - t:.0f}s")
         if ev_file.is_file():
             evals.setdefault(n, []).append(json.loads(ev_file.read_text()))
@@ -308,7 +310,9 @@ def main(argv: list[str] | None = None) -> int:
         H.atomic_write_json(args.workdir / "freshness" / "serve.json", {"date": H.machine_info()["date"], **serving_cost(args, log)})
     if (serve_file := args.workdir / "freshness" / "serve.json").is_file():
         md += serving_md(summary.setdefault("serving", json.loads(serve_file.read_text())))
-    head = f"# Freshness benchmark (`bench/freshness.py`, issue 16)\n\n{H.machine_md(info)}\n" + __doc__.split("\n\n")[1]
+    checkouts = sorted({c.get("checkout", "?") for cells in evals.values() for c in cells})
+    head = (f"# Freshness benchmark (`bench/freshness.py`, issue 16)\n\n{H.machine_md(info)}- evaluated with checkout {checkouts}\n\n"
+            + __doc__.split("\n\n")[1])
     H.write_report(args.results, "freshness", {"machine": info, "args": vars(args), "summary": summary, "cells": evals}, head + "\n" + md)
     log(f"[freshness] wrote {args.results}/freshness.md")
     return 0
