@@ -47,7 +47,7 @@ def test_ridge_equals_the_hand_computation(bundle, rows):
     c = np.linspace(0.5, 2.0, len(rows))
     prior = np.array([0.3, -0.2, 0.1, 0.5])
     prior = prior if (v[rows] @ prior).mean() > 0 else -prior  # a prior scoring the items up
-    f = UserFoldIn(bundle, method="ridge", alpha=0.2, lam=0.5)
+    f = UserFoldIn(bundle, method="ridge", alpha=0.2, lam=0.5, prior_steps=0)
     got = f.fold_in(np.array(rows), weights=c, prior=prior)
     np.testing.assert_allclose(got, hand_ridge(v, rows, c, 0.2, 0.5, prior), rtol=1e-5)
     assert got.dtype == np.float32 and got.shape == (M * DIM,)
@@ -77,6 +77,30 @@ def test_bpr_steps_equal_the_hand_computation(bundle):
     np.testing.assert_array_equal(g.fold_in(np.array(rows)), g.fold_in(np.array(rows)))
 
 
+def test_a_known_user_continues_from_the_trained_q_by_hand(bundle):
+    v = bundle.item_vectors().astype(np.float64)
+    p = bundle.query_vectors()[1].astype(np.float64)
+    rows = [2, 5]
+    f = UserFoldIn(bundle, reg=0.1, prior_steps=2, prior_lr=0.7, prior_negatives=N_ITEMS)
+    neg = [n for n in range(N_ITEMS) if n not in rows]
+    lr = 0.7 / np.mean((v**2).sum(1))
+    q = p.copy()  # the trained q itself, unscaled, is the start and the anchor
+    for _ in range(2):  # mean over (p, n) of sigma(q.v_n - q.v_p)(v_p - v_n), minus reg (q - p)
+        grad = np.zeros(4)
+        for i in rows:
+            for n in neg:
+                s = 1 / (1 + np.exp(-(q @ v[n] - q @ v[i])))
+                grad += s * (v[i] - v[n]) / (len(rows) * len(neg))
+        q = q + lr * (grad - 0.1 * (q - p))
+    got = f.fold_in(np.array(rows), prior=p)
+    np.testing.assert_allclose(got, q, rtol=1e-5)
+    # the steps raise the user's items against the rest; no prior: the ridge fold as before
+    assert (v[rows] @ got).mean() - (v[neg] @ got).mean() > (v[rows] @ p).mean() - (
+        v[neg] @ p).mean()
+    no_steps = UserFoldIn(bundle, prior_steps=0)
+    np.testing.assert_allclose(f.fold_in(np.array(rows)), no_steps.fold_in(np.array(rows)))
+
+
 def test_folded_items_count_like_catalogue_rows_and_mean_by_hand(bundle):
     v = bundle.item_vectors()
     f = UserFoldIn(bundle, method="ridge")
@@ -92,7 +116,7 @@ def test_a_strong_prior_keeps_the_trained_direction(bundle):
     q = bundle.query_vectors()[0].astype(np.float64)
     v = bundle.item_vectors()
     item = int(np.argmax(v @ q))  # an item the trained q scores above 0
-    f = UserFoldIn(bundle, method="ridge", lam=1e6)
+    f = UserFoldIn(bundle, method="ridge", lam=1e6, prior_steps=0)
     got = f.fold_in(np.array([item]), prior=q)
     np.testing.assert_allclose(got, q / (v[item] @ q), rtol=1e-3)  # p' = p / its item's score
     # a prior that scores the user's items below 0 is no guide: the fold ignores it
