@@ -424,8 +424,8 @@ def notes_md(summary: dict[str, dict[str, Any]], synth: dict[str, Any], epochs: 
                      for label, r in t.items() for run in r["epochs"]
                      for _, _, ran in run if ran >= epochs})  # fmt: skip
     if capped:
-        lines.append(f"- runs that reached the {epochs}-epoch cap (still improving: more epochs "
-                     f"could raise them): {', '.join(capped)}")  # fmt: skip
+        lines.append(f"- rows with runs stopped by the {epochs}-epoch cap rather than by "
+                     f"patience (more epochs might raise them): {', '.join(capped)}")  # fmt: skip
     return lines
 
 
