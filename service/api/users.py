@@ -18,6 +18,8 @@ import orjson
 from fastapi import APIRouter, Path, Query
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -63,18 +65,24 @@ async def serve_recommendations(state: ServiceState, user_id: str, params: RecPa
         CACHE_MISS.inc()
         cfg = state.ranking
         # interactions since training: the user's folded query (SQL, or a fold, on a miss)
-        folded = None
+        folded, degraded = None, False
         if model.overlay.rows(user_id) is not None and model.user_folder is not None:
-            folded = model.users.get(user_id) or await run_in_threadpool(
-                user_query, model, state.db, user_id
-            )
+            try:
+                folded = model.users.get(user_id) or await run_in_threadpool(
+                    user_query, model, state.db, user_id
+                )
+            except (OperationalError, PoolTimeout):
+                # SQL does not answer: a read still answers, with the trained query (or the
+                # popular list), and that page is not cached (issue 14: reads survive a hang)
+                degraded = True
         if categories or offset + k > cfg.candidate_pool:
             # may fall back to exact search: keep the event loop free meanwhile
             payload = await run_in_threadpool(recommend, model, query, cfg, folded)
         else:
             payload = recommend(model, query, cfg, folded)
         body = orjson.dumps(payload)
-        cache.set(user_id, field, body)
+        if not degraded:
+            cache.set(user_id, field, body)
     return json_bytes(body)
 
 

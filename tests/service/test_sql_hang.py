@@ -19,6 +19,7 @@ from service.db.migrate import upgrade
 from service.settings import Settings, get_settings
 from tests.service.conftest import make_keys, start_client
 from tests.service.factories import make_bundle
+from tests.service.jobs.fixtures import job_settings, tiny_model  # noqa: F401
 
 HANG_S = 10.0
 
@@ -122,6 +123,33 @@ def test_a_hung_postgres_stalls_nothing_that_does_not_need_it(
                 assert r.headers["retry-after"] == "2" and took < 2.5, took
                 refused += 1
         assert slowest < 2.0 and refused > 0, (slowest, refused)
+
+
+def test_a_user_with_posts_since_training_is_served_during_a_hang(
+    proxy: tuple[StallingProxy, str],
+    postgres_db: str,
+    job_settings: Callable[..., Settings],  # noqa: F811 (the fixture imported above)
+) -> None:
+    """Their folded query lives in SQL (another process folded it): while SQL hangs the read
+    answers 200 in time with the trained query instead of 503 (found by bench/faults.py)."""
+    stalling, via_proxy = proxy
+    settings = job_settings(database_url=via_proxy, db_pool_timeout_s=1.5, db_connect_timeout_s=2)
+    keys = make_keys(postgres_db)
+    for client in start_client(settings):
+        model = client.app.state.margo.registry.current
+        user, items = model.bundle.user_ids[3], model.bundle.item_ids[:3]
+        records = [{"user_id": user, "item_id": i} for i in items]
+        write = {HEADER: keys["write"]}
+        r = client.post("/interactions", json={"interactions": records}, headers=write)
+        assert r.status_code == 201, r.text
+        model.users.drop([user])  # not in this process's LRU: the read needs SQL
+        stalling.stall()
+        for _ in range(3):
+            t0 = time.perf_counter()
+            r = client.get(f"/users/{user}/recommendations", params={"k": 5})
+            assert r.status_code == 200 and r.json()["strategy"] == "personal", r.text
+            assert time.perf_counter() - t0 < 2.0
+            assert not set(items) & {i["item_id"] for i in r.json()["items"]}  # seen: excluded
 
 
 def test_serve_against_an_unanswering_server_exits_2_with_one_line(
