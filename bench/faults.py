@@ -2,9 +2,11 @@
 
 Faults: ``margo serve --workers 2`` on its own PostgreSQL database (reached through a TCP proxy
 that can stall) and its own redis-server, loaded by client threads while one fault at a time is
-injected (no fault first, in the same run): PostgreSQL hung, Redis hung (SIGSTOP) and killed
-(SIGKILL, restarted), 2,000 slow-header clients, a flood of bad input. Per phase: requests/s,
-errors by kind, the slowest answer, time from the fault to the first 503, time to recover.
+injected (no fault first, in the same run): PostgreSQL hung and its connections reset, Redis hung
+(SIGSTOP) and killed (SIGKILL, restarted), one API worker process and the job worker (mid-retrain)
+killed, 8 writers posting overlapping batches, 2,000 slow-header clients, a flood of bad input.
+Per phase: requests/s, errors by kind, the slowest answer, time from the fault to the first 503,
+time to recover, and records lost (interactions acknowledged by a 2xx but absent from SQL).
 The user graph's memory is bench/graph_memory.py.
 
     .venv/bin/python -m bench.faults             # everything
@@ -33,8 +35,11 @@ from bench import harness as H
 
 NAME = "faults"
 USERS = 500
+IDS: dict[str, list[str]] = {}  # the trained model's user and item ids
+BATCH, STAMP0 = 100, 10**10  # interactions per POST; each phase writes timestamps STAMP0 + phase * 10**7 + record
 SLOW_CLIENTS = 2000
 HEADER_TIMEOUT_S = 5.0
+JOB_STALE_S = 5.0
 HEADER = "X-API-Key"
 KEYS: dict[str, str] = {}
 CLI = "import sys; from service.cli import main; sys.exit(main())"
@@ -66,6 +71,8 @@ class StallingProxy:
             while data := src.recv(65536):
                 self.go.wait()
                 dst.sendall(data)
+        with contextlib.suppress(OSError):  # one side closed (a reset backend): so is the other
+            dst.shutdown(socket.SHUT_RDWR)
 
 
 def free_port() -> int:
@@ -92,6 +99,45 @@ def wait_for(ok: Callable[[], bool], limit_s: float) -> float:
     raise RuntimeError(f"not ready within {limit_s} s")
 
 
+def children(pid: int) -> list[tuple[int, bytes]]:
+    """Direct children of ``pid``: (pid, command line)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append((int(stat.parent.name), (stat.parent / "cmdline").read_bytes()))
+    return out
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and its descendants (RQ's work horse), as when the worker's machine dies."""
+    for child, _ in children(pid):
+        kill_tree(child)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def api_workers(server: subprocess.Popen) -> list[int]:
+    return [pid for pid, cmd in children(server.pid) if b"spawn_main" in cmd]
+
+
+def trained_bundle(work: Path) -> Path:
+    """A small MARGO model trained on a synthetic dataset the registry seeds into SQL (retraining needs it)."""
+    from trainer.bundle import load_bundle
+    from trainer.config import TrainConfig
+    from trainer.data import import_synth, load_dataset
+    from trainer.export import export_model
+    from trainer.train import fit
+
+    data = load_dataset(import_synth(work / "data", n_users=USERS, n_items=2000, n_interactions=20000, n_clusters=8,
+                                     modalities={"image": 32, "text": 32}, progress=False, overwrite=True))
+    cfg = TrainConfig(model="margo", threads=1, epochs=3, patience=2, dim=16, hidden=32, knn_k=5, user_graph_k=10)
+    path = export_model(fit(data, cfg, progress=False), data, cfg, work / "bundle", overwrite=True)
+    bundle = load_bundle(path)
+    IDS["users"], IDS["items"] = list(bundle.user_ids), list(bundle.item_ids)
+    return path
+
+
 def margo_cli(env: dict[str, str], *argv: str) -> None:
     subprocess.run([sys.executable, "-c", CLI, *argv], env=env, check=True, capture_output=True)
 
@@ -103,28 +149,48 @@ BAD = [("GET", "/users/a%00b/recommendations", None), ("GET", "/jobs?offset=9999
        ("POST", "/interactions", b"x" * (17 * 1024 * 1024)), ("GET", "/models/%ff%fe", None)]
 
 
-def load(port: int, seconds: float, fault: Callable[[], None], bad_input: bool) -> dict[str, Any]:
-    """Recommendation readers, one SQL reader (GET /jobs) and, for the flood, bad requests for
-    ``seconds``; ``fault()`` runs 1 s in. Each request: (start, latency, status or 0 = failed)."""
+def batch(j: int, stride: int, stamp0: int) -> tuple[bytes, set[int]]:
+    """POST /interactions body of records [j * stride, j * stride + BATCH): with stride < BATCH the
+    batches overlap (each record posted BATCH / stride times, by different writers at once)."""
+    import json
+
+    users, items, recs = IDS["users"], IDS["items"], range(j * stride, j * stride + BATCH)
+    rows = [{"user_id": users[r % len(users)], "item_id": items[r * 7 % len(items)], "timestamp": stamp0 + r} for r in recs]
+    return json.dumps({"interactions": rows}).encode(), set(recs)
+
+
+def load(port: int, seconds: float, fault: Callable[[], None], bad_input: bool, writers: int = 1,
+         stamp0: int = STAMP0) -> dict[str, Any]:
+    """Recommendation readers, one SQL reader (GET /jobs), ``writers`` interaction writers (8:
+    overlapping batches) and, for the flood, bad requests for ``seconds``; ``fault()`` runs 1 s in.
+    Each request: (start, latency, status or 0 = failed); ``acked``: records of 2xx batches."""
     import httpx
 
-    log: dict[str, list[tuple[float, float, int]]] = {"rec": [], "sql": [], "bad": []}
+    log: dict[str, list[tuple[float, float, int]]] = {"rec": [], "sql": [], "bad": [], "write": []}
     stop, rng, t0 = time.monotonic() + seconds, np.random.default_rng(0), time.monotonic()
+    acked: set[int] = set()
+    batches = iter(range(10**6))  # shared by the writers (next() is atomic under the GIL)
 
     def worker(kind: str) -> None:
-        key = {HEADER: KEYS["write"]} if kind == "bad" else {}  # reads are public: no key check
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10, headers=key) as c:
+        key = {HEADER: KEYS["write"]} if kind in ("bad", "write") else {}  # reads are public: no key check
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30 if kind == "write" else 10, headers=key) as c:
             while (t := time.monotonic()) < stop:
+                records: set[int] = set()
+                if kind == "write":
+                    body, records = batch(next(batches), BATCH // 4 if writers > 1 else BATCH, stamp0)
                 method, path, body = (BAD[len(log[kind]) % len(BAD)] if kind == "bad" else
-                                      ("GET", f"/users/u{rng.integers(USERS)}/recommendations?k=10", None)
+                                      ("POST", "/interactions", body) if kind == "write" else
+                                      ("GET", f"/users/{IDS['users'][rng.integers(USERS)]}/recommendations?k=10", None)
                                       if kind == "rec" else ("GET", "/jobs?limit=5", None))
                 try:
                     status = c.request(method, path, content=body, headers={"content-type": "application/json"}).status_code
                 except httpx.HTTPError:
                     status = 0
                 log[kind].append((t - t0, time.monotonic() - t, status))
+                if 200 <= status < 300:
+                    acked.update(records)
 
-    kinds = ["rec"] * 4 + ["sql"] + (["bad"] * 2 if bad_input else [])
+    kinds = ["rec"] * 4 + ["sql"] + ["write"] * writers + (["bad"] * 2 if bad_input else [])
     threads = [threading.Thread(target=worker, args=(k,)) for k in kinds]
     for th in threads:
         th.start()
@@ -144,6 +210,7 @@ def load(port: int, seconds: float, fault: Callable[[], None], bad_input: bool) 
                          "4xx": sum(400 <= c < 500 for c in codes), "503": codes.count(503),
                          "5xx_other": sum(c >= 500 and c != 503 for c in codes), "failed": codes.count(0),
                          "first_503_after_fault_s": None if first_503 is None else round(first_503, 2)}
+    out["acked"] = sorted(acked)
     return out
 
 
@@ -172,9 +239,9 @@ def slow_clients(port: int, n: int, stop: threading.Event, closed: list[float]) 
 
 
 def fault_phases(args: argparse.Namespace, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    import httpx
     import psycopg
 
-    from bench import synth_bundle
     from service.auth import create_api_key
     from service.db.session import Database
 
@@ -189,12 +256,14 @@ def fault_phases(args: argparse.Namespace, log: Callable[[str], None]) -> list[d
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("MARGO_")}, "OMP_NUM_THREADS": "1",
            "MARGO_DATABASE_URL": direct, "MARGO_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
            "MARGO_MODEL_DIR": str(work / "models"), "MARGO_LOG_REQUESTS": "false", "MARGO_PUBLIC_READS": "true",
-           "MARGO_CLIENT_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S)}
+           "MARGO_CLIENT_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S), "MARGO_SNAPSHOT_DIR": str(work / "snapshots"),
+           "MARGO_JOB_HEARTBEAT_S": "1", "MARGO_JOB_STALE_S": str(JOB_STALE_S), "MARGO_TRAIN_THREADS": "1"}
     margo_cli(env, "db", "upgrade")
-    margo_cli(env, "models", "register", str(synth_bundle.write(work / "bundle", 2000, USERS)), "--activate")
+    margo_cli(env, "models", "register", str(trained_bundle(work)), "--activate")
     db = Database(direct)
     with db.session() as session:
         KEYS["write"] = create_api_key(session, "write", "bench-faults")
+        KEYS["admin"] = create_api_key(session, "admin", "bench-faults")
     db.dispose()
     env["MARGO_DATABASE_URL"] = direct.replace(":5432/", f":{proxy.port}/")
     serve_log = (work / "serve.log").open("wb")
@@ -208,36 +277,94 @@ def fault_phases(args: argparse.Namespace, log: Callable[[str], None]) -> list[d
         redis[0].wait()
         redis[0] = start_redis(redis_port, work)
 
+    admin = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10, headers={HEADER: KEYS["admin"]})
+    job_worker, job, killed_at = [None], {}, [0.0]
+
+    def start_job_worker() -> None:
+        job_worker[0] = subprocess.Popen([sys.executable, "-c", CLI, "worker"], env=env, stdout=serve_log,
+                                         stderr=subprocess.STDOUT)
+
+    def retrain_running() -> None:  # before the phase: a long retrain that has trained an epoch
+        start_job_worker()
+        hp = {"epochs": 1000, "patience": 1000}
+        job["id"] = admin.post("/retrain", json={"hyperparameters": hp}).raise_for_status().json()["job_id"]
+        wait_for(lambda: (admin.get(f"/jobs/{job['id']}").json().get("epoch") or 0) >= 1, 300)
+
+    def kill(pid: Callable[[], int]) -> Callable[[], None]:
+        return lambda: (kill_tree(pid()), killed_at.__setitem__(0, time.monotonic()))
+
+    def job_recovered() -> dict[str, Any]:
+        """A new worker; the stale sweep fails the dead job; a new retrain succeeds: seconds from the kill."""
+        job_worker[0].wait()
+        start_job_worker()
+        wait_for(lambda: admin.get(f"/jobs/{job['id']}").json()["status"] == "failed", 120)
+        dead = admin.get(f"/jobs/{job['id']}").json()
+        new = admin.post("/retrain", json={"hyperparameters": {"epochs": 2}}).raise_for_status().json()["job_id"]
+        wait_for(lambda: admin.get(f"/jobs/{new}").json()["status"] in ("succeeded", "failed", "rejected"), 300)
+        return {"restored_s": round(time.monotonic() - killed_at[0], 1), "killed_job": dead["status"],
+                "killed_job_error": dead.get("error"), "new_job": admin.get(f"/jobs/{new}").json()["status"]}
+
+    def api_worker_back() -> dict[str, Any]:
+        wait_for(lambda: len(api_workers(server)) == 2, 60)
+        return {"restored_s": round(time.monotonic() - killed_at[0], 1)}
+
+    def reset_postgres() -> None:  # every backend of the bench database, three times 2 s apart
+        def resets() -> None:
+            for _ in range(3):
+                with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                                  "AND pid <> pg_backend_pid()", (PG_DB,))
+                time.sleep(2.0)
+        threading.Thread(target=resets, daemon=True).start()
+
     noop = lambda: None  # noqa: E731
     phases = [("no fault", noop, noop, False),
               ("hung PostgreSQL", proxy.go.clear, proxy.go.set, False),
+              ("reset PostgreSQL connections (3x)", reset_postgres, noop, False),
+              ("SIGKILL of one API worker", kill(lambda: api_workers(server)[0]), api_worker_back, False),
+              ("8 overlapping writers", noop, noop, False, 8),
               ("hung Redis (SIGSTOP)", redis_stopped(signal.SIGSTOP), redis_stopped(signal.SIGCONT), False),
               ("killed Redis (SIGKILL, restarted after)", redis_stopped(signal.SIGKILL), restart_redis, False),
               (f"{SLOW_CLIENTS} slow-header clients", lambda: threading.Thread(
                   target=slow_clients, args=(port, 200 if args.quick else SLOW_CLIENTS, stop, closed)).start(), stop.set, False),
-              ("bad-input flood", noop, noop, True)]
+              ("bad-input flood", noop, noop, True),
+              ("SIGKILL of the job worker mid-retrain", kill(lambda: job_worker[0].pid), job_recovered, False, 1, retrain_running)]
     rows = []
     try:
         # both workers ready: 20 readyz answers in a row (the kernel spreads connections)
         wait_for(lambda: all(urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).status == 200
                              for _ in range(20)), 120)
-        load(port, 3.0, noop, True)  # warm-up: caches, connections, code paths
-        for name, start, end, bad in phases:
+        load(port, 3.0, noop, True, 1, STAMP0 - 10**7)  # warm-up: caches, connections, code paths
+        for i, (name, start, end, bad, *more) in enumerate(phases):
+            writers, before = [*more, noop][:2] if more else (1, noop)
+            before()
             # the slow clients need their phase to outlast the header timeout
             length = max(seconds, HEADER_TIMEOUT_S + 5) if "slow" in name else seconds
-            row = {"phase": name, "seconds": length, **load(port, length, start, bad)}
-            end()
+            stamp0 = STAMP0 + i * 10**7
+            row = {"phase": name, "seconds": length, "writers": writers, **load(port, length, start, bad, writers, stamp0)}
+            row.update(end() or {})
             row["recovered_s"] = round(wait_for(lambda: urllib.request.urlopen(
                 f"http://127.0.0.1:{port}/jobs?limit=1", timeout=5).status == 200, 60), 2)
+            with psycopg.connect(direct) as conn:  # records lost: acknowledged, not in SQL
+                stored = {r[0] - stamp0 for r in conn.execute("SELECT timestamp FROM interactions WHERE timestamp "
+                                                              ">= %s AND timestamp < %s", (stamp0, stamp0 + 10**7))}
+            acked = set(row.pop("acked"))
+            row.update(records_acked=len(acked), records_stored=len(stored), records_lost=len(acked - stored))
             if closed:
                 row["slow_closed"], row["slow_closed_by_s"] = len(closed), round(max(closed), 1)
             log(f"[faults] {row}")
             rows.append(row)
     finally:
+        admin.close()
+        if job_worker[0] is not None:
+            kill_tree(job_worker[0].pid)
         server.terminate()
         server.wait(30)
         redis[0].kill()
     return rows
+
+
+KINDS = ("rec", "sql", "bad", "write")
 
 
 def faults_md(rows: list[dict[str, Any]]) -> str:
@@ -247,12 +374,17 @@ def faults_md(rows: list[dict[str, Any]]) -> str:
 
     table = H.md_table(
         ["phase", "rec req/s", "rec p50 ms", "rec slowest s", "rec errors", "SQL req", "SQL 503", "first 503 after fault s",
-         "SQL slowest s", "bad req", "bad 4xx", "5xx (not 503)", "failed", "recovered s"],
+         "SQL slowest s", "bad req", "bad 4xx", "writes (503, slowest s)", "records acked", "records lost", "5xx (not 503)", "failed",
+         "recovered s", "restored s"],
         [[r["phase"], cell(r, "rec", "rps"), cell(r, "rec", "p50_ms"), cell(r, "rec", "max_s"),
           r["rec"]["requests"] - r["rec"]["ok"], cell(r, "sql", "requests"), cell(r, "sql", "503"),
           cell(r, "sql", "first_503_after_fault_s"), cell(r, "sql", "max_s"), cell(r, "bad", "requests"), cell(r, "bad", "4xx"),
-          sum(cell(r, k, "5xx_other") or 0 for k in ("rec", "sql", "bad")),
-          sum(cell(r, k, "failed") or 0 for k in ("rec", "sql", "bad")), f"{r['recovered_s']:g}"] for r in rows])
+          f"{cell(r, 'write', 'requests')} ({cell(r, 'write', '503')}, {cell(r, 'write', 'max_s')})", r["records_acked"], r["records_lost"],
+          sum(cell(r, k, "5xx_other") or 0 for k in KINDS), sum(cell(r, k, "failed") or 0 for k in KINDS),
+          f"{r['recovered_s']:g}", f"{r['restored_s']:g}" if "restored_s" in r else ""] for r in rows])
+    job = next((r for r in rows if "killed_job" in r), None)
+    job_line = (f" The killed job ended '{job['killed_job']}' ({job['killed_job_error']}); the retrain posted after it: "
+                f"'{job['new_job']}'." if job else "")
     slow = next((r for r in rows if "slow_closed" in r), None)
     slow_line = (f" The slow-header clients: {slow['slow_closed']} closed by the server, the last {slow['slow_closed_by_s']} s "
                  f"after they opened (header timeout {HEADER_TIMEOUT_S:g} s, one byte every 2 s)." if slow else "")
@@ -261,7 +393,11 @@ def faults_md(rows: list[dict[str, Any]]) -> str:
             "users, one reads `GET /jobs` (needs SQL), the flood adds 2 threads of bad requests (NUL ids, 2^70 offsets, "
             "NaN weights, float32 overflow, malformed JSON, a 17 MiB body); the fault starts 1 s into the phase and "
             f"ends with it; 'recovered' is the wait for `GET /jobs` to answer 200 after the fault ends.\n\n{table}\n\n"
-            f"Rec errors: recommendation answers other than 200.{slow_line}\n")
+            "Writes: POST /interactions batches of 100 (1 writer; 8 writers post batches overlapping by 75%, each record "
+            "by 4 writers at once); records lost = records of 2xx batches whose row is not in SQL after the phase. "
+            "'restored': from the kill to the API worker restarted (2 again) / to a retrain posted after the stale "
+            f"sweep ({JOB_STALE_S:g} s) failed the killed job succeeding on a restarted `margo worker`. "
+            f"Rec errors: recommendation answers other than 200.{slow_line}{job_line}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
