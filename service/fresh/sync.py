@@ -102,7 +102,8 @@ def refresh_items(model: LiveModel, db: Database, *, full: bool = False) -> int:
 def apply_rows(
     model: LiveModel, db: Database, rows: list[FoldedRow], gone: list[str] | None = None
 ) -> None:
-    """Put folded items into the model's rows; their catalogue fields come from SQL."""
+    """Put folded items into the model's rows; their catalogue fields and the interactions
+    posted with them since training come from SQL (users who have them fold again)."""
     freed = model.folded.remove(gone or [])
     written, evicted = model.folded.put(rows)
     freed = [r for r in freed + evicted if r not in set(written)]
@@ -112,9 +113,16 @@ def apply_rows(
             model.users.drop([user_id])
     if written:
         model.catalog.assign(written)
+        ids = [r.item_id for r in rows]
         with db.session() as session:
-            filters = crud.item_filter_rows(session, external_ids=[r.item_id for r in rows])
+            filters = crud.item_filter_rows(session, external_ids=ids)
+            # interactions posted before the items had rows (text being encoded, say)
+            early = fsql.interactions_with(session, external_ids=ids, since=model.overlay_since)
         model.catalog.apply(filters, model.catalog.revision)
+        for user_id in model.overlay.add(early):  # their stored folds lack these items
+            model.users.drop([user_id])
+            if model.user_folder is not None:
+                fold_user(model, db, user_id)
 
 
 def fold_missing(model: LiveModel, db: Database, limit: int) -> int:

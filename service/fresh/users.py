@@ -12,7 +12,6 @@ goes first (it is read back from SQL when that user returns).
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -49,9 +48,9 @@ class FoldedUserCache:
         return len(self._entries)
 
     def get(self, user_id: str) -> FoldedUser | None:
-        entry = self._entries.get(user_id)
-        if entry is not None:
-            with contextlib.suppress(KeyError):  # dropped meanwhile: the fold is still valid
+        with self._lock:
+            entry = self._entries.get(user_id)
+            if entry is not None:
                 self._entries.move_to_end(user_id)
         return entry
 

@@ -109,6 +109,23 @@ def folded_items(
     return session.execute(stmt).all()
 
 
+def interactions_with(
+    session: Session, *, external_ids: Sequence[str], since: dt.datetime
+) -> list[tuple[str, str]]:
+    """(user external id, item external id) of interactions with the given items ingested at
+    or after ``since``: those posted before the items were folded in."""
+    if not external_ids:
+        return []
+    stmt = (
+        select(User.external_id, Item.external_id)
+        .select_from(Interaction)
+        .join(User, User.id == Interaction.user_id)
+        .join(Item, Item.id == Interaction.item_id)
+        .where(Item.external_id.in_(list(external_ids)), Interaction.created_at >= since)
+    )
+    return [(str(u), str(i)) for u, i in session.execute(stmt).all()]
+
+
 def folded_watermark(session: Session, *, version: str) -> dt.datetime | None:
     stmt = select(func.max(FoldedItem.updated_at)).where(FoldedItem.model_version == version)
     return session.scalar(stmt)

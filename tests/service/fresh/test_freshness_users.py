@@ -145,3 +145,22 @@ def test_a_new_model_version_folds_users_again(live: Live, tmp_path: Path) -> No
     assert again["model_version"] == "tiny-again" and again["strategy"] == "fold-in"
     assert [i["item_id"] for i in again["items"]] == [i["item_id"] for i in first["items"]]
     assert [r[0] for r in folded_rows(client)] == ["tiny-again"]  # folded lazily on that read
+
+
+def test_interactions_with_an_item_before_it_is_folded_count_once_it_is(
+    live: Live, tiny_model: tuple[Path, Path]
+) -> None:
+    from tests.service.fresh.helpers import content_of
+
+    client, _, write = live
+    content = content_of(tiny_model[0], model_of(client).bundle.item_ids[10])
+    half = {"item_id": "late", "content": {"image": content["image"]}}  # text still missing
+    assert client.post("/items", json={"items": [half]}, headers=write).json()["folded"] == []
+    post(client, write, "early-bird", ["late"])
+    assert client.get("/users/early-bird/recommendations").json()["strategy"] == "popular"
+    rest = {"item_id": "late", "content": {"text": content["text"]}}
+    r = client.post("/items", json={"items": [rest]}, headers=write)
+    assert r.status_code == 200 and r.json()["folded"] == ["late"], r.text
+    page = client.get("/users/early-bird/recommendations").json()
+    assert page["strategy"] == "fold-in" and page["fold_in"]["interactions"] == 1
+    assert "late" not in [i["item_id"] for i in page["items"]]  # seen: excluded
