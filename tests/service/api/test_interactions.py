@@ -84,3 +84,27 @@ def test_batch_limits_and_auth(live: tuple[TestClient, dict, dict]) -> None:
     assert post(client, {}, [{"user_id": "u", "item_id": "1"}]).status_code == 401
     ok = post(client, write, big[:10_000])
     assert ok.status_code == 201 and ok.json()["written"] == 10_000
+
+
+def test_a_stored_batch_is_201_when_the_live_update_cannot_reach_sql(
+    live: tuple[TestClient, dict, dict], monkeypatch
+) -> None:
+    """The rows are committed before the fold/overlay step; SQL failing there is not a 503
+    (a retry would resend a stored batch); the poller applies them later."""
+    from sqlalchemy.exc import OperationalError
+
+    client, _, write = live
+    registry = client.app.state.margo.registry
+
+    def down(_users: list[str]) -> None:
+        raise OperationalError("SELECT 1", {}, Exception("PostgreSQL does not answer"))
+
+    monkeypatch.setattr(registry, "interactions_added", down)
+    n0 = count(client, Interaction)
+    r = post(client, write, [{"user_id": "0", "item_id": "3", "timestamp": 1_800_000_001}])
+    assert r.status_code == 201 and r.json()["written"] == 1
+    assert count(client, Interaction) == n0 + 1
+    monkeypatch.undo()
+    registry.poll_once()  # the poller catches up: the item is seen, so excluded
+    got = client.get(REC.format("0"), params={"k": 50}).json()["items"]
+    assert "3" not in {i["item_id"] for i in got}
