@@ -306,12 +306,14 @@ def main(argv: list[str] | None = None) -> int:
         if ev_file.is_file():
             evals.setdefault(n, []).append(json.loads(ev_file.read_text()))
     summary, md = summarise(evals)
+    md += "".join(f"\n\n## {n}\n\nnot measured: no seed with both runs trained and evaluated" for n in args.datasets.split(",") if n not in evals)
     if args.serve and not args.report_only:
         H.atomic_write_json(args.workdir / "freshness" / "serve.json", {"date": H.machine_info()["date"], **serving_cost(args, log)})
     if (serve_file := args.workdir / "freshness" / "serve.json").is_file():
         md += serving_md(summary.setdefault("serving", json.loads(serve_file.read_text())))
     checkouts = sorted({c.get("checkout", "?") for cells in evals.values() for c in cells})
-    head = (f"# Freshness benchmark (`bench/freshness.py`, issue 16)\n\n{H.machine_md(info)}- evaluated with checkout {checkouts}\n\n"
+    head = (f"# Freshness benchmark (`bench/freshness.py`, issue 16)\n\n{H.machine_md(info)}- evaluated with checkout {checkouts}; "
+            f"load average (1 min) at the end of each evaluation: {[c.get('loadavg', ['?'])[0] for v in evals.values() for c in v]}\n\n"
             + __doc__.split("\n\n")[1])
     H.write_report(args.results, "freshness", {"machine": info, "args": vars(args), "summary": summary, "cells": evals}, head + "\n" + md)
     log(f"[freshness] wrote {args.results}/freshness.md")
