@@ -181,7 +181,7 @@ def test_a_retrain_replaces_folded_vectors_with_learned_ones(
     r = client.post("/interactions", json={"interactions": records}, headers=write)
     assert r.status_code == 201
     r = client.post("/retrain", json={"hyperparameters": FAST}, headers=admin)
-    job = wait_job(client, r.json()["job_id"], admin, timeout=120)
+    job = wait_job(client, r.json()["job_id"], admin, timeout=300)  # export scores reliability
     assert job["status"] == "succeeded", job
     after = model_of(client)
     assert after.version == job["result_version"] != before.version
