@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.orm import Session
 
 from service.cache import ResponseCache
@@ -35,7 +36,6 @@ from service.db.session import Database
 from service.db.tables import ModelStatus, ModelVersion, utcnow
 from service.errors import BundleMissing, Conflict, ModelLoadError, NotFound
 from service.events import EventBus
-from service.fresh.sync import fold_users_on_write
 from service.index import ItemIndex, bundle_index
 from service.live import LiveModel, parse_time
 from service.settings import Settings
@@ -335,15 +335,14 @@ class Registry:
             self._wake.clear()
             if self._stop.is_set():
                 break
-            try:
-                self.poll_once()
-            except Exception:
-                log.exception("poll failed")
-            for task in self._poll_tasks:
+            for task in (self.poll_once, *self._poll_tasks):
+                name = getattr(task, "__name__", task)
                 try:
                     task()
+                except (OperationalError, SATimeoutError) as exc:  # SQL down or hung: one line
+                    log.warning("%s skipped, database unavailable (%s)", name, type(exc).__name__)
                 except Exception:
-                    log.exception("poll task %s failed", getattr(task, "__name__", task))
+                    log.exception("%s failed", name)
 
     def _on_event(self, event: dict[str, Any]) -> None:
         if event.get("event") == "interactions":
@@ -388,11 +387,12 @@ class Registry:
         self.events.publish("items_changed")
 
     def interactions_added(self, user_ids: list[str]) -> None:
-        """The overlay, the users' folded queries (stored before others hear), their pages."""
+        """The overlay and the users' pages at once; their folded queries come after the
+        answer (service.fresh.sync.fold_after_write); until then a read folds the user."""
         live = self._current
         if live is not None:
             live.refresh_overlay(self.db)
-            fold_users_on_write(live, self.db, user_ids, self.settings.foldin_write_users)
+            live.users.drop(user_ids)
         for user_id in user_ids:
             self.cache.invalidate_user(user_id)
         self.events.publish("interactions", users=user_ids)

@@ -123,9 +123,9 @@ class Settings(BaseSettings):
     foldin_max_users: int = Field(50_000, ge=0)
     """Folded user queries each process keeps in memory (LRU; the rest are read back from
     SQL on the user's next request). About 4 x M x d bytes per user."""
-    foldin_write_users: int = Field(1_000, ge=0)
-    """Users of one POST /interactions batch folded before it answers; the rest fold on
-    their next request."""
+    foldin_write_users: int = Field(200, ge=0)
+    """Users of one POST /interactions batch folded right after it answers (in the
+    background of the process that took it); the rest fold on their next request."""
 
     # -- access --------------------------------------------------------------------------
     public_reads: bool = False

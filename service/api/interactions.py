@@ -10,7 +10,7 @@ import logging
 import random
 import time
 
-from fastapi import APIRouter
+from fastapi import APIRouter, BackgroundTasks
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -19,6 +19,7 @@ from service.api.responses import errors
 from service.auth import WriteAccess
 from service.db import crud
 from service.errors import InvalidRequest
+from service.fresh.sync import fold_after_write
 from service.schemas import IngestOut, InteractionsIn
 
 router = APIRouter(prefix="/interactions", tags=["interactions"])
@@ -48,7 +49,9 @@ def _retryable(exc: DBAPIError) -> bool:
     dependencies=[WriteAccess],
     summary="Store up to 10,000 interactions (unknown users are created)",
 )
-def add_interactions(body: InteractionsIn, state: StateDep) -> IngestOut:
+def add_interactions(
+    body: InteractionsIn, state: StateDep, background: BackgroundTasks
+) -> IngestOut:
     rows = [i.model_dump() for i in body.interactions]
     for attempt in range(RETRIES):
         try:
@@ -66,8 +69,17 @@ def add_interactions(body: InteractionsIn, state: StateDep) -> IngestOut:
                 raise
             time.sleep(random.uniform(0.005, 0.02) * 2**attempt)  # jitter: not in lockstep
     if result.written:
+        users = sorted({str(r["user_id"]) for r in rows})
         try:
-            state.registry.interactions_added(sorted({str(r["user_id"]) for r in rows}))
+            state.registry.interactions_added(users)
+            # the users' folded queries after the answer: a write waits for its commit only
+            background.add_task(
+                fold_after_write,
+                state.registry.current,
+                state.db,
+                users,
+                state.settings.foldin_write_users,
+            )
         except (OperationalError, PoolTimeout):
             # the rows are committed: a 503 would say they were not (bench/faults.py saw it
             # when SQL hung or reset mid-request); the poller applies them to the overlay and

@@ -19,6 +19,8 @@ import logging
 from typing import TYPE_CHECKING
 
 import numpy as np
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.orm import Session
 
 from service.db import crud
@@ -205,6 +207,22 @@ def fold_users_on_write(model: LiveModel, db: Database, user_ids: list[str], lim
         if model.overlay.rows(user_id) is not None and fold_user(model, db, user_id) is not None:
             done += 1
     return done
+
+
+def fold_after_write(
+    model: LiveModel | None, db: Database, user_ids: list[str], limit: int
+) -> None:
+    """``fold_users_on_write`` after POST /interactions has answered (a returning user's fold
+    takes tens of ms: inline, a 100-user batch took seconds); failures leave the users to be
+    folded by their next reads."""
+    if model is None:
+        return
+    try:
+        fold_users_on_write(model, db, user_ids, limit)
+    except (OperationalError, SATimeoutError) as exc:
+        log.warning("folding written users deferred to their next reads: %s", exc.__class__)
+    except Exception:  # noqa: BLE001 - after the answer: nobody else would see it
+        log.exception("folding written users failed; their next reads fold them")
 
 
 def prior_of(model: LiveModel, user_id: str) -> str:
