@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     before it answers 503 with ``Retry-After``."""
     db_busy_timeout_s: float = Field(10.0, ge=0)
     """SQLite: how long a writer waits for the database lock."""
-    db_answer_timeout_s: float = Field(2.0, gt=0)
+    db_answer_timeout_s: float = Field(1.5, gt=0)
     """PostgreSQL: a request waiting on a server that has stopped answering (TCP open, no
     reply) gets 503 with ``Retry-After`` within about this long, on open pooled connections
     too (service/db/watchdog.py); a slow statement on a server that answers is bounded by
