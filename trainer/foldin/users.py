@@ -13,7 +13,8 @@ default):
            ``prior_steps=0``, for a returning user their trained q rescaled so that it scores
            their items 1 on average (p' = p / mean_u(p . v_i)), which keeps the trained
            ranking where the interactions agree with it. lam is relative: lam * tr(G) / D.
-    known  a returning user (``prior`` = their trained q, p): q = p + ``prior_steps`` (30)
+    known  a returning user (``prior`` = their trained q, p), with ``prior_steps`` > 0 (off by
+           default, see PRIOR_DEFAULTS): q = p + ``prior_steps`` (e.g. 30)
            full-batch BPR steps (below) from p itself, unscaled, anchored at p (reg/2
            ||q - p||^2), step size ``prior_lr`` (4.0) / mean ||v||^2, ``prior_negatives``
            (1024) seeded negatives: the user's training continued on all their interactions
@@ -85,7 +86,11 @@ Method = Literal["ridge", "bpr", "mean"]
 
 DEFAULTS = {"alpha": 0.03, "lam": 1.0, "steps": 30, "lr": 0.1, "reg": 1e-3, "n_negatives": 256}
 # a known user (prior given): BPR steps from their trained q (see the module docstring)
-PRIOR_DEFAULTS = {"prior_steps": 30, "prior_lr": 4.0, "prior_negatives": 1024}
+# prior_steps 0 by default: the BPR continuation recovered 72% of the stale -> retrained gap on
+# mlsmall seed 0 but -1% +- 68% over seeds 0-2 in bench/results/freshness.md, at 20-100 ms a
+# user (vs ~1 ms): folding every writer's users at that cost starved a serving process
+# (bench/faults.py: recommendations fell from ~500 to ~10 req/s under a steady writer)
+PRIOR_DEFAULTS = {"prior_steps": 0, "prior_lr": 4.0, "prior_negatives": 1024}
 
 
 class UserFoldIn:
