@@ -23,6 +23,7 @@ from trainer.errors import BundleError
 from trainer.knn import SEARCH_RANK, channel_graph_mixing
 from trainer.metrics import csr_from_pairs
 from trainer.reliability import ModelArrays, ReliabilityConfig, score_items
+from trainer.threads import blas_threads
 
 if TYPE_CHECKING:
     from trainer.data.dataset import Dataset
@@ -128,9 +129,10 @@ def export_model(
         "seen_indices": seen.indices.astype(np.int32),
         **model.export_extras(),
     }
-    rel_arrays, rel_manifest = reliability_part(
-        data, cfg, list(model.channels), user_emb, item_emb, weights
-    )
+    with blas_threads(torch.get_num_threads()):  # fit's count, chosen for the machine's load
+        rel_arrays, rel_manifest = reliability_part(
+            data, cfg, list(model.channels), user_emb, item_emb, weights
+        )
     arrays.update(rel_arrays)
     feature_dims = {m: int(f.shape[1]) for m, f in data.features.items()}
     manifest = {

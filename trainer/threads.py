@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def usable_cores() -> int:
@@ -47,3 +49,16 @@ def choose_threads(threads: int | None, current: int) -> int:
     except (AttributeError, OSError):
         load = 0.0
     return min(current, auto_threads(usable_cores(), load))
+
+
+@contextmanager
+def blas_threads(n: int) -> Iterator[None]:
+    """numpy/scipy's BLAS at ``n`` threads inside the block (the reliability score's SVDs).
+
+    OpenBLAS starts one thread per core and idles them by spinning, so with the cores taken
+    its eigh stalls the way torch's OpenMP did; the run's torch thread count is the bound.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=max(1, n), user_api="blas"):
+        yield

@@ -141,3 +141,21 @@ def test_matching_llr_never_sees_the_items_own_content():
     same_fold = (fold == fold[i]) & (np.arange(n) != i)
     np.testing.assert_allclose(got[same_fold], base[same_fold], rtol=1e-12)
     assert got[i] != base[i]
+
+
+def test_ridge_spectrum_from_the_gram_matrix_equals_the_thin_svd():
+    # tall inputs take the Gram path, wide ones (a small catalogue, wide text) the thin SVD
+    rng = np.random.default_rng(5)
+    for n, k in ((25, 4), (12, 30)):
+        xc = rng.normal(size=(n, k))
+        xc -= xc.mean(0)  # centred, as ridge_gcv passes it: a null direction when wide
+        yc = rng.normal(size=(n, 3))
+        (sg, vg, ug), (ss, vs, us) = (oof.spectrum(xc, yc, gram=g) for g in (True, False))
+        np.testing.assert_allclose(np.sort(sg), np.sort(ss), rtol=1e-8)
+        # order and signs of the singular vectors differ; V S^-1 U^T yc (the least-norm fit)
+        # and V S U^T yc (= xc^T yc) do not
+        for f in (lambda s: 1 / s, lambda s: s):
+            np.testing.assert_allclose(
+                vg.T @ (f(sg)[:, None] * ug), vs.T @ (f(ss)[:, None] * us), rtol=1e-6, atol=1e-9
+            )
+        np.testing.assert_allclose(vs.T @ (ss[:, None] * us), xc.T @ yc, rtol=1e-8, atol=1e-9)

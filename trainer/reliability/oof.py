@@ -56,20 +56,35 @@ def _ridge_gcv(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return w, b
 
 
+def spectrum(
+    xc: np.ndarray, yc: np.ndarray, *, gram: bool | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(S, V^T, U^T yc) of the thin SVD xc = U S V^T, null directions dropped.
+
+    ``gram`` (default: when rows >= inputs) takes it from the small Gram matrix, xc^T xc =
+    V S^2 V^T and U^T yc = S^-1 V^T xc^T yc (k x k, cheap for tall inputs); otherwise the
+    thin SVD itself (cheaper when a small catalogue meets wide text inputs). Equal results.
+    """
+    if gram is None:
+        gram = len(xc) >= xc.shape[1]
+    if gram:
+        s2, v = np.linalg.eigh(xc.T @ xc)
+        keep = s2 > 1e-10 * max(float(s2.max()), 1e-300)
+        s, vt = np.sqrt(s2[keep]), v[:, keep].T
+        return s, vt, (vt @ (xc.T @ yc)) / s[:, None]
+    u, s, vt = np.linalg.svd(xc, full_matrices=False)
+    keep = s * s > 1e-10 * max(float(s[0] ** 2) if len(s) else 0.0, 1e-300)
+    return s[keep], vt[keep], u[:, keep].T @ yc
+
+
 def ridge_gcv(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Ridge weights [k, d_y], intercept [d_y] and each output column's GCV estimate of its
     prediction error [d_y] (the residual variance a new row should expect); one lambda for all
     columns, chosen by their summed GCV."""
     mx, my = x.mean(0), y.mean(0)
     xc, yc = x - mx, y - my
-    # the SVD xc = U S V^T from the small Gram matrix (k x k, k = input size << rows):
-    # xc^T xc = V S^2 V^T and U^T yc = S^-1 V^T xc^T yc; null directions are dropped
-    s2, v = np.linalg.eigh(xc.T @ xc)
-    keep = s2 > 1e-10 * max(float(s2.max()), 1e-300)
-    s2, v = s2[keep], v[:, keep]
-    s = np.sqrt(s2)
-    vt = v.T
-    uty = (vt @ (xc.T @ yc)) / s[:, None]
+    s, vt, uty = spectrum(xc, yc)
+    s2 = s * s
     n = len(x)
     outside = float((yc * yc).sum() - (uty * uty).sum())  # part of y no lambda can fit
     outside_cols = (yc * yc).sum(0) - (uty * uty).sum(0)
