@@ -174,61 +174,48 @@ def user_query(model: LiveModel, db: Database, user_id: str) -> FoldedUser | Non
 
 def fold_user(model: LiveModel, db: Database, user_id: str) -> FoldedUser | None:
     """Fold the user from their SQL history, store the row, cache it."""
-    with db.session() as session:
-        db_id, history, newest = fsql.user_history(
-            session, external_id=user_id, limit=HISTORY_LIMIT
-        )
-    if db_id is None:
-        return None
-    entry = fold.fold_user(model, user_id, history, newest)
-    if entry is None:
-        return None
-    with db.session() as session:
-        fsql.save_folded_user(
-            session,
-            user_id=db_id,
-            version=model.version,
-            emb=entry.emb.tobytes(),
-            items=entry.items,
-            last=newest,
-        )
-    model.users.put(user_id, entry)
-    return entry
+    return fold_and_store_users(model, db, [user_id]).get(user_id)
 
 
-def fold_users_on_write(model: LiveModel, db: Database, user_ids: list[str], limit: int) -> int:
-    """Fold the users of an ingested batch now (at most ``limit``; the rest fold on their next
-    request): their histories in one transaction, their rows in another (a transaction per
-    user cost the serving process more than the folds). Returns how many were folded."""
-    if model.user_folder is None:
-        return 0
-    todo = user_ids[:limit]
-    model.users.drop(todo)
-    todo = [u for u in todo if model.overlay.rows(u) is not None]
-    if not todo:
-        return 0
+def fold_and_store_users(
+    model: LiveModel, db: Database, user_ids: list[str]
+) -> dict[str, FoldedUser]:
+    """Fold users from their SQL histories (one transaction), store their rows (another: a
+    transaction per user cost the serving process more than the folds) and cache them."""
     with db.session() as session:
         histories = {
-            u: fsql.user_history(session, external_id=u, limit=HISTORY_LIMIT) for u in todo
+            u: fsql.user_history(session, external_id=u, limit=HISTORY_LIMIT) for u in user_ids
         }
     folded = []
     for user_id, (db_id, history, newest) in histories.items():
         entry = None if db_id is None else fold.fold_user(model, user_id, history, newest)
         if entry is not None:
             folded.append((user_id, db_id, newest, entry))
-    with db.session() as session:
-        for _, db_id, newest, entry in folded:
-            fsql.save_folded_user(
-                session,
-                user_id=db_id,
-                version=model.version,
-                emb=entry.emb.tobytes(),
-                items=entry.items,
-                last=newest,
-            )
+    if folded:
+        with db.session() as session:
+            for _, db_id, newest, entry in folded:
+                fsql.save_folded_user(
+                    session,
+                    user_id=db_id,
+                    version=model.version,
+                    emb=entry.emb.tobytes(),
+                    items=entry.items,
+                    last=newest,
+                )
     for user_id, _, _, entry in folded:
         model.users.put(user_id, entry)
-    return len(folded)
+    return {user_id: entry for user_id, _, _, entry in folded}
+
+
+def fold_users_on_write(model: LiveModel, db: Database, user_ids: list[str], limit: int) -> int:
+    """Fold the users of an ingested batch now (at most ``limit``; the rest fold on their next
+    request). Returns how many were folded."""
+    if model.user_folder is None:
+        return 0
+    todo = user_ids[:limit]
+    model.users.drop(todo)
+    todo = [u for u in todo if model.overlay.rows(u) is not None]
+    return len(fold_and_store_users(model, db, todo)) if todo else 0
 
 
 def fold_after_write(

@@ -65,6 +65,7 @@ from trainer.bundle_foldin import (
     mu_name,
     scale_name,
 )
+from trainer.foldin.cache import per_bundle
 from trainer.foldin.placement import PLACEMENT_DEFAULTS, ContentPlacement
 from trainer.knn import l2_normalize, nearest_rows, nearest_rows_prefiltered
 
@@ -186,13 +187,7 @@ class ItemFoldIn:
     @classmethod
     def from_bundle(cls, bundle: ModelBundle) -> ItemFoldIn:
         """The bundle's ItemFoldIn, built on first use and kept while the bundle lives."""
-        cached = _CACHE.get(id(bundle))
-        if cached is not None and cached[0]() is bundle:
-            return cached[1]
-        made = cls(bundle)
-        key = id(bundle)
-        _CACHE[key] = (weakref.ref(bundle, lambda _: _CACHE.pop(key, None)), made)
-        return made
+        return per_bundle(_CACHE, bundle, lambda: cls(bundle))
 
     # -- the steps -------------------------------------------------------------------------
     def check(self, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -81,6 +81,7 @@ import numpy as np
 
 from trainer.bundle import ModelBundle
 from trainer.bundle_foldin import FoldInInputError
+from trainer.foldin.cache import per_bundle
 
 Method = Literal["ridge", "bpr", "mean"]
 
@@ -136,13 +137,7 @@ class UserFoldIn:
     @classmethod
     def from_bundle(cls, bundle: ModelBundle) -> UserFoldIn:
         """The bundle's UserFoldIn with the default settings, built once per bundle object."""
-        cached = _CACHE.get(id(bundle))
-        if cached is not None and cached[0]() is bundle:
-            return cached[1]
-        made = cls(bundle)
-        key = id(bundle)
-        _CACHE[key] = (weakref.ref(bundle, lambda _: _CACHE.pop(key, None)), made)
-        return made
+        return per_bundle(_CACHE, bundle, lambda: cls(bundle))
 
     # -- input ------------------------------------------------------------------------------
     def positives(
