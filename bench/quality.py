@@ -464,9 +464,9 @@ def report(args: argparse.Namespace, steps: list[H.Step], results: dict[str, dic
     earlier = None
     if args.earlier and Path(args.earlier).is_file():
         earlier = json.loads(Path(args.earlier).read_text())["summary"]
-    real = [s for s in steps if s.meta["dataset"] != SYNTH]
-    summary = summarise(real, results, earlier)
-    synth = summarise([s for s in steps if s.meta["dataset"] == SYNTH], results).get(SYNTH, {})
+    summary = summarise([s for s in steps if s.meta["dataset"] != SYNTH], results, earlier)
+    synth = summarise([s for s in steps if s.meta["dataset"] == SYNTH], results, earlier)
+    synth = synth.get(SYNTH, {})
     fusions = ("fusion-sum", "fusion-learned", "margo")
     default, best = select(summary, fusions), select(summary, ("margo",))
     info = H.machine_info(args.threads)
