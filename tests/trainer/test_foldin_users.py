@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from trainer.bundle import load_bundle, write_bundle
-from trainer.foldin import FoldInInputError, UserFoldIn, fold_in_user
+from trainer.foldin import FoldInInputError, UserFoldIn, UserInput, UserInputError, fold_in_user
 
 N_ITEMS, M, DIM = 9, 2, 2  # D = M * d = 4: fewer than 4 items uses Woodbury, more the solve
 
@@ -147,3 +147,63 @@ def test_bad_input_is_a_clear_value_error(bundle, kwargs, match):
     rows = kwargs.pop("item_rows")
     with pytest.raises(FoldInInputError, match=match):
         fold_in_user(bundle, rows, **kwargs)
+
+
+def test_many_users_at_once_equal_one_at_a_time(bundle):
+    """fold_in_many (padded, stacked solves) against fold_in user by user: one interaction,
+    duplicates, zero confidences, folded items' vectors, priors, Woodbury and direct sizes
+    in one batch, and a batch cut by size."""
+    v = bundle.item_vectors()
+    q = bundle.query_vectors()
+    users = [
+        UserInput(np.array([2])),  # one interaction
+        UserInput(np.array([3, 3, 5])),  # a duplicate counts twice, as in fold_in
+        UserInput(np.array([0, 1, 2, 3, 4, 5, 6, 7])),  # >= D: the direct solve
+        UserInput(np.array([8, 6, 4, 2, 0])),  # batched with 3s: they take the direct solve
+        UserInput(np.array([1, 8]), weights=np.array([2.0, 0.0])),  # a zero confidence
+        UserInput(np.array([4]), item_vectors=v[[6, 7]] * 0.5),  # folded items
+        UserInput(np.array([0, 6]), prior=q[0]),  # a known user: the rescaled prior
+        UserInput(np.array([7]), prior=-q[0] if v[7] @ q[0] > 0 else q[0]),  # ignored prior
+        UserInput(np.array([1, 2, 3, 4, 5, 6, 7, 8, 0, 1, 2, 3]), prior=q[1]),
+        UserInput(np.array([], np.int64), item_vectors=v[[2]]),  # only a folded item
+    ]
+    for method in ("ridge", "mean"):
+        f = UserFoldIn(bundle, method=method, alpha=0.2, lam=0.5, prior_steps=0)
+        got = f.fold_in_many(users)
+        want = np.stack([
+            f.fold_in(u.item_rows, item_vectors=u.item_vectors, weights=u.weights, prior=u.prior)
+            for u in users
+        ])
+        assert got.dtype == np.float32 and got.shape == (len(users), M * DIM)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        assert not np.allclose(got[0], got[1])  # rows are the users', in order
+    # one user per batch (BATCH_USERS 1) gives the same rows; none gives none
+    import trainer.foldin.users as mod
+
+    f = UserFoldIn(bundle, prior_steps=0)
+    whole = f.fold_in_many(users)
+    old, mod.BATCH_USERS = mod.BATCH_USERS, 1
+    try:
+        np.testing.assert_allclose(f.fold_in_many(users), whole, rtol=1e-5, atol=1e-6)
+    finally:
+        mod.BATCH_USERS = old
+    assert f.fold_in_many([]).shape == (0, M * DIM)
+
+
+def test_many_users_with_steps_equal_one_at_a_time(bundle):
+    q = bundle.query_vectors()
+    users = [UserInput(np.array([1, 3])), UserInput(np.array([2, 5]), prior=q[1])]
+    for f in (UserFoldIn(bundle, method="bpr", n_negatives=4, steps=3),
+              UserFoldIn(bundle, prior_steps=2, prior_negatives=N_ITEMS)):
+        want = [f.fold_in(u.item_rows, prior=u.prior) for u in users]
+        np.testing.assert_allclose(f.fold_in_many(users), np.stack(want), rtol=1e-5)
+
+
+def test_a_bad_user_of_many_is_named(bundle):
+    f = UserFoldIn.from_bundle(bundle)
+    users = [UserInput(np.array([1])), UserInput(np.array([1, 9])), UserInput(np.array([2]))]
+    with pytest.raises(UserInputError, match="user 1: item row 9") as info:
+        f.fold_in_many(users)
+    assert info.value.user == 1 and isinstance(info.value, FoldInInputError)
+    with pytest.raises(UserInputError, match="user 0: .*at least one interaction"):
+        f.fold_in_many([UserInput(np.array([], np.int64))])

@@ -4,6 +4,7 @@ numpy/scipy only (the API process imports it; it must never import torch).
 
     fold_in_items(bundle, features) -> FoldedItems     trainer/foldin/items.py
     fold_in_user(bundle, item_rows, ...) -> q [M*d]    trainer/foldin/users.py
+    UserFoldIn.fold_in_many([UserInput, ...]) -> [U, M*d]   many users in stacked solves
 
 Errors are ValueErrors: ``FoldInInputError`` (bad input; ``.item`` and ``.modality`` name
 where) and ``FoldInUnavailable`` (a bundle without fold-in state, e.g. an older format).
@@ -11,7 +12,7 @@ where) and ``FoldInUnavailable`` (a bundle without fold-in state, e.g. an older 
 
 from trainer.bundle_foldin import FoldInError, FoldInInputError, FoldInUnavailable
 from trainer.foldin.items import FoldedItems, ItemFoldIn, fold_in_items
-from trainer.foldin.users import UserFoldIn, fold_in_user
+from trainer.foldin.users import UserFoldIn, UserInput, UserInputError, fold_in_user
 
 __all__ = [
     "FoldInError",
@@ -20,6 +21,8 @@ __all__ = [
     "FoldedItems",
     "ItemFoldIn",
     "UserFoldIn",
+    "UserInput",
+    "UserInputError",
     "fold_in_items",
     "fold_in_user",
 ]
