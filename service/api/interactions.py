@@ -76,7 +76,7 @@ def add_interactions(
             background.add_task(
                 fold_after_write,
                 state.registry.current,
-                state.db,
+                state.db.background,  # bounded: folds cannot take the pool from requests
                 users,
                 state.settings.foldin_write_users,
             )

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import math
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +16,7 @@ import orjson
 from sqlalchemy import URL, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.bulk import dumps_json
@@ -24,6 +28,13 @@ if TYPE_CHECKING:
 
 
 SUPPORTED = ("sqlite", "postgresql")
+POOL_SIZE, POOL_OVERFLOW = 5, 10
+"""PostgreSQL connections one engine keeps open, and how many more it may open when busy."""
+BACKGROUND_SLOTS = 2
+"""Sessions open at once on ``Database.background`` (work after a response, e.g. folding the
+users of a written batch): bench/faults.py's 8 overlapping writers queued a fold per batch
+faster than they finished, the folds took all 15 pooled connections of a process, and
+requests waited out the pool timeout (503). Bounded, they leave the pool to requests."""
 
 
 @dataclass(frozen=True)
@@ -113,8 +124,8 @@ def create_db_engine(url: str, timeouts: Timeouts | None = None) -> Engine:
             connect_args["options"] = " ".join(options)
         kwargs.update(
             pool_pre_ping=True,
-            pool_size=5,
-            max_overflow=10,
+            pool_size=POOL_SIZE,
+            max_overflow=POOL_OVERFLOW,
             pool_timeout=limits.pool_s,
             connect_args=connect_args,
         )
@@ -136,8 +147,29 @@ class Database:
 
     def __init__(self, url: str, timeouts: Timeouts | None = None) -> None:
         self.url = url
-        self.engine = create_db_engine(url, timeouts)
+        self.timeouts = timeouts or Timeouts()
+        self.engine = create_db_engine(url, self.timeouts)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._slots: threading.BoundedSemaphore | None = None
+        self._slot_wait_s = 0.0
+
+    def lane(self, slots: int, wait_s: float | None = None) -> Database:
+        """This database (same engine and pool) with at most ``slots`` of the lane's sessions
+        open at once. A session that waits longer than ``wait_s`` (default: the pool timeout)
+        for a slot raises the pool's TimeoutError, as a full pool would. Dispose the parent,
+        not the lane (they share the engine)."""
+        if slots < 1:
+            raise ValueError(f"a lane needs at least one slot, got {slots}")
+        lane = copy.copy(self)
+        lane.__dict__.pop("background", None)  # the parent's cached lane is not this one's
+        lane._slots = threading.BoundedSemaphore(slots)
+        lane._slot_wait_s = self.timeouts.pool_s if wait_s is None else wait_s
+        return lane
+
+    @cached_property
+    def background(self) -> Database:
+        """The lane of work nobody waits for (``BACKGROUND_SLOTS`` sessions at once)."""
+        return self.lane(BACKGROUND_SLOTS)
 
     @classmethod
     def of(cls, settings: Settings, *, statements: bool = True) -> Database:
@@ -151,13 +183,20 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session that commits on success and rolls back on error."""
-        with self.sessions() as session:
-            try:
-                yield session
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
+        slots = self._slots
+        if slots is not None and not slots.acquire(timeout=self._slot_wait_s):
+            raise PoolTimeout(f"no free slot of this lane within {self._slot_wait_s:g} s")
+        try:
+            with self.sessions() as session:
+                try:
+                    yield session
+                    session.commit()
+                except BaseException:
+                    session.rollback()
+                    raise
+        finally:
+            if slots is not None:
+                slots.release()
 
     def ping(self) -> bool:
         try:
