@@ -124,8 +124,9 @@ class Settings(BaseSettings):
     """Folded user queries each process keeps in memory (LRU; the rest are read back from
     SQL on the user's next request). About 4 x M x d bytes per user."""
     foldin_write_users: int = Field(200, ge=0)
-    """Users of one POST /interactions batch folded right after it answers (in the
-    background of the process that took it); the rest fold on their next request."""
+    """Users of POST /interactions batches waiting to be folded after the answer (a queue per
+    process, folded in batches of at most this many; a user written again while waiting is
+    folded once); past it the longest waiting fold on their next request. 0: none."""
 
     # -- access --------------------------------------------------------------------------
     public_reads: bool = False

@@ -13,7 +13,14 @@ import numpy as np
 from service.fresh.items import FoldedRow
 from service.fresh.users import FoldedUser
 from trainer.bundle import ModelBundle
-from trainer.foldin import FoldInInputError, FoldInUnavailable, ItemFoldIn, UserFoldIn
+from trainer.foldin import (
+    FoldInInputError,
+    FoldInUnavailable,
+    ItemFoldIn,
+    UserFoldIn,
+    UserInput,
+    UserInputError,
+)
 
 if TYPE_CHECKING:
     from service.live import LiveModel
@@ -173,27 +180,46 @@ def user_folder(bundle: ModelBundle) -> UserFoldIn | None:
         return None
 
 
-def fold_user(model: LiveModel, user_id: str, history: list[str], newest: int) -> FoldedUser | None:
-    """The user's folded query from the items they interacted with (``history``, newest first;
-    bundle and folded items alike, others skipped; a known user's training items too, with
-    their trained query as the prior), or None when none of them is in the model."""
+def fold_users(
+    model: LiveModel, histories: dict[str, tuple[list[str], int]]
+) -> dict[str, FoldedUser]:
+    """Folded queries of many users (one ``fold_in_many`` call) from the items they
+    interacted with: user id -> (history, newest first, of item ids: bundle and folded items
+    alike, others skipped; newest interaction id). A known user's training items count too,
+    with their trained query as the prior. Users none of whose items the model has are left
+    out."""
     folder = model.user_folder
-    rows = np.asarray([r for r in map(model.row_of, history) if r is not None], dtype=np.int64)
-    if folder is None or rows.size == 0:
-        return None
-    user_row = model.bundle.user_index(user_id)
-    if user_row is not None:  # every interaction: what it trained on, and what came since
-        rows = np.union1d(rows, model.bundle.seen_items(user_row).astype(np.int64))
-    cold = rows >= model.n_items
-    try:
-        query = folder.fold_in(
-            rows[~cold],
-            item_vectors=model.vectors_of(rows[cold]) if cold.any() else None,
-            prior=model.queries[user_row] if user_row is not None else None,
-        )
-    except FoldInInputError as exc:  # the rows come from the model itself: a bug, not input
-        log.error("model %s: cannot fold user %r: %s", model.version, user_id, exc)
-        return None
+    if folder is None:
+        return {}
     shape = (len(model.channels), model.bundle.dim)
-    prior = "trained" if user_row is not None else NEW_USER_PRIOR
-    return FoldedUser(np.asarray(query, np.float32).reshape(shape), int(rows.size), newest, prior)
+    inputs: list[UserInput] = []
+    meta: list[tuple[str, int, int, str]] = []  # (user id, items, newest, prior)
+    for user_id, (history, newest) in histories.items():
+        rows = np.asarray([r for r in map(model.row_of, history) if r is not None], np.int64)
+        if rows.size == 0:
+            continue
+        user_row = model.bundle.user_index(user_id)
+        if user_row is not None:  # every interaction: what it trained on, and what came since
+            rows = np.union1d(rows, model.bundle.seen_items(user_row).astype(np.int64))
+        cold = rows >= model.n_items
+        inputs.append(
+            UserInput(
+                rows[~cold],
+                item_vectors=model.vectors_of(rows[cold]) if cold.any() else None,
+                prior=model.queries[user_row] if user_row is not None else None,
+            )
+        )
+        prior = "trained" if user_row is not None else NEW_USER_PRIOR
+        meta.append((user_id, int(rows.size), newest, prior))
+    while inputs:
+        try:
+            queries = folder.fold_in_many(inputs)
+        except UserInputError as exc:  # the rows come from the model itself: a bug, not input
+            log.error("model %s: cannot fold user %r: %s", model.version, meta[exc.user][0], exc)
+            del inputs[exc.user], meta[exc.user]
+            continue
+        return {
+            user_id: FoldedUser(queries[n].reshape(shape).copy(), items, newest, prior)
+            for n, (user_id, items, newest, prior) in enumerate(meta)
+        }
+    return {}

@@ -8,14 +8,19 @@ applies new ``folded_items`` rows of its model version on the registry's refresh
 or poll), and a model loaded for serving folds the newest unknown items that have content
 but no row for it yet (after a retrain: those added while it trained).
 
-Users: see service/fresh/users.py. The writer folds on ``POST /interactions``; a reader folds
-only when SQL has no current row (new model version, or the writer skipped the user).
+Users: see service/fresh/users.py. The process that takes ``POST /interactions`` folds its
+users after the answer (WriteFolds: coalesced, bounded, batched); a reader folds only when SQL
+has no current row (new model version, or the writer has not folded the user yet or dropped
+them from its queue).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
+import time
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -121,10 +126,10 @@ def apply_rows(
             # interactions posted before the items had rows (text being encoded, say)
             early = fsql.interactions_with(session, external_ids=ids, since=model.overlay_since)
         model.catalog.apply(filters, model.catalog.revision)
-        for user_id in model.overlay.add(early):  # their stored folds lack these items
-            model.users.drop([user_id])
-            if model.user_folder is not None:
-                fold_user(model, db, user_id)
+        refold = list(model.overlay.add(early))  # their stored folds lack these items
+        model.users.drop(refold)
+        if refold and model.user_folder is not None:
+            fold_and_store_users(model, db, refold)
 
 
 def fold_missing(model: LiveModel, db: Database, limit: int) -> int:
@@ -180,58 +185,139 @@ def fold_user(model: LiveModel, db: Database, user_id: str) -> FoldedUser | None
 def fold_and_store_users(
     model: LiveModel, db: Database, user_ids: list[str]
 ) -> dict[str, FoldedUser]:
-    """Fold users from their SQL histories (one transaction), store their rows (another: a
-    transaction per user cost the serving process more than the folds) and cache them."""
+    """Fold users from their SQL histories and store their rows: one query for all their
+    histories, one stacked solve (trainer/foldin/users.py fold_in_many), one upsert, in two
+    transactions (a history query, a solve and an upsert per user cost ~4 ms a user on
+    PostgreSQL, most of it round trips: bench.faults' writer of 100 users per batch took
+    ~0.4 s of a serving process per batch). Caches the folded users."""
     with db.session() as session:
-        histories = {
-            u: fsql.user_history(session, external_id=u, limit=HISTORY_LIMIT) for u in user_ids
-        }
-    folded = []
-    for user_id, (db_id, history, newest) in histories.items():
-        entry = None if db_id is None else fold.fold_user(model, user_id, history, newest)
-        if entry is not None:
-            folded.append((user_id, db_id, newest, entry))
+        histories = fsql.user_histories(session, external_ids=user_ids, limit=HISTORY_LIMIT)
+    folded = fold.fold_users(model, {u: (h, newest) for u, (_, h, newest) in histories.items()})
     if folded:
         with db.session() as session:
-            for _, db_id, newest, entry in folded:
-                fsql.save_folded_user(
-                    session,
-                    user_id=db_id,
-                    version=model.version,
-                    emb=entry.emb.tobytes(),
-                    items=entry.items,
-                    last=newest,
-                )
-    for user_id, _, _, entry in folded:
+            fsql.save_folded_users(
+                session,
+                version=model.version,
+                rows=[
+                    {
+                        "user_id": histories[u][0],
+                        "emb": entry.emb.tobytes(),
+                        "items": entry.items,
+                        "last_interaction": entry.last_interaction,
+                    }
+                    for u, entry in folded.items()
+                ],
+            )
+    for user_id, entry in folded.items():
         model.users.put(user_id, entry)
-    return {user_id: entry for user_id, _, _, entry in folded}
+    return folded
 
 
-def fold_users_on_write(model: LiveModel, db: Database, user_ids: list[str], limit: int) -> int:
-    """Fold the users of an ingested batch now (at most ``limit``; the rest fold on their next
-    request). Returns how many were folded."""
+def fold_users_on_write(model: LiveModel, db: Database, user_ids: list[str]) -> int:
+    """Fold the given users of written batches now; returns how many were folded."""
     if model.user_folder is None:
         return 0
-    todo = user_ids[:limit]
-    model.users.drop(todo)
-    todo = [u for u in todo if model.overlay.rows(u) is not None]
+    model.users.drop(user_ids)
+    todo = [u for u in user_ids if model.overlay.rows(u) is not None]
     return len(fold_and_store_users(model, db, todo)) if todo else 0
+
+
+WRITE_FOLD_SHARE = 0.5
+"""At most this share of the time the process spends folding written users (the rest it
+waits between batches, so that requests get the CPU and the GIL): bench.faults' steady
+writer folded 100 users per ~0.4 s batch back to back and its recommendations fell from
+~450 to ~40 req/s. A waiting user loses nothing: their read folds them if it comes first."""
+
+
+class WriteFolds:
+    """The process's users of written batches waiting for their fold (after POST
+    /interactions answered), folded by one thread at a time in batches.
+
+    Coalesced: a user written again while waiting is folded once, from their history as SQL
+    has it then (the newest wins). Bounded: at most ``limit`` users wait
+    (MARGO_FOLDIN_WRITE_USERS); past it the longest waiting leave the queue and fold on
+    their next request, as a user does whose fold has not run yet (service/fresh/users.py).
+    The thread that finds nobody folding folds until the queue is empty, sleeping between
+    batches so that folding takes at most WRITE_FOLD_SHARE of the time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: OrderedDict[str, tuple[LiveModel, Database]] = OrderedDict()
+        self._busy = False
+        self.folded = 0
+        self.coalesced = 0
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def submit(self, model: LiveModel, db: Database, user_ids: list[str], limit: int) -> bool:
+        """Queue the users; True when the caller should fold (nobody is folding)."""
+        with self._lock:
+            for user_id in user_ids:
+                if user_id in self._waiting:
+                    self.coalesced += 1
+                self._waiting[user_id] = (model, db)  # a waiting user keeps their place
+            while len(self._waiting) > limit:
+                self._waiting.popitem(last=False)
+                self.dropped += 1
+            if self._busy or not self._waiting:
+                return False
+            self._busy = True
+            return True
+
+    def drain(self, limit: int) -> None:
+        """Fold waiting users, at most ``limit`` per batch, until none waits."""
+        try:
+            while True:
+                with self._lock:
+                    if not self._waiting:
+                        self._busy = False
+                        return
+                    batch = [self._waiting.popitem(last=False) for _ in range(
+                        min(max(limit, 1), len(self._waiting)))]
+                started = time.perf_counter()
+                groups: dict[int, tuple[LiveModel, Database, list[str]]] = {}
+                for user_id, (model, db) in batch:
+                    groups.setdefault(id(model), (model, db, []))[2].append(user_id)
+                for model, db, users in groups.values():
+                    self.folded += _fold_logged(model, db, users)
+                with self._lock:
+                    more = bool(self._waiting)
+                if more and WRITE_FOLD_SHARE < 1:
+                    took = time.perf_counter() - started
+                    _sleep(took * (1 - WRITE_FOLD_SHARE) / WRITE_FOLD_SHARE)
+        except BaseException:
+            with self._lock:
+                self._busy = False
+            raise
+
+
+WRITES = WriteFolds()
+_sleep = time.sleep  # the pause between batches (a test records it)
+
+
+def _fold_logged(model: LiveModel, db: Database, user_ids: list[str]) -> int:
+    """fold_users_on_write; failures leave the users to be folded by their next reads."""
+    try:
+        return fold_users_on_write(model, db, user_ids)
+    except (OperationalError, SATimeoutError) as exc:
+        log.warning("folding written users deferred to their next reads: %s", exc.__class__)
+    except Exception:  # noqa: BLE001 - after the answer: nobody else would see it
+        log.exception("folding written users failed; their next reads fold them")
+    return 0
 
 
 def fold_after_write(
     model: LiveModel | None, db: Database, user_ids: list[str], limit: int
 ) -> None:
-    """``fold_users_on_write`` after POST /interactions has answered (a returning user's fold
-    takes tens of ms: inline, a 100-user batch took seconds); failures leave the users to be
-    folded by their next reads."""
-    if model is None:
+    """Queue the written users' folds (WriteFolds, at most ``limit`` waiting) after POST
+    /interactions has answered, and fold them unless another thread of this process is
+    folding already (then it folds them too)."""
+    if model is None or model.user_folder is None or limit <= 0:
         return
-    try:
-        fold_users_on_write(model, db, user_ids, limit)
-    except (OperationalError, SATimeoutError) as exc:
-        log.warning("folding written users deferred to their next reads: %s", exc.__class__)
-    except Exception:  # noqa: BLE001 - after the answer: nobody else would see it
-        log.exception("folding written users failed; their next reads fold them")
+    if WRITES.submit(model, db, user_ids, limit):
+        WRITES.drain(limit)
 
 
 def prior_of(model: LiveModel, user_id: str) -> str:

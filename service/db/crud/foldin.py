@@ -209,3 +209,72 @@ def save_folded_user(
         where=FoldedUser.__table__.c.last_interaction <= last,
     )
     session.execute(stmt)
+
+
+IN_CHUNK = 500
+"""External ids per IN list (SQLite's bound-parameter limit is 32,766; PostgreSQL's 65,535)."""
+
+
+def user_histories(
+    session: Session, *, external_ids: Sequence[str], limit: int
+) -> dict[str, tuple[int, list[str], int]]:
+    """``user_history`` of many users in one query per IN_CHUNK users (a window over each
+    user's interactions keeps their ``limit`` newest): external id -> (user id, item external
+    ids newest first, each once, newest interaction id). Users SQL does not know, or with no
+    interactions, are left out."""
+    out: dict[str, tuple[int, list[str], int]] = {}
+    ids = list(dict.fromkeys(external_ids))
+    for start in range(0, len(ids), IN_CHUNK):
+        rank = func.row_number().over(
+            partition_by=Interaction.user_id, order_by=Interaction.id.desc()
+        )
+        ranked = (
+            select(
+                User.external_id.label("user"),
+                Interaction.user_id,
+                Interaction.id,
+                Interaction.item_id,
+                rank.label("rank"),
+            )
+            .join(User, User.id == Interaction.user_id)
+            .where(User.external_id.in_(ids[start : start + IN_CHUNK]))
+            .subquery()
+        )
+        stmt = (
+            select(ranked.c.user, ranked.c.user_id, ranked.c.id, Item.external_id)
+            .join(Item, Item.id == ranked.c.item_id)
+            .where(ranked.c.rank <= limit)
+            .order_by(ranked.c.user_id, ranked.c.id.desc())
+        )
+        items: dict[str, list[str]] = {}
+        for user, user_id, interaction, item in session.execute(stmt):
+            if user not in out:  # its newest row comes first
+                out[user] = (int(user_id), [], int(interaction))
+                items[user] = []
+            items[user].append(str(item))
+        for user, seen in items.items():
+            out[user][1].extend(dict.fromkeys(seen))
+    return out
+
+
+def save_folded_users(session: Session, *, version: str, rows: Sequence[dict[str, Any]]) -> None:
+    """``save_folded_user`` of many ``{user_id, emb, items, last_interaction}`` rows in one
+    executemany (one statement, compiled once; sorted by user: concurrent writers take the
+    row locks in one order); a row never replaces one folded from a newer interaction."""
+    if not rows:
+        return
+    now = utcnow()
+    values = sorted(
+        ({**r, "model_version": version, "updated_at": now} for r in rows),
+        key=lambda r: r["user_id"],
+    )
+    table = FoldedUser.__table__
+    stmt = _insert(session)(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["user_id", "model_version"],
+        set_={  # excluded["items"]: .items is the collection's method
+            c: stmt.excluded[c] for c in ("emb", "items", "last_interaction", "updated_at")
+        },
+        where=table.c.last_interaction <= stmt.excluded["last_interaction"],
+    )
+    session.execute(stmt, values)
