@@ -70,7 +70,8 @@ class Settings(BaseSettings):
     """How long a request waits for a free SQL connection (or for SQL on the key check)
     before it answers 503 with ``Retry-After``."""
     db_busy_timeout_s: float = Field(10.0, ge=0)
-    """SQLite: how long a writer waits for the database lock."""
+    """SQLite: how long bulk work (CLI commands, job workers, registration) waits for the
+    database lock; an API request waits at most ``db_answer_timeout_s``, then answers 503."""
     db_answer_timeout_s: float = Field(1.5, gt=0)
     """PostgreSQL: a request waiting on a server that has stopped answering (TCP open, no
     reply) gets 503 with ``Retry-After`` within about this long, on open pooled connections

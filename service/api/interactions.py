@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 RETRIES = 8
 """Concurrent batches with the same records do not conflict (the insert skips what another
 stored meanwhile, in one lock order: crud.ingest_interactions); a transaction the database
-still rolls back (a deadlock it detected, SQLite's lock timeout) is run again from scratch."""
+still rolls back (a deadlock it detected, SQLite's lock timeout) is run again from scratch,
+while the request's answer budget (MARGO_DB_ANSWER_TIMEOUT_S) lasts: a SQLite database
+another process keeps locked is a 503 within it, not RETRIES busy timeouts in a row."""
 
 _RETRY_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock detected
 
@@ -53,6 +55,7 @@ def add_interactions(
     body: InteractionsIn, state: StateDep, background: BackgroundTasks
 ) -> IngestOut:
     rows = [i.model_dump() for i in body.interactions]
+    deadline = time.monotonic() + state.settings.db_answer_timeout_s
     for attempt in range(RETRIES):
         try:
             with state.db.session() as session:
@@ -65,9 +68,11 @@ def add_interactions(
                     )
             break
         except DBAPIError as exc:
-            if attempt == RETRIES - 1 or not _retryable(exc):
+            pause = random.uniform(0.005, 0.02) * 2**attempt  # jitter: not in lockstep
+            late = time.monotonic() + pause >= deadline
+            if attempt == RETRIES - 1 or late or not _retryable(exc):
                 raise
-            time.sleep(random.uniform(0.005, 0.02) * 2**attempt)  # jitter: not in lockstep
+            time.sleep(pause)
     if result.written:
         users = sorted({str(r["user_id"]) for r in rows})
         try:

@@ -52,16 +52,21 @@ class Timeouts:
     def of(cls, settings: Settings, *, statements: bool = True) -> Timeouts:
         """``statements=False`` for bulk work (registration, snapshots, CLI commands), which
         may rightly run longer than a request's statement limit; they keep the full connect
-        timeout and no hang watchdog either."""
+        and SQLite busy timeouts and no hang watchdog either. A request waits for a SQLite
+        lock another process holds at most ``db_answer_timeout_s`` (then 503), as for a
+        PostgreSQL that does not answer."""
         answer_s = settings.db_answer_timeout_s if statements else 0.0
         connect_s = settings.db_connect_timeout_s
         if answer_s:  # libpq's connect timeout is whole seconds, at least 2
             connect_s = min(connect_s, max(2, math.ceil(answer_s)))
+        busy_s = settings.db_busy_timeout_s
+        if statements:  # a request waits for SQLite's lock no longer than for a hung server
+            busy_s = min(busy_s, settings.db_answer_timeout_s)
         return cls(
             connect_s=connect_s,
             statement_s=settings.db_statement_timeout_s if statements else 0.0,
             pool_s=settings.db_pool_timeout_s,
-            busy_s=settings.db_busy_timeout_s,
+            busy_s=busy_s,
             answer_s=answer_s,
             lock_s=settings.db_lock_timeout_s if statements else 0.0,
         )
