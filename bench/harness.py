@@ -1,15 +1,6 @@
-"""The one harness every benchmark script shares (``python -m bench.<name>``).
-
-- a resumable run store: each training run (``Step``) is one JSON under ``<workdir>/runs``, keyed
-  by a hash of its dataset, config and parent; ``run_steps`` trains the missing ones in a
-  dependency-aware pool of fresh spawned processes (peak RSS per run);
-- machine-wide slot locks (``filelock``): one of ``--max-train`` slots per training run, all of
-  them while a script measures speed, so scripts running side by side do not disturb a timing;
-- side-by-side runs: ABBA rounds (``abba``) and another checkout's code in a child process
-  (``tree_env``);
-- configs through ``TrainConfig``, machine notes, ROC-AUC, mean/std, markdown tables, and the one
-  report writer (JSON + markdown + figures, atomically). Only public trainer APIs are used.
-"""
+"""The one harness of the benchmarks: run store and process pool, slot locks, machine notes,
+side-by-side helpers and the report writer. Trainer modules are imported where used: a
+``--baseline`` child imports this package beside an older checkout's trainer."""
 
 from __future__ import annotations
 
@@ -48,27 +39,22 @@ POLL_S = 2.0  # seconds between tries for a free training slot
 Log = Callable[[str], None]
 
 
-# -- writing (trainer modules are imported where used: a ``--baseline`` child imports this package
-# beside an older checkout's trainer, which may not have them) ---------------------------------------
-def _json_default(o: Any) -> Any:
-    for kind, convert in ((np.integer, int), (np.floating, float), (np.ndarray, np.ndarray.tolist), (Path, str)):
-        if isinstance(o, kind):
-            return convert(o)
-    raise TypeError(f"not JSON serialisable: {type(o)}")
-
-
+# -- writing ----------------------------------------------------------------------------------------
 def dumps(obj: Any) -> str:
     """JSON of results that may hold numpy numbers and paths."""
-    return json.dumps(obj, indent=2, default=_json_default) + "\n"
 
+    def default(o: Any) -> Any:
+        for kind, convert in ((np.integer, int), (np.floating, float), (np.ndarray, np.ndarray.tolist), (Path, str)):
+            if isinstance(o, kind):
+                return convert(o)
+        raise TypeError(f"not JSON serialisable: {type(o)}")
 
-def atomic_write_text(path: Path, text: str) -> None:
-    from trainer.atomic import atomic_write_text as write
-
-    write(path, text)
+    return json.dumps(obj, indent=2, default=default) + "\n"
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
+    from trainer.atomic import atomic_write_text
+
     atomic_write_text(path, dumps(obj))
 
 
@@ -86,9 +72,9 @@ def pyplot() -> Any | None:
 
 def write_report(results: Path, name: str, data: dict[str, Any], markdown: str,
                  figures: dict[str, Any] | None = None) -> list[Path]:
-    """The one writer of benchmark results: ``<name>.json``, ``<name>.md`` and each figure
-    (file name -> matplotlib Figure) under ``results``; returns the paths written."""
-    from trainer.atomic import atomic_path
+    """The one writer of results: ``<name>.json``, ``<name>.md`` and each figure (file name ->
+    matplotlib Figure) under ``results``, atomically; returns the paths written."""
+    from trainer.atomic import atomic_path, atomic_write_text
 
     written = [Path(results) / f"{name}.json", Path(results) / f"{name}.md"]
     atomic_write_json(written[0], data)
@@ -102,18 +88,24 @@ def write_report(results: Path, name: str, data: dict[str, Any], markdown: str,
 
 
 def stored_report(args: Any, name: str) -> dict[str, Any]:
-    """The JSON a script wrote earlier into ``args.results`` (for ``--report-only``)."""
-    return json.loads((args.results / f"{name}.json").read_text())
+    """The JSON a script wrote earlier into ``args.results`` (``--report-only``); machine notes of
+    the older format (``cores``, ``faiss``, the date beside them) read as today's."""
+    data = json.loads((args.results / f"{name}.json").read_text())
+    m = data.get("machine", {})
+    for old, new in (("cores", "cpu_count"), ("faiss", "faiss-cpu")):
+        if old in m:
+            m.setdefault(new, m[old])
+    m.setdefault("date", data.get("date") or data.get("started", "?"))
+    return data
 
 
-# -- numbers and tables ------------------------------------------------------------------------------
+# -- numbers and tables -------------------------------------------------------------------------------
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far, MiB (Linux ru_maxrss is in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """ROC-AUC of ``scores`` for the positive ``labels`` (the trainer's one implementation)."""
     from trainer.reliability.calibrate import roc_auc as auc
 
     return auc(labels, scores)
@@ -141,7 +133,7 @@ def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-# -- machine and checkouts ---------------------------------------------------------------------------
+# -- machine and checkouts ------------------------------------------------------------------------------
 def machine_info(threads: int | None = None, packages: Sequence[str] = ("torch",)) -> dict[str, Any]:
     """Where and how a benchmark ran (package versions from their metadata: nothing imported)."""
     cpu = platform.processor() or "unknown"
@@ -163,9 +155,9 @@ def machine_info(threads: int | None = None, packages: Sequence[str] = ("torch",
 def machine_md(info: dict[str, Any], extra: str = "") -> str:
     libs = "".join(f", {k} {info[k]}" for k in ("torch", "faiss-cpu", "fastapi", "uvicorn") if k in info)
     threads = f", torch threads per process: {info['torch_threads']}" if info.get("torch_threads") else ""
-    return (f"- machine: {info['host']}, {info['cpu']}, {info['cpu_count']} CPU cores; python {info['python']}{libs}"
-            f"{threads}\n- date: {info['date']}; load average (1/5/15 min) at start: {info['loadavg']}{extra}\n"
-            f"- command: `{info['command']}`\n")
+    return (f"- machine: {info.get('host', '?')}, {info['cpu']}, {info['cpu_count']} CPU cores; python {info['python']}{libs}"
+            f"{threads}\n- date: {info['date']}; load average (1/5/15 min) at start: {info.get('loadavg', '?')}{extra}\n"
+            f"- command: `{info.get('command', '?')}`\n")
 
 
 def git_commit(tree: Path = REPO) -> str:
@@ -175,9 +167,8 @@ def git_commit(tree: Path = REPO) -> str:
 
 
 def tree_env(tree: Path, **extra: str) -> dict[str, str]:
-    """The environment of a child ``python -P`` process that imports ``trainer`` and ``service``
-    from ``tree`` and ``bench`` from this repository, whichever packages ``tree`` holds itself
-    (a link to this ``bench`` in a folder of its own, first on the path)."""
+    """The environment of a child ``python -P`` that imports ``trainer`` and ``service`` from
+    ``tree`` and ``bench`` from this repository (a link to it in a folder of its own, first)."""
     link = Path(tempfile.gettempdir()) / f"margo-bench-pkg-{hashlib.sha1(str(REPO).encode()).hexdigest()[:8]}"
     if not (link / "bench").exists():
         link.mkdir(exist_ok=True)
@@ -194,7 +185,7 @@ def abba(rounds: int, tags: Sequence[str]) -> Iterator[tuple[int, str]]:
             yield i, tag
 
 
-# -- slots shared by every benchmark process ------------------------------------------------------------
+# -- slots shared by every benchmark process (one per training run; all of them while timing) -----------
 def _slot(slots_dir: Path, i: int) -> FileLock:
     Path(slots_dir).mkdir(parents=True, exist_ok=True)
     return FileLock(Path(slots_dir) / f"slot{i}.lock")
@@ -220,8 +211,8 @@ def training_slot(slots_dir: Path, n_slots: int) -> Iterator[int]:
 
 @contextlib.contextmanager
 def hold_slots(slots_dir: Path, n: int, *, timeout: float | None = None, log: Log = print) -> Iterator[bool]:
-    """Hold all ``n`` slots, so the other benchmark scripts start no training run meanwhile;
-    waits at most ``timeout`` seconds (None: for ever); yields whether every slot is held."""
+    """Hold all ``n`` slots (no other bench training starts meanwhile), waiting at most
+    ``timeout`` seconds (None: for ever); yields whether every slot is held."""
     held: list[FileLock] = []
     t0 = time.monotonic()
     try:
@@ -239,7 +230,7 @@ def hold_slots(slots_dir: Path, n: int, *, timeout: float | None = None, log: Lo
             lock.release()
 
 
-# -- processes and configs --------------------------------------------------------------------------------
+# -- processes and configs -------------------------------------------------------------------------------
 def process_pool(jobs: int) -> ProcessPoolExecutor:
     """``jobs`` workers, each task in a fresh spawned process (peak RSS and torch state per task)."""
     return ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), max_tasks_per_child=1)
@@ -259,13 +250,11 @@ def train_config(**fields: Any) -> Any:
 
 
 def config_dict(cfg: Any) -> dict[str, Any]:
-    """A JSON-ready dict of a ``TrainConfig``."""
     return cfg.model_dump(mode="json")
 
 
 def ensure_dataset(out: Path, importer: str, *sources: Any, log: Log = print, **kw: Any) -> Path:
-    """The dataset bundle at ``out``, imported once by ``trainer.data.<importer>(*sources, out,
-    **kw)`` (e.g. ``ensure_dataset(dir, "import_synth", seed=0)``)."""
+    """The dataset bundle at ``out``, imported once by ``trainer.data.<importer>(*sources, out, **kw)``."""
     out = Path(out)
     if not (out / "stats.json").is_file():
         import trainer.data
@@ -276,7 +265,7 @@ def ensure_dataset(out: Path, importer: str, *sources: Any, log: Log = print, **
     return out
 
 
-# -- the run store ----------------------------------------------------------------------------------------
+# -- the run store: one JSON per training run under WORKDIR/runs, keyed by what is trained --------------
 @dataclass
 class Step:
     """One training run: kind "fit" (``trainer.train.fit`` as ``margo train`` runs it), "stage1"
@@ -341,15 +330,12 @@ def run_step(step_d: dict[str, Any], runs_dir: str, slots_dir: str, n_slots: int
             res = fit(data, cfg, progress=False, callback=snapshot, stage1_cache=stage1)
             if "w" in last:
                 np.save(last_file, last["w"])
-        else:
-            # stage-I rows fill the cache their branches read; plug-in rows share stage I the
-            # same way (meta "stage1_cache"); CKD teachers are cached per dataset
+        else:  # stage-I and plug-in rows (meta "stage1_cache") fill the cache their branches read
             keep = step.kind == "stage1" or step.meta.get("stage1_cache")
             res = fit(data, cfg, progress=False, stage1_cache=stage1 if keep else None, plugin_cache=runs / "plugin-cache")
         weights_file = None
         if (w := _softmax_weights(res.model)) is not None:
-            weights_file = f"{step.key}.weights.npy"
-            np.save(runs / weights_file, w)
+            np.save(runs / (weights_file := f"{step.key}.weights.npy"), w)
         stages = [{"stage": s.stage, "best_epoch": s.best_epoch, "epochs_run": s.epochs_run,
                    "seconds": round(s.seconds, 2), "best_valid_r20": s.best_valid.get("recall@20"),
                    "median_epoch_s": round(float(np.median(s.epoch_seconds)), 3) if s.epoch_seconds else None}
@@ -359,8 +345,7 @@ def run_step(step_d: dict[str, Any], runs_dir: str, slots_dir: str, n_slots: int
         record = {
             "key": step.key, "step": asdict(step), "train_config": config_dict(cfg),
             "channels": list(res.model.channels), "valid": res.valid, "test": res.test,
-            "stages": stages,  # a branch's list starts with its cached stage I
-            # a branch's training time includes the stage I it continues from
+            "stages": stages,  # a branch's list starts with its cached stage I, its time includes it
             "seconds": round(res.seconds + (parent["seconds"] if parent else 0.0), 2),
             "own_seconds": round(res.seconds, 2), "wall_seconds": round(time.perf_counter() - t_wall, 2),
             "history": (parent["history"] if parent else []) + hist, "weights_file": weights_file,
@@ -375,11 +360,8 @@ def run_step(step_d: dict[str, Any], runs_dir: str, slots_dir: str, n_slots: int
 
 def run_steps(steps: Sequence[Step], *, runs_dir: Path, jobs: int, slots_dir: Path, max_train: int,
               threads: int = 1, log: Log = print) -> dict[str, dict[str, Any]]:
-    """Run ``steps`` (in list order, parents first) with ``jobs`` worker processes.
-
-    Finished steps (a result JSON exists) are skipped; a failed step is logged and its
-    dependants are dropped. Returns key -> result for every step that has one.
-    """
+    """Run ``steps`` (parents first) with ``jobs`` workers; finished ones (a result JSON) are
+    skipped, a failed one is logged and its dependants dropped. Returns key -> result."""
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     unique: dict[str, Step] = {}
@@ -412,8 +394,7 @@ def run_steps(steps: Sequence[Step], *, runs_dir: Path, jobs: int, slots_dir: Pa
                     results.update({d: rd for d in s.deps if d not in results and (rd := load_result(runs_dir, d))})
                     if all(d in results for d in s.deps):
                         pending.remove(s)
-                        args = (asdict(s), str(runs_dir), str(slots_dir), max_train, threads)
-                        running[ex.submit(run_step, *args)] = s
+                        running[ex.submit(run_step, asdict(s), str(runs_dir), str(slots_dir), max_train, threads)] = s
             if not running:
                 for s in pending:
                     log(f"[bench] skip {s.label} {s.meta}: its parent never finished")
@@ -435,15 +416,15 @@ def run_steps(steps: Sequence[Step], *, runs_dir: Path, jobs: int, slots_dir: Pa
 
 
 def run_or_load(steps: Sequence[Step], args: Any, runs_dir: Path, log: Log) -> dict[str, dict[str, Any]]:
-    """The results of ``steps``: trained (or resumed) with the script's pool settings from
-    ``add_common_args``, or only read from ``runs_dir`` under ``--report-only``."""
+    """The results of ``steps``: trained (or resumed) with the pool settings of ``add_common_args``,
+    or only read from ``runs_dir`` under ``--report-only``."""
     if getattr(args, "report_only", False):
         return {s.key: r for s in steps if (r := load_result(runs_dir, s.key)) is not None}
     return run_steps(steps, runs_dir=runs_dir, jobs=args.jobs, slots_dir=args.workdir / "slots",
                      max_train=args.max_train, threads=args.threads, log=log)
 
 
-# -- command line ---------------------------------------------------------------------------------------
+# -- command line -------------------------------------------------------------------------------------
 def make_logger(path: Path) -> Log:
     """Print a timestamped line and append it to ``path``."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -476,10 +457,12 @@ def parser(doc: str | None, **common: Any) -> argparse.ArgumentParser:
     return p
 
 
-def parse_args(p: Any, argv: Sequence[str] | None = None) -> Any:
-    """``p.parse_args``; a ``--quick`` smoke run writes under WORKDIR/quick-results unless
-    ``--results`` names a folder, so it never overwrites the committed results."""
+def parse_args(p: Any, argv: Sequence[str] | None = None, **quick: Any) -> Any:
+    """``p.parse_args``; under ``--quick``, the ``quick`` values replace the arguments' and the
+    results go to WORKDIR/quick-results unless ``--results`` names a folder (never the committed ones)."""
     args = p.parse_args(argv)
-    if getattr(args, "quick", False) and args.results == RESULTS:
-        args.results = args.workdir / "quick-results"
+    if getattr(args, "quick", False):
+        vars(args).update(quick)
+        if args.results == RESULTS:
+            args.results = args.workdir / "quick-results"
     return args

@@ -1,16 +1,9 @@
-"""What request metrics and JSON access logs cost on the serving path (issue 5).
+"""What request metrics and JSON access logs cost on the serving path (issue 5): one synthetic bundle
+served as by bench.serve_load, variants interleaved over ``--rounds`` (``before`` = the ``--base``
+commit via ``git archive``; ``off``, ``metrics``, ``metrics+logs`` = this tree's settings), then the
+same app from ``create_app`` driven in process (no sockets): CPU microseconds per request.
 
-One synthetic bundle (default 10k items, flat index, response cache off), one uvicorn worker, wrk,
-set up and served as by bench.serve_load, interleaved over ``--rounds``: ``before`` = the ``--base``
-commit (no middleware, no key check on the fast path; exported with ``git archive``); ``off`` =
-this tree with ``MARGO_METRICS_ENABLED=false MARGO_LOG_REQUESTS=false``; ``metrics`` = Prometheus
-metrics on, access log off; ``metrics+logs`` = the default (a JSON access line per request to a
-file, through ``margo serve``'s logging config). Endpoints: ``/_floor`` (the framework's floor,
-where per-request overhead shows most) and the recommendation route. Then the same app from
-``create_app`` driven in process (no sockets): CPU microseconds per request.
-
-    .venv/bin/python -m bench.observe_overhead                 # about 6 minutes
-    .venv/bin/python -m bench.observe_overhead --quick         # smoke check
+    .venv/bin/python -m bench.observe_overhead [--quick]
 """
 
 from __future__ import annotations
@@ -45,9 +38,8 @@ def export_base(commit: str, work: Path) -> Path:
 
 # -- in process: the per-request cost without the network and the machine's noise ---------------------
 def in_process(db: Path, work: Path, requests: int, repeats: int) -> dict[str, dict[str, float]]:
-    """CPU microseconds per request through the whole ASGI app (middleware, routing, handler),
-    driven directly on one event loop (the loop's thread time); best of ``repeats``. ``bare``
-    is ``off`` with the middleware removed from the app."""
+    """CPU microseconds per request through the whole ASGI app on one event loop (the loop's thread
+    time), best of ``repeats``; ``bare`` is ``off`` without the middleware."""
     import logging.config
 
     from service.app import create_app
@@ -59,10 +51,8 @@ def in_process(db: Path, work: Path, requests: int, repeats: int) -> dict[str, d
         settings = Settings(database_url=f"sqlite:///{db}", model_dir=work / "empty-model-dir", public_reads=True,
                             cache_enabled=True,  # the hit path: the cheapest real request, where overhead shows
                             metrics_enabled=variant.startswith("metrics"), log_requests=variant == "metrics+logs")
-        config = logging_config("json", "info")
-        config["handlers"]["default"] = {"class": "logging.FileHandler", "filename": str(work / "in-process.log"),
-                                         "formatter": "margo"}
-        logging.config.dictConfig(config)
+        handler = {"class": "logging.FileHandler", "filename": str(work / "in-process.log"), "formatter": "margo"}
+        logging.config.dictConfig({**(config := logging_config("json", "info")), "handlers": {**config["handlers"], "default": handler}})
         app = create_app(settings)
         if variant == "bare":
             app.user_middleware.clear()
@@ -85,9 +75,8 @@ async def _drive(app: Any, requests: int, repeats: int) -> dict[str, float]:
 
     async def call(path: str, query: bytes) -> None:
         await app({"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-                   "path": path, "raw_path": path.encode(), "query_string": query, "root_path": "",
-                   "headers": [(b"host", b"x")], "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80), "app": app},
-                  receive, send)
+                   "path": path, "raw_path": path.encode(), "query_string": query, "root_path": "", "app": app,
+                   "headers": [(b"host", b"x")], "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}, receive, send)
 
     async with app.router.lifespan_context(app):
         for _ in range(1200):  # the model loads in the background: wait for /readyz
@@ -151,40 +140,31 @@ def report(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = H.parser(__doc__, jobs=1)
-    p.add_argument("--items", type=int, default=10_000)
-    p.add_argument("--users", type=int, default=20_000)
-    p.add_argument("--duration", type=float, default=6.0, help="seconds per wrk run")
-    p.add_argument("--warmup", type=float, default=2.0)
-    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds, ABBA order (default 2)")
-    p.add_argument("--slot-wait", type=float, default=300.0, help="max seconds to wait for the bench training slots")
+    for flag, default, doc in (("--items", 10_000, None), ("--users", 20_000, None), ("--duration", 6.0, "seconds per wrk run"),
+                               ("--warmup", 2.0, None), ("--rounds", 2, "interleaved rounds, ABBA order (default 2)"),
+                               ("--slot-wait", 300.0, "max seconds to wait for the bench training slots"),
+                               ("--in-process-requests", 3000, None), ("--in-process-repeats", 5, None)):
+        p.add_argument(flag, type=type(default), default=default, help=doc)
     p.add_argument("--base", default="898c11a", help="a commit before issues 4 and 5 touched serving")
-    p.add_argument("--in-process-requests", type=int, default=3000)
-    p.add_argument("--in-process-repeats", type=int, default=5)
-    args = H.parse_args(p, argv)
-    if args.quick:
-        args.items, args.users, args.duration, args.warmup, args.rounds = 2000, 500, 1, 1, 1
-        args.in_process_requests, args.in_process_repeats = 100, 1
+    args = H.parse_args(p, argv, items=2000, users=500, duration=1, warmup=1, rounds=1, in_process_requests=100, in_process_repeats=1)
     if args.report_only:
         result = H.stored_report(args, NAME)
         H.write_report(args.results, NAME, result, report(result))
         return 0
+    from service.log_config import logging_config
+
     (work := args.workdir / "observe").mkdir(parents=True, exist_ok=True)
-    t_start = time.time()
+    t_start, log_config = time.time(), work / "log_config.json"
     trees = {v: export_base(args.base, work) if v == "before" else H.REPO for v in VARIANTS}
     bundle = ensure_bundle(work, args.items, args.users, trees["before"])  # both read the older format
     dbs = {"before": work / f"serve-base-{args.items}.db", "this": work / f"serve-{args.items}.db"}
     for key, tree in (("before", trees["before"]), ("this", H.REPO)):
         setup_db(tree, dbs[key], bundle, work)
     per_request = in_process(dbs["this"], work, args.in_process_requests, args.in_process_repeats)
-    log_config = work / "log_config.json"
-    from service.log_config import logging_config
-
     log_config.write_text(json.dumps(logging_config("json", "info")))
-    settings = {v: {"metrics_enabled": str(v != "off").lower(), "log_requests": str(v == "metrics+logs").lower()}
-                for v in VARIANTS if v != "before"}  # the base commit predates both settings
-    variants = {v: {"tree": trees[v], "env": service_env(trees[v], dbs["before" if v == "before" else "this"], work,
-                                                         **settings.get(v, {})),
-                    "log_config": None if v == "before" else log_config} for v in VARIANTS}
+    variants = {"before": {"tree": trees["before"], "env": service_env(trees["before"], dbs["before"], work)}}  # predates both settings
+    variants |= {v: {"tree": H.REPO, "log_config": log_config, "env": service_env(H.REPO, dbs["this"], work, metrics_enabled=str(
+        v != "off").lower(), log_requests=str(v == "metrics+logs").lower())} for v in VARIANTS[1:]}
     held, rows = alternate(variants, args, work)
     runs = {v: [r for r in rows if r["tree"] == v] for v in VARIANTS}
     summary = {v: {k: {"rps": statistics.median(r[k]["rps"] for r in runs[v]),

@@ -1,23 +1,10 @@
-"""Plug-in benchmark: CKD and SEA (trainer/plugins) on the backbone and on MARGO.
+"""Plug-in benchmark: CKD and SEA (trainer/plugins) on the backbone and on MARGO, each part resumable
+through the run store: ``quality`` (ml-latest-small, test metrics at the best-validation epoch; margo
+rows continue from the backbone row's stage I), ``sweep`` (validation only, around the defaults),
+``timing`` (s/epoch side by side in one process, relative to plain margo) and ``reliability`` (ROC-AUC
+of 1 - w_i^m for corrupted (item, modality) pairs of synthetic data).
 
-Parts (each resumable through the run store of bench/harness.py):
-  quality      ml-latest-small through our importer; rows fusion-sum (backbone), margo, and
-               backbone+CKD, backbone+SEA, margo+CKD, margo+SEA, margo+CKD+SEA; test metrics
-               at the best-validation epoch; margo rows continue from the stage I of the
-               backbone row with the same plug-ins and seed (fit's stage-I cache)
-  sweep        validation only, backbone, one seed: a few settings around the plug-in defaults
-  timing       seconds per training epoch (stage I and stage II) of margo with each plug-in set,
-               side by side in one process, interleaved rounds, relative to plain margo
-               (teachers loaded from the cache, their one-off training time reported apart)
-  reliability  synthetic data with 20% of items having one modality replaced by noise: ROC-AUC
-               of 1 - w_i^m for corrupted (item, modality) pairs, margo with and without plug-ins
-
-Hyper-parameters: the backbone/MARGO settings chosen on ml-latest-small's validation split by
-bench/quality.py (reg 1e-3, alpha 1.0) and the plug-ins' defaults (the papers' code defaults).
-
-    .venv/bin/python -m bench.plugins --quick          # smoke check (small synthetic data)
-    .venv/bin/python -m bench.plugins --seeds 0 1 2    # full
-    .venv/bin/python -m bench.plugins --report-only
+    .venv/bin/python -m bench.plugins [--quick | --seeds 0 1 2 | --report-only]
 """
 
 from __future__ import annotations
@@ -152,44 +139,38 @@ def _fmt(ms: tuple[float, float], n: int) -> str:
 
 
 def report(args: argparse.Namespace, rep: dict[str, Any], info: dict[str, Any]) -> str:
-    lines = [f"# Plug-in benchmark (`python -m bench.{NAME}`): CKD and SEA", "", H.machine_md(info), ""]
-    if args.quick:
-        lines += [f"**QUICK SMOKE RUN** (small synthetic data {QUICK_SYNTH} in place of both datasets): not a measurement.", ""]
-    lines += [
-        "Hyper-parameters: backbone and MARGO as chosen on ml-latest-small's validation split by "
-        f"bench/quality.py ({ML_HP}, margo alpha {MARGO_KW['alpha']}); plug-ins at their defaults "
-        "(CKD lambda_kd 0.01, lambda_g 5, tau 0.1, 5000 generic triples, paper re-weighting, channel-drop teachers; SEA "
-        "alpha_s 0.012, beta_s 0.006, tau 0.2, CLUB with 5 inner steps, Solosim, in-batch); only the small validation-only "
-        "sweep listed below was run around them, so the rows say how the default plug-ins behave, not how well a tuned "
-        f"one can do. Early stop on validation Recall@20, patience {args.patience}, at most {args.epochs} epochs per stage; "
-        "test metrics at the best-validation epoch. margo rows continue from the stage I of the backbone row with the same "
-        "plug-ins and seed; their train time includes that stage I (CKD's teachers are trained once per dataset and "
-        "listed apart).", "",
-        "## Quality: ml-latest-small (our importer; modalities meta + text)", "",
-        "For orientation, MMRec's own models on `mlsmall-mmrec` (the same MovieLens users and items, but MMRec's split "
-        "and features, so not directly comparable; ../shared/docs/REFERENCE-NUMBERS.md): test R@20 DRAGON (MARGO's "
-        "backbone) 0.2842, MGCN (patience 50) 0.2976, FREEDOM 0.2792, BPR-MF 0.2713. The papers' CKD and SEA were not "
-        "run by MMRec there, so there is no reference row for the plug-ins themselves.", ""]
-    q = rep.get("quality", [])
-    lines.append(H.md_table(
-        ["row", "seeds", "test R@10", "test R@20", "test N@10", "test N@20", "valid R@20", "epochs (stage best/run)", "train s (mean)"],
-        [[r["row"], len(r["seeds"]), *(_fmt(r[k], len(r["seeds"])) for k in ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "valid_recall@20")),
-          "; ".join(r["epochs"]), f"{r['train_s']:.0f}"] for r in q]))
-    by_row, deltas = {r["row"]: r for r in q}, []
+    q, lines = rep.get("quality", []), []
+    by_row = {r["row"]: r for r in q}
     for r in q:
         base = "margo" if r["row"].startswith("margo+") else "backbone"
-        if r["row"] in ("backbone", "margo") or base not in by_row:
-            continue
-        (m, sd), (bm, bsd) = r["recall@20"], by_row[base]["recall@20"]
-        verdict = "within one std" if abs(m - bm) <= max(sd, bsd) else ("better" if m > bm else "worse")
-        deltas.append(f"- {r['row']} vs {base}: test R@20 {m - bm:+.4f} ({verdict}); "
-                      f"valid R@20 {r['valid_recall@20'][0] - by_row[base]['valid_recall@20'][0]:+.4f}")
-    if deltas:
-        lines += ["", "Differences (mean over seeds; std = the larger of the two rows'):", "", *deltas]
+        if r["row"] not in ("backbone", "margo") and base in by_row:
+            (m, sd), (bm, bsd) = r["recall@20"], by_row[base]["recall@20"]
+            verdict = "within one std" if abs(m - bm) <= max(sd, bsd) else ("better" if m > bm else "worse")
+            lines.append(f"- {r['row']} vs {base}: test R@20 {m - bm:+.4f} ({verdict}); "
+                         f"valid R@20 {r['valid_recall@20'][0] - by_row[base]['valid_recall@20'][0]:+.4f}")
+    lines = [f"# Plug-in benchmark (`python -m bench.{NAME}`): CKD and SEA", "", H.machine_md(info), "",
+             *([f"**QUICK SMOKE RUN** (small synthetic data {QUICK_SYNTH} in place of both datasets): not a measurement.", ""] if args.quick else []),
+             f"Hyper-parameters: backbone and MARGO as chosen on ml-latest-small's validation split by bench/quality.py ({ML_HP}, "
+             f"margo alpha {MARGO_KW['alpha']}); plug-ins at their defaults (CKD lambda_kd 0.01, lambda_g 5, tau 0.1, 5000 generic "
+             "triples, paper re-weighting, channel-drop teachers; SEA alpha_s 0.012, beta_s 0.006, tau 0.2, CLUB with 5 inner "
+             "steps, Solosim, in-batch), with only the small validation-only sweep below around them: the rows say how the "
+             f"default plug-ins behave, not how well a tuned one can do. Early stop on validation Recall@20, patience {args.patience}, "
+             f"at most {args.epochs} epochs per stage; test metrics at the best-validation epoch. margo rows continue from the "
+             "stage I of the backbone row with the same plug-ins and seed; their train time includes that stage I (CKD's "
+             "teachers are trained once per dataset and listed apart).", "",
+             "## Quality: ml-latest-small (our importer; modalities meta + text)", "",
+             "For orientation, MMRec's own models on `mlsmall-mmrec` (the same users and items, but MMRec's split and features: "
+             "not directly comparable; ../shared/docs/REFERENCE-NUMBERS.md): test R@20 DRAGON (MARGO's backbone) 0.2842, MGCN "
+             "(patience 50) 0.2976, FREEDOM 0.2792, BPR-MF 0.2713; MMRec has no CKD or SEA rows.", "",
+             H.md_table(["row", "seeds", "test R@10", "test R@20", "test N@10", "test N@20", "valid R@20", "epochs (stage best/run)",
+                         "train s (mean)"], [[r["row"], len(r["seeds"]), *(_fmt(r[k], len(r["seeds"])) for k in (
+                             "recall@10", "recall@20", "ndcg@10", "ndcg@20", "valid_recall@20")), "; ".join(r["epochs"]),
+                                             f"{r['train_s']:.0f}"] for r in q]),
+             *(["", "Differences (mean over seeds; std = the larger of the two rows'):", "", *lines] if lines else [])]
     if rep.get("sweep"):
         lines += ["", f"Validation-only sweep around the plug-in defaults (backbone, seed {args.seeds[0]}; defaults: CKD "
-                  "lambda_kd 0.01, SEA alpha_s 0.012 / beta_s 0.006):", ""]
-        lines += [f"- {r['row']}: valid R@20 {r['valid_recall@20']:.4f}" for r in rep["sweep"]]
+                  "lambda_kd 0.01, SEA alpha_s 0.012 / beta_s 0.006):", "",
+                  *(f"- {r['row']}: valid R@20 {r['valid_recall@20']:.4f}" for r in rep["sweep"])]
     if short := [r["row"] for r in q if len(r["seeds"]) < len(args.seeds)]:
         lines += ["", f"**Incomplete**: rows with fewer than {len(args.seeds)} seeds: {', '.join(short)} "
                   f"(stopped at the deadline; `python -m bench.{NAME}` resumes the rest)."]
@@ -199,12 +180,12 @@ def report(args: argparse.Namespace, rep: dict[str, Any], info: dict[str, Any]) 
                   "stage for each row (first epoch of each run dropped); median seconds per epoch. CKD's teachers are "
                   "loaded from the cache here; their one-off training time is listed below.", "",
                   H.md_table(["row", "stage I s/epoch", "x margo", "stage II s/epoch", "x margo"],
-                             [[k, f"{v['median_epoch_s']['I']:.3f}", f"{v['relative']['I']:.2f}", f"{v['median_epoch_s']['II']:.3f}",
-                               f"{v['relative']['II']:.2f}"] for k, v in t.items()])]
+                             [[k, *(f"{v[key][s]:{f}}" for s in ("I", "II") for key, f in (("median_epoch_s", ".3f"), ("relative", ".2f")))]
+                              for k, v in t.items()])]
     if rep.get("teachers"):
-        lines += ["", "CKD teachers (ml-latest-small, trained once, cached):", ""]
-        lines += [f"- {x['modality']}: valid R@20 {x['valid']['recall@20']:.4f}, test R@20 {x['test']['recall@20']:.4f}, "
-                  f"{x['seconds']:.0f}s" for x in rep["teachers"]]
+        lines += ["", "CKD teachers (ml-latest-small, trained once, cached):", "",
+                  *(f"- {x['modality']}: valid R@20 {x['valid']['recall@20']:.4f}, test R@20 {x['test']['recall@20']:.4f}, "
+                    f"{x['seconds']:.0f}s" for x in rep["teachers"])]
     if rel := rep.get("reliability", []):
         lines += ["", "## Reliability: do CKD / SEA change margo's detection of corrupted modalities?", "",
                   f"`import_synth` {SYNTH} {SYNTH_MODS}, corrupt_fraction 0.2 (a random modality per item replaced by "
@@ -230,24 +211,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parts", nargs="+", default=["reliability", "sweep", "quality", "timing"],
                    choices=["reliability", "sweep", "quality", "timing"], help="what to run (default all)")
     p.add_argument("--ml-latest-small", type=Path, default=H.ML_LATEST_SMALL)
-    args = H.parse_args(p, argv)
-    log = H.make_logger(args.workdir / f"{NAME}.log")
-    if args.quick:
-        args.seeds, args.epochs, args.rel_epochs, args.timing_rounds, args.timing_epochs = args.seeds[:1], 2, 2, 1, 2
-        args.parts = [x for x in args.parts if x != "sweep"]
-        sets = [(), ("ckd", "sea")]  # every code path, few runs
-        synth = H.ensure_dataset(args.workdir / "data" / "plugins-quick", "import_synth", log=log, **QUICK_SYNTH,
-                                 modalities={"image": 64, "text": 32}, corrupt_fraction=0.2, seed=0)
-        ml = synth
+    args = H.parse_args(p, argv, epochs=2, rel_epochs=2, timing_rounds=1, timing_epochs=2)
+    log, info, runs, t0, rep = H.make_logger(args.workdir / f"{NAME}.log"), H.machine_info(args.threads), args.workdir / "runs", time.perf_counter(), {}
+    if args.quick:  # every code path, few runs, small synthetic data for both datasets
+        args.seeds, args.parts, sets = args.seeds[:1], [x for x in args.parts if x != "sweep"], [(), ("ckd", "sea")]
+        ml = synth = H.ensure_dataset(args.workdir / "data" / "plugins-quick", "import_synth", log=log, **QUICK_SYNTH,
+                                      modalities={"image": 64, "text": 32}, corrupt_fraction=0.2, seed=0)
     else:
         sets = PLUGIN_SETS
         ml = H.ensure_dataset(args.workdir / "data" / "ml-latest-small", "import_movielens", args.ml_latest_small, log=log)
         synth = H.ensure_dataset(args.workdir / "data" / "synth-corrupt", "import_synth", log=log, **SYNTH,
                                  modalities=SYNTH_MODS, corrupt_fraction=0.2, seed=0)
-    info = H.machine_info(args.threads)
-    runs = args.workdir / "runs"
-    t0 = time.perf_counter()
-    rep: dict[str, Any] = {}
     if "reliability" in args.parts:
         steps = plugin_steps(str(synth), {"epochs": args.rel_epochs, "patience": 10, "seed": 0, **SYNTH_MARGO},
                              {"dataset": "synth", "seed": 0, "stage1_cache": True}, first="margo", then=None, sets=sets)

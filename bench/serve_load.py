@@ -1,16 +1,10 @@
-"""Serving benchmark: wrk against ``margo``'s API on 127.0.0.1, one uvicorn worker.
+"""Serving benchmark: wrk against ``margo``'s API (public CLI set-up, public app factory, one uvicorn
+worker) on synthetic bundles of 10k/100k/1M items (bench/synth_bundle.py): req/s and p50/p99 of
+uncached recommendations and of the HTTP + JSON floor, recall@20 of the API's answers against exact
+search, and the ANN alternatives. ``--baseline PATH`` serves another checkout and this tree
+alternately into serve_load_vs_baseline.{json,md}.
 
-Synthetic bundles of 10k, 100k and 1M items (bench/synth_bundle.py), set up with the public CLI
-(``margo db upgrade``, ``margo models register --activate``), served by the public app factory.
-Measured: requests/s and p50/p99 latency of ``GET /users/{random}/recommendations?k=20&explain=true``
-(uncached) at 1 and 32 connections, the same for ``GET /_floor`` (a real k=20 response re-encoded
-per request, no ranking), recall@20 of the API's answers against exact search, and the ANN
-alternatives behind the defaults. ``--baseline PATH`` serves another checkout and this tree
-alternately, ``--rounds`` times per size, into serve_load_vs_baseline.{json,md}.
-
-    .venv/bin/python -m bench.serve_load                          # everything, ~15 minutes
-    .venv/bin/python -m bench.serve_load --sizes 10000 --duration 3   # a quick look
-    .venv/bin/python -m bench.serve_load --quick                  # smoke check
+    .venv/bin/python -m bench.serve_load [--sizes 10000 --duration 3 | --quick]
 """
 
 from __future__ import annotations
@@ -24,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +48,10 @@ done = function(summary, latency, requests)
 end
 """
 
+
 def bench_app() -> Any:
-    """``create_app()`` plus ``GET /_floor``: a real k=20 payload (BENCH_FLOOR_FILE, read once) re-encoded
-    per request; a plain Starlette route like the recommendation route (the same framework costs)."""
+    """``create_app()`` plus ``GET /_floor``: a real k=20 payload (BENCH_FLOOR_FILE, read once)
+    re-encoded per request by a plain Starlette route, like the recommendation route."""
     import orjson
     from starlette.responses import Response
     from starlette.routing import Route
@@ -74,10 +69,9 @@ def bench_app() -> Any:
     return app
 
 
-# -- set-up and servers (any checkout: ``tree``) -------------------------------------------------------
+# -- set-up and servers (any checkout: ``tree``) ----------------------------------------------------
 def ensure_bundle(work: Path, n_items: int, users: int = USERS, tree: Path = H.REPO) -> Path:
-    """The synthetic bundle, written by ``tree``'s own bench.synth_bundle (an older checkout may
-    read only its own bundle format; the newer one reads the older format too)."""
+    """The synthetic bundle, written by ``tree``'s own bench.synth_bundle (its bundle format)."""
     path = work / "bundles" / f"items-{n_items}-users-{users}" / ("this" if tree == H.REPO else tree.name)
     if not (path / "manifest.json").is_file():
         print(f"  generating {path} ...", flush=True)
@@ -164,20 +158,34 @@ def run_wrk(url_path: str, port: int, conns: int, duration: float, work: Path, u
             "rps": r["requests"] / (r["duration_us"] / 1e6), **{f"{k}_ms": r[f"{k}_us"] / 1e3 for k in ("p50", "p90", "p99", "mean")}}
 
 
-def load_pass(port: int, args: Any, work: Path, users: int) -> dict[str, Any]:
+def load_pass(port: int, args: Any, work: Path) -> dict[str, Any]:
     """floor and recommendations at 1 and 32 connections, each after a warm-up run."""
     out: dict[str, Any] = {}
     for conns in (1, 32):
         for name, path in (("floor", "/_floor"), ("rec", REC)):
-            run_wrk(path, port, conns, args.warmup, work, users)
-            out[f"{name}_c{conns}"] = r = run_wrk(path, port, conns, args.duration, work, users)
+            run_wrk(path, port, conns, args.warmup, work, args.users)
+            out[f"{name}_c{conns}"] = r = run_wrk(path, port, conns, args.duration, work, args.users)
             if r["errors"]:  # a throughput of error pages is no result
                 raise RuntimeError(f"{name} c={conns}: {r['errors']} failed requests")
             print(f"  {name:5} c={conns:2}: {_fmt_run(r)}", flush=True)
     return out
 
 
-# -- recall and the ANN alternatives ----------------------------------------------------------------------
+def alternate(variants: dict[str, dict[str, Any]], args: Any, work: Path) -> tuple[bool, list[dict]]:
+    """One load pass per variant (``tree``, ``env``, optional ``log_config``), ``args.rounds``
+    times in ABBA order, every bench training slot held."""
+    rows = []
+    with H.hold_slots(args.workdir / "slots", args.max_train, timeout=args.slot_wait) as held:
+        for i, tag in H.abba(args.rounds, list(variants)):
+            print(f"== round {i}, {tag}", flush=True)
+            v, log_file = variants[tag], work / f"server-{tag.replace(' ', '-')}.log"
+            with serve(v["tree"], v["env"], work, log_config=v.get("log_config"), log_file=log_file) as (port, _):
+                rows.append({"round": i, "tree": tag, "loadavg_before": H.loadavg(), **load_pass(port, args, work)})
+            rows[-1]["log_lines"] = len(log_file.read_text().splitlines())
+    return held, rows
+
+
+# -- recall and the ANN alternatives --------------------------------------------------------------------
 def exact_top(bundle: Any, users: np.ndarray) -> list[np.ndarray]:
     """Exact top-20 per user (float64 re-scoring, seen items removed, ties by row)."""
     q, v = bundle.query_vectors(), bundle.item_vectors()
@@ -192,27 +200,31 @@ def exact_top(bundle: Any, users: np.ndarray) -> list[np.ndarray]:
     return tops
 
 
-def _latency(costs: list[float], prefix: str) -> dict[str, float]:
-    return {f"{prefix}_p50_ms": float(np.median(costs) * 1e3), f"{prefix}_p99_ms": float(np.percentile(costs, 99) * 1e3)}
+def recall(users: np.ndarray, truth: list[np.ndarray], top: Callable[[int], Any], prefix: str,
+           after: Callable[[int, Any], Any] = lambda u, got: got) -> dict[str, float]:
+    """recall@20 of ``after(user, top(user))`` (item rows) against ``truth``; p50/p99 of ``top``."""
+    hits, costs = 0, []
+    for u, best in zip(users, truth, strict=True):
+        t0 = time.perf_counter()
+        got = top(int(u))
+        costs.append(time.perf_counter() - t0)
+        hits += len(set(np.asarray(after(int(u), got)).tolist()) & set(best.tolist()))
+    return {"recall_at_20": hits / (K * len(users)), f"{prefix}_p50_ms": float(np.median(costs) * 1e3),
+            f"{prefix}_p99_ms": float(np.percentile(costs, 99) * 1e3)}
 
 
 def http_recall(port: int, bundle: Any, users: np.ndarray, truth: list[np.ndarray]) -> dict[str, float]:
-    """recall@20 of the service's answers (k=20, no explanations) and their latency, one client."""
+    """The service's answers (k=20, no explanations), one client."""
     import httpx
 
-    hits, costs = 0, []
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-        for u, best in zip(users, truth, strict=True):
-            t0 = time.perf_counter()
-            r = client.get(f"/users/u{u}/recommendations", params={"k": K})
-            costs.append(time.perf_counter() - t0)
-            hits += len({bundle.item_index(x["item_id"]) for x in r.raise_for_status().json()["items"]} & set(best.tolist()))
-    return {"recall_at_20": hits / (K * len(users)), **_latency(costs, "http")}
+        return recall(users, truth, lambda u: [bundle.item_index(x["item_id"]) for x in client.get(
+            f"/users/u{u}/recommendations", params={"k": K}).raise_for_status().json()["items"]], "http")
 
 
 def ann_sweep(bundle: Any, users: np.ndarray, truth: list[np.ndarray], hnsw: bool) -> tuple[dict, list[dict]]:
     """The index the service picks, and the recall and cost of the raw ANN search (pool = 128 +
-    seen) around its parameters."""
+    seen, then exact re-scoring; the timed part is the search) around its parameters."""
     from dataclasses import replace
 
     from service.index import IndexParams, ItemIndex, set_faiss_threads
@@ -229,15 +241,13 @@ def ann_sweep(bundle: Any, users: np.ndarray, truth: list[np.ndarray], hnsw: boo
 
     def point(index: Any, params: Any = None, /, **extra: Any) -> None:
         index = index if params is None else ItemIndex(index.index, params, index.vectors, on_gpu=False)
-        hits, costs = 0, []
-        for u, best in zip(users, truth, strict=True):
-            seen, q = bundle.seen_items(int(u)), queries[int(u)]
-            t0 = time.perf_counter()
-            cand = index.search(q, 128 + seen.size)
-            costs.append(time.perf_counter() - t0)
-            cand = cand[~np.isin(cand, seen)]
-            hits += len(set(cand[np.argsort(-(vectors[cand] @ q))[:K]].tolist()) & set(best.tolist()))
-        rows.append({**extra, "recall_at_20": hits / (K * len(users)), **_latency(costs, "search")})
+
+        def rescored(u: int, cand: np.ndarray) -> np.ndarray:
+            cand = cand[~np.isin(cand, bundle.seen_items(u))]
+            return cand[np.argsort(-(vectors[cand] @ queries[u]))[:K]]
+
+        top = lambda u: index.search(queries[u], 128 + bundle.seen_items(u).size)  # noqa: E731
+        rows.append({**extra, **recall(users, truth, top, "search", rescored)})
 
     if served.kind is IndexKind.IVF:
         index = built(served)
@@ -254,11 +264,10 @@ def ann_sweep(bundle: Any, users: np.ndarray, truth: list[np.ndarray], hnsw: boo
         for ef in (64, 128, 256, 512):
             point(index, replace(index.params, ef_search=ef), index="hnsw", ef_search=ef)
         rows[-4]["load_or_build_s"] = build_s
-    params = {k: getattr(v, "value", v) for k, v in vars(served).items() if k != "kind"}
-    return {"index": served.kind.value, "params": params}, rows
+    return {"index": served.kind.value, "params": {k: getattr(v, "value", v) for k, v in vars(served).items() if k != "kind"}}, rows
 
 
-# -- one size -------------------------------------------------------------------------------------------------
+# -- one size ---------------------------------------------------------------------------------------------
 def bench_size(n_items: int, args: Any, work: Path) -> dict[str, Any]:
     from trainer.bundle import load_bundle
 
@@ -273,12 +282,12 @@ def bench_size(n_items: int, args: Any, work: Path) -> dict[str, Any]:
         run["setup"]["server_ready_s"] = ready_s
         with H.hold_slots(args.workdir / "slots", args.max_train, timeout=args.slot_wait) as held:
             run["held_bench_slots"], run["loadavg_before"] = held, H.loadavg()
-            run["load"] = load_pass(port, args, work, args.users)
+            run["load"] = load_pass(port, args, work)
             run["loadavg_after"] = H.loadavg()
-        recall = http_recall(port, bundle, users, truth)
-    print(f"  recall@20 {recall['recall_at_20']:.4f}, HTTP p50 {recall['http_p50_ms']:.2f} ms", flush=True)
+        http = http_recall(port, bundle, users, truth)
+    print(f"  recall@20 {http['recall_at_20']:.4f}, HTTP p50 {http['http_p50_ms']:.2f} ms", flush=True)
     served, sweep = ann_sweep(bundle, users, truth, hnsw=n_items in args.hnsw_sizes)
-    run["quality"] = {**served, **recall, "sweep": sweep}
+    run["quality"] = {**served, **http, "sweep": sweep}
     return run
 
 
@@ -293,21 +302,7 @@ def baseline_size(n_items: int, args: Any, work: Path) -> dict[str, Any]:
     return out
 
 
-def alternate(variants: dict[str, dict[str, Any]], args: Any, work: Path) -> tuple[bool, list[dict]]:
-    """One load pass per variant (``tree``, ``env``, optional ``log_config``), ``args.rounds``
-    times in ABBA order (none always goes first), every bench training slot held."""
-    rows = []
-    with H.hold_slots(args.workdir / "slots", args.max_train, timeout=args.slot_wait) as held:
-        for i, tag in H.abba(args.rounds, list(variants)):
-            print(f"== round {i}, {tag}", flush=True)
-            v, log_file = variants[tag], work / f"server-{tag.replace(' ', '-')}.log"
-            with serve(v["tree"], v["env"], work, log_config=v.get("log_config"), log_file=log_file) as (port, _):
-                rows.append({"round": i, "tree": tag, "loadavg_before": H.loadavg(), **load_pass(port, args, work, args.users)})
-            rows[-1]["log_lines"] = len(log_file.read_text().splitlines())
-    return held, rows
-
-
-# -- report ------------------------------------------------------------------------------------------------------
+# -- report (older results lack the HTTP latencies and the set-up split of today's: a dash) ------------
 def _params(q: dict[str, Any]) -> str:
     p = q["params"]
     return {"ivf": f"{p['ivf_lists']} lists, nprobe {p['ivf_nprobe']}",
@@ -318,65 +313,66 @@ def _fmt_run(r: dict[str, Any]) -> str:
     return f"{r['rps']:,.0f} req/s, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms"
 
 
+def _n(d: dict[str, Any], key: str, fmt: str = ".2f") -> str:
+    return "–" if d.get(key) is None else format(d[key], fmt)
+
+
 def markdown(result: dict[str, Any]) -> str:
-    """The human-readable report: targets first, then every measurement."""
-    m, cfg = result["machine"], result["settings"]
+    """Targets first, then every measurement."""
+    m, cfg, lines = result["machine"], result["settings"], []
     runs = {r["n_items"]: r for r in result["runs"]}
     items = sorted(runs.items())
-    lines = [
-        f"# Serving benchmark (`python -m bench.{NAME}`)", "",
-        f"Run {m['date']} on {m['cpu']} ({m['cpu_count']} cores), Python {m['python']}, FAISS {m.get('faiss-cpu', '?')}, "
-        f"FastAPI {m.get('fastapi', '?')}, uvicorn {m.get('uvicorn', '?')}, {cfg['wrk_version']}.",
-        f"One uvicorn worker ({cfg['uvicorn']}), response cache {cfg['cache']}, k={cfg['k']}, explain=true, "
-        f"exclude_seen=true; wrk: {cfg['wrk']}, {cfg['duration_s']:g} s per run after {cfg['warmup_s']:g} s of warm-up. "
-        f"Total wall time {result['wall_s'] / 60:.1f} min." + (" **QUICK SMOKE RUN**: not a measurement." if cfg.get("quick") else ""), "",
-        "**The machine is shared**: 2 cores for the server, wrk and other engineers' jobs (trainings, test suites) "
-        "running at the same time. Load averages during each size are listed below; absolute numbers move with that "
-        "load, the fraction of the floor (same app, same run, same encoder, no ranking) much less.", "",
-        "## Targets (issue 3)", "", "| target | measured | fraction of floor | met |", "|---|---|---|---|"]
 
-    def row(label: str, r: dict, f: dict, frac: str | None, ok: bool, value: str = "") -> None:
+    def target(label: str, r: dict, f: dict, frac: str | None, ok: bool, value: str = "") -> None:
         value = value or f"p99 {r['p99_ms']:.2f} ms (p50 {r['p50_ms']:.2f})"
         frac = f"floor p99 {f['p99_ms']:.2f} ms" if frac is None else frac
         lines.append(f"| {label} | {value} | {frac} | {'yes' if ok else '**no**'} |")
 
     if r100 := runs.get(100_000):
         (r32, f32, r1, f1) = (r100["load"][k] for k in ("rec_c32", "floor_c32", "rec_c1", "floor_c1"))
-        row("100k items: >= 1,500 req/s at 32 connections, one worker", r32, f32, f"{r32['rps'] / f32['rps']:.2f} of "
-            f"{f32['rps']:,.0f} req/s", r32["rps"] >= TARGETS["rps_32_at_100k"], f"{r32['rps']:,.0f} req/s")
-        row("100k items: p99 < 5 ms at 1 connection", r1, f1, None, r1["p99_ms"] < TARGETS["p99_ms_1_at_100k"])
+        target("100k items: >= 1,500 req/s at 32 connections, one worker", r32, f32, f"{r32['rps'] / f32['rps']:.2f} of "
+               f"{f32['rps']:,.0f} req/s", r32["rps"] >= TARGETS["rps_32_at_100k"], f"{r32['rps']:,.0f} req/s")
+        target("100k items: p99 < 5 ms at 1 connection", r1, f1, None, r1["p99_ms"] < TARGETS["p99_ms_1_at_100k"])
     if r1m := runs.get(1_000_000):
         q, r1, f1 = r1m["quality"], r1m["load"]["rec_c1"], r1m["load"]["floor_c1"]
-        row("1M items: recall@20 >= 0.98 against exact search", r1, f1, "", q["recall_at_20"] >= TARGETS["recall_at_1m"],
-            f"{q['recall_at_20']:.4f} ({q['index']}, {_params(q)})")
-        row("1M items: p99 < 10 ms at 1 connection", r1, f1, None, r1["p99_ms"] < TARGETS["p99_ms_1_at_1m"])
-    lines += ["", "## Throughput and latency", "", H.md_table(
-        ["items", "index", "conns", "floor (`/_floor`)", "recommendations", "rec/floor req/s", "load avg (1 min)"],
-        [[f"{n:,}", r["quality"]["index"], c, _fmt_run(r["load"][f"floor_c{c}"]), _fmt_run(r["load"][f"rec_c{c}"]),
-          f"{r['load'][f'rec_c{c}']['rps'] / r['load'][f'floor_c{c}']['rps']:.2f}",
-          f"{r['loadavg_before'][0]:.1f} -> {r['loadavg_after'][0]:.1f}"] for n, r in items for c in (1, 32)]), "",
+        target("1M items: recall@20 >= 0.98 against exact search", r1, f1, "", q["recall_at_20"] >= TARGETS["recall_at_1m"],
+               f"{q['recall_at_20']:.4f} ({q['index']}, {_params(q)})")
+        target("1M items: p99 < 10 ms at 1 connection", r1, f1, None, r1["p99_ms"] < TARGETS["p99_ms_1_at_1m"])
+    sweeps = [(n, x) for n, r in items for x in r["quality"]["sweep"]]
+    return "\n".join([
+        f"# Serving benchmark (`python -m bench.{NAME}`)", "",
+        f"Run {m['date']} on {m['cpu']} ({m['cpu_count']} cores), Python {m['python']}, FAISS {m.get('faiss-cpu', '?')}, "
+        f"FastAPI {m.get('fastapi', '?')}, uvicorn {m.get('uvicorn', '?')}, {cfg.get('wrk_version', m.get('wrk', '?'))}.",
+        f"One uvicorn worker ({cfg['uvicorn']}), response cache {cfg['cache']}, k={cfg['k']}, explain=true, "
+        f"exclude_seen=true; wrk: {cfg['wrk']}, {cfg['duration_s']:g} s per run after {cfg['warmup_s']:g} s of warm-up. "
+        f"Total wall time {result['wall_s'] / 60:.1f} min." + (" **QUICK SMOKE RUN**: not a measurement." if cfg.get("quick") else ""), "",
+        "**The machine is shared**: load averages during each size are listed below; absolute numbers move with that "
+        "load, the fraction of the floor (same app, same run, same encoder, no ranking) much less.", "",
+        "## Targets (issue 3)", "", "| target | measured | fraction of floor | met |", "|---|---|---|---|", *lines,
+        "", "## Throughput and latency", "", H.md_table(
+            ["items", "index", "conns", "floor (`/_floor`)", "recommendations", "rec/floor req/s", "load avg (1 min)"],
+            [[f"{n:,}", r["quality"]["index"], c, _fmt_run(r["load"][f"floor_c{c}"]), _fmt_run(r["load"][f"rec_c{c}"]),
+              f"{r['load'][f'rec_c{c}']['rps'] / r['load'][f'floor_c{c}']['rps']:.2f}",
+              f"{r['loadavg_before'][0]:.1f} -> {r['loadavg_after'][0]:.1f}"] for n, r in items for c in (1, 32)]), "",
         f"Failed or non-2xx responses over all runs: {sum(x['errors'] for _, r in items for x in r['load'].values())}.", "",
-        f"## Index quality (the API's answers over HTTP, {cfg['recall_users']} random users, seen items removed)", "",
+        f"## Index quality (the API's answers over HTTP, {cfg.get('recall_users', 300)} random users, seen items removed)", "",
         H.md_table(["items", "index", "parameters", "recall@20 vs exact", "request p50 / p99 (HTTP, 1 client, k=20 without explanations)"],
                    [[f"{n:,}", r["quality"]["index"], _params(r["quality"]), f"{r['quality']['recall_at_20']:.4f}",
-                     f"{r['quality']['http_p50_ms']:.2f} / {r['quality']['http_p99_ms']:.2f} ms"] for n, r in items])]
-    if sweeps := [(n, x) for n, r in items for x in r["quality"]["sweep"]]:
-        lines += ["", "### ANN alternatives (raw index search, first pool of 128 + seen items, then exact re-scoring)", "",
-                  H.md_table(["items", "index", "setting", "recall@20", "search p50 / p99"], [
-                      [f"{n:,}", x["index"], f"nprobe={x['nprobe']}, {x['store']}" + (" (store A/B)" if x.get("side_by_side") else "")
-                       if "nprobe" in x else f"efSearch={x['ef_search']}", f"{x['recall_at_20']:.4f}",
-                       f"{x['search_p50_ms']:.2f} / {x['search_p99_ms']:.2f} ms"] for n, x in sweeps])]
-    lines += ["", "## Set-up costs", "", H.md_table(
-        ["items", "`margo db upgrade` + `models register --activate` (processes)", "server start to ready", "index file reused"],
-        [[f"{n:,}", f"{r['setup']['register_activate_s']:.1f} s", f"{r['setup']['server_ready_s']:.1f} s",
-          r["setup"]["index_was_cached"]] for n, r in items])]
-    lines += ["", "## What the defaults come from", "", *notes(runs), "", f"Raw numbers: `{NAME}.json`; plot: `{NAME}.png`.", ""]
-    return "\n".join(lines)
+                     f"{_n(r['quality'], 'http_p50_ms')} / {_n(r['quality'], 'http_p99_ms')} ms"] for n, r in items]),
+        *(["", "### ANN alternatives (raw index search, first pool of 128 + seen items, then exact re-scoring)", "",
+           H.md_table(["items", "index", "setting", "recall@20", "search p50 / p99"], [
+               [f"{n:,}", x["index"], f"nprobe={x['nprobe']}, {x['store']}" + (" (store A/B)" if x.get("side_by_side") else "")
+                if "nprobe" in x else f"efSearch={x['ef_search']}", f"{x['recall_at_20']:.4f}",
+                f"{x['search_p50_ms']:.2f} / {x['search_p99_ms']:.2f} ms"] for n, x in sweeps])] if sweeps else []),
+        "", "## Set-up costs", "", H.md_table(
+            ["items", "`margo db upgrade` + `models register --activate` (processes)", "server start to ready", "index file reused"],
+            [[f"{n:,}", f"{_n(r['setup'], 'register_activate_s', '.1f')} s", f"{_n(r['setup'], 'server_ready_s', '.1f')} s",
+              r["setup"]["index_was_cached"]] for n, r in items]),
+        "", "## What the defaults come from", "", *notes(runs), "", f"Raw numbers: `{NAME}.json`; plot: `{NAME}.png`.", ""])
 
 
 def notes(runs: dict[int, dict[str, Any]]) -> list[str]:
     """The reasoning behind the index defaults, with this run's figures."""
-
     def sweep(n: int, key: str, value: int) -> dict[str, Any] | None:
         return next((x for x in runs.get(n, {}).get("quality", {}).get("sweep", []) if x.get(key) == value), None)
 
@@ -398,8 +394,8 @@ def notes(runs: dict[int, dict[str, Any]]) -> list[str]:
     if r100 := runs.get(100_000):
         per_req, floor = (1e3 / r100["load"][k]["rps"] for k in ("rec_c32", "floor_c32"))
         out.append(f"- Where a request goes at 100k items (32 connections): {per_req:.2f} ms of server time per request, "
-                   f"{floor:.2f} ms of it the HTTP + JSON floor; the ranking itself (index search, exact re-scoring, filters, "
-                   f"explanations) is the rest; one request without explanations takes {r100['quality']['http_p50_ms']:.2f} ms "
+                   f"{floor:.2f} ms of it the HTTP + JSON floor, the ranking (index search, exact re-scoring, filters, "
+                   f"explanations) the rest; one request without explanations takes {_n(r100['quality'], 'http_p50_ms')} ms "
                    "(p50) end to end at one connection. The throughput target needs the ranking near 0.4 ms on one core.")
     return out
 
@@ -422,29 +418,28 @@ def plot(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def baseline_markdown(result: dict[str, Any]) -> str:
-    m, cfg = result["machine"], result["settings"]
-    lines = [f"# Serving, this tree vs a baseline checkout (`python -m bench.{NAME} --baseline`)", "", H.machine_md(m),
-             f"Baseline: `{result['baseline']}` (commit {result['commits']['baseline']}); this tree: `{H.REPO}` "
-             f"(commit {result['commits']['this tree']}). Each checkout set up with its own CLI and "
-             f"database and served by its own `create_app` ({cfg['uvicorn']}, cache off, k={K}, "
-             f"explain=true); the two alternate (ABBA order), {cfg['rounds']} round(s) per size, wrk {cfg['duration_s']:g} s per run "
-             f"after {cfg['warmup_s']:g} s of warm-up; bench training slots held.", "",
-             "| items | round | tree | recommendations c=32 | recommendations c=1 | floor c=32 | rec/floor c=32 | load avg |",
-             "|---|---|---|---|---|---|---|---|"]
-    summary = []
+    m, cfg, rows, summary = result["machine"], result["settings"], [], []
     for size in result["runs"]:
         med: dict[str, dict[str, list[float]]] = {}
         for r in size["rounds"]:
-            lines.append(f"| {size['n_items']:,} | {r['round']} | {r['tree']} | {_fmt_run(r['rec_c32'])} | {_fmt_run(r['rec_c1'])} | "
-                         f"{r['floor_c32']['rps']:,.0f} req/s | {r['rec_c32']['rps'] / r['floor_c32']['rps']:.3f} | {r['loadavg_before'][0]:.1f} |")
-            for key, v in (("rps32", r["rec_c32"]["rps"]), ("p50_1", r["rec_c1"]["p50_ms"]),
-                           ("frac", r["rec_c32"]["rps"] / r["floor_c32"]["rps"])):
+            frac = r["rec_c32"]["rps"] / r["floor_c32"]["rps"]
+            rows.append([f"{size['n_items']:,}", r["round"], r["tree"], _fmt_run(r["rec_c32"]), _fmt_run(r["rec_c1"]),
+                         f"{r['floor_c32']['rps']:,.0f} req/s", f"{frac:.3f}", f"{r['loadavg_before'][0]:.1f}"])
+            for key, v in (("rps32", r["rec_c32"]["rps"]), ("p50_1", r["rec_c1"]["p50_ms"]), ("frac", frac)):
                 med.setdefault(r["tree"], {}).setdefault(key, []).append(v)
         t, b = ({k: float(np.median(v)) for k, v in med[x].items()} for x in ("this tree", "baseline"))
         summary.append(f"- {size['n_items']:,} items, this tree / baseline (medians over rounds): requests/s at 32 connections "
                        f"{t['rps32'] / b['rps32']:.3f}, p50 at 1 connection {t['p50_1'] / b['p50_1']:.3f}, fraction of the "
                        f"floor {t['frac']:.3f} vs {b['frac']:.3f}.")
-    return "\n".join([*lines, "", *summary, ""])
+    return "\n".join([
+        f"# Serving, this tree vs a baseline checkout (`python -m bench.{NAME} --baseline`)", "", H.machine_md(m),
+        f"Baseline: `{result['baseline']}` (commit {result['commits']['baseline']}); this tree: `{H.REPO}` "
+        f"(commit {result['commits']['this tree']}). Each checkout set up with its own CLI and database and served by its "
+        f"own `create_app` ({cfg['uvicorn']}, cache off, k={K}, explain=true); the two alternate (ABBA order), "
+        f"{cfg['rounds']} round(s) per size, wrk {cfg['duration_s']:g} s per run after {cfg['warmup_s']:g} s of warm-up; "
+        "bench training slots held.", "",
+        H.md_table(["items", "round", "tree", "recommendations c=32", "recommendations c=1", "floor c=32", "rec/floor c=32",
+                    "load avg"], rows), "", *summary, ""])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -458,9 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--slot-wait", type=float, default=300.0, help="max seconds to wait for the bench training slots")
     p.add_argument("--baseline", type=Path, help="another checkout: serve it and this tree alternately")
     p.add_argument("--rounds", type=int, default=2, help="alternating rounds with --baseline (default 2)")
-    args = H.parse_args(p, argv)
-    if args.quick:  # every code path, small
-        args.sizes, args.users, args.duration, args.warmup, args.recall_users, args.hnsw_sizes = "25000", 2000, 1, 1, 50, "25000"
+    args = H.parse_args(p, argv, sizes="25000", users=2000, duration=1, warmup=1, recall_users=50, hnsw_sizes="25000")
     args.hnsw_sizes = {int(s) for s in args.hnsw_sizes.split(",") if s}
     if args.report_only:
         result = H.stored_report(args, NAME)
@@ -470,12 +463,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("wrk not found: apt-get install -y wrk")
     (work := args.workdir / "serve").mkdir(parents=True, exist_ok=True)
     started, sizes = time.time(), [int(n) for n in args.sizes.split(",") if n]
-    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
     result: dict[str, Any] = {
         "machine": H.machine_info(packages=("faiss-cpu", "fastapi", "uvicorn")),
         "settings": {"duration_s": args.duration, "warmup_s": args.warmup, "k": K, "uvicorn": "1 worker, uvloop, httptools",
-                     "cache": "off", "wrk": "1 thread, random user per request", "wrk_version": wrk_version,
-                     "recall_users": args.recall_users, "rounds": args.rounds, "quick": args.quick}}
+                     "cache": "off", "wrk": "1 thread, random user per request", "recall_users": args.recall_users,
+                     "wrk_version": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0],
+                     "rounds": args.rounds, "quick": args.quick}}
     if args.baseline:
         result.update(baseline=str(args.baseline), commits={"baseline": H.git_commit(args.baseline), "this tree": H.git_commit()},
                       runs=[baseline_size(n, args, work) for n in sizes], wall_s=time.time() - started)

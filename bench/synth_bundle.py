@@ -1,14 +1,7 @@
-"""Synthetic MARGO model bundles with planted structure, for the serving benchmark.
-
-Not Gaussian noise: the embeddings look like those of a trained late-fusion model.
-
-* Items belong to clusters (about 1,000 items each) grouped under topics; each modality sees
-  the cluster through its own directions (``e_i^m = topic^m + cluster^m + noise``).
-* A share of items has one unreliable modality (much noisier content), and MARGO's learned
-  weight ``w_i^m`` of that modality is low, as the reliability supervision intends.
-* Popularity is Zipf-like; as in BPR-trained models, item norms grow with log popularity.
-* Users mix one to three clusters; their training items are drawn from those clusters by
-  popularity, and feed ``item_pos_count`` (few positives = low-confidence weights).
+"""Synthetic MARGO model bundles with planted structure for the serving benchmark: items in clusters
+under topics, seen by each modality through its own directions; a share of items with one noisy
+modality and a low learned weight ``w_i^m`` for it; Zipf popularity with item norms growing with
+it; users mixing one to three clusters, their training items drawn from them by popularity.
 
     python -m bench.synth_bundle /tmp/margo-bench/b100k --items 100000 --users 20000
 """
@@ -104,15 +97,6 @@ def generate(n_items: int, n_users: int, *, seed: int = 0, seen_per_user: int = 
     return arrays, meta
 
 
-def write(out: Path, n_items: int, n_users: int, *, seed: int = 0) -> Path:
-    arrays, meta = generate(n_items, n_users, seed=seed)
-    name = f"synthetic-planted-{n_items}-{n_users}-{seed}"
-    manifest = {"model": "margo", "channels": [{"name": c, "feature_dim": DIM} for c in CHANNELS],
-                "dataset": {"name": name, "fingerprint": name}, "metrics": {}, "generator": "bench/synth_bundle.py"}
-    return write_bundle(out, manifest=manifest, arrays=arrays, user_ids=[f"u{u}" for u in range(n_users)],
-                        item_ids=[f"i{i}" for i in range(n_items)], item_meta=meta, overwrite=True)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("out", type=Path)
@@ -120,7 +104,12 @@ def main() -> None:
     p.add_argument("--users", type=int, default=20_000)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    print(write(args.out, args.items, args.users, seed=args.seed))
+    arrays, meta = generate(args.items, args.users, seed=args.seed)
+    name = f"synthetic-planted-{args.items}-{args.users}-{args.seed}"
+    manifest = {"model": "margo", "channels": [{"name": c, "feature_dim": DIM} for c in CHANNELS],
+                "dataset": {"name": name, "fingerprint": name}, "metrics": {}, "generator": "bench/synth_bundle.py"}
+    print(write_bundle(args.out, manifest=manifest, arrays=arrays, user_ids=[f"u{u}" for u in range(args.users)],
+                       item_ids=[f"i{i}" for i in range(args.items)], item_meta=meta, overwrite=True))
 
 
 if __name__ == "__main__":

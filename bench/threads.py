@@ -1,10 +1,6 @@
-"""Thread settings under a competing load: a BPR epoch on amazon-scientific-mmrec (issue 17.4).
-
-With more intra-op threads than free cores, OpenMP workers that spin while they wait for a
-descheduled sibling stall every parallel region. Each setting runs in a fresh process (the
-OpenMP wait policy is read once, when torch loads its runtime), first on the machine as it is,
-then beside one busy-loop process per core; both measurements of a setting are taken back to
-back, so only their ratio means something on a shared machine.
+"""Thread settings under a competing load (issue 17.4): a BPR epoch on amazon-scientific-mmrec per
+setting, in a fresh process (the OpenMP wait policy is read when torch loads), on the machine as it
+is and then beside one busy loop per core, back to back: only their ratio means something.
 
     .venv/bin/python -m bench.threads [--epochs 6] [--data PATH]
 """
@@ -20,26 +16,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from bench import harness as H
 
 NAME = "threads"
 DATA = H.REPO.parent / "shared" / "data" / "amazon-scientific-mmrec"
 # label -> (TrainConfig.threads, extra environment); None = torch's default (one per core)
-SETTINGS = {
-    "torch default (one thread per core)": (None, {}),
-    "threads=2, OMP_WAIT_POLICY=PASSIVE": (2, {"OMP_WAIT_POLICY": "PASSIVE"}),
-    "threads=1": (1, {}),
-    "trainer default (threads=None: auto, PASSIVE)": ("auto", {}),
-}
+SETTINGS = {"torch default (one thread per core)": (None, {}), "threads=2, OMP_WAIT_POLICY=PASSIVE": (2, {"OMP_WAIT_POLICY": "PASSIVE"}),
+            "threads=1": (1, {}), "trainer default (threads=None: auto, PASSIVE)": ("auto", {})}
 
 
 def child(data: str, threads: str, epochs: int) -> None:
-    """Train BPR for ``epochs`` epochs (one validation at the end) and print epoch seconds.
-
-    ``auto`` runs as ``margo train`` does (trainer imported first, so its OpenMP wait policy
-    applies); the other settings import torch first, so only their own environment applies.
-    """
+    """Train BPR (one validation at the end) and print epoch seconds. ``auto`` imports the trainer
+    first, as ``margo train`` does (its OpenMP wait policy applies); the others import torch first."""
     if threads == "auto":
         import trainer  # noqa: F401
     import torch
@@ -50,8 +40,7 @@ def child(data: str, threads: str, epochs: int) -> None:
 
     # "None": torch's own default count (one per core), pinned so the trainer keeps it
     t = torch.get_num_threads() if threads == "None" else None if threads == "auto" else int(threads)
-    cfg = TrainConfig(model="bpr", epochs=epochs, eval_every=epochs, threads=t, reg_weight=0.1)
-    r = fit(load_dataset(data), cfg, progress=False)
+    r = fit(load_dataset(data), TrainConfig(model="bpr", epochs=epochs, eval_every=epochs, threads=t, reg_weight=0.1), progress=False)
     print(json.dumps({"epoch_s": r.stages[0].epoch_seconds[1:], "torch_threads": torch.get_num_threads()}))
 
 
@@ -60,49 +49,50 @@ def _busy(stop: float) -> None:
         pass
 
 
-def measure(data: Path, threads: object, env: dict[str, str], epochs: int) -> dict:
+def measure(data: Path, threads: object, env: dict[str, str], epochs: int, busy: int = 0) -> dict[str, Any]:
+    """One setting in a fresh process, beside ``busy`` busy-loop processes."""
     cmd = [sys.executable, "-m", "bench.threads", "--child", str(threads), "--data", str(data), "--epochs", str(epochs)]
-    full_env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | env
-    t0 = time.perf_counter()
-    out = subprocess.run(cmd, env=full_env, cwd=H.REPO, capture_output=True, text=True, check=True)
+    procs = [mp.Process(target=_busy, args=(time.time() + 600,)) for _ in range(busy)]
+    for pr in procs:
+        pr.start()
+    try:
+        t0 = time.perf_counter()
+        out = subprocess.run(cmd, env={k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | env, cwd=H.REPO,
+                             capture_output=True, text=True, check=True)
+    finally:
+        for pr in procs:
+            pr.terminate()
+            pr.join()
     res = json.loads(out.stdout.strip().splitlines()[-1])
     return {**res, "median_epoch_s": statistics.median(res["epoch_s"]), "wall_s": time.perf_counter() - t0, "loadavg": H.loadavg()}
+
+
+def markdown(data: dict[str, Any], rows: list[list[Any]]) -> str:
+    return (f"# Thread settings under a competing load\n\nBPR epoch on {data['data']} (median of epochs 2-{data['epochs']}, "
+            f"training only), each setting in a fresh process; 'busy' = beside {data['cores']} busy-loop processes (one per core). "
+            "Same setting's two runs back to back.\n\n"
+            + H.md_table(["setting", "torch threads", "s/epoch", "s/epoch busy", "busy / quiet", "load 1m"], rows)
+            + "\n\n" + H.machine_md(data["machine"]))
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--child")
+    p.add_argument("--child", help=argparse.SUPPRESS)  # one setting's own process
     p.add_argument("--results", type=Path, default=H.RESULTS)
     a = p.parse_args(argv)
     if a.child:
         return child(str(a.data), a.child, a.epochs)
-    cores = os.cpu_count() or 1
-    rows, data = [], {"machine": H.machine_info(None), "cores": cores, "settings": {}}
+    cores, rows = os.cpu_count() or 1, []
+    data = {"machine": H.machine_info(None), "cores": cores, "data": a.data.name, "epochs": a.epochs, "settings": {}}
     for label, (threads, env) in SETTINGS.items():
-        quiet = measure(a.data, threads, env, a.epochs)
-        procs = [mp.Process(target=_busy, args=(time.time() + 600,)) for _ in range(cores)]
-        for pr in procs:
-            pr.start()
-        try:
-            loaded = measure(a.data, threads, env, a.epochs)
-        finally:
-            for pr in procs:
-                pr.terminate()
-                pr.join()
-        ratio = loaded["median_epoch_s"] / quiet["median_epoch_s"]
-        data["settings"][label] = {"env": env, "quiet": quiet, "busy": loaded, "ratio": ratio}
-        rows.append([label, quiet["torch_threads"], f"{quiet['median_epoch_s']:.3f}",
-                     f"{loaded['median_epoch_s']:.3f}", f"{ratio:.1f}x",
-                     f"{quiet['loadavg'][0]:.1f} / {loaded['loadavg'][0]:.1f}"])  # fmt: skip
+        quiet, loaded = (measure(a.data, threads, env, a.epochs, busy) for busy in (0, cores))
+        data["settings"][label] = {"env": env, "quiet": quiet, "busy": loaded, "ratio": loaded["median_epoch_s"] / quiet["median_epoch_s"]}
+        rows.append([label, quiet["torch_threads"], f"{quiet['median_epoch_s']:.3f}", f"{loaded['median_epoch_s']:.3f}",
+                     f"{data['settings'][label]['ratio']:.1f}x", f"{quiet['loadavg'][0]:.1f} / {loaded['loadavg'][0]:.1f}"])
         print(rows[-1], flush=True)
-    md = (f"# Thread settings under a competing load\n\nBPR epoch on {a.data.name} (median of epochs 2-{a.epochs}, "
-          f"training only), each setting in a fresh process; 'busy' = beside {cores} busy-loop processes (one per core). "
-          "Same setting's two runs back to back.\n\n"
-          + H.md_table(["setting", "torch threads", "s/epoch", "s/epoch busy", "busy / quiet", "load 1m"], rows)
-          + "\n\n" + H.machine_md(data["machine"]))
-    H.write_report(a.results, NAME, data, md)
+    H.write_report(a.results, NAME, data, markdown(data, rows))
 
 
 if __name__ == "__main__":

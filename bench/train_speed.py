@@ -1,20 +1,10 @@
-"""Training speed on the Amazon-Baby-shaped synthetic dataset (2 torch threads, this CPU).
+"""Training speed on the Amazon-Baby-shaped synthetic dataset (``import_synth`` defaults, 2 torch
+threads): median s/epoch of margo's two stages (and of margo-freedom, fusion-sum, lightgcn), one
+full evaluation, peak RSS, each in a fresh process while every bench training slot is held;
+``dragon``: MMRec's own DRAGON side by side (``--mmrec PATH``, bench/mmrec_dragon.py).
+``--baseline PATH`` times another checkout's margo epochs and this tree's alternately.
 
-Data: ``import_synth`` defaults (19,445 users, 7,050 items, 160,792 interactions, image 4096-d +
-text 384-d). Each measurement runs in a fresh process (its own peak RSS):
-  margo (margo-freedom)  two-stage margo (on the FREEDOM-style backbone), N epochs per stage,
-              validation only after the last one: median s/epoch of stage I and of stage II
-  eval        one full evaluation (all users x all items, training items masked), median of 3
-  fusion-sum, lightgcn   for context
-  profile     (also when a stage epoch exceeds the 20 s bar) where a training batch goes
-  dragon      MMRec's own DRAGON on the same data and threads (--mmrec PATH, bench/mmrec_dragon.py)
-While measuring, the script holds every bench training slot (``--max-train`` of them; 0: none).
-``--baseline PATH`` times the margo epochs of another checkout (e.g. a git worktree of an older
-commit) and of this tree alternately, ``--rounds`` times, into train_speed_vs_baseline.{json,md}.
-
-    .venv/bin/python -m bench.train_speed --quick   # small data, 1 epoch per stage, smoke check
-    .venv/bin/python -m bench.train_speed           # ~5-10 min
-    .venv/bin/python -m bench.train_speed --measure margo eval dragon --mmrec ../MMRec  # +6 min
+    .venv/bin/python -m bench.train_speed [--quick | --measure margo eval dragon --mmrec ../MMRec]
 """
 
 from __future__ import annotations
@@ -41,38 +31,33 @@ FLOOR_S = 10.0  # REFERENCE-NUMBERS.md: ~1.7 TFLOP/epoch of the 4096->256 projec
 DRAGON = {"backbone": "dragon", "id_channel": False, "feature_norm": "none"}
 EPOCHS = {"margo": ("margo", DRAGON), "margo-freedom": ("margo", {**DRAGON, "backbone": "freedom"}),
           "lightgcn": ("lightgcn", {}), "fusion-sum": ("fusion-sum", DRAGON)}
-KINDS = (*EPOCHS, "eval", "profile", "dragon")
+KINDS = (*EPOCHS, "eval", "dragon")
 QUICK_DATA = {"n_users": 1500, "n_items": 800, "n_interactions": 12000, "modalities": {"image": 512, "text": 64}}
 INVOCATION = time.strftime("%Y-%m-%dT%H:%M:%S")  # side by side = same invocation
 
 
-# -- measurements (each in its own process) ---------------------------------------------------------
+# -- measurements (each in its own process, over any checkout's trainer) --------------------------------
 def measure(kind: str, data_path: str, epochs: int, threads: int) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(threads)
+    from trainer.config import TrainConfig
     from trainer.data import load_dataset
 
     out: dict[str, Any] = {"kind": kind, "threads": torch.get_num_threads(), "loadavg_start": H.loadavg()}
     t0 = time.perf_counter()
     data = load_dataset(data_path)
     out["load_s"] = time.perf_counter() - t0
-    if kind in EPOCHS:
-        out.update(_epochs(*EPOCHS[kind], data, epochs, threads))
-    else:
-        out.update({"eval": _eval, "profile": _profile}[kind](data, threads))
+    model, extra = EPOCHS.get(kind, ("margo", DRAGON))
+    known = getattr(TrainConfig, "model_fields", None) or TrainConfig.__dataclass_fields__  # an older trainer lacks some
+    # validation only after the last epoch of each stage (eval_every = epochs), never early stop
+    fields = {"model": model, "epochs": epochs, "patience": 1000, "eval_every": epochs, **extra}
+    cfg = H.train_config(**{k: v for k, v in fields.items() if k in known}, threads=threads, seed=0)
+    out.update(_epochs(data, cfg) if kind in EPOCHS else _eval(data, cfg))
     return {**out, "peak_rss_mb": H.peak_rss_mb(), "loadavg_end": H.loadavg()}
 
 
-def _config(threads: int, **fields: Any) -> Any:
-    from trainer.config import TrainConfig
-
-    # an older trainer (--baseline) lacks the newer fields: it has only what they pin here
-    known = getattr(TrainConfig, "model_fields", None) or TrainConfig.__dataclass_fields__
-    return H.train_config(**{k: v for k, v in fields.items() if k in known}, threads=threads, seed=0)
-
-
-def _epochs(model: str, extra: dict[str, Any], data: Any, epochs: int, threads: int) -> dict[str, Any]:
+def _epochs(data: Any, cfg: Any) -> dict[str, Any]:
     from trainer.sampling import TripletSampler
     from trainer.train import fit
 
@@ -86,12 +71,9 @@ def _epochs(model: str, extra: dict[str, Any], data: Any, epochs: int, threads: 
         cpu.append(time.process_time() - t)
 
     TripletSampler.epoch = timed_epoch
-    # validation only after the last epoch of each stage (eval_every = epochs), never early stop
-    cfg = _config(threads, model=model, epochs=epochs, patience=1000, eval_every=epochs, **extra)
     t = time.perf_counter()
     res = fit(data, cfg, progress=False)
-    fit_s, n = time.perf_counter() - t, 0
-    stages = []
+    fit_s, n, stages = time.perf_counter() - t, 0, []
     for s in res.stages:
         stages.append({"stage": s.stage, "epoch_seconds": s.epoch_seconds, "median_s": float(np.median(s.epoch_seconds)),
                        "stage_seconds_incl_eval": s.seconds, "cpu_seconds": cpu[n : n + len(s.epoch_seconds)]})
@@ -101,83 +83,23 @@ def _epochs(model: str, extra: dict[str, Any], data: Any, epochs: int, threads: 
             "outside_epochs_s": fit_s - sum(sum(s.epoch_seconds) for s in res.stages)}
 
 
-def _eval(data: Any, threads: int) -> dict[str, Any]:
+def _eval(data: Any, cfg: Any) -> dict[str, Any]:
     import torch
 
     from trainer.models import build_model
     from trainer.train import evaluate_model
 
-    cfg = _config(threads, model="margo", **DRAGON)
-    t = time.perf_counter()
-    model = build_model(cfg, data)
-    out: dict[str, Any] = {"build_s": time.perf_counter() - t}
+    model, times = build_model(cfg, data), []
     model.enable_weights(cfg.weight_init_std, torch.Generator().manual_seed(1))
-    times = []
     for split in ("valid", "valid", "test"):
         t = time.perf_counter()
         m = evaluate_model(model, data, split, cfg)
         times.append(time.perf_counter() - t)
-    t = time.perf_counter()
-    with torch.no_grad():  # the forward pass (embeddings) alone
-        model.eval().embeddings()
-    return {**out, "eval_seconds": times, "median_s": float(np.median(times)), "users_evaluated": m["users"],
-            "forward_s": time.perf_counter() - t}
+    return {"eval_seconds": times, "median_s": float(np.median(times)), "users_evaluated": m["users"]}
 
 
-def _profile(data: Any, threads: int, n_batches: int = 3) -> dict[str, Any]:
-    """Where a stage-I margo training batch spends its time: manual split + torch.profiler."""
-    import torch
-    from torch.profiler import ProfilerActivity, profile
-
-    from trainer.models import build_model
-    from trainer.sampling import TripletSampler
-    from trainer.train import batch_loss
-
-    cfg = _config(threads, model="margo", **DRAGON)
-    model = build_model(cfg, data)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sampler = TripletSampler(data.train, data.n_items, 0).epoch(cfg.batch_size)
-    batches = [tuple(torch.from_numpy(a) for a in b) for _, b in zip(range(n_batches + 1), sampler, strict=False)]
-    parts = ("item_projection_fwd", "embeddings_fwd", "loss_fwd", "backward", "adam_step")
-    split: dict[str, list[float]] = {k: [] for k in parts}
-
-    def step(u: Any, i: Any, k: Any) -> list[float]:
-        marks = [time.perf_counter()]
-        with torch.no_grad():
-            for forward in (model.item_nodes, model.embeddings):
-                forward()
-                marks.append(time.perf_counter())
-        loss, _ = batch_loss(model, u, i, k, cfg, 0.0)
-        marks.append(time.perf_counter())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        marks.append(time.perf_counter())
-        opt.step()
-        marks.append(time.perf_counter())
-        return [b - a for a, b in zip(marks, marks[1:], strict=False)]
-
-    step(*batches[0])  # warm-up
-    for b in batches[1:]:
-        for key, v in zip(parts, step(*b), strict=True):
-            split[key].append(v)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        loss, _ = batch_loss(model, *batches[1], cfg, 0.0)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    events = prof.key_averages()
-    total = max(sum(e.self_cpu_time_total for e in events), 1)
-    return {"batches_per_epoch": -(-len(data.train) // cfg.batch_size),
-            "median_split_s": {k: float(np.median(v)) for k, v in split.items()},
-            "note": "embeddings_fwd includes item_projection_fwd; loss_fwd recomputes embeddings with autograd",
-            "profiler_top": [{"op": e.key, "self_cpu_ms": e.self_cpu_time_total / 1e3, "share": e.self_cpu_time_total / total,
-                              "calls": e.count} for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:15]]}
-
-
-# -- orchestration ----------------------------------------------------------------------------------
 def run_measure(kind: str, args: argparse.Namespace, data: Path, log: Any, tree: Path = H.REPO, tag: str = "") -> dict[str, Any]:
-    """One measurement in a fresh process; ``tree``: the checkout whose trainer is timed, driven
-    by this tree's bench package (``python -P``: not the bench code of ``tree``'s own folder)."""
+    """One measurement in a fresh ``python -P`` process: ``tree``'s trainer, this bench package."""
     if kind == "dragon":
         return run_dragon(args, data, log)
     out_file = args.workdir / f"{NAME}_{kind}{tag}.json"
@@ -190,21 +112,17 @@ def run_measure(kind: str, args: argparse.Namespace, data: Path, log: Any, tree:
         log(f"[bench] {kind}{tag} FAILED:\n{proc.stderr[-3000:]}")
         return {"kind": kind, "error": proc.stderr[-2000:]}
     r = json.loads(out_file.read_text())
-    r.update(process_wall_s=time.perf_counter() - t, invocation=INVOCATION, tree=str(tree),
-             finished=time.strftime("%Y-%m-%d %H:%M:%S"))
+    r.update(process_wall_s=time.perf_counter() - t, invocation=INVOCATION, tree=str(tree), finished=time.strftime("%Y-%m-%d %H:%M:%S"))
     H.atomic_write_json(out_file, r)
-    log(f"[bench] {kind}{tag}: " + json.dumps({k: v for k, v in r.items() if k != "profiler_top"})[:600])
+    log(f"[bench] {kind}{tag}: " + json.dumps(r)[:600])
     return r
 
 
 def run_dragon(args: argparse.Namespace, data: Path, log: Any) -> dict[str, Any]:
-    """MMRec's own DRAGON on the same data, same threads (bench/mmrec_dragon.py)."""
     from bench import mmrec_dragon
 
-    deps = args.mmrec_deps or args.workdir / "mmrec-deps"
     try:
-        mmrec_dragon.ensure_deps(deps, log)
-        r = mmrec_dragon.run(mmrec_dragon.prepare(args.mmrec, data, args.workdir, log), deps, args.epochs, args.threads, log)
+        r = mmrec_dragon.run(args.mmrec, data, args.mmrec_deps or args.workdir / "mmrec-deps", args.workdir, args.epochs, args.threads, log)
     except (RuntimeError, subprocess.CalledProcessError) as exc:
         log(f"[bench] dragon FAILED: {exc}")
         return {"kind": "dragon", "error": str(exc)[-2000:]}
@@ -213,9 +131,8 @@ def run_dragon(args: argparse.Namespace, data: Path, log: Any) -> dict[str, Any]
     return r
 
 
-def ensure_data(args: argparse.Namespace, log: Any) -> Path:
-    """The synthetic dataset; with ``--baseline`` written by the baseline's own importer (an older
-    checkout may read only its own dataset format; this tree reads the older one too)."""
+def ensure_data(args: argparse.Namespace) -> Path:
+    """The synthetic dataset; with ``--baseline`` written by the baseline's importer (its format)."""
     name, kw = ("synth_quick", QUICK_DATA) if args.quick else ("synth_baby", {})
     out = args.workdir / "data" / (name.replace("_", "-") + ("-baseline" if args.baseline else ""))
     if not (out / "stats.json").is_file():
@@ -226,11 +143,11 @@ def ensure_data(args: argparse.Namespace, log: Any) -> Path:
 
 
 # -- report -------------------------------------------------------------------------------------------
-def _f(x: float) -> str:  # seconds, or a dash for a missing measurement
-    return "–" if x != x else f"{x:.2f}"
+def _f(x: float | None) -> str:  # seconds, or a dash for a missing measurement
+    return "–" if x is None or x != x else f"{x:.2f}"
 
 
-def _gb(r: dict) -> str:  # peak RSS
+def _gb(r: dict) -> str:
     return f"{r['peak_rss_mb'] / 1024:.2f} GB" if r.get("peak_rss_mb") else ""
 
 
@@ -246,17 +163,6 @@ def report(args: argparse.Namespace, info: dict, res: dict[str, dict], data: Pat
     rss = max((r.get("peak_rss_mb") or 0 for k, r in res.items() if k != "dragon"), default=0) / 1024
     n_train = int(json.loads((data / "stats.json").read_text())["split"]["train"])
     ok = lambda x, lim: f"< {lim:.0f} s: " + ("meets" if x < lim else "MISSES")  # noqa: E731
-    md = [f"# Training speed (`python -m bench.{NAME}`)\n",
-          H.machine_md(info, extra=f"; load average before/after the measurements: {loads[0]} / {loads[1]}")]
-    if args.quick:
-        md.append(f"**QUICK SMOKE RUN** (small data {QUICK_DATA}, {args.epochs} epoch(s) per stage): not a measurement.\n")
-    md.append(
-        "Data: `import_synth` defaults (Amazon-Baby shape: 19,445 users, 7,050 items, 160,792 interactions, image "
-        f"4096-d + text 384-d), {n_train} training pairs = {-(-n_train // 2048)} batches of 2048 per epoch. "
-        f"torch threads: {args.threads}. Each measurement in a fresh process (peak RSS per process). "
-        f"Median seconds over epochs 1-{args.epochs} of each stage; validation only after the last epoch, "
-        "outside the epoch timer. One full evaluation = all users with validation items x all 7,050 items, "
-        "training items masked (`trainer.train.evaluate_model`), median of 3.\n")
     rows = [["margo stage I (= a fusion-sum epoch: same model, same loss)", _f(s1), "", _gb(m), ok(s1, TARGETS["epoch_s"])],
             ["margo stage II", _f(s2), "", "", ok(s2, TARGETS["epoch_s"])],
             ["full evaluation (margo)", "", _f(e_s), _gb(ev), ok(e_s, TARGETS["eval_s"])]]
@@ -264,9 +170,19 @@ def report(args: argparse.Namespace, info: dict, res: dict[str, dict], data: Pat
               ok(v, TARGETS["epoch_s"])] for k, v in _medians(res.get("margo-freedom", {})).items()]
     rows += [[f"{k} (context)", _f(res[k]["stages"][0]["median_s"]), "", _gb(res[k]), ""]
              for k in ("fusion-sum", "lightgcn") if res.get(k, {}).get("stages")]
-    md += ["## Ours\n", H.md_table(["measurement", "s / epoch (median)", "full evaluation s", "peak RSS", "target"], rows) + "\n",
-           f"Peak RSS over all our measurement processes: {rss:.2f} GB (target < {TARGETS['rss_gb']:.0f} GB: "
-           f"{'meets' if rss < TARGETS['rss_gb'] else 'MISSES'}).\n"]
+    md = [f"# Training speed (`python -m bench.{NAME}`)\n",
+          H.machine_md(info, extra=f"; load average before/after the measurements: {loads[0]} / {loads[1]}"),
+          *([f"**QUICK SMOKE RUN** (small data {QUICK_DATA}, {args.epochs} epoch(s) per stage): not a measurement.\n"] if args.quick else []),
+          "Data: `import_synth` defaults (Amazon-Baby shape: 19,445 users, 7,050 items, 160,792 interactions, image "
+          f"4096-d + text 384-d), {n_train} training pairs = {-(-n_train // 2048)} batches of 2048 per epoch. "
+          f"torch threads: {args.threads}. Each measurement in a fresh process (peak RSS per process). "
+          f"Median seconds over epochs 1-{args.epochs} of each stage; validation only after the last epoch, "
+          "outside the epoch timer. One full evaluation = all users with validation items x all 7,050 items, "
+          "training items masked (`trainer.train.evaluate_model`), median of 3.\n",
+          "## Ours\n", H.md_table(["measurement", "s / epoch (median)", "full evaluation s", "peak RSS", "target"], rows) + "\n",
+          f"Peak RSS over all our measurement processes: {rss:.2f} GB (target < {TARGETS['rss_gb']:.0f} GB: "
+          f"{'meets' if rss < TARGETS['rss_gb'] else 'MISSES'}).\n"]
+    floor = f"Versus the ~{FLOOR_S:.0f} s/epoch GEMM floor of the 4096->256 projection: "
     if dr.get("median_s"):
         d_s, same = dr["median_s"], dr.get("invocation") == m.get("invocation")
         per_epoch = " / ".join(str([round(x, 1) for x in v["epoch_seconds"]]) for v in st.values())
@@ -274,33 +190,25 @@ def report(args: argparse.Namespace, info: dict, res: dict[str, dict], data: Pat
             ["model", "s / epoch (median)", "per-epoch seconds", "evaluation s", "peak RSS"],
             [["ours: margo stage I / II", f"{_f(s1)} / {_f(s2)}", per_epoch, _f(e_s), _gb(m)],
              ["MMRec DRAGON (lr 1e-3, reg 1e-3, seed 999)", _f(d_s), str([round(x, 1) for x in dr["epoch_seconds"]]),
-              _f(dr.get("eval_median_s") or float("nan")), _gb(dr)]]) + "\n",
+              _f(dr.get("eval_median_s")), _gb(dr)]]) + "\n",
             f"DRAGON / ours = **{d_s / worst:.2f}x** (slower stage of ours), measured "
             + (f"side by side in one invocation ({m['invocation']})" if same else "in separate invocations")
             + f", {args.threads} torch threads each, same data. REFERENCE-NUMBERS.md quotes {DRAGON_EPOCH_S:.0f} s/epoch "
             "for DRAGON. MMRec's epoch time includes DRAGON's per-epoch user-graph resampling; its evaluation time is "
             "the validation pass alone (full ranking of all users). How DRAGON is run: bench/mmrec_dragon.py (an "
-            "unmodified MMRec checkout, two run-time compatibility patches for current torch/numpy, documented there). "
-            f"Versus the ~{FLOOR_S:.0f} s/epoch GEMM floor of the 4096->256 projection: ours {worst / FLOOR_S:.1f}x.\n"]
+            f"unmodified MMRec checkout, two run-time compatibility patches for current torch/numpy, documented there). {floor}"
+            f"ours {worst / FLOOR_S:.1f}x.\n"]
     else:
-        md.append(
-            f"Ratio to DRAGON's {DRAGON_EPOCH_S:.0f} s/epoch (REFERENCE-NUMBERS.md, MMRec, measured earlier on this "
-            "kind of machine, **not re-measured side by side here**; run with `--measure margo dragon --mmrec PATH` "
-            f"for that): stage I {s1 / DRAGON_EPOCH_S:.2f}x, stage II {s2 / DRAGON_EPOCH_S:.2f}x (DRAGON / ours = "
-            f"{DRAGON_EPOCH_S / worst:.2f}). Versus the ~{FLOOR_S:.0f} s/epoch GEMM floor of the 4096->256 "
-            f"projection: {worst / FLOOR_S:.1f}x.\n")
+        md.append(f"Ratio to DRAGON's {DRAGON_EPOCH_S:.0f} s/epoch (REFERENCE-NUMBERS.md, MMRec, measured earlier on this "
+                  "kind of machine, **not re-measured side by side here**; run with `--measure margo dragon --mmrec PATH` "
+                  f"for that): stage I {s1 / DRAGON_EPOCH_S:.2f}x, stage II {s2 / DRAGON_EPOCH_S:.2f}x (DRAGON / ours = "
+                  f"{DRAGON_EPOCH_S / worst:.2f}). {floor}{worst / FLOOR_S:.1f}x.\n")
     md += ["## Reference (MMRec, REFERENCE-NUMBERS.md, 2 CPU threads)\n", H.md_table(
         ["model (MMRec)", "s / epoch", "full evaluation s", "peak RSS GB"],
         [[k, f"{v[0]:.1f}", f"{v[1]:.1f}", f"{v[2]:.2f}"] for k, v in REFERENCE.items()]) + "\n"]
     if st:
         md.append("Per-epoch seconds: " + "; ".join(f"stage {k}: {[round(x, 2) for x in v['epoch_seconds']]}" for k, v in st.items())
                   + f". Outside the epochs (graphs, one validation per stage, test): {m.get('outside_epochs_s', float('nan')):.1f} s.\n")
-    if (p := res.get("profile", {})).get("median_split_s"):
-        md += ["## Where a training batch goes (margo stage I, one batch of 2048)\n",
-               H.md_table(["part", "seconds (median of 3)"], [[k, f"{v:.3f}"] for k, v in p["median_split_s"].items()]) + "\n",
-               f"{p['batches_per_epoch']} batches per epoch. {p['note']}.\n", "Top ops by self CPU time (torch.profiler, one batch):\n",
-               H.md_table(["op", "self CPU ms", "share", "calls"], [[e["op"], f"{e['self_cpu_ms']:.1f}", f"{100 * e['share']:.1f}%",
-                                                                   e["calls"]] for e in p["profiler_top"]]) + "\n"]
     md += ["## Measurements (each a fresh process)\n", H.md_table(
         ["measurement", "invocation", "finished", "torch threads", "load avg at start -> end (1 min)", "peak RSS"],
         [[k, v.get("invocation", "?"), v.get("finished", "?"), v.get("threads"),
@@ -343,8 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(threads=2)
     p.add_argument("--epochs", type=int, default=4, help="epochs per stage to time (default 4)")
     p.add_argument("--measure", nargs="+", default=["margo", "eval", "lightgcn"], choices=KINDS,
-                   help="what to measure (default margo eval lightgcn; dragon needs --mmrec; measurements not "
-                   "named are kept from WORKDIR; profile also runs when a stage epoch exceeds 20 s)")
+                   help="what to measure (default margo eval lightgcn; dragon needs --mmrec; the others are kept from WORKDIR)")
     p.add_argument("--mmrec", type=Path, help="an MMRec checkout (github.com/enoche/MMRec) for `dragon`")
     p.add_argument("--mmrec-deps", type=Path, help="where MMRec's extra packages go (default WORKDIR/mmrec-deps)")
     p.add_argument("--baseline", type=Path, help="another checkout: time its margo epochs and ours alternately")
@@ -358,9 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     if "dragon" in args.measure and not args.report_only and args.mmrec is None:
         p.error("--measure dragon needs --mmrec PATH (an MMRec checkout)")
     if args.quick:  # every code path, few processes
-        args.epochs, args.measure = 1, ["margo", "eval", "profile"]
+        args.epochs, args.measure = 1, ["margo", "eval"]
     info, log, t0 = H.machine_info(args.threads), H.make_logger(args.workdir / f"{NAME}.log"), time.perf_counter()
-    data = ensure_data(args, log)
+    data = ensure_data(args)
     prev = {k: args.workdir / f"{NAME}_{k}.json" for k in KINDS if args.report_only or k not in args.measure}
     res = {k: json.loads(f.read_text()) for k, f in prev.items() if f.is_file() and not args.quick}  # earlier runs
     with H.hold_slots(args.workdir / "slots", args.max_train, log=log):
@@ -376,8 +283,6 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         for kind in [] if args.report_only else args.measure:
             res[kind] = run_measure(kind, args, data, log)
-        if "profile" not in res and max(_medians(res.get("margo", {})).values(), default=0) > TARGETS["epoch_s"]:
-            res["profile"] = run_measure("profile", args, data, log)
         loads.append(H.loadavg())
     t_wall = time.perf_counter() - t0
     data_json = {"machine": info, "args": vars(args), "loadavg_before": loads[0], "loadavg_after": loads[1],
