@@ -158,23 +158,31 @@ def fold_missing(model: LiveModel, db: Database, limit: int) -> int:
 # -- users -------------------------------------------------------------------------------------
 def user_query(model: LiveModel, db: Database, user_id: str) -> FoldedUser | None:
     """The user's folded query, or None when they have posted nothing the model can use since
-    it was trained (or it has no fold-in). Cached; SQL on a miss; folds only when SQL has no
-    current row."""
+    it was trained (or it has no fold-in). Cached; SQL on a miss (one query); folds, in the
+    same transaction, only when SQL has no current row (the writer's fold has not landed,
+    or a new model version)."""
     if model.overlay.rows(user_id) is None or model.user_folder is None:
         return None
     hit = model.users.get(user_id)
     if hit is not None:
         return hit
+    since = model.users.mark()  # a write while SQL is read keeps the entry out of the cache
     with db.session() as session:
-        stored = fsql.folded_user(session, external_id=user_id, version=model.version)
-    if stored is not None and stored[2] >= stored[3]:
-        emb, items, last, _ = stored
-        shape = (len(model.channels), model.bundle.dim)
-        vector = np.frombuffer(emb, dtype=np.float32).reshape(shape)
-        entry = FoldedUser(vector, items, last, prior_of(model, user_id))
-        model.users.put(user_id, entry)
-        return entry
-    return fold_user(model, db, user_id)
+        now = fsql.folded_user_now(session, external_id=user_id, version=model.version)
+        if now is None:
+            return None
+        _, emb, items, last, newest = now
+        if emb is not None and last >= newest:
+            shape = (len(model.channels), model.bundle.dim)
+            vector = np.frombuffer(emb, dtype=np.float32).reshape(shape)
+            entry = FoldedUser(vector, items, last, prior_of(model, user_id))
+            model.users.put(user_id, entry, since=since)
+            return entry
+        folded = fold_and_save(session, model, [user_id])
+    for user, entry in folded.items():
+        model.users.put(user, entry, since=since)
+    WRITES.forget(model, list(folded))  # folded from SQL after their writes: a queued fold
+    return folded.get(user_id)  # would repeat this one
 
 
 def fold_user(model: LiveModel, db: Database, user_id: str) -> FoldedUser | None:
@@ -185,31 +193,39 @@ def fold_user(model: LiveModel, db: Database, user_id: str) -> FoldedUser | None
 def fold_and_store_users(
     model: LiveModel, db: Database, user_ids: list[str]
 ) -> dict[str, FoldedUser]:
-    """Fold users from their SQL histories and store their rows: one query for all their
-    histories, one stacked solve (trainer/foldin/users.py fold_in_many), one upsert, in two
-    transactions (a history query, a solve and an upsert per user cost ~4 ms a user on
-    PostgreSQL, most of it round trips: bench.faults' writer of 100 users per batch took
-    ~0.4 s of a serving process per batch). Caches the folded users."""
+    """``fold_and_save`` in a transaction of its own; caches the folded users (not those who
+    wrote again meanwhile: their fold may predate it)."""
+    since = model.users.mark()
     with db.session() as session:
-        histories = fsql.user_histories(session, external_ids=user_ids, limit=HISTORY_LIMIT)
-    folded = fold.fold_users(model, {u: (h, newest) for u, (_, h, newest) in histories.items()})
-    if folded:
-        with db.session() as session:
-            fsql.save_folded_users(
-                session,
-                version=model.version,
-                rows=[
-                    {
-                        "user_id": histories[u][0],
-                        "emb": entry.emb.tobytes(),
-                        "items": entry.items,
-                        "last_interaction": entry.last_interaction,
-                    }
-                    for u, entry in folded.items()
-                ],
-            )
+        folded = fold_and_save(session, model, user_ids)
     for user_id, entry in folded.items():
-        model.users.put(user_id, entry)
+        model.users.put(user_id, entry, since=since)
+    return folded
+
+
+def fold_and_save(
+    session: Session, model: LiveModel, user_ids: list[str]
+) -> dict[str, FoldedUser]:
+    """Fold users from their SQL histories and store their rows: one query for all their
+    histories, one stacked solve (trainer/foldin/users.py fold_in_many), one upsert (a
+    history query, a solve and an upsert per user, in two transactions per batch, cost ~4 ms
+    a user on PostgreSQL, most of it round trips: bench.faults' writer of 100 users per batch
+    took ~0.4 s of a serving process per batch)."""
+    histories = fsql.user_histories(session, external_ids=user_ids, limit=HISTORY_LIMIT)
+    folded = fold.fold_users(model, {u: (h, newest) for u, (_, h, newest) in histories.items()})
+    fsql.save_folded_users(
+        session,
+        version=model.version,
+        rows=[
+            {
+                "user_id": histories[u][0],
+                "emb": entry.emb.tobytes(),
+                "items": entry.items,
+                "last_interaction": entry.last_interaction,
+            }
+            for u, entry in folded.items()
+        ],
+    )
     return folded
 
 
@@ -247,9 +263,19 @@ class WriteFolds:
         self.folded = 0
         self.coalesced = 0
         self.dropped = 0
+        self.forgotten = 0
 
     def __len__(self) -> int:
         return len(self._waiting)
+
+    def forget(self, model: LiveModel, user_ids: list[str]) -> None:
+        """Unqueue users of ``model`` that a read has just folded from SQL."""
+        with self._lock:
+            for user_id in user_ids:
+                waiting = self._waiting.get(user_id)
+                if waiting is not None and waiting[0] is model:
+                    del self._waiting[user_id]
+                    self.forgotten += 1
 
     def submit(self, model: LiveModel, db: Database, user_ids: list[str], limit: int) -> bool:
         """Queue the users; True when the caller should fold (nobody is folding)."""

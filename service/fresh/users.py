@@ -37,12 +37,23 @@ class FoldedUser:
         return {"interactions": self.items, "prior": self.prior}
 
 
+DROPS_KEPT = 100_000
+"""Users whose latest drop the cache remembers (``mark``/``put``'s ``since``)."""
+
+
 class FoldedUserCache:
+    """The LRU of folded users. A drop (the user wrote) is remembered by a tick, so that a
+    fold that read SQL before the drop does not put its now stale entry back: ``since =
+    mark()`` before reading, ``put(..., since=since)`` after."""
+
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._entries: OrderedDict[str, FoldedUser] = OrderedDict()
         self._lock = threading.Lock()
         self.evicted = 0
+        self._tick = 0
+        self._dropped: OrderedDict[str, int] = OrderedDict()  # user -> tick of the last drop
+        self._forgotten = -1  # drops at or before this tick are no longer told apart
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -54,20 +65,38 @@ class FoldedUserCache:
                 self._entries.move_to_end(user_id)
         return entry
 
-    def put(self, user_id: str, entry: FoldedUser) -> None:
-        if self.capacity <= 0:
-            return
+    def mark(self) -> int:
+        """The tick to pass to ``put`` as ``since`` (take it before reading SQL)."""
         with self._lock:
+            return self._tick
+
+    def put(self, user_id: str, entry: FoldedUser, *, since: int | None = None) -> bool:
+        """Hold the entry, unless the user was dropped after tick ``since`` (the entry may
+        predate their newest interactions: their next read goes to SQL). True if held."""
+        if self.capacity <= 0:
+            return False
+        with self._lock:
+            if since is not None and (
+                self._dropped.get(user_id, -1) > since or since < self._forgotten
+            ):
+                return False
             self._entries[user_id] = entry
             self._entries.move_to_end(user_id)
             while len(self._entries) > self.capacity:
                 self._entries.popitem(last=False)
                 self.evicted += 1
+        return True
 
     def drop(self, user_ids: Any) -> None:
         with self._lock:
-            for user_id in user_ids:
-                self._entries.pop(str(user_id), None)
+            self._tick += 1
+            for user_id in map(str, user_ids):
+                self._entries.pop(user_id, None)
+                self._dropped.pop(user_id, None)
+                self._dropped[user_id] = self._tick
+            while len(self._dropped) > DROPS_KEPT:
+                _, tick = self._dropped.popitem(last=False)
+                self._forgotten = max(self._forgotten, tick)
 
     def nbytes(self) -> int:
         """Bytes of the held query vectors (the dict's own overhead left out)."""

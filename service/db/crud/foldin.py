@@ -278,3 +278,32 @@ def save_folded_users(session: Session, *, version: str, rows: Sequence[dict[str
         where=table.c.last_interaction <= stmt.excluded["last_interaction"],
     )
     session.execute(stmt, values)
+
+
+def folded_user_now(
+    session: Session, *, external_id: str, version: str
+) -> tuple[int, bytes | None, int, int, int] | None:
+    """``folded_user`` in one query: (user id, emb bytes or None when the user has no row for
+    ``version``, items, last_interaction, newest interaction id now); None for a user SQL
+    does not know."""
+    newest = (
+        select(func.max(Interaction.id))
+        .where(Interaction.user_id == User.id)
+        .correlate(User)
+        .scalar_subquery()
+    )
+    stmt = (
+        select(User.id, FoldedUser.emb, FoldedUser.items, FoldedUser.last_interaction, newest)
+        .outerjoin(
+            FoldedUser,
+            (FoldedUser.user_id == User.id) & (FoldedUser.model_version == version),
+        )
+        .where(User.external_id == external_id)
+    )
+    row = session.execute(stmt).first()
+    if row is None:
+        return None
+    user_id, emb, items, last, now = row
+    if emb is None:
+        return int(user_id), None, 0, 0, int(now or 0)
+    return int(user_id), bytes(emb), int(items), int(last), int(now or 0)

@@ -197,8 +197,52 @@ def test_a_full_queue_leaves_its_oldest_users_to_their_reads(
     page = client.get("/users/q0/recommendations").json()
     assert page["strategy"] == "fold-in" and page["fold_in"]["interactions"] == 1
     assert ids[0] not in rec_ids(client, "q0")
+    # a read of a waiting user folds them (no row yet) and takes them off the queue
+    assert client.get("/users/q3/recommendations").json()["strategy"] == "fold-in"
+    assert list(writes._waiting) == ["q4", "q5", "q6"] and writes.forgotten == 1
     writes._busy = False
     sync.fold_after_write(model, db, ["q7"], 10)
-    assert len(writes) == 0 and writes.folded == 4  # q7 has no interactions: no fold
+    assert len(writes) == 0 and writes.folded == 3  # q7 has no interactions: no fold
     for u in ("q3", "q4", "q5", "q6"):
         assert model.users.get(u) is not None
+        assert stored(db, u)[2] == newest_interaction(db, u)
+
+
+def test_a_fold_that_read_before_a_write_is_not_cached(
+    app: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, write, db = app
+    model = client.app.state.margo.registry.current
+    ids = model.bundle.item_ids
+    post(client, write, [("racer", ids[1], 1), ("calm", ids[2], 1)])
+    real = fold.fold_users
+
+    def write_meanwhile(model_, histories):  # the user writes again while the fold runs
+        out = real(model_, histories)
+        model_.users.drop(["racer"])
+        return out
+
+    monkeypatch.setattr(fold, "fold_users", write_meanwhile)
+    folded = sync.fold_and_store_users(model, db, ["racer", "calm"])
+    assert set(folded) == {"racer", "calm"}
+    assert model.users.get("racer") is None  # its next read goes to SQL
+    assert model.users.get("calm") is folded["calm"]
+
+
+def test_the_cache_remembers_a_bounded_number_of_drops(monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.fresh import users
+
+    cache = users.FoldedUserCache(10)
+    entry = users.FoldedUser(np.zeros((2, 2), np.float32), 1, 1, "none")
+    since = cache.mark()
+    cache.drop(["a"])
+    assert not cache.put("a", entry, since=since) and cache.get("a") is None
+    assert cache.put("b", entry, since=since) and cache.put("a", entry)  # no since: held
+    assert cache.put("a", entry, since=cache.mark())
+    monkeypatch.setattr(users, "DROPS_KEPT", 2)
+    old = cache.mark()
+    cache.drop(["x"])
+    cache.drop(["y"])
+    cache.drop(["z"])  # x's drop is forgotten: a fold from before it cannot be trusted
+    assert not cache.put("b", entry, since=old)
+    assert cache.put("b", entry, since=cache.mark())
