@@ -9,8 +9,8 @@ Rows
   bpr, lightgcn, vbpr                          one run per seed
   <fusion> [dragon|freedom]                    fusion-sum is stage I; fusion-learned and margo
                                                continue (stage II) from that very stage-I state
-                                               (the trainer's stage-I cache): one stage I per seed
-  fusion-sum+id, margo+id [dragon|freedom]     the same with the free ID channel (1.9)
+  fusion-sum+id, margo+id [dragon|freedom]     the same with the free ID channel (1.9); on
+                                               freedom also the VARIANTS (e.g. standardised)
 
 Protocol: Adam lr 1e-3, batch 2048, d 64, early stop on validation Recall@20 (patience 20 checks;
 50 for bpr and lightgcn, slow climbers; at most 300 epochs per stage, MMRec's cap), test metrics at
@@ -22,9 +22,8 @@ dataset's values divided by its best row), and the best MARGO configuration is c
 way among margo rows: selection never sees test. The trainer's default model is also run on
 SYNTH (unnormalised features, Zipf-like popularity) beside the ID-only LightGCN.
 
-Runs are ordered by priority (the default candidates, lightgcn and bpr on every dataset and seed
-first); every run is a JSON under WORKDIR/runs, so an interrupted benchmark resumes, and
-``--report-only`` writes the tables from what has finished, naming what is missing.
+Runs are ordered by priority (the default candidates, lightgcn and bpr first); every run is a JSON
+under WORKDIR/runs, so an interrupted benchmark resumes; ``--report-only`` names what is missing.
 
     .venv/bin/python -m bench.quality --quick          # smoke check (mlsmall, 1 seed, 3 epochs)
     nice -n 10 .venv/bin/python -m bench.quality       # full (hours of CPU)
@@ -46,7 +45,6 @@ from bench import harness as H
 NAME = "quality"
 DATA = Path("/work/shared/data")
 DATASETS = ("mlsmall-mmrec", "amazon-scientific-mmrec")
-BACKBONES = ("freedom", "dragon")
 METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 # MMRec's own runs (REFERENCE-NUMBERS.md; seed 999, one setting each): R@10, R@20, N@10, N@20
 REFERENCE: dict[str, dict[str, tuple[float | None, ...]]] = {
@@ -93,6 +91,7 @@ BASELINE_CFG: dict[str, dict[str, dict[str, Any]]] = {
     "amazon-scientific-mmrec": {"bpr": {"reg_weight": 0.1}, "lightgcn": {"reg_weight": 1e-4}},
 }
 QUICK = {"epochs": 3, "patience": 3}
+VARIANTS = {"standardised": {"feature_norm": "standardize"}, "prune 0.5": {"prune_ratio": 0.5}}
 # the rows of an earlier report whose run store is gone (summarise says how they are used)
 EARLIER = H.RESULTS / f"{NAME}_earlier.json"
 # "never below ID-only LightGCN" on synthetic data built to be hard: unnormalised feature scales
@@ -106,13 +105,13 @@ SYNTH_ARGS: dict[str, Any] = {"n_users": 2000, "n_items": 1000, "n_interactions"
 # -- steps --------------------------------------------------------------------------------------
 def fusion_chain(
     path: str, base: dict[str, Any], backbone: str, id_channel: bool, meta: dict[str, Any],
-    standardize: bool = False,
+    variant: str = "",
 ) -> list[H.Step]:
-    """Stage I (fusion-sum) of one backbone and the stage-II rows that continue from it."""
-    tag = f"{'+id' if id_channel else ''} [{backbone}{', standardised' if standardize else ''}]"
-    cfg = {**base, "model": "fusion-sum", "backbone": backbone, "id_channel": id_channel}
-    if standardize:  # only then: the other rows keep their run keys
-        cfg["feature_norm"] = "standardize"
+    """Stage I (fusion-sum) of one backbone and the stage-II rows that continue from it; a
+    VARIANTS name adds its fields (only then: the other rows keep their run keys)."""
+    tag = f"{'+id' if id_channel else ''} [{backbone}{', ' + variant if variant else ''}]"
+    cfg = {**base, "model": "fusion-sum", "backbone": backbone, "id_channel": id_channel,
+           **VARIANTS.get(variant, {})}  # fmt: skip
     s1 = H.Step(f"fusion-sum{tag}", path, cfg, "stage1", meta=meta)
     out = [s1, H.Step(f"margo{tag}", path, {**cfg, "model": "margo", **ROW_CFG["margo"]},
                       "branch", s1.key, meta)]  # fmt: skip
@@ -140,7 +139,8 @@ def plan(args: argparse.Namespace) -> list[H.Step]:
             bpr = H.Step("bpr", path, {**bl, "model": "bpr", **own["bpr"]}, meta=meta)
             tiers[0] += [*fusion_chain(path, base, "freedom", True, meta), ids, bpr]
             tiers[0] += fusion_chain(path, base, "freedom", False, meta)
-            tiers[1] += fusion_chain(path, base, "freedom", True, meta, standardize=True)
+            for v in VARIANTS:  # feature standardisation, lighter edge pruning (synth-skewed)
+                tiers[1] += fusion_chain(path, base, "freedom", True, meta, v)
             tiers[1] += fusion_chain(path, base, "dragon", False, meta)
             tiers[1] += fusion_chain(path, base, "dragon", True, meta)
             tiers[2].append(H.Step("vbpr", path, {**base, "model": "vbpr"}, meta=meta))

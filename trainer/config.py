@@ -69,9 +69,10 @@ class TrainConfig(BaseModel):
         0.8, ge=0, lt=1, description="freedom: fraction of user-item edges dropped per epoch "
         "by degree-sensitive pruning",
     )
-    feature_norm: Literal["none", "standardize"] = Field(
+    feature_norm: Literal["none", "standardize", "auto"] = Field(
         "none", description="raw features as given, or every column standardised (z-score / "
-        "sqrt(d_m)) before the kNN graphs and projections: robust to unnormalised features",
+        "sqrt(d_m)) before the kNN graphs and projections: robust to unnormalised features; "
+        "auto: standardised when a modality looks unnormalised (trainer/models/backbone.py)",
     )
     dim: int = Field(64, ge=1, le=1024, description="d: embedding size per channel")
     hidden: int = Field(256, ge=1, le=8192, description="D1: hidden width of the projection")

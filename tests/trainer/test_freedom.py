@@ -7,9 +7,11 @@ import torch
 from trainer import graphs
 from trainer.bundle import load_bundle
 from trainer.config import TrainConfig
+from trainer.data import load_dataset
+from trainer.data.importers import import_synth
 from trainer.export import export_model
 from trainer.models import FreedomBackbone, build_model
-from trainer.models.backbone import standardize_columns
+from trainer.models.backbone import standardize_columns, unnormalised_reason
 from trainer.train import fit, stage1_cache_path
 
 FAST = {"epochs": 2, "batch_size": 512, "lr": 0.01, "patience": 5, "backbone": "freedom"}
@@ -168,6 +170,33 @@ def test_standardize_columns_by_hand():
     np.testing.assert_allclose(s, [1 / np.sqrt(3), 0, 1 / (2 * np.sqrt(3))], rtol=1e-6)
     r = 1 / np.sqrt(3)
     np.testing.assert_allclose(out, [[-r, 0, -r], [r, 0, r]], rtol=1e-6)
+
+
+def test_auto_feature_norm_rule_by_hand():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((500, 20)) / np.sqrt(20)  # unit-ish rows, one column scale
+    assert unnormalised_reason(x) is None
+    assert unnormalised_reason(x * 1e3).startswith("row norm ")  # only the scale is off
+    spread = x * np.logspace(-2, 2, 20)  # column scales over 4 orders of magnitude
+    assert unnormalised_reason(spread).startswith("column-std spread")
+    assert "column offset" in unnormalised_reason(x + 20 * x.std(0))  # 20 stds off zero
+    assert unnormalised_reason(np.ones((5, 3))) is None  # constant: nothing to standardise
+
+
+def test_auto_feature_norm_keeps_normalised_features_and_standardises_raw_ones(tiny, tmp_path):
+    auto = build_model(TrainConfig(model="fusion-sum", feature_norm="auto", **FAST), tiny)
+    assert auto.input_affine == {}  # the synthetic default features are left as given
+    for m, f in tiny.features.items():
+        np.testing.assert_array_equal(auto.features[m].numpy(), f)
+    raw = load_dataset(import_synth(
+        tmp_path / "raw", n_users=300, n_items=200, n_interactions=6000,
+        modalities={"image": 48, "text": 32}, unnormalised=True, seed=1, progress=False,
+    ))  # fmt: skip
+    auto = build_model(TrainConfig(model="fusion-sum", feature_norm="auto", **FAST), raw)
+    std = build_model(TrainConfig(model="fusion-sum", feature_norm="standardize", **FAST), raw)
+    assert set(auto.input_affine) == {"image", "text"}
+    for m in raw.features:
+        torch.testing.assert_close(auto.features[m], std.features[m])
 
 
 @pytest.mark.parametrize("backbone", ["dragon", "freedom"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 from trainer import graphs
 from trainer.config import BACKBONE_MODELS, TrainConfig
 from trainer.errors import ConfigError
-from trainer.models.backbone import GraphBackbone, standardize_columns
+from trainer.models.backbone import GraphBackbone, standardize_columns, unnormalised_reason
 from trainer.models.base import Recommender
 from trainer.models.baselines import MF, VBPR, LightGCN
 from trainer.models.freedom import FreedomBackbone
@@ -18,6 +19,8 @@ from trainer.models.fusion import FUSIONS, fusion_for
 
 if TYPE_CHECKING:
     from trainer.data.dataset import Dataset
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "FUSIONS",
@@ -42,7 +45,16 @@ def _raw_features(data: Dataset, cfg: TrainConfig) -> tuple[dict[str, np.ndarray
         raise ConfigError(
             f"dataset {data.name!r} has no *_feat.npy modality; a multimodal model needs one"
         )
-    if cfg.feature_norm == "none":
+    norm = cfg.feature_norm
+    if norm == "auto":  # all modalities or none: a bundle's fold-in is standardised or not
+        why = {m: r for m, f in data.features.items() if (r := unnormalised_reason(f))}
+        norm = "standardize" if why else "none"
+        if why:
+            log.info(
+                "feature_norm auto: standardising (%s)",
+                "; ".join(f"{m}: {r}" for m, r in why.items()),
+            )
+    if norm == "none":
         return {m: np.ascontiguousarray(f, np.float32) for m, f in data.features.items()}, {}
     out, affine = {}, {}
     for m, f in data.features.items():

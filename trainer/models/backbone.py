@@ -39,6 +39,36 @@ def standardize_columns(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return ((x - mu) * s).astype(np.float32), mu.astype(np.float32), s.astype(np.float32)
 
 
+# feature_norm "auto": a modality counts as unnormalised (as extracted: visual, acoustic) when
+# its column scales spread widely, its columns sit on offsets far larger than their spread (every
+# row then points the same way, so the cosine kNN graph is noise), or its rows are far from unit
+# length (a linear projection then starts at that scale and swamps the ID channel). The real
+# MMRec-layout sets stay far inside these bounds (spread <= 3.1, offset <= 0.5, row norm <= 1.8);
+# synth --unnormalised is far outside (>= 1.5e3, 12, 9.9e3).
+AUTO_SPREAD, AUTO_OFFSET, AUTO_ROW_NORM = 10.0, 10.0, 100.0
+
+
+def unnormalised_reason(x: np.ndarray) -> str | None:
+    """Why ``x`` [n, d] needs standardising under feature_norm "auto", or None if it does not.
+
+    spread: 90th / 10th percentile of the non-constant columns' standard deviations; offset:
+    median |column mean| / column std; scale: median row L2 norm.
+    """
+    x = np.asarray(x, np.float64)
+    mu, sigma = x.mean(0), x.std(0)
+    live = sigma > 0
+    if not live.any():
+        return None  # constant columns: standardising maps them to 0, nothing to gain
+    lo, hi = np.quantile(sigma[live], [0.1, 0.9])
+    stats = {
+        "column-std spread": (hi / lo, AUTO_SPREAD),
+        "column offset": (float(np.median(np.abs(mu[live]) / sigma[live])), AUTO_OFFSET),
+        "row norm": (float(np.median(np.linalg.norm(x, axis=1))), AUTO_ROW_NORM),
+    }
+    bad = [f"{k} {v:.3g} > {t:g}" for k, (v, t) in stats.items() if v > t]
+    return ", ".join(bad) or None
+
+
 def raw_feature_layer(
     lin: nn.Linear,
     transform: nn.Module | None = None,
