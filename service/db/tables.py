@@ -166,6 +166,8 @@ class Job(Base):
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     """Last sign of life of the worker running the job (see service/jobs/lifecycle.py)."""
     cancel_requested_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """How many times a worker has claimed the job (a dead worker's job is queued again)."""
 
 
 class ItemFeature(Base):

@@ -24,7 +24,7 @@ from service.db.tables import JobStatus
 from service.fresh import fold
 from service.fresh.sync import fold_and_store
 from service.jobs import lifecycle
-from service.jobs.queue import QueueUnavailable
+from service.jobs.queue import ENCODE_KIND, QueueUnavailable
 from trainer.bundle import ModelBundle, load_bundle
 
 if TYPE_CHECKING:
@@ -33,8 +33,6 @@ if TYPE_CHECKING:
     from service.state import ServiceState
 
 log = logging.getLogger(__name__)
-
-ENCODE_KIND = "encode"
 
 
 def submit_encode(state: ServiceState, item_ids: list[str]) -> str | None:

@@ -20,6 +20,7 @@ from service.errors import ServiceError, redact
 from service.settings import Settings
 
 if TYPE_CHECKING:
+    from service.db.session import Database
     from service.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,8 @@ JOB_FUNCTION = "service.jobs.pipeline.run_job"
 """What the in-process thread runs: (job_id, settings, registry=...) -> terminal status."""
 RQ_FUNCTION = "service.jobs.pipeline.rq_job"
 """What RQ workers run: (job_id) -> terminal status; settings from the environment."""
+ENCODE_KIND = "encode"
+"""The kind of the jobs that encode new items' texts (service/jobs/encode.py)."""
 RESULT_TTL_S = 7 * 24 * 3600
 """How long RQ keeps a finished job's record (ours lives in SQL regardless)."""
 
@@ -48,7 +51,7 @@ class QueueUnavailable(ServiceError):
 class JobQueue(Protocol):
     kind: str
 
-    def submit(self, job_id: str) -> None: ...
+    def submit(self, job_id: str, attempt: int = 1) -> None: ...
     def check(self) -> None: ...
     def discard(self, job_id: str) -> None: ...
     def knows(self, job_id: str) -> bool: ...
@@ -86,7 +89,9 @@ class RQJobQueue:
                 "retraining cannot be queued now (recommendations keep working)"
             ) from None
 
-    def submit(self, job_id: str) -> None:
+    def submit(self, job_id: str, attempt: int = 1) -> None:
+        """Queue the job; a later attempt gets an RQ job of its own (``<id>-<attempt>``): the
+        dead worker's RQ job stays in RQ's registries, which its cleanup may still touch."""
         import redis
 
         self.check()
@@ -94,7 +99,7 @@ class RQJobQueue:
             self.queue.enqueue_call(
                 RQ_FUNCTION,
                 args=(job_id,),
-                job_id=job_id,
+                job_id=job_id if attempt <= 1 else f"{job_id}-{attempt}",
                 timeout=self.settings.job_timeout_s,
                 result_ttl=RESULT_TTL_S,
                 failure_ttl=RESULT_TTL_S,
@@ -127,20 +132,26 @@ class RQJobQueue:
         return None
 
 
+_LOCAL: dict[tuple[str, str], ThreadJobQueue] = {}
+"""This process's thread queues by (database URL, queue name), for :func:`resubmit`."""
+
+
 class ThreadJobQueue:
     """The embedded default: one daemon thread runs the jobs of this process, one at a time."""
 
     kind = "in-process"
 
-    def __init__(self, settings: Settings, registry: Registry) -> None:
+    def __init__(self, settings: Settings, registry: Registry, name: str | None = None) -> None:
         self.settings = settings
         self.registry = registry
         self._jobs: queue.Queue[str | None] = queue.Queue()
         self.current: str | None = None
+        self._key = (registry.db.url, name or settings.queue_name)
         self._thread = threading.Thread(target=self._work, name="margo-jobs", daemon=True)
         self._thread.start()
         for job_id in self._left_queued():
             self._jobs.put(job_id)
+        _LOCAL[self._key] = self
 
     def _left_queued(self) -> list[str]:
         """Jobs queued before this process started (the thread's queue died with the last one)."""
@@ -153,7 +164,7 @@ class ThreadJobQueue:
         if not self._thread.is_alive():
             raise QueueUnavailable("the in-process job worker has stopped; restart the service")
 
-    def submit(self, job_id: str) -> None:
+    def submit(self, job_id: str, attempt: int = 1) -> None:
         self.check()
         self._jobs.put(job_id)
 
@@ -181,12 +192,16 @@ class ThreadJobQueue:
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop taking jobs; a running job is asked to stop (cancelled at its next epoch)."""
-        from service.jobs.lifecycle import ask_to_stop
+        from service.db import crud
+        from service.db.tables import utcnow
 
+        if _LOCAL.get(self._key) is self:
+            del _LOCAL[self._key]
         self._jobs.put(None)
         running = self.current
-        if running is not None:
-            ask_to_stop(self.registry.db, running)
+        if running is not None:  # as a cancel request (lifecycle.py imports this module)
+            with self.registry.db.session() as session:
+                crud.update_job(session, job_id=running, cancel_requested_at=utcnow())
         self._thread.join(timeout)
 
 
@@ -202,4 +217,23 @@ def make_queue(
     thread of this process per queue."""
     if settings.redis_url and client is not None:
         return RQJobQueue(client, settings, name)
-    return ThreadJobQueue(settings, registry)
+    return ThreadJobQueue(settings, registry, name)
+
+
+def resubmit(settings: Settings, db: Database, job_id: str, kind: str, attempt: int) -> None:
+    """Hand a job the stale sweep queued again to a worker: RQ when Redis is configured, else
+    this process's thread queue of that database. A process with neither (an API process
+    before its thread queue starts) leaves it queued in SQL, where a starting thread queue
+    finds it. Raises QueueUnavailable when Redis cannot take it."""
+    name = encode_queue_name(settings) if kind == ENCODE_KIND else settings.queue_name
+    local = _LOCAL.get((db.url, name))
+    if local is not None:
+        local.submit(job_id, attempt)
+    elif settings.redis_url:
+        from service.events import redis_client
+
+        client = redis_client(settings.redis_url)
+        try:
+            RQJobQueue(client, settings, name).submit(job_id, attempt)
+        finally:
+            client.close()

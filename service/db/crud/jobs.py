@@ -66,28 +66,51 @@ def open_job(session: Session, *, kind: str) -> Job | None:
     return session.scalars(stmt).first()
 
 
-def update_job(session: Session, *, job_id: str, **values: Any) -> None:
-    session.execute(update(Job).where(Job.id == job_id).values(updated_at=utcnow(), **values))
+def update_job(session: Session, *, job_id: str, attempt: int | None = None, **values: Any) -> bool:
+    """Set ``values``; with ``attempt``, only while the job runs that attempt (a worker whose
+    job was queued again after it went silent must not overwrite the next attempt's)."""
+    stmt = update(Job).where(Job.id == job_id)
+    if attempt is not None:
+        stmt = stmt.where(Job.attempts == attempt, Job.status == JobStatus.RUNNING.value)
+    return session.execute(stmt.values(updated_at=utcnow(), **values)).rowcount == 1
 
 
-def claim_job(session: Session, *, job_id: str) -> bool:
-    """queued -> running; False when the job is not queued (cancelled, or taken already)."""
+def claim_job(session: Session, *, job_id: str) -> int | None:
+    """queued -> running; the attempt it starts (1 the first time), or None when the job is
+    not queued (cancelled, or taken already)."""
     now = utcnow()
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == JobStatus.QUEUED.value)
-        .values(status=JobStatus.RUNNING.value, started_at=now, heartbeat_at=now, updated_at=now)
+        .values(
+            status=JobStatus.RUNNING.value,
+            started_at=now,
+            heartbeat_at=now,
+            updated_at=now,
+            attempts=Job.attempts + 1,
+        )
     )
-    return result.rowcount == 1
+    if result.rowcount != 1:
+        return None
+    return int(session.scalar(select(Job.attempts).where(Job.id == job_id)) or 1)
 
 
-def finish_job(session: Session, *, job_id: str, status: JobStatus, **values: Any) -> bool:
-    """Record a terminal status, unless the job has one already (first writer wins)."""
+def finish_job(
+    session: Session,
+    *,
+    job_id: str,
+    status: JobStatus,
+    attempt: int | None = None,
+    **values: Any,
+) -> bool:
+    """Record a terminal status, unless the job has one already (first writer wins); with
+    ``attempt``, only if it is the attempt that runs (see :func:`update_job`)."""
     now = utcnow()
+    stmt = update(Job).where(Job.id == job_id, Job.status.in_(OPEN_JOB_STATUSES))
+    if attempt is not None:
+        stmt = stmt.where(Job.attempts == attempt, Job.status == JobStatus.RUNNING.value)
     result = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status.in_(OPEN_JOB_STATUSES))
-        .values(status=status.value, finished_at=now, updated_at=now, **values)
+        stmt.values(status=status.value, finished_at=now, updated_at=now, **values)
     )
     return result.rowcount == 1
 
@@ -108,18 +131,51 @@ def cancel_queued(session: Session, *, job_id: str) -> bool:
     return result.rowcount == 1
 
 
-def fail_stale_jobs(session: Session, *, older_than: dt.datetime) -> list[str]:
-    """Mark running jobs whose worker stopped beating before ``older_than`` failed."""
-    stmt = select(Job.id).where(
+def sweep_stale_jobs(
+    session: Session, *, older_than: dt.datetime, max_attempts: int
+) -> tuple[list[tuple[str, str, int]], list[str]]:
+    """Running jobs whose worker stopped beating before ``older_than``: those with fewer than
+    ``max_attempts`` attempts go back to queued, the others fail (one whose cancel was asked
+    for ends cancelled). Returns ((id, kind, attempts so far) of the requeued, ids of the
+    ended). Each change is guarded by the silence and the attempt it saw, so a heartbeat or
+    a claim that comes in between wins."""
+    stmt = select(Job.id, Job.kind, Job.attempts, Job.cancel_requested_at).where(
         Job.status == JobStatus.RUNNING.value, Job.heartbeat_at < older_than
     )
-    stale = list(session.scalars(stmt))
-    for job_id in stale:
-        finish_job(
-            session,
-            job_id=job_id,
-            status=JobStatus.FAILED,
-            error="the worker stopped responding (no heartbeat since "
-            f"{older_than.isoformat(timespec='seconds')}); it was probably killed",
+    since = older_than.isoformat(timespec="seconds")
+    silent = f"its worker stopped responding (no heartbeat since {since}; killed?)"
+    requeued: list[tuple[str, str, int]] = []
+    ended: list[str] = []
+    now = utcnow()
+    for job_id, kind, attempts, cancel_at in session.execute(stmt).all():
+        still = update(Job).where(
+            Job.id == job_id,
+            Job.status == JobStatus.RUNNING.value,
+            Job.attempts == attempts,
+            Job.heartbeat_at < older_than,
         )
-    return stale
+        if cancel_at is not None:
+            values: dict[str, Any] = {"status": JobStatus.CANCELLED.value, "finished_at": now,
+                                      "error": f"cancelled on request; {silent}"}  # fmt: skip
+        elif attempts < max_attempts:
+            values = {
+                "status": JobStatus.QUEUED.value,
+                "stage": f"queued again: attempt {attempts} of {max_attempts} went silent",
+                "started_at": None,
+                "heartbeat_at": None,
+                "epoch": None,
+                "progress": 0.0,
+            }
+        else:
+            values = {
+                "status": JobStatus.FAILED.value,
+                "finished_at": now,
+                "error": f"{silent}; that was attempt {attempts} of {max_attempts}, so it is "
+                "not queued again (does the job kill its worker, e.g. out of memory?)",
+            }
+        if session.execute(still.values(updated_at=now, **values)).rowcount == 1:
+            if values["status"] == JobStatus.QUEUED.value:
+                requeued.append((job_id, kind, attempts))
+            else:
+                ended.append(job_id)
+    return requeued, ended

@@ -1,5 +1,5 @@
-"""GET /jobs, GET /jobs/{id}, DELETE /jobs/{id}; a job whose worker died is failed by the sweep
-(on the API's poller, not in the GET handlers)."""
+"""GET /jobs, GET /jobs/{id}, DELETE /jobs/{id}; a job whose worker died is queued again or, on
+its last attempt, failed by the sweep (on the API's poller, not in the GET handlers)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from service.db import crud
 from service.db.session import Database
 from service.db.tables import JobStatus, utcnow
+from service.jobs.lifecycle import MAX_ATTEMPTS
 from service.jobs.pipeline import run_job
 from service.settings import Settings
 from tests.service.conftest import start_client
@@ -54,11 +55,14 @@ def test_cancel_a_queued_job(live: tuple[TestClient, dict, dict]) -> None:
     assert client.delete("/jobs/q1", headers=admin).status_code == 409
 
 
-def test_a_silent_running_job_is_failed(live: tuple[TestClient, dict, dict]) -> None:
+def test_a_silent_running_job_on_its_last_attempt_is_failed(
+    live: tuple[TestClient, dict, dict],
+) -> None:
     client, admin, _ = live
     stale_s = client.app.state.margo.settings.job_stale_s
     old = utcnow() - dt.timedelta(seconds=stale_s + 1)
-    add_job(client, "dead", status=JobStatus.RUNNING.value, started_at=old, heartbeat_at=old)
+    add_job(client, "dead", status=JobStatus.RUNNING.value, started_at=old, heartbeat_at=old,
+            attempts=MAX_ATTEMPTS)  # fmt: skip
     add_job(client, "alive", status=JobStatus.RUNNING.value, started_at=old, heartbeat_at=utcnow())
     # the poller's sweep (every poll, at most once per job_heartbeat_s) fails it
     job = wait_for(
@@ -67,11 +71,27 @@ def test_a_silent_running_job_is_failed(live: tuple[TestClient, dict, dict]) -> 
         what="the sweep to fail the silent job",
     )
     assert job["status"] == "failed" and "stopped responding" in job["error"]
+    assert f"attempt {MAX_ATTEMPTS} of {MAX_ATTEMPTS}" in job["error"]
     assert job["finished_at"] is not None
     assert client.get("/jobs/alive", headers=admin).json()["status"] == "running"
     # the live one still blocks a new retrain
     r = client.post("/retrain", json={}, headers=admin)
     assert r.status_code == 409 and "alive" in r.json()["detail"]
+
+
+def test_a_silent_running_job_with_attempts_left_runs_again_in_process(
+    live: tuple[TestClient, dict, dict],
+) -> None:
+    """No Redis: the poller's sweep hands it to this process's job thread, which runs it."""
+    client, admin, _ = live
+    old = utcnow() - dt.timedelta(seconds=client.app.state.margo.settings.job_stale_s + 1)
+    add_job(client, "died", status=JobStatus.RUNNING.value, started_at=old, heartbeat_at=old,
+            attempts=1, params={"model": "margo", "hyperparameters": FAST})  # fmt: skip
+    job = wait_job(client, "died", admin)
+    assert job["status"] == "succeeded", job
+    with client.app.state.margo.db.session() as session:
+        row = crud.get_job(session, job_id="died")
+        assert row is not None and row.attempts == 2
 
 
 def test_reads_do_not_sweep(live: tuple[TestClient, dict, dict]) -> None:

@@ -243,7 +243,9 @@ def test_a_job_ended_by_the_stale_sweep_never_activates(
     def sweep_then_evaluate(*args: object, **kwargs: object) -> dict:
         # what sweep_stale does when the heartbeat is late, right before the gate decides
         with client.app.state.margo.registry.db.session() as session:
-            crud.fail_stale_jobs(session, older_than=utcnow() + dt.timedelta(days=1))
+            crud.sweep_stale_jobs(  # its last attempt: failed, not queued again
+                session, older_than=utcnow() + dt.timedelta(days=1), max_attempts=1
+            )
         return real(*args, **kwargs)
 
     monkeypatch.setattr(retrain_mod, "evaluate_bundle", sweep_then_evaluate)

@@ -14,11 +14,13 @@ from service.db.tables import JobStatus, utcnow
 from service.errors import Conflict, NotFound
 from service.jobs import lifecycle
 from service.settings import Settings
+from trainer.errors import TrainingCancelled
 
 
-@pytest.fixture
-def db(settings: Settings) -> Iterator[Database]:
-    database = Database(settings.database_url)
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Database]:
+    url = request.getfixturevalue("postgres_db") if request.param == "postgres" else None
+    database = Database(url or settings.database_url)
     yield database
     database.dispose()
 
@@ -37,14 +39,56 @@ def status(db: Database, job_id: str) -> str:
         return job.status
 
 
-def test_sweep_fails_only_silent_running_jobs(db: Database, settings: Settings) -> None:
+def test_sweep_requeues_silent_running_jobs_then_fails_them(
+    db: Database, settings: Settings
+) -> None:
     old = utcnow() - dt.timedelta(seconds=settings.job_stale_s + 1)
-    add_job(db, "dead", status=JobStatus.RUNNING.value, heartbeat_at=old)
-    add_job(db, "alive", status=JobStatus.RUNNING.value, heartbeat_at=utcnow())
+    add_job(db, "dead", status=JobStatus.RUNNING.value, heartbeat_at=old, attempts=1)
+    add_job(db, "alive", status=JobStatus.RUNNING.value, heartbeat_at=utcnow(), attempts=1)
     add_job(db, "waiting")
-    assert lifecycle.sweep_stale(db, settings) == ["dead"]
-    assert [status(db, j) for j in ("dead", "alive", "waiting")] == ["failed", "running", "queued"]
+    add_job(db, "last", status=JobStatus.RUNNING.value, heartbeat_at=old,
+            attempts=lifecycle.MAX_ATTEMPTS)  # fmt: skip
+    add_job(db, "asked", status=JobStatus.RUNNING.value, heartbeat_at=old, attempts=1,
+            cancel_requested_at=old)  # fmt: skip
+    # no Redis and no thread queue in this process: "dead" waits queued in SQL for one
+    assert sorted(lifecycle.sweep_stale(db, settings)) == ["asked", "dead", "last"]
+    assert [status(db, j) for j in ("dead", "alive", "waiting", "last", "asked")] == [
+        "queued", "running", "queued", "failed", "cancelled"]  # fmt: skip
+    with db.session() as session:
+        dead, last = crud.get_job(session, job_id="dead"), crud.get_job(session, job_id="last")
+        assert dead is not None and last is not None
+        assert dead.stage == "queued again: attempt 1 of 2 went silent"
+        assert dead.heartbeat_at is None and dead.started_at is None and dead.error is None
+        assert "attempt 2 of 2, so it is not queued again" in (last.error or "")
     assert lifecycle.sweep_stale(db, settings) == []  # first writer wins: nothing to redo
+    # its second run: claimed as attempt 2; silent again, it fails for good
+    runner = lifecycle.JobRunner(db, settings, "dead")
+    assert runner.claim() and runner.attempt == 2
+    with db.session() as session:
+        crud.update_job(session, job_id="dead", heartbeat_at=old)
+    assert lifecycle.sweep_stale(db, settings) == ["dead"] and status(db, "dead") == "failed"
+
+
+def test_a_silent_worker_that_comes_back_cannot_touch_the_next_attempt(
+    db: Database, settings: Settings
+) -> None:
+    add_job(db, "j")
+    first = lifecycle.JobRunner(db, settings, "j")
+    assert first.claim() and first.attempt == 1
+    old = utcnow() - dt.timedelta(seconds=settings.job_stale_s + 1)
+    with db.session() as session:  # its heartbeats stopped (GIL-starved, paused VM, ...)
+        crud.update_job(session, job_id="j", heartbeat_at=old)
+    assert lifecycle.sweep_stale(db, settings) == ["j"]
+    second = lifecycle.JobRunner(db, settings, "j")
+    assert second.claim() and second.attempt == 2
+    with pytest.raises(TrainingCancelled, match="no longer the one that runs"):
+        first.update(epoch=7)  # the stale worker stops at its next epoch or stage
+    with pytest.raises(TrainingCancelled, match="no longer the one that runs"):
+        first.check_cancel()
+    assert not first.finish(JobStatus.SUCCEEDED)  # and cannot end the job
+    second.update(epoch=1)
+    second.check_cancel()  # the running attempt goes on
+    assert second.finish(JobStatus.SUCCEEDED) and status(db, "j") == "succeeded"
 
 
 def test_stale_sweep_keeps_its_own_pace(
