@@ -168,11 +168,12 @@ SYNTH_ROWS: dict[str, dict[str, Any]] = {
 
 
 def default_cfg() -> dict[str, Any]:
-    """The trainer's default model as explicit fields (a changed default is a new run)."""
+    """The trainer's default model on SYNTH as explicit fields (a changed default is a new run);
+    feature_norm auto as the standardize it runs on SYNTH (tests/trainer/test_freedom.py)."""
     from trainer.config import TrainConfig
 
-    d = TrainConfig()
-    return {k: getattr(d, k) for k in DEFAULT_FIELDS}
+    d = {k: getattr(TrainConfig(), k) for k in DEFAULT_FIELDS}
+    return {**d, "feature_norm": "standardize"} if d["feature_norm"] == "auto" else d
 
 
 def default_label(table: dict[str, Any]) -> str | None:
@@ -314,8 +315,7 @@ def _epochs(runs: list[list]) -> str:
 
 def _ref(ds: str, label: str) -> str:
     refs = REFERENCE[ds]
-    names = [n for n in REF_OF_ROW.get(label, ()) if n in refs]
-    return "; ".join(f"{n}: {refs[n][1]:.4f}" for n in names)
+    return "; ".join(f"{n}: {refs[n][1]:.4f}" for n in REF_OF_ROW.get(label, ()) if n in refs)
 
 
 def dataset_md(ds: str, table: dict[str, Any], default: str | None) -> list[str]:
@@ -451,8 +451,9 @@ def synth_md(table: dict[str, Any], args: argparse.Namespace) -> list[str]:
         f"`margo import synth` with {SYNTH_ARGS} (`--popularity-skew "
         f"{SYNTH_ARGS['popularity_skew']} --unnormalised`): per-column feature scales over four "
         f"orders of magnitude plus offsets, Zipf-like item popularity. The row marked default is "
-        f"the trainer's defaults ({default_cfg()}); lightgcn as on the real sets (patience "
-        f"{args.baseline_patience}).\n",
+        f"the trainer's defaults ({default_cfg()}: feature_norm auto standardises these features "
+        f"and leaves the real sets' as given, so there the rows without feature_norm are the "
+        f"default's runs); lightgcn as on the real sets (patience {args.baseline_patience}).\n",
         f"Target *default model never below the ID-only LightGCN* (mean test R@20): "
         f"**{verdict}**.\n",
         H.md_table(head, rows),
@@ -552,8 +553,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline-patience", type=int, default=50,
                    help="early stop of bpr and lightgcn (slow climbers: patience 20 cut them)")
     p.add_argument("--rows", nargs="+", help="only these row labels (and their stage-I parents)")
-    p.add_argument("--synth", type=int, default=3, metavar="N",
-                   help=f"seeds of the {SYNTH} rows (0: none)")
+    p.add_argument("--synth", type=int, default=3, metavar="N", help=f"{SYNTH} seeds (0: none)")
     p.add_argument("--earlier", default=str(EARLIER),
                    help="an earlier report's rows to fill in what the run store lacks ('' none)")
     args = p.parse_args(argv)
