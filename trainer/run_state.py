@@ -14,6 +14,7 @@ import torch
 
 from trainer.config import STAGE2_ONLY, TrainConfig
 from trainer.data.dataset import Dataset
+from trainer.models import resolved_feature_norm
 from trainer.models.base import Recommender
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,8 @@ def stage1_cache_path(cache: Path | None, cfg: TrainConfig, data: Dataset) -> Pa
     if cache is None:
         return None
     keep = {k: v for k, v in cfg.to_dict().items() if k not in STAGE2_ONLY}
+    # feature_norm as it runs: "auto" shares stage I with what it resolves to on this data
+    keep["feature_norm"] = resolved_feature_norm(cfg, data)
     # options of plug-ins that are off do not change stage I (keeps plain runs' keys as before)
     for name in ("ckd", "sea"):
         if name not in cfg.plugins:

@@ -197,6 +197,10 @@ def test_auto_feature_norm_keeps_normalised_features_and_standardises_raw_ones(t
     assert set(auto.input_affine) == {"image", "text"}
     for m in raw.features:
         torch.testing.assert_close(auto.features[m], std.features[m])
+    # a stage-I state is shared with the feature_norm auto resolves to (the same run)
+    key = {n: stage1_cache_path(tmp_path, TrainConfig(feature_norm=n), tiny)
+           for n in ("auto", "none", "standardize")}  # fmt: skip
+    assert key["auto"] == key["none"] != key["standardize"]
 
 
 @pytest.mark.parametrize("backbone", ["dragon", "freedom"])

@@ -32,10 +32,24 @@ __all__ = [
     "VBPR",
     "build_model",
     "fusion_for",
+    "resolved_feature_norm",
 ]
 
 
 Affine = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def resolved_feature_norm(cfg: TrainConfig, data: Dataset) -> str:
+    """``cfg.feature_norm`` with "auto" resolved on ``data``: "standardize" when any modality
+    looks unnormalised (all modalities or none: a bundle's fold-in is standardised or not)."""
+    if cfg.feature_norm != "auto":
+        return cfg.feature_norm
+    why = {m: r for m, f in data.features.items() if (r := unnormalised_reason(f))}
+    if why:
+        log.info(
+            "feature_norm auto: standardising (%s)", "; ".join(f"{m}: {r}" for m, r in why.items())
+        )
+    return "standardize" if why else "none"
 
 
 def _raw_features(data: Dataset, cfg: TrainConfig) -> tuple[dict[str, np.ndarray], Affine]:
@@ -45,16 +59,7 @@ def _raw_features(data: Dataset, cfg: TrainConfig) -> tuple[dict[str, np.ndarray
         raise ConfigError(
             f"dataset {data.name!r} has no *_feat.npy modality; a multimodal model needs one"
         )
-    norm = cfg.feature_norm
-    if norm == "auto":  # all modalities or none: a bundle's fold-in is standardised or not
-        why = {m: r for m, f in data.features.items() if (r := unnormalised_reason(f))}
-        norm = "standardize" if why else "none"
-        if why:
-            log.info(
-                "feature_norm auto: standardising (%s)",
-                "; ".join(f"{m}: {r}" for m, r in why.items()),
-            )
-    if norm == "none":
+    if resolved_feature_norm(cfg, data) == "none":
         return {m: np.ascontiguousarray(f, np.float32) for m, f in data.features.items()}, {}
     out, affine = {}, {}
     for m, f in data.features.items():
