@@ -161,6 +161,8 @@ _MARGO_ID = {"model": "margo", "backbone": "freedom", "id_channel": True, "featu
 SYNTH_ROWS: dict[str, dict[str, Any]] = {
     "margo+id [freedom]": _MARGO_ID,
     "margo+id [freedom, standardised]": {**_MARGO_ID, "feature_norm": "standardize"},
+    "margo+id [freedom, standardised, prune 0.5]": {**_MARGO_ID, "feature_norm": "standardize",
+                                                    "prune_ratio": 0.5},  # fmt: skip (issue 17)
     "margo [dragon]": {"model": "margo", "backbone": "dragon", "id_channel": False,
                        "feature_norm": "none", **ROW_CFG["margo"]},
     "lightgcn": {"model": "lightgcn", "reg_weight": 1e-4},
@@ -194,10 +196,8 @@ def synth_plan(args: argparse.Namespace) -> list[H.Step]:
     for seed in args.seeds[: args.synth]:
         meta = {"dataset": SYNTH, "seed": seed}
         for label, cfg in rows.items():
-            base = {"seed": seed, "epochs": args.epochs, "patience": args.patience}
-            if cfg["model"] in ("bpr", "lightgcn"):
-                base["patience"] = args.baseline_patience
-            base.update(QUICK if args.quick else {})
+            pat = args.baseline_patience if cfg["model"] in ("bpr", "lightgcn") else args.patience
+            base = {"seed": seed, "epochs": args.epochs, "patience": pat, **(QUICK if args.quick else {})}
             out.append(H.Step(label, path, {**base, **cfg}, meta=meta))
     return out
 
