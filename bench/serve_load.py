@@ -218,8 +218,8 @@ def http_recall(port: int, bundle: Any, users: np.ndarray, truth: list[np.ndarra
     import httpx
 
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-        return recall(users, truth, lambda u: [bundle.item_index(x["item_id"]) for x in client.get(
-            f"/users/u{u}/recommendations", params={"k": K}).raise_for_status().json()["items"]], "http")
+        return recall(users, truth, lambda u: client.get(f"/users/u{u}/recommendations", params={"k": K}), "http",
+                      lambda u, r: [bundle.item_index(x["item_id"]) for x in r.raise_for_status().json()["items"]])
 
 
 def ann_sweep(bundle: Any, users: np.ndarray, truth: list[np.ndarray], hnsw: bool) -> tuple[dict, list[dict]]:
@@ -231,7 +231,12 @@ def ann_sweep(bundle: Any, users: np.ndarray, truth: list[np.ndarray], hnsw: boo
     from service.settings import IndexKind, IvfStore, Settings
 
     vectors, queries, rows = bundle.item_vectors(), bundle.query_vectors(), []
+    pool = {int(u): 128 + bundle.seen_items(int(u)).size for u in users}  # 128 + seen, counted outside the timer
     served = IndexParams.choose(bundle.n_items, Settings())
+
+    def rescored(u: int, cand: np.ndarray) -> np.ndarray:  # seen items out, exact order
+        cand = cand[~np.isin(cand, bundle.seen_items(u))]
+        return cand[np.argsort(-(vectors[cand] @ queries[u]))[:K]]
 
     def built(params: Any) -> Any:
         set_faiss_threads(2)  # build with both cores, search with one as the server does
@@ -241,13 +246,7 @@ def ann_sweep(bundle: Any, users: np.ndarray, truth: list[np.ndarray], hnsw: boo
 
     def point(index: Any, params: Any = None, /, **extra: Any) -> None:
         index = index if params is None else ItemIndex(index.index, params, index.vectors, on_gpu=False)
-
-        def rescored(u: int, cand: np.ndarray) -> np.ndarray:
-            cand = cand[~np.isin(cand, bundle.seen_items(u))]
-            return cand[np.argsort(-(vectors[cand] @ queries[u]))[:K]]
-
-        top = lambda u: index.search(queries[u], 128 + bundle.seen_items(u).size)  # noqa: E731
-        rows.append({**extra, **recall(users, truth, top, "search", rescored)})
+        rows.append({**extra, **recall(users, truth, lambda u: index.search(queries[u], pool[u]), "search", rescored)})
 
     if served.kind is IndexKind.IVF:
         index = built(served)
