@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI
 
 from service.api import api_router
@@ -21,6 +22,9 @@ from service.settings import Settings, get_settings
 from service.state import ServiceState
 
 log = logging.getLogger(__name__)
+
+STARTUP_WAIT_S = 30.0
+"""How long a starting process waits for its start-up model load before it takes requests."""
 
 DESCRIPTION = """\
 Multimodal recommendations from a MARGO model: every recommended item says which of its
@@ -43,6 +47,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.margo = state
         state.registry.start()
         state.start_jobs()
+        # uvicorn accepts connections once this returns: a worker that replaces a dead one
+        # (--workers N share one socket) would take its share of requests and answer them 503
+        # until its model is loaded; waiting here (bounded, a huge model still gets /readyz
+        # 503 after it) leaves them to the workers that are ready
+        await anyio.to_thread.run_sync(state.registry.wait_ready, STARTUP_WAIT_S)
         try:
             yield
         finally:
