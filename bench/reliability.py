@@ -67,7 +67,7 @@ MODELS = ("fusion-sum", "margo", *GUIDED, *REPAIR)
 TRAIN_CASES = ("mlsmall-text", "sci-text", "mlsmall-image", "sci-meta", "synth")  # priority order
 PINNED = {"backbone": "dragon", "id_channel": False, "alpha": 0.1, "weight_lr": None}
 TARGET_AUC = {"synth": 0.95}  # every real-data case: 0.90
-SIGNALS = ("cross_modal", "matching", "collab_from_content")  # the score's signals, also alone
+SIGNALS = ("cross_modal", "matching", "assignment", "matching_robust", "assignment_robust", "collab_from_content")  # also alone
 BUCKETS = ((0, 5), (5, 20), (20, 10**9))  # training interactions per item, for the AUC split
 
 
@@ -129,15 +129,11 @@ def precision_at_n(labels: np.ndarray, suspicion: np.ndarray) -> float:
     return float(labels[top].mean()) if n else float("nan")
 
 
-def _rank01(x: np.ndarray) -> np.ndarray:
-    from scipy.stats import rankdata
-
-    return (rankdata(x) - 1) / max(len(x) - 1, 1)
-
-
 def detect(path: Path, seed: int) -> dict[str, Any]:
     """The score's and the audit's suspicion of every corrupted-candidate pair (in a worker)."""
     import dataclasses
+
+    from scipy.stats import rankdata
 
     from trainer.data import load_dataset
     from trainer.reliability import ReliabilityConfig, score_items
@@ -149,13 +145,10 @@ def detect(path: Path, seed: int) -> dict[str, Any]:
     rel = score_items(dataclasses.replace(data, corruption=None), cfg=ReliabilityConfig(seed=seed))
     seconds = time.perf_counter() - t
     cols = [rel.modalities.index(m) for m in mods]
-    agree = np.nan_to_num(rel.signals["agreement"][:, cols], nan=0.0)
-    out = {"labels": labels, "score": 1.0 - rel.score[:, cols],
-           # per-modality ranks so that modalities with different scales pool fairly
-           "audit": np.stack([_rank01(-agree[:, j]) for j in range(len(cols))], 1)}  # fmt: skip
-    for name in SIGNALS:
-        sig = np.nan_to_num(rel.signals[name][:, cols], nan=0.0)
-        out[name] = np.stack([_rank01(-sig[:, j]) for j in range(len(cols))], 1)
+    out = {"labels": labels, "score": 1.0 - rel.score[:, cols]}
+    for name, key in (("audit", "agreement"), *((s, s) for s in SIGNALS if s in rel.signals)):
+        sig = np.nan_to_num(rel.signals[key][:, cols], nan=0.0)  # per-modality ranks: scales pool fairly
+        out[name] = np.stack([(rankdata(-sig[:, j]) - 1) / max(len(sig) - 1, 1) for j in range(len(cols))], 1)
     return {"mods": mods, "seconds": round(seconds, 1), "self_auc": rel.method["auc_on_injected_copies"],
             **{k: v.tolist() for k, v in out.items()}}  # fmt: skip
 
@@ -163,6 +156,8 @@ def detect(path: Path, seed: int) -> dict[str, Any]:
 def detection_rows(args: argparse.Namespace, paths: dict, res: dict, steps: dict, log: Any) -> dict:
     """case -> seed -> scorer -> {auc, precision}; detectors cached under WORKDIR/detect."""
     import json
+
+    from trainer.data import load_dataset
 
     cache = args.workdir / "detect"
     cache.mkdir(parents=True, exist_ok=True)
@@ -189,10 +184,7 @@ def detection_rows(args: argparse.Namespace, paths: dict, res: dict, steps: dict
         row = {k: {"auc": H.roc_auc(labels.ravel(), s.ravel()), "precision": precision_at_n(labels.ravel(), s.ravel())}
                for k, s in scorers.items()}  # fmt: skip
         row["_seconds"], row["_self_auc"] = det["seconds"], det["self_auc"]
-        # the score's AUC by the items' training interactions (where its evidence comes from)
-        from trainer.data import load_dataset
-
-        d = load_dataset(path)
+        d = load_dataset(path)  # the score's AUC by the items' training interactions (its evidence)
         n = np.bincount(d.train[:, 1], minlength=d.n_items)
         row["_by_interactions"] = {
             f"{lo}-{hi - 1}" if hi < 10**9 else f">={lo}": {
@@ -288,13 +280,20 @@ def _ms(values: list[float], digits: int = 3) -> str:
     return "–" if np.isnan(m) else f"{m:.{digits}f} ± {s:.{digits}f} (n={len(values)})"
 
 
-def report(args: argparse.Namespace, det: dict, rec: dict, info: dict, wall: float) -> tuple[dict, str]:
+def report(args: argparse.Namespace, det: dict, rec: dict, info: dict, wall: float, old: dict) -> tuple[dict, str]:
+    """``old``: the stored report whose training rows (recall, learned weights) a detection-only
+    run keeps (their runs' workdir may be gone); empty when this run trains."""
     md = ["# Reliability benchmark (`bench/reliability.py`, issue 15)\n", H.machine_md(info), ""]
     if args.quick:
         md.append("**QUICK SMOKE RUN**: few epochs, one seed; numbers are not meaningful.\n")
+    src = old.get("training_rows_from", old)  # the run that trained (a kept report keeps it)
+    rec, tr = (old.get("recall20", {}), src["args"]) if old else (rec, vars(args))
+    if old:
+        md.append(f"Training rows (recall, learned weights) kept from the report of {src['machine']['date']} "
+                  f"(`{src['machine']['command']}`; the guided models used the score as it was then); detection rows from this run.\n")
     md.append(f"20% of items corrupted per case; detection seeds {list(args.seeds)}, training seeds "
-              f"{list(args.train_seeds)}; training: trainer defaults, at most {args.epochs} epochs per stage, "
-              f"patience {args.patience}; trained on {list(args.train_cases)}; guided models: margo+prior "
+              f"{list(tr['train_seeds'])}; training: trainer defaults, at most {tr['epochs']} epochs per stage, "
+              f"patience {tr['patience']}; trained on {list(tr['train_cases'])}; guided models: margo+prior "
               f"(reliability_prior {PRIOR}, stage II lr 1e-4) and fusion-sum+repair. "
               "Mean ± std over seeds (n = seeds that finished).\n")  # fmt: skip
     md.append("## Detection: ROC-AUC / precision at #corrupted\n")
@@ -307,6 +306,9 @@ def report(args: argparse.Namespace, det: dict, rec: dict, info: dict, wall: flo
             aucs = [r[sc]["auc"] for r in by_seed.values() if sc in r]
             precs = [r[sc]["precision"] for r in by_seed.values() if sc in r]
             js[case][sc] = {"auc": aucs, "precision": precs, "seeds": [s for s, r in by_seed.items() if sc in r]}
+            if not aucs and old.get("detection", {}).get(case, {}).get(sc, {}).get("auc"):  # kept row
+                js[case][sc] = o = old["detection"][case][sc]
+                aucs, precs = o["auc"], o["precision"]
             rows.append([case, sc, _ms(aucs), _ms(precs)])
         js[case]["self_auc_on_injected"] = {s: r["_self_auc"] for s, r in by_seed.items()}
     md.append(H.md_table(["case", "scorer", "ROC-AUC", "precision@#corrupted"], rows) + "\n")
@@ -334,11 +336,10 @@ def report(args: argparse.Namespace, det: dict, rec: dict, info: dict, wall: flo
                   "all clean items against the swaps in the range; mean swaps per seed):\n")
         heads = list(next(s for r in det.values() for s in r.values() if "_by_swap_similarity" in s)["_by_swap_similarity"])
         md.append(H.md_table(["case", *(f"cosine {h}" for h in heads)], rows) + "\n")
-    md.append("`score`: the new reliability score (1 - score); `audit`: the training-free agreement "
-              "(the audit's first signal); `cross_modal` / `matching` / `collab_from_content`: the score's "
-              "out-of-fold signals alone (matching: rows computed before it existed are missing); `... weights`: 1 - the learned weight of the trained model (seeds that trained): as exported "
-              "(uniform when stage II never beat stage I on validation and stage I's state was kept) and after "
-              "the last stage-II epoch.\n")
+    md.append(f"`score`: the new reliability score (1 - score); `audit`: the training-free agreement (the audit's "
+              f"first signal); {' / '.join(f'`{x}`' for x in SIGNALS)}: the score's out-of-fold signals alone; "
+              "`... weights`: 1 - the learned weight of the trained model (seeds that trained): as exported (uniform "
+              "when stage II never beat stage I on validation and stage I's state was kept) and after the last stage-II epoch.\n")
     md.append("## Recall@20 on clean and corrupted data (test)\n")
     rows = []
     for case, by_model in rec.items():
@@ -352,7 +353,8 @@ def report(args: argparse.Namespace, det: dict, rec: dict, info: dict, wall: flo
     md.append(f"\nWall time of this invocation: {wall / 60:.1f} min"
               f"{' (report only)' if args.report_only else ''}.\n")  # fmt: skip
     data = {"machine": info, "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-            "detection": js, "recall20": rec, "prior": PRIOR, "epochs": args.epochs, "patience": args.patience}
+            "detection": js, "recall20": rec, "prior": PRIOR, "epochs": tr["epochs"], "patience": tr["patience"],
+            **({"training_rows_from": {k: src[k] for k in ("machine", "args")}} if old else {})}
     return data, "\n".join(md)
 
 
@@ -432,11 +434,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patience", type=int, default=PATIENCE, help=f"early-stop patience ({PATIENCE})")
     args = H.parse_args(p, argv)
     if args.quick:
-        args.cases, args.seeds, args.train_seeds, args.epochs = ["mlsmall-text"], [0], [0], 2
-        args.train_cases = ["mlsmall-text"]
+        args.cases, args.seeds, args.train_seeds, args.epochs, args.train_cases = ["mlsmall-text"], [0], [0], 2, ["mlsmall-text"]
     # numpy/BLAS in the workers (the score, the prior) on one thread like torch
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    os.environ.update({v: os.environ.get(v, str(args.threads)) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")})
     info = H.machine_info(args.threads)
     log = H.make_logger(args.workdir / f"{NAME}.log")
     t0 = time.perf_counter()
@@ -445,12 +445,12 @@ def main(argv: list[str] | None = None) -> int:
     paths = {(c, s): corrupt_path(args, c, s, log) for s in seeds for c in cases}
     steps, index = plan_training(args, paths, log)
     det_paths = {k: v for k, v in paths.items() if k[1] in args.seeds and k[0] in args.cases}
-    # detection first (cheap, numpy): weights columns fill in once their runs exist
-    det = detection_rows(args, det_paths, {}, index, log)
+    det = detection_rows(args, det_paths, {}, index, log)  # first (cheap); weights columns fill in after the runs
     res = H.run_or_load(steps, args, args.workdir / "runs", log)
     det = detection_rows(args, det_paths, res, index, log)
     rec = recall_rows(args, res, index)
-    data, md = report(args, det, rec, info, time.perf_counter() - t0)
+    old = H.stored_report(args, NAME) if not args.train_seeds and (args.results / f"{NAME}.json").is_file() else {}
+    data, md = report(args, det, rec, info, time.perf_counter() - t0, old)
     H.write_report(args.results, NAME, data, md)
     log(f"[bench] wrote {args.results / NAME}.json/.md")
     return 0

@@ -159,3 +159,134 @@ def test_ridge_spectrum_from_the_gram_matrix_equals_the_thin_svd():
                 vg.T @ (f(sg)[:, None] * ug), vs.T @ (f(ss)[:, None] * us), rtol=1e-6, atol=1e-9
             )
         np.testing.assert_allclose(vs.T @ (ss[:, None] * us), xc.T @ yc, rtol=1e-8, atol=1e-9)
+
+
+def test_neighbour_mean_of_dense_content_rows_by_hand():
+    # the content-neighbour input: nearest items by another modality's content (cosine of rows)
+    rng = np.random.default_rng(6)
+    other = rng.normal(size=(8, 5))
+    f = rng.normal(size=(8, 3))
+    k = 2
+    fu, ou = _unit(f), _unit(other)
+    expected = np.zeros((8, 3))
+    for i in range(8):
+        sims = sorted(((ou[i] @ ou[j], j) for j in range(8) if j != i), reverse=True)[:k]
+        w = np.array([max(s, 0.0) for s, _ in sims])
+        if w.sum() > 0:
+            expected[i] = (w[:, None] * fu[[j for _, j in sims]]).sum(0) / w.sum()
+    got = matching.neighbour_mean(other, f, k, chunk=3)
+    np.testing.assert_allclose(got, expected, atol=1e-12)
+    np.testing.assert_allclose(
+        matching.neighbour_mean(sp.csr_matrix(other), f, k), expected, atol=1e-12
+    )
+
+
+def _hand_fit(x, y, tr, rank):
+    """Whitened components from the covariance of the training rows, hand ridge on them."""
+    mu = y[tr].mean(0)
+    vals, vecs = np.linalg.eigh((y[tr] - mu).T @ (y[tr] - mu))
+    order = np.argsort(-vals)[:rank]
+    z = (y - mu) @ vecs[:, order] / np.sqrt(vals[order] / tr.sum())
+    w, b, var = _hand_ridge(x[tr], z[tr])
+    return z, x @ w + b, var
+
+
+def _hand_llr(z, zh, var):
+    return 0.5 * sum(z**2 - (z - zh) ** 2 / var - np.log(var))
+
+
+def _hand_assignment(z, zh, var, i):
+    logp = [-0.5 * sum((z[i] - zh[j]) ** 2 / var) for j in range(len(z))]
+    return logp[i] - np.log(np.mean(np.exp(logp)))
+
+
+def _linear_data(seed, n, noise=0.3):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3))
+    signal = np.c_[x @ rng.normal(size=(3, 4)), rng.normal(size=(n, 1))]
+    y = signal + noise * rng.normal(size=(n, 5))
+    return x, y
+
+
+def test_assignment_by_hand():
+    x, y = _linear_data(7, 20)
+    z, zh, var = _hand_fit(x, y, np.ones(20, bool), 3)
+    rows = np.array([0, 5, 19])
+    got = matching.assignment(z, zh, var, rows, chunk=2)
+    np.testing.assert_allclose(got, [_hand_assignment(z, zh, var, i) for i in rows], rtol=1e-9)
+    assert (got <= np.log(20) + 1e-12).all()
+
+
+def test_robust_matching_by_hand():
+    n, rank, drop = 48, 2, 0.25
+    x, y = _linear_data(8, n)
+    y[:6] = y[6:12]  # a few swapped rows for the refit to find
+    fold = oof.folds_of(n, 3, seed=0)
+    llr, assign = matching.robust_matching(x, y, fold, rank, drop)
+    for k in range(3):
+        tr = fold != k
+        inner = np.full(n, np.nan)
+        for j in (j for j in range(3) if j != k):
+            z, zh, var = _hand_fit(x, y, tr & (fold != j), rank)
+            for i in np.flatnonzero(fold == j):
+                inner[i] = _hand_llr(z[i], zh[i], var)
+        keep = tr & (inner >= np.quantile(inner[tr], drop))
+        z, zh, var = _hand_fit(x, y, keep, rank)
+        for i in np.flatnonzero(fold == k):
+            np.testing.assert_allclose(llr[i], _hand_llr(z[i], zh[i], var), rtol=1e-7, atol=1e-9)
+            np.testing.assert_allclose(
+                assign[i], _hand_assignment(z, zh, var, i), rtol=1e-7, atol=1e-9
+            )
+
+
+def test_robust_matching_without_drop_is_the_plain_llr_and_rejects_a_bad_share():
+    x, y = _linear_data(9, 30)
+    fold = oof.folds_of(30, 3, seed=2)
+    llr, _ = matching.robust_matching(x, y, fold, 3, 0.0)
+    np.testing.assert_allclose(llr, matching.matching_llr(x, y, fold, 3), rtol=1e-12)
+    with pytest.raises(ValueError, match="drop must be in"):
+        matching.robust_matching(x, y, fold, 3, 1.0)
+
+
+def test_robust_matching_never_sees_the_items_own_content():
+    x, y = _linear_data(10, 45, noise=0.2)
+    fold = oof.folds_of(45, 3, seed=1)
+    base = matching.robust_matching(x, y, fold, 3, 0.2)
+    i = 13
+    y2 = y.copy()
+    y2[i] = y[i] + 5.0
+    got = matching.robust_matching(x, y2, fold, 3, 0.2)
+    same_fold = (fold == fold[i]) & (np.arange(45) != i)
+    for g, b in zip(got, base, strict=True):
+        np.testing.assert_allclose(g[same_fold], b[same_fold], rtol=1e-12)
+        assert g[i] != b[i]
+
+
+def test_assignment_finds_a_row_whose_donor_explains_it_better():
+    rng = np.random.default_rng(11)
+    n = 200
+    x = rng.normal(size=(n, 5))
+    y = x @ rng.normal(size=(5, 8)) + 0.5 * rng.normal(size=(n, 8))
+    bad = rng.choice(n, 40, replace=False)
+    y2 = y.copy()
+    y2[bad] = y[rng.permutation(bad)]
+    llr, assign = matching.robust_matching(x, y2, oof.folds_of(n, 5, seed=0), 8, 0.2)
+    labels = np.isin(np.arange(n), bad)
+    assert assign[~labels].mean() > assign[labels].mean() + 1.0
+    assert llr[~labels].mean() > llr[labels].mean() + 1.0
+
+
+def test_principal_scores_by_hand():
+    rng = np.random.default_rng(12)
+    b = rng.normal(size=(30, 6)) @ rng.normal(size=(6, 6))
+    got = matching.principal_scores(b, 2)
+    c = b - b.mean(0)
+    vals, vecs = np.linalg.eigh(c.T @ c)
+    top = vecs[:, np.argsort(-vals)[:2]]
+    # component signs are arbitrary: compare up to a sign per column
+    expected = c @ top
+    np.testing.assert_allclose(np.abs(got), np.abs(expected), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(got.T @ got, np.diag(np.sort(vals)[::-1][:2]), rtol=1e-8, atol=1e-8)
+    # a block no wider than the rank (or rank 0) is only centred
+    np.testing.assert_allclose(matching.principal_scores(b, 6), c, atol=1e-12)
+    np.testing.assert_allclose(matching.principal_scores(b, 0), c, atol=1e-12)

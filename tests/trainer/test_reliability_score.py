@@ -50,7 +50,15 @@ def test_scores_are_bounded_and_never_nan(scored, swapped):
     for a in (scored.score, scored.confidence):
         assert a.dtype == np.float32 and a.shape == (data.n_items, 2)
         assert np.isfinite(a).all() and (a >= 0).all() and (a <= 1).all()
-    signals = ["agreement", "cross_modal", "matching", "collab_from_content"]
+    signals = [
+        "agreement",
+        "cross_modal",
+        "matching",
+        "assignment",
+        "matching_robust",
+        "assignment_robust",
+        "collab_from_content",
+    ]
     assert scored.method["signals"] == signals
     assert set(scored.method["coefficients"]) == {"image", "text"}
 

@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse as sp
 
 from trainer.audit import content_consistency
-from trainer.reliability import oof, signals
+from trainer.reliability import calibrate, oof, signals
 from trainer.reliability.calibrate import LogisticCombiner, inject_swaps, roc_auc
 from trainer.reliability.model_signals import bpr_reliability, swap_item_rows
 
@@ -202,3 +202,27 @@ def test_logistic_combiner_and_roc_auc():
         (1 + 1 + 0.5 + 1) / 4
     )
 
+
+def test_weighted_combiner_equals_repeated_rows_and_clean_weights_by_hand():
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(60, 2))
+    y = (x[:, 0] + 0.5 * rng.normal(size=60)) > 0.3
+    # integer weights: the optimum is that of each row repeated that many times (the weights
+    # are rescaled to mean 1, the rows' mean log-loss of the repeats is the weighted mean)
+    reps = rng.integers(1, 4, size=60)
+    weighted = calibrate.LogisticCombiner(1e-2).fit(x, y, reps.astype(float))
+    xr, yr = np.repeat(x, reps, axis=0), np.repeat(y, reps)
+    z = (xr - weighted.mean) / weighted.std  # the fit standardises by the unweighted rows
+    s = z @ weighted.coef + weighted.bias
+    grad = z.T @ (1 / (1 + np.exp(-s)) - yr) / len(yr) + 1e-2 * weighted.coef
+    np.testing.assert_allclose(grad, 0.0, atol=1e-4)
+    np.testing.assert_allclose(np.mean(1 / (1 + np.exp(-s)) - yr), 0.0, atol=1e-4)
+    plain = calibrate.LogisticCombiner(1e-2).fit(x, y)
+    assert np.abs(plain.coef - weighted.coef).max() > 1e-3  # the weights did matter
+    with pytest.raises(ValueError, match="weight must be"):
+        calibrate.LogisticCombiner().fit(x, y, -np.ones(60))
+    injected = np.array([True, False, False, False, True, False])
+    w = calibrate.clean_weights(injected, np.array([0.1, 0.7, 0.2]), rounds=2)
+    np.testing.assert_allclose(w, [1.0, 0.3, 0.8, 0.9, 1.0, 0.8])
+    with pytest.raises(ValueError, match="rows for 3 copies"):
+        calibrate.clean_weights(injected, np.array([0.1, 0.7, 0.2]), rounds=3)

@@ -58,7 +58,14 @@ class LogisticCombiner:
         z = (x - self.mean) / self.std
         return np.where(np.isnan(z), 0.0, z)
 
-    def fit(self, x: np.ndarray, y: np.ndarray) -> LogisticCombiner:
+    def fit(
+        self, x: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None
+    ) -> LogisticCombiner:
+        """``weight``: optional non-negative weight per row of the mean log-loss (default 1)."""
+        wt = np.ones(len(y)) if weight is None else np.asarray(weight, dtype=np.float64)
+        if wt.shape != (len(y),) or (wt < 0).any() or wt.sum() <= 0:
+            raise ValueError("weight must be one non-negative value per row, not all 0")
+        wt = wt / wt.mean()
         self.mean = np.nanmean(x, 0)
         self.mean = np.where(np.isnan(self.mean), 0.0, self.mean)
         std = np.nanstd(x, 0)
@@ -71,8 +78,8 @@ class LogisticCombiner:
             w, b = p[:k], p[k]
             s = z @ w + b
             # mean log-loss, written with logaddexp for stability
-            val = np.mean(np.logaddexp(0.0, s) - t * s) + 0.5 * self.l2 * w @ w
-            r = (expit(s) - t) / n
+            val = np.mean(wt * (np.logaddexp(0.0, s) - t * s)) + 0.5 * self.l2 * w @ w
+            r = wt * (expit(s) - t) / n
             return float(val), np.concatenate([z.T @ r + self.l2 * w, [r.sum()]])
 
         res = minimize(loss, np.zeros(k + 1), jac=True, method="L-BFGS-B")
@@ -81,6 +88,18 @@ class LogisticCombiner:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return expit(self._design(x) @ self.coef + self.bias)
+
+
+def clean_weights(injected: np.ndarray, suspicion: np.ndarray, rounds: int) -> np.ndarray:
+    """Weights of the copies' rows for a second combiner fit: 1 for an injected swap, and for
+    a row labelled clean, the first fit's probability that the item's REAL content is clean
+    (1 - its suspicion on the real items). The copies keep the data's own corruption, labelled
+    clean; this down-weights those rows instead of teaching the combiner that they are fine.
+    ``injected``: labels of ``rounds`` stacked copies; ``suspicion``: [n_items] on real data."""
+    real_clean = np.tile(1.0 - np.asarray(suspicion, dtype=np.float64), rounds)
+    if real_clean.shape != injected.shape:
+        raise ValueError(f"{injected.shape[0]} rows for {rounds} copies of {len(suspicion)} items")
+    return np.where(injected, 1.0, real_clean)
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:

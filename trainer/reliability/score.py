@@ -4,7 +4,9 @@
 
 1. signals on the real content (signals.py, oof.py, matching.py; model_signals.py with a model);
 2. the same signals on ``inject_rounds`` copies with a known extra set of swaps (calibrate.py);
-3. per modality, a logistic regression fit on the copies to find the injected swaps;
+3. per modality, a logistic regression fit on the copies to find the injected swaps, then fit
+   again with each clean-labelled row weighted by the first fit's probability that the item's
+   real content is clean (the copies keep the data's own swaps, labelled clean);
 4. score = 1 - its probability on the real items; confidence = n / (n + half_confidence) from
    the item's training interactions. Never NaN; never reads a corruption mask.
 """
@@ -26,7 +28,8 @@ if TYPE_CHECKING:
     from trainer.data.dataset import Dataset
 
 # the signals the combiner sees (higher = content agrees with behaviour), in column order
-CONTENT_SIGNALS = ("agreement", "cross_modal", "matching", "collab_from_content", "profile_rank")
+CONTENT_SIGNALS = ("agreement", "cross_modal", "matching", "assignment", "matching_robust",
+                   "assignment_robust", "collab_from_content", "profile_rank")  # fmt: skip
 MODEL_SIGNAL = "bpr_reliability"  # Eq. 6 targets accumulated per item (needs a model)
 WEIGHT_SIGNAL = "learned_weight"  # reported only: a swap after training cannot be simulated
 
@@ -38,7 +41,7 @@ class ReliabilityConfig(BaseModel):
 
     seed: int = Field(0, description="seed of folds, SVD start, injected swaps, negatives")
     folds: int = Field(5, ge=2, description="folds of the out-of-fold cross-modal predictor")
-    svd_dim: int = Field(64, ge=1, description="size of the collaborative (SVD) item embedding")
+    svd_dim: int = Field(256, ge=1, description="size of the collaborative (SVD) item embedding")
     inject_fraction: float = Field(
         0.15, gt=0, lt=0.5, description="share of items per modality swapped in each copy"
     )
@@ -50,6 +53,11 @@ class ReliabilityConfig(BaseModel):
         False, description="also compute the leave-one-out profile-rank signal (slow, weak)"
     )
     l2: float = Field(1e-2, ge=0, description="L2 penalty of the logistic combiner")
+    reweight: bool = Field(
+        True,
+        description="refit the combiner with the copies' clean-labelled rows weighted by the "
+        "first fit's probability that the item's real content is clean",
+    )
     negatives: int = Field(4, ge=1, description="negatives per training pair for Eq. 6")
     tau_conf: float = Field(5.0, gt=0, description="Eq. 7 confidence scale for Eq. 6")
     chunk: int = Field(1024, ge=1, description="items per block of the agreement signal")
@@ -61,6 +69,27 @@ class ReliabilityConfig(BaseModel):
     )
     match_repeats: int = Field(
         1, ge=1, description="fold partitions the matching LLR is averaged over (less variance)"
+    )
+    content_neighbours: int = Field(
+        10,
+        ge=0,
+        description="nearest items by each OTHER modality's content whose mean content of the "
+        "scored modality the matcher also sees (0: none)",
+    )
+    match_input_rank: int = Field(
+        128,
+        ge=0,
+        description="principal components kept of each matcher input block (0: all columns)",
+    )
+    match_unit_rows: bool = Field(
+        False, description="match unit-length content rows (else the rows as given, centred)"
+    )
+    match_drop: float = Field(
+        0.15,
+        ge=0,
+        lt=1,
+        description="share of most suspicious training rows the robust matcher refits without "
+        "(0: no robust refit, no matching_robust signal)",
     )
 
 
@@ -112,11 +141,19 @@ def content_signals(
         out["agreement"][:, j] = signals.agreement(item_users, features[m], chunk=cfg.chunk)
         out["cross_modal"][:, j] = oof.cross_modal(collab, features, m, fold)
         others = [signals.unit_rows(features[o]) for o in mods if o != m]
-        x = oof.input_blocks([collab, *others, *near])
-        y = signals.unit_rows(features[m])
-        out["matching"][:, j] = np.mean(
-            [matching.matching_llr(x, y, f, cfg.match_rank) for f in folds], axis=0
-        )
+        # the scored modality's mean over the items nearest by each other modality's content
+        # (titles of items with like genres): a nonlinear view a ridge on the content lacks
+        alike = [matching.neighbour_mean(features[o], features[m], cfg.content_neighbours,
+                                         chunk=cfg.chunk)
+                 for o in mods if o != m and cfg.content_neighbours > 0]  # fmt: skip
+        blocks = [collab, *others, *near, *alike]
+        x = oof.input_blocks([matching.principal_scores(b, cfg.match_input_rank) for b in blocks])
+        y = signals.unit_rows(features[m]) if cfg.match_unit_rows else features[m].astype(float)
+        plain = [matching.robust_matching(x, y, f, cfg.match_rank, 0.0) for f in folds]
+        out["matching"][:, j], out["assignment"][:, j] = np.mean(plain, axis=0)
+        if cfg.match_drop > 0:
+            robust = matching.robust_matching(x, y, fold, cfg.match_rank, cfg.match_drop)
+            out["matching_robust"][:, j], out["assignment_robust"][:, j] = robust
         out["collab_from_content"][:, j] = oof.collab_from_content(collab, features[m], fold, has)
         if cfg.profile_rank:
             out["profile_rank"][:, j] = signals.profile_rank(data.train, data.n_users, features[m])
@@ -124,6 +161,8 @@ def content_signals(
             progress(1)
     if not cfg.profile_rank:
         del out["profile_rank"]
+    if cfg.match_drop == 0:  # the robust fit is the plain one
+        del out["matching_robust"], out["assignment_robust"]
     return out
 
 
@@ -214,10 +253,13 @@ def score_items(
     coefs: dict[str, dict[str, float]] = {}
     self_auc: dict[str, float] = {}
     for j, m in enumerate(mods):
-        x, y = np.concatenate(xs[j]), np.concatenate(ys[j])
+        x, y, x_real = np.concatenate(xs[j]), np.concatenate(ys[j]), _design(real, n_train, j)
         comb = calibrate.LogisticCombiner(cfg.l2).fit(x, y)
+        if cfg.reweight:  # again, with the copies' likely real swaps down-weighted
+            weight = calibrate.clean_weights(y, comb.predict(x_real), cfg.inject_rounds)
+            comb = calibrate.LogisticCombiner(cfg.l2).fit(x, y, weight)
         self_auc[m] = round(calibrate.roc_auc(y, comb.predict(x)), 4)
-        suspicion[:, j] = comb.predict(_design(real, n_train, j))
+        suspicion[:, j] = comb.predict(x_real)
         coefs[m] = {n: round(float(c), 4) for n, c in zip(names, comb.coef, strict=True)}
 
     # 4. score and confidence; the learned weights ride along as a reported signal
