@@ -132,7 +132,7 @@ def matching_llr(x: np.ndarray, y: np.ndarray, fold: np.ndarray, rank: int) -> n
 
 
 def assignment(
-    z: np.ndarray, zh: np.ndarray, var: np.ndarray, rows: np.ndarray, *, chunk: int = 1024
+    z: np.ndarray, zh: np.ndarray, var: np.ndarray, rows: np.ndarray, *, chunk: int | None = None
 ) -> np.ndarray:
     """log P(the content of row i is row i's own | it is one of the n rows'), for each i in
     ``rows``, under the Gaussian of matching_llr and a uniform prior over the rows:
@@ -141,8 +141,12 @@ def assignment(
 
     <= log n. Where another item's behaviour explains the content better than the item's own
     (a swapped-in row: the donor's prediction fits it), A_i is low even when the LLR, which
-    compares with an average item, is not."""
+    compares with an average item, is not.
+
+    Time O(len(rows) * n * components); ``chunk`` rows at a time (default: ~4M distances,
+    32 MB, whatever the catalogue size)."""
     a, b = z[rows] / np.sqrt(var), zh / np.sqrt(var)
+    chunk = chunk or max(1, (1 << 22) // max(len(b), 1))
     bb = (b * b).sum(1)
     out = np.empty(len(rows))
     for start in range(0, len(rows), chunk):
