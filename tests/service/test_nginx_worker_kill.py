@@ -124,6 +124,6 @@ def test_gets_in_flight_on_a_killed_worker_are_sent_again(
         for t in threads:
             t.join()
         failed = [c for c in codes if c != 200]
-        # without the retry, the requests on the killed worker failed (up to ~30 a kill here),
-        # and a replacement that took requests before its model loaded answered them 503
+        # a replacement that took requests before its model loaded answered its share 503
+        # (up to ~30 a kill here); a response already being sent may still fail
         assert len(codes) > 100 and len(failed) <= 2, (len(codes), failed)
