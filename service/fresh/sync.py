@@ -202,9 +202,7 @@ def fold_and_store_users(
     return folded
 
 
-def fold_and_save(
-    session: Session, model: LiveModel, user_ids: list[str]
-) -> dict[str, FoldedUser]:
+def fold_and_save(session: Session, model: LiveModel, user_ids: list[str]) -> dict[str, FoldedUser]:
     """Fold users from their SQL histories and store their rows: one query for all their
     histories, one stacked solve (trainer/foldin/users.py fold_in_many), one upsert (a
     history query, a solve and an upsert per user, in two transactions per batch, cost ~4 ms
@@ -296,8 +294,10 @@ class WriteFolds:
                     if not self._waiting:
                         self._busy = False
                         return
-                    batch = [self._waiting.popitem(last=False) for _ in range(
-                        min(max(limit, 1), len(self._waiting)))]
+                    batch = [
+                        self._waiting.popitem(last=False)
+                        for _ in range(min(max(limit, 1), len(self._waiting)))
+                    ]
                 groups: dict[int, tuple[LiveModel, Database, list[str]]] = {}
                 for user_id, (model, db) in batch:
                     groups.setdefault(id(model), (model, db, []))[2].append(user_id)

@@ -27,9 +27,7 @@ Live = tuple[TestClient, dict[str, str], Database]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def app(
-    request: pytest.FixtureRequest, job_settings: Callable[..., Settings]
-) -> Iterator[Live]:
+def app(request: pytest.FixtureRequest, job_settings: Callable[..., Settings]) -> Iterator[Live]:
     """(client, write headers, database) of an app serving the tiny model."""
     if request.param == "postgresql":
         settings = job_settings(database_url=request.getfixturevalue("postgres_db"))
@@ -244,3 +242,21 @@ def test_the_cache_remembers_a_bounded_number_of_drops(monkeypatch: pytest.Monke
     cache.drop(["z"])  # x's drop is forgotten: a fold from before it cannot be trusted
     assert not cache.put("b", entry, since=old)
     assert cache.put("b", entry, since=cache.mark())
+
+
+def test_a_user_the_math_refuses_is_left_out_of_the_batch(
+    app: Live, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    client, write, db = app
+    model = client.app.state.margo.registry.current
+    ids = model.bundle.item_ids
+    post(client, write, [("4", ids[1], 1), ("fine", ids[2], 1), ("6", ids[3], 1)])
+    queries = model.queries.copy()
+    queries[model.bundle.user_index("4")] = np.nan  # a corrupt prior: the math refuses it
+    monkeypatch.setattr(model, "queries", queries)
+    folded = fold.fold_users(model, {u: ([i], 1) for u, i in
+                                     (("4", ids[1]), ("fine", ids[2]), ("6", ids[3]))})  # fmt: skip
+    assert set(folded) == {"fine", "6"} and "cannot fold user '4'" in caplog.text
+    np.testing.assert_allclose(
+        folded["fine"].query, model.user_folder.fold_in(np.array([2])), rtol=1e-5, atol=1e-6
+    )
