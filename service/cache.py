@@ -1,9 +1,9 @@
 """Response cache: Redis when ``MARGO_REDIS_URL`` is set, an in-process LRU otherwise.
 
 Entries are the encoded JSON bodies of recommendation responses, grouped by user so one call
-drops all of a user's entries when their interactions change. The field of an entry carries
-the model version, the catalogue revision (hidden flags and categories) and every query
-parameter, so a new model or a hidden item never serves a stale page.
+drops all the entries of a written batch's users when their interactions change. The field of
+an entry carries the model version, the catalogue revision (hidden flags and categories) and
+every query parameter, so a new model or a hidden item never serves a stale page.
 
 Redis layout: one hash per user, ``<prefix>rec:<user_id>``, field -> body, with a TTL that
 each write renews.
@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 
@@ -25,7 +26,7 @@ class ResponseCache(Protocol):
 
     def set(self, user_id: str, field: str, body: bytes) -> None: ...
 
-    def invalidate_user(self, user_id: str) -> None: ...
+    def invalidate_users(self, user_ids: Iterable[str]) -> None: ...
 
     def clear(self) -> None: ...
 
@@ -59,7 +60,7 @@ class NullCache(_Counters):
     def set(self, user_id: str, field: str, body: bytes) -> None:
         return None
 
-    def invalidate_user(self, user_id: str) -> None:
+    def invalidate_users(self, user_ids: Iterable[str]) -> None:
         return None
 
     def clear(self) -> None:
@@ -104,10 +105,11 @@ class LRUCache(_Counters):
                     if not fields:
                         del self._by_user[old_user]
 
-    def invalidate_user(self, user_id: str) -> None:
+    def invalidate_users(self, user_ids: Iterable[str]) -> None:
         with self._lock:
-            for field in self._by_user.pop(user_id, ()):
-                self._entries.pop((user_id, field), None)
+            for user_id in user_ids:
+                for field in self._by_user.pop(user_id, ()):
+                    self._entries.pop((user_id, field), None)
 
     def clear(self) -> None:
         with self._lock:
@@ -214,13 +216,24 @@ class RedisCache(_Counters):
         if not answered:
             self.fallback.set(user_id, field, body)
 
-    def invalidate_user(self, user_id: str) -> None:
-        self.fallback.invalidate_user(user_id)
-        answered, _ = self._call(self.client.delete, self.key(user_id))
-        if not answered:
+    # keys per DEL: a written batch of any size costs a few round trips, never one per user
+    DELETE_CHUNK = 500
+
+    def invalidate_users(self, user_ids: Iterable[str]) -> None:
+        users = list(dict.fromkeys(user_ids))
+        if not users:
+            return
+        self.fallback.invalidate_users(users)
+
+        def delete() -> None:
+            for start in range(0, len(users), self.DELETE_CHUNK):
+                self.client.delete(*(self.key(u) for u in users[start : start + self.DELETE_CHUNK]))
+
+        answered, _ = self._call(delete)
+        if not answered:  # replayed when Redis answers again (a partial DEL is replayed whole)
             with self._lock:
                 if self._missed is not None:
-                    self._missed.add(user_id)
+                    self._missed.update(users)
                     if len(self._missed) > self.MAX_MISSED:
                         self._missed = None  # too many to replay: drop everything instead
 

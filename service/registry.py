@@ -349,8 +349,7 @@ class Registry:
             users = [str(u) for u in event.get("users") or ()]
             if (live := self._current) is not None:
                 live.users.drop(users)  # folded queries: read from SQL on the next request
-            for user_id in users:
-                self.cache.invalidate_user(user_id)
+            self.cache.invalidate_users(users)
         self._wake.set()
 
     def poll_once(self) -> None:
@@ -375,8 +374,7 @@ class Registry:
             live.refresh_folded(self.db)  # before the catalogue: it resolves folded ids
             live.refresh_catalog(self.db)
             live.users.drop(changed := live.refresh_overlay(self.db))
-            for user_id in changed:
-                self.cache.invalidate_user(user_id)
+            self.cache.invalidate_users(changed)
 
     # -- changes made through this process ---------------------------------------------------
     def items_changed(self) -> None:
@@ -393,6 +391,5 @@ class Registry:
         if live is not None:
             live.refresh_overlay(self.db)
             live.users.drop(user_ids)
-        for user_id in user_ids:
-            self.cache.invalidate_user(user_id)
+        self.cache.invalidate_users(user_ids)
         self.events.publish("interactions", users=user_ids)

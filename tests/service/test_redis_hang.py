@@ -110,7 +110,7 @@ def test_invalidations_missed_while_down_are_replayed_on_recovery() -> None:
     redis.up = False
     assert cache.get("u1", "f") is None and cache.down
     cache.fallback.set("u1", "f", b"old")
-    cache.invalidate_user("u1")  # Redis misses it; the fallback drops it at once
+    cache.invalidate_users(["u1"])  # Redis misses it; the fallback drops it at once
     assert cache.fallback.get("u1", "f") is None
     time.sleep(0.06)
     redis.up = True
