@@ -8,6 +8,7 @@ from trainer.config import TrainConfig
 from trainer.reliability import ReliabilityConfig, ReliabilityScores, oof
 from trainer.reliability.prior import SCORE_FLOOR, guided_data, logit_prior
 from trainer.reliability.repair import repaired_features
+from trainer.reliability.score import svd_rank
 from trainer.train import fit, stage1_cache_path
 
 
@@ -56,7 +57,7 @@ def test_repair_blends_towards_the_out_of_fold_prediction(tiny):
     scores = ReliabilityScores(list(tiny.features), score, np.ones_like(score))
     out = repaired_features(tiny, scores, cfg)
     f = tiny.features["image"].astype(np.float64)
-    collab = oof.collaborative_embedding(tiny.train_matrix().T, cfg.svd_dim, cfg.seed)
+    collab = oof.collaborative_embedding(tiny.train_matrix().T, svd_rank(cfg, n), cfg.seed)
     pred, _ = oof.cross_modal_prediction(collab, tiny.features, "image", oof.folds_of(n, 5, 0))
     norm = np.linalg.norm(f, axis=1, keepdims=True)
     guess = pred / np.linalg.norm(pred, axis=1, keepdims=True) * norm

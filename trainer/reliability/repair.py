@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from trainer.reliability import oof
-from trainer.reliability.score import ReliabilityConfig, ReliabilityScores
+from trainer.reliability.score import ReliabilityConfig, ReliabilityScores, svd_rank
 
 if TYPE_CHECKING:
     from trainer.data.dataset import Dataset
@@ -27,7 +27,9 @@ def repaired_features(
     data: Dataset, scores: ReliabilityScores, cfg: ReliabilityConfig
 ) -> dict[str, np.ndarray]:
     """``data.features`` with every modality blended towards its prediction by 1 - score."""
-    collab = oof.collaborative_embedding(data.train_matrix().T, cfg.svd_dim, cfg.seed)
+    collab = oof.collaborative_embedding(
+        data.train_matrix().T, svd_rank(cfg, data.n_items), cfg.seed
+    )
     fold = oof.folds_of(data.n_items, cfg.folds, cfg.seed)
     out = dict(data.features)
     for j, m in enumerate(scores.modalities):

@@ -42,6 +42,12 @@ class ReliabilityConfig(BaseModel):
     seed: int = Field(0, description="seed of folds, SVD start, injected swaps, negatives")
     folds: int = Field(5, ge=2, description="folds of the out-of-fold cross-modal predictor")
     svd_dim: int = Field(256, ge=1, description="size of the collaborative (SVD) item embedding")
+    svd_items_per_dim: int = Field(
+        8,
+        ge=1,
+        description="at most one SVD dimension per this many items (a 200-item catalogue's "
+        "199-d embedding is mostly noise to the out-of-fold ridges)",
+    )
     inject_fraction: float = Field(
         0.15, gt=0, lt=0.5, description="share of items per modality swapped in each copy"
     )
@@ -91,6 +97,11 @@ class ReliabilityConfig(BaseModel):
         description="share of most suspicious training rows the robust matcher refits without "
         "(0: no robust refit, no matching_robust signal)",
     )
+
+
+def svd_rank(cfg: ReliabilityConfig, n_items: int) -> int:
+    """The collaborative embedding's size for a catalogue of ``n_items``."""
+    return max(1, min(cfg.svd_dim, n_items // cfg.svd_items_per_dim))
 
 
 @dataclass(frozen=True)
@@ -225,7 +236,9 @@ def score_items(
         raise ValueError(f"dataset {data.name!r}: {data.n_items} items, need at least {cfg.folds}")
     use_model = model is not None and all(m in model.channels for m in mods)
     n_train = np.bincount(data.train[:, 1], minlength=data.n_items).astype(np.float64)
-    collab = oof.collaborative_embedding(data.train_matrix().T, cfg.svd_dim, cfg.seed)
+    collab = oof.collaborative_embedding(
+        data.train_matrix().T, svd_rank(cfg, data.n_items), cfg.seed
+    )
     fold = oof.folds_of(data.n_items, cfg.folds, cfg.seed)
 
     # 1. signals of the real content
