@@ -9,8 +9,7 @@ Rows
   bpr, lightgcn, vbpr                          one run per seed
   <fusion> [dragon|freedom]                    fusion-sum is stage I; fusion-learned and margo
                                                continue (stage II) from that very stage-I state
-  fusion-sum+id, margo+id [dragon|freedom]     the same with the free ID channel (1.9); on
-                                               freedom also the VARIANTS (e.g. standardised)
+  fusion-sum+id, margo+id [dragon|freedom]     the same with the free ID channel (1.9), +VARIANTS
 
 Protocol: Adam lr 1e-3, batch 2048, d 64, early stop on validation Recall@20 (patience 20 checks;
 50 for bpr and lightgcn, slow climbers; at most 300 epochs per stage, MMRec's cap), test metrics at
@@ -92,6 +91,7 @@ BASELINE_CFG: dict[str, dict[str, dict[str, Any]]] = {
 }
 QUICK = {"epochs": 3, "patience": 3}
 VARIANTS = {"standardised": {"feature_norm": "standardize"}, "prune 0.5": {"prune_ratio": 0.5}}
+PRUNE = {"freedom": {"prune_ratio": 0.8}}  # freedom rows without a prune variant: the old default
 # the rows of an earlier report whose run store is gone (summarise says how they are used)
 EARLIER = H.RESULTS / f"{NAME}_earlier.json"
 # "never below ID-only LightGCN" on synthetic data built to be hard: unnormalised feature scales
@@ -107,11 +107,10 @@ def fusion_chain(
     path: str, base: dict[str, Any], backbone: str, id_channel: bool, meta: dict[str, Any],
     variant: str = "",
 ) -> list[H.Step]:
-    """Stage I (fusion-sum) of one backbone and the stage-II rows that continue from it; a
-    VARIANTS name adds its fields (only then: the other rows keep their run keys)."""
+    """Stage I (fusion-sum) of one backbone and the stage-II rows that continue from it."""
     tag = f"{'+id' if id_channel else ''} [{backbone}{', ' + variant if variant else ''}]"
     cfg = {**base, "model": "fusion-sum", "backbone": backbone, "id_channel": id_channel,
-           **VARIANTS.get(variant, {})}  # fmt: skip
+           **PRUNE.get(backbone, {}), **VARIANTS.get(variant, {})}  # fmt: skip
     s1 = H.Step(f"fusion-sum{tag}", path, cfg, "stage1", meta=meta)
     out = [s1, H.Step(f"margo{tag}", path, {**cfg, "model": "margo", **ROW_CFG["margo"]},
                       "branch", s1.key, meta)]  # fmt: skip
@@ -154,10 +153,10 @@ def plan(args: argparse.Namespace) -> list[H.Step]:
     return steps
 
 
-DEFAULT_FIELDS = ("model", "backbone", "id_channel", "feature_norm", "alpha", "weight_lr",
-                  "reg_weight", "lr")  # fmt: skip
+DEFAULT_FIELDS = ("model", "backbone", "id_channel", "feature_norm", "prune_ratio", "alpha",
+                  "weight_lr", "reg_weight", "lr")  # fmt: skip
 _MARGO_ID = {"model": "margo", "backbone": "freedom", "id_channel": True, "feature_norm": "none",
-             "alpha": 0.01, "weight_lr": 0.01, "reg_weight": 1e-3, "lr": 1e-3}  # fmt: skip
+             "prune_ratio": 0.8, "alpha": 0.01, "weight_lr": 0.01, "reg_weight": 1e-3, "lr": 1e-3}  # fmt: skip
 SYNTH_ROWS: dict[str, dict[str, Any]] = {
     "margo+id [freedom]": _MARGO_ID,
     "margo+id [freedom, standardised]": {**_MARGO_ID, "feature_norm": "standardize"},
@@ -483,7 +482,8 @@ def report(args: argparse.Namespace, steps: list[H.Step], results: dict[str, dic
           f"sampling; the split is fixed). Mean ± sample std over the finished seeds. Stage-II "
           f"rows (fusion-learned, margo) continue from the stage-I state reported as fusion-sum "
           f"of the same backbone and seed; their seconds include it. Every row names its model, "
-          f"backbone and ID channel; margo rows also set {ROW_CFG['margo']} (the trainer's "
+          f"backbone and ID channel (freedom rows prune {PRUNE['freedom']['prune_ratio']} of the "
+          f"edges unless the label says otherwise); margo rows also set {ROW_CFG['margo']} (the trainer's "
           f"defaults since they won on validation); baselines {BASELINE_CFG}. A row with missing "
           f"seeds says which; a row with 0 seeds has not run yet; seeds marked *earlier report* "
           f"come from {EARLIER.name} (an earlier run of this benchmark, same configs, whose run "

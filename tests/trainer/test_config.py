@@ -49,7 +49,7 @@ def test_defaults_and_the_saved_dict_are_unchanged():
     assert (d["model"], d["dim"], d["lr"], d["epochs"], d["alpha"]) == want
     # the default model is the quality benchmark's validation winner (bench/results/quality.md)
     assert (d["backbone"], d["id_channel"], d["weight_lr"]) == ("freedom", True, 1e-2)
-    assert d["feature_norm"] == "auto"  # issue 17: standardised only where unnormalised
+    assert (d["feature_norm"], d["prune_ratio"]) == ("auto", 0.5)  # issue 17's validation
     assert d["topk"] == [10, 20, 50] and d["plugins"] == [] and d["lr_stage2"] is None
     assert cfg.weighted and cfg.stage2_lr == 1e-3
     assert TrainConfig(lr_stage2=1e-4).stage2_lr == 1e-4

@@ -44,7 +44,7 @@ class FreedomBackbone(Recommender):
         dim: int = 64,
         n_layers: int = 2,
         id_channel: bool = False,
-        prune_ratio: float = 0.8,
+        prune_ratio: float = 0.5,
         input_affine: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> None:
         channels = [*features, *(["id"] if id_channel else [])]
