@@ -66,8 +66,8 @@ class TrainConfig(BaseModel):
         "(trainer/models/freedom.py)",
     )
     # 0.5 by issue 17 (FREEDOM's 0.8 before): dropping 80% of the edges, popular items' first,
-    # starved Zipf-like catalogues; 0.5 won on validation over both MMRec sets (margo+id:
-    # mlsmall 0.3070 vs 0.3014, 3 seeds; amazon-scientific 0.2020 vs 0.2014) and synth-skewed
+    # starved Zipf-like catalogues; 0.5 won on validation over both MMRec sets (margo+id, 3
+    # seeds: mlsmall 0.3070 vs 0.3014, amazon-scientific 0.1987 vs 0.1974) and synth-skewed
     prune_ratio: float = Field(
         0.5, ge=0, lt=1, description="freedom: fraction of user-item edges dropped per epoch "
         "by degree-sensitive pruning",
@@ -75,7 +75,7 @@ class TrainConfig(BaseModel):
     # auto by issue 17: raw features unless one modality looks unnormalised (the MMRec sets never
     # do: the same runs as "none"); there standardising lifted synth-skewed's validation
     # Recall@20 from 0.51 to 0.59, while always standardising lost on amazon-scientific's
-    # validation (0.1983 vs 0.2014) and tied on mlsmall's (bench/results/quality.md)
+    # validation (seed 0: 0.1983 vs 0.2014) and tied on mlsmall's (bench/results/quality.md)
     feature_norm: Literal["none", "standardize", "auto"] = Field(
         "auto", description="none: raw features as given; standardize: every column "
         "standardised (z-score / sqrt(d_m)) before the kNN graphs and projections; auto: "
