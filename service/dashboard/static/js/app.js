@@ -82,7 +82,9 @@ async function refreshLiveModel({ quiet = false } = {}) {
     const live = body.models.find((m) => m.version === body.live);
     el.textContent = live ? `live: ${live.version} · ${live.model_kind || "model"}` : "no live model";
     el.className = `pill ${live ? "pill-good" : "pill-warn"}`;
-    el.title = live ? `${live.n_items} items, ${live.n_users} users` : "train and register a model";
+    el.title = live
+      ? `${live.version}: ${live.n_items} items, ${live.n_users} users`
+      : "train and register a model";
   } catch (error) {
     el.textContent = error.status === 401 ? "key needed" : "model: ?";
     el.className = "pill pill-muted";
