@@ -153,7 +153,8 @@ def user_history(
     session: Session, *, external_id: str, limit: int
 ) -> tuple[int | None, list[str], int]:
     """(user id, item external ids of the ``limit`` newest interactions, newest first, each
-    once; newest interaction id). (None, [], 0) for a user SQL does not know."""
+    once; newest interaction id). (None, [], 0) for a user SQL does not know. One user at a
+    time: the service reads a batch with ``user_histories``; this is its readable reference."""
     user_id = session.scalar(select(User.id).where(User.external_id == external_id))
     if user_id is None:
         return None, [], 0
@@ -167,48 +168,6 @@ def user_history(
     rows = session.execute(stmt).all()
     newest = int(rows[0][0]) if rows else 0
     return int(user_id), list(dict.fromkeys(str(i) for _, i in rows)), newest
-
-
-def folded_user(
-    session: Session, *, external_id: str, version: str
-) -> tuple[bytes, int, int, int] | None:
-    """(emb bytes, items, last_interaction, newest interaction id now) of the user's row, or
-    None when there is none for ``version``."""
-    user_id = session.scalar(select(User.id).where(User.external_id == external_id))
-    if user_id is None:
-        return None
-    row = session.execute(
-        select(FoldedUser.emb, FoldedUser.items, FoldedUser.last_interaction).where(
-            FoldedUser.user_id == user_id, FoldedUser.model_version == version
-        )
-    ).first()
-    if row is None:
-        return None
-    newest = session.scalar(
-        select(func.max(Interaction.id)).where(Interaction.user_id == user_id)
-    )
-    return bytes(row[0]), int(row[1]), int(row[2]), int(newest or 0)
-
-
-def save_folded_user(
-    session: Session, *, user_id: int, version: str, emb: bytes, items: int, last: int
-) -> None:
-    stmt = _insert(session)(FoldedUser.__table__)
-    values = {
-        "user_id": user_id,
-        "model_version": version,
-        "emb": emb,
-        "items": items,
-        "last_interaction": last,
-        "updated_at": utcnow(),
-    }
-    stmt = stmt.values(**values).on_conflict_do_update(
-        index_elements=["user_id", "model_version"],
-        set_={k: v for k, v in values.items() if k not in ("user_id", "model_version")},
-        # a slower writer that saw fewer interactions never overwrites a newer fold
-        where=FoldedUser.__table__.c.last_interaction <= last,
-    )
-    session.execute(stmt)
 
 
 IN_CHUNK = 500
@@ -258,7 +217,7 @@ def user_histories(
 
 
 def save_folded_users(session: Session, *, version: str, rows: Sequence[dict[str, Any]]) -> None:
-    """``save_folded_user`` of many ``{user_id, emb, items, last_interaction}`` rows in one
+    """Upsert ``{user_id, emb, items, last_interaction}`` rows of one version in one
     executemany (one statement, compiled once; sorted by user: concurrent writers take the
     row locks in one order); a row never replaces one folded from a newer interaction."""
     if not rows:
@@ -283,9 +242,9 @@ def save_folded_users(session: Session, *, version: str, rows: Sequence[dict[str
 def folded_user_now(
     session: Session, *, external_id: str, version: str
 ) -> tuple[int, bytes | None, int, int, int] | None:
-    """``folded_user`` in one query: (user id, emb bytes or None when the user has no row for
-    ``version``, items, last_interaction, newest interaction id now); None for a user SQL
-    does not know."""
+    """A user's folded row and newest interaction in one query: (user id, emb bytes or None
+    when the user has no row for ``version``, items, last_interaction, newest interaction id
+    now); None for a user SQL does not know."""
     newest = (
         select(func.max(Interaction.id))
         .where(Interaction.user_id == User.id)
