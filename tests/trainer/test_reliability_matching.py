@@ -111,17 +111,20 @@ def test_matching_llr_by_hand():
     np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-9)
 
 
-def test_matching_llr_ranks_own_content_above_a_swapped_one():
-    rng = np.random.default_rng(4)
-    n = 200
+def planted_swaps(seed: int, n: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, content y predictable from x with 40 rows swapped among themselves, swapped mask)."""
+    rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 5))
     y = x @ rng.normal(size=(5, 8)) + 0.5 * rng.normal(size=(n, 8))
     bad = rng.choice(n, 40, replace=False)
     y2 = y.copy()
     y2[bad] = y[rng.permutation(bad)]
-    llr = matching.matching_llr(x, y2, oof.folds_of(n, 5, seed=0), rank=8)
-    labels = np.zeros(n, bool)
-    labels[bad] = True
+    return x, y2, np.isin(np.arange(n), bad)
+
+
+def test_matching_llr_ranks_own_content_above_a_swapped_one():
+    x, y2, labels = planted_swaps(4)
+    llr = matching.matching_llr(x, y2, oof.folds_of(len(x), 5, seed=0), rank=8)
     assert llr[~labels].mean() > llr[labels].mean() + 1.0
 
 
@@ -263,15 +266,8 @@ def test_robust_matching_never_sees_the_items_own_content():
 
 
 def test_assignment_finds_a_row_whose_donor_explains_it_better():
-    rng = np.random.default_rng(11)
-    n = 200
-    x = rng.normal(size=(n, 5))
-    y = x @ rng.normal(size=(5, 8)) + 0.5 * rng.normal(size=(n, 8))
-    bad = rng.choice(n, 40, replace=False)
-    y2 = y.copy()
-    y2[bad] = y[rng.permutation(bad)]
-    llr, assign = matching.robust_matching(x, y2, oof.folds_of(n, 5, seed=0), 8, 0.2)
-    labels = np.isin(np.arange(n), bad)
+    x, y2, labels = planted_swaps(11)
+    llr, assign = matching.robust_matching(x, y2, oof.folds_of(len(x), 5, seed=0), 8, 0.2)
     assert assign[~labels].mean() > assign[labels].mean() + 1.0
     assert llr[~labels].mean() > llr[labels].mean() + 1.0
 
