@@ -105,7 +105,16 @@ class TrainConfig(BaseModel):
     lr_stage2: float | None = Field(
         None, gt=0, le=1, description="stage-II Adam lr (default: lr)"
     )
-    batch_size: int = Field(2048, ge=1, le=1_000_000, description="training triplets per step")
+    batch_size: int = Field(
+        2048, ge=1, le=1_000_000, description="training pairs per step (each with n_negatives "
+        "triplets)",
+    )
+    # more negatives per pair at the same step count: a step's cost is the graph propagation,
+    # so the extra triplets are nearly free (issue 17; BPR is averaged over a pair's negatives)
+    n_negatives: int = Field(
+        1, ge=1, le=64, description="uniform negatives per training pair and epoch (BPR and "
+        "every per-triplet loss averaged over them)",
+    )
     epochs: int = Field(300, ge=1, le=1000, description="maximum epochs per stage (MMRec's 300)")
     patience: int = Field(
         20, ge=1, le=1000, description="validation checks without a better metric before stopping"

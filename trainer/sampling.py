@@ -1,4 +1,5 @@
-"""BPR triplet sampling: every training pair once per epoch, one uniform negative each."""
+"""BPR triplet sampling: every training pair once per epoch, ``n_negatives`` uniform negatives
+each (default one)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,20 @@ class TripletSampler:
 
     Negatives are drawn for the whole epoch at once and only the collisions are redrawn, so the
     cost is a few vectorised passes, not a Python loop per triplet.
+
+    With ``n_negatives`` = n > 1 every pair is repeated n times, each copy with its own negative,
+    and a batch holds ``batch_size`` pairs (n * batch_size triplets): the batch mean of any
+    per-triplet loss is then the mean over pairs of the mean over their n negatives, and a step
+    still costs one graph propagation (which dominates the graph models' step). n = 1 draws
+    exactly what the one-negative sampler drew (same stream).
     """
 
-    def __init__(self, train: np.ndarray, n_items: int, seed: int) -> None:
+    def __init__(self, train: np.ndarray, n_items: int, seed: int, n_negatives: int = 1) -> None:
+        if n_negatives < 1:
+            raise ValueError(f"n_negatives must be >= 1, got {n_negatives}")
         self.train = np.ascontiguousarray(train, dtype=np.int64)
         self.n_items = n_items
+        self.n_negatives = n_negatives
         self.keys = np.unique(self.train[:, 0] * n_items + self.train[:, 1])
         self.rng = np.random.default_rng(seed)
 
@@ -37,10 +47,13 @@ class TripletSampler:
 
     def epoch(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         perm = self.rng.permutation(len(self.train))
-        users, pos = self.train[perm, 0], self.train[perm, 1]
+        n = self.n_negatives
+        # copies of a pair are adjacent, so a batch of pairs is one contiguous slice of triplets
+        users, pos = np.repeat(self.train[perm, 0], n), np.repeat(self.train[perm, 1], n)
         neg = self.negatives(users)
-        for s in range(0, len(perm), batch_size):
-            yield users[s : s + batch_size], pos[s : s + batch_size], neg[s : s + batch_size]
+        step = batch_size * n
+        for s in range(0, len(users), step):
+            yield users[s : s + step], pos[s : s + step], neg[s : s + step]
 
     def n_batches(self, batch_size: int) -> int:
         return -(-len(self.train) // batch_size)

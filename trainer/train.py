@@ -290,7 +290,7 @@ def _run_stage(
     fusion = fusion_for(cfg.model)
     fusion.start_stage(model, cfg, stage)  # stage II of a learned fusion creates W
     torch.manual_seed(cfg.seed + s_idx)
-    sampler = TripletSampler(data.train, data.n_items, cfg.seed + s_idx)
+    sampler = TripletSampler(data.train, data.n_items, cfg.seed + s_idx, cfg.n_negatives)
     epoch_rng = np.random.default_rng([cfg.seed, s_idx])  # per-epoch model randomness
     alpha = fusion.calibration_weight(cfg, stage)
     lr = cfg.stage2_lr if stage == "II" else cfg.lr

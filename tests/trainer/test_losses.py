@@ -28,6 +28,16 @@ def test_eq4_bpr_loss_is_batch_mean_of_minus_log_sigmoid():
     assert losses.bpr_loss(pos, neg).item() == pytest.approx(want, rel=1e-6)
 
 
+def test_bpr_over_repeated_pairs_is_the_mean_over_each_pairs_negatives():
+    # two pairs, two negatives each (the sampler's adjacent copies): y_pos 2 and 0, y_neg (0, 2)
+    # and (1, 1). By hand: pair 1 mean(log(1+e^-2), log 2), pair 2 log(1+e); their mean
+    pos = torch.tensor([2.0, 2.0, 0.0, 0.0])
+    neg = torch.tensor([0.0, 2.0, 1.0, 1.0])
+    pair1 = (math.log(1 + math.exp(-2.0)) + math.log(2.0)) / 2
+    pair2 = math.log(1 + math.e)
+    assert losses.bpr_loss(pos, neg).item() == pytest.approx((pair1 + pair2) / 2, rel=1e-6)
+
+
 def test_eq5_rating_gap():
     assert losses.rating_gap(torch.tensor([[3.0, 1.0]]), torch.tensor([[1.0, 2.0]])).tolist() == [
         [2.0, -1.0]
