@@ -1,22 +1,16 @@
-"""Issue 14 hardening benchmark: a live server under faults, and the memory of the user graph.
+"""Issue 14 hardening benchmark: ``margo serve --workers 2`` on its own PostgreSQL database (through a
+TCP proxy that can stall) and redis-server, loaded by client threads while one fault at a time is
+injected (no fault first): PostgreSQL hung and reset, Redis hung and killed, an API worker and the
+job worker (mid-retrain) killed, 8 overlapping writers, 2,000 slow-header clients, bad input. Per
+phase: req/s, errors by kind, slowest answer, first 503, recovery, records lost (2xx but not in SQL).
 
-Faults: ``margo serve --workers 2`` on its own PostgreSQL database (reached through a TCP proxy
-that can stall) and its own redis-server, loaded by client threads while one fault at a time is
-injected (no fault first, in the same run): PostgreSQL hung and its connections reset, Redis hung
-(SIGSTOP) and killed (SIGKILL, restarted), one API worker process and the job worker (mid-retrain)
-killed, 8 writers posting overlapping batches, 2,000 slow-header clients, a flood of bad input.
-Per phase: requests/s, errors by kind, the slowest answer, time from the fault to the first 503,
-time to recover, and records lost (interactions acknowledged by a 2xx but absent from SQL).
-The user graph's memory is bench/graph_memory.py.
-
-    .venv/bin/python -m bench.faults             # everything
-    .venv/bin/python -m bench.faults --quick     # smoke check (results under WORKDIR)
+    .venv/bin/python -m bench.faults [--quick]
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -37,17 +31,18 @@ NAME = "faults"
 USERS = 500
 IDS: dict[str, list[str]] = {}  # the trained model's user and item ids
 BATCH, STAMP0 = 100, 10**10  # interactions per POST; each phase writes timestamps STAMP0 + phase * 10**7 + record
-SLOW_CLIENTS = 2000
-HEADER_TIMEOUT_S = 5.0
-JOB_STALE_S = 5.0
+SLOW_CLIENTS, HEADER_TIMEOUT_S, JOB_STALE_S = 2000, 5.0, 5.0
 HEADER = "X-API-Key"
 KEYS: dict[str, str] = {}
-CLI = "import sys; from service.cli import main; sys.exit(main())"
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-PG_DB = "margo_bench_faults"
+PG_ADMIN, PG_DB = "postgresql://postgres@127.0.0.1:5432/postgres", "margo_bench_faults"
+KINDS = ("rec", "sql", "bad", "write")
+BAD = [("GET", "/users/a%00b/recommendations", None), ("GET", "/jobs?offset=99999999999999999999999", None),
+       ("POST", "/interactions", b'{"interactions": [{"user_id": "u1", "item_id": "i1", "weight": NaN}]}'),
+       ("POST", "/interactions", b'{"interactions": [{"user_id": "u\\u0000", "item_id": "i1"}]}'),
+       ("POST", "/items", b'{"item_id": "x", "vectors": {"text": [3.5e38]}}'), ("POST", "/interactions", b"{not json"),
+       ("POST", "/interactions", b"x" * (17 * 1024 * 1024)), ("GET", "/models/%ff%fe", None)]
 
 
-# -- faults against a live server -------------------------------------------------------------
 class StallingProxy:
     """127.0.0.1:<port> -> PostgreSQL; while ``go`` is clear it forwards nothing and answers no new
     connection (a server that hangs with its TCP connections open, not one that is down)."""
@@ -75,28 +70,11 @@ class StallingProxy:
             dst.shutdown(socket.SHUT_RDWR)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_redis(port: int, work: Path) -> subprocess.Popen:
     proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
                              "no", "--dir", str(work)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for(lambda: socket.create_connection(("127.0.0.1", port), timeout=0.2).close() or True, 10)
+    H.wait_for(lambda: socket.create_connection(("127.0.0.1", port), timeout=0.2).close() or True, 10)
     return proc
-
-
-def wait_for(ok: Callable[[], bool], limit_s: float) -> float:
-    """Seconds until ``ok()`` is true (exceptions count as false); raises past ``limit_s``."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < limit_s:
-        with contextlib.suppress(Exception):
-            if ok():
-                return time.monotonic() - t0
-        time.sleep(0.1)
-    raise RuntimeError(f"not ready within {limit_s} s")
 
 
 def children(pid: int) -> list[tuple[int, bytes]]:
@@ -124,36 +102,21 @@ def api_workers(server: subprocess.Popen) -> list[int]:
 def trained_bundle(work: Path) -> Path:
     """A small MARGO model trained on a synthetic dataset the registry seeds into SQL (retraining needs it)."""
     from trainer.bundle import load_bundle
-    from trainer.config import TrainConfig
     from trainer.data import import_synth, load_dataset
     from trainer.export import export_model
     from trainer.train import fit
 
     data = load_dataset(import_synth(work / "data", n_users=USERS, n_items=2000, n_interactions=20000, n_clusters=8,
                                      modalities={"image": 32, "text": 32}, progress=False, overwrite=True))
-    cfg = TrainConfig(model="margo", threads=1, epochs=3, patience=2, dim=16, hidden=32, knn_k=5, user_graph_k=10)
-    path = export_model(fit(data, cfg, progress=False), data, cfg, work / "bundle", overwrite=True)
-    bundle = load_bundle(path)
+    cfg = H.train_config(model="margo", threads=1, epochs=3, patience=2, dim=16, hidden=32, knn_k=5, user_graph_k=10)
+    bundle = load_bundle(path := export_model(fit(data, cfg, progress=False), data, cfg, work / "bundle", overwrite=True))
     IDS["users"], IDS["items"] = list(bundle.user_ids), list(bundle.item_ids)
     return path
-
-
-def margo_cli(env: dict[str, str], *argv: str) -> None:
-    subprocess.run([sys.executable, "-c", CLI, *argv], env=env, check=True, capture_output=True)
-
-
-BAD = [("GET", "/users/a%00b/recommendations", None), ("GET", "/jobs?offset=99999999999999999999999", None),
-       ("POST", "/interactions", b'{"interactions": [{"user_id": "u1", "item_id": "i1", "weight": NaN}]}'),
-       ("POST", "/interactions", b'{"interactions": [{"user_id": "u\\u0000", "item_id": "i1"}]}'),
-       ("POST", "/items", b'{"item_id": "x", "vectors": {"text": [3.5e38]}}'), ("POST", "/interactions", b"{not json"),
-       ("POST", "/interactions", b"x" * (17 * 1024 * 1024)), ("GET", "/models/%ff%fe", None)]
 
 
 def batch(j: int, stride: int, stamp0: int) -> tuple[bytes, set[int]]:
     """POST /interactions body of records [j * stride, j * stride + BATCH): with stride < BATCH the
     batches overlap (each record posted BATCH / stride times, by different writers at once)."""
-    import json
-
     users, items, recs = IDS["users"], IDS["items"], range(j * stride, j * stride + BATCH)
     rows = [{"user_id": users[r % len(users)], "item_id": items[r * 7 % len(items)], "timestamp": stamp0 + r} for r in recs]
     return json.dumps({"interactions": rows}).encode(), set(recs)
@@ -166,9 +129,8 @@ def load(port: int, seconds: float, fault: Callable[[], None], bad_input: bool, 
     Each request: (start, latency, status or 0 = failed); ``acked``: records of 2xx batches."""
     import httpx
 
-    log: dict[str, list[tuple[float, float, int]]] = {"rec": [], "sql": [], "bad": [], "write": []}
-    stop, rng, t0 = time.monotonic() + seconds, np.random.default_rng(0), time.monotonic()
-    acked: set[int] = set()
+    log: dict[str, list[tuple[float, float, int]]] = {k: [] for k in ("rec", "sql", "bad", "write")}
+    stop, rng, t0, acked = time.monotonic() + seconds, np.random.default_rng(0), time.monotonic(), set()
     batches = iter(range(10**6))  # shared by the writers (next() is atomic under the GIL)
 
     def worker(kind: str) -> None:
@@ -178,9 +140,8 @@ def load(port: int, seconds: float, fault: Callable[[], None], bad_input: bool, 
                 records: set[int] = set()
                 if kind == "write":
                     body, records = batch(next(batches), BATCH // 4 if writers > 1 else BATCH, stamp0)
-                method, path, body = (BAD[len(log[kind]) % len(BAD)] if kind == "bad" else
-                                      ("POST", "/interactions", body) if kind == "write" else
-                                      ("GET", f"/users/{IDS['users'][rng.integers(USERS)]}/recommendations?k=10", None)
+                method, path, body = (BAD[len(log[kind]) % len(BAD)] if kind == "bad" else ("POST", "/interactions", body)
+                                      if kind == "write" else ("GET", f"/users/{IDS['users'][rng.integers(USERS)]}/recommendations?k=10", None)
                                       if kind == "rec" else ("GET", "/jobs?limit=5", None))
                 try:
                     status = c.request(method, path, content=body, headers={"content-type": "application/json"}).status_code
@@ -190,8 +151,7 @@ def load(port: int, seconds: float, fault: Callable[[], None], bad_input: bool, 
                 if 200 <= status < 300:
                     acked.update(records)
 
-    kinds = ["rec"] * 4 + ["sql"] + ["write"] * writers + (["bad"] * 2 if bad_input else [])
-    threads = [threading.Thread(target=worker, args=(k,)) for k in kinds]
+    threads = [threading.Thread(target=worker, args=(k,)) for k in ["rec"] * 4 + ["sql"] + ["write"] * writers + ["bad"] * 2 * bad_input]
     for th in threads:
         th.start()
     time.sleep(1.0)
@@ -199,19 +159,15 @@ def load(port: int, seconds: float, fault: Callable[[], None], bad_input: bool, 
     for th in threads:
         th.join()
     out: dict[str, Any] = {}
-    for kind, rows in log.items():
-        if rows:
-            lat = np.array([r[1] for r in rows])
-            codes = [r[2] for r in rows]
-            after = [r for r in rows if r[0] >= 1.0]
-            first_503 = next((r[0] + r[1] - 1.0 for r in after if r[2] == 503), None)
-            out[kind] = {"requests": len(rows), "rps": round(len(rows) / seconds, 1), "p50_ms": round(float(np.median(lat)) * 1e3, 1),
-                         "max_s": round(float(lat.max()), 2), "ok": sum(200 <= c < 300 for c in codes),
-                         "4xx": sum(400 <= c < 500 for c in codes), "503": codes.count(503),
-                         "5xx_other": sum(c >= 500 and c != 503 for c in codes), "failed": codes.count(0),
-                         "first_503_after_fault_s": None if first_503 is None else round(first_503, 2)}
-    out["acked"] = sorted(acked)
-    return out
+    for kind, rows in ((k, v) for k, v in log.items() if v):
+        lat, codes = np.array([r[1] for r in rows]), [r[2] for r in rows]
+        first_503 = next((r[0] + r[1] - 1.0 for r in rows if r[0] >= 1.0 and r[2] == 503), None)
+        out[kind] = {"requests": len(rows), "rps": round(len(rows) / seconds, 1), "p50_ms": round(float(np.median(lat)) * 1e3, 1),
+                     "max_s": round(float(lat.max()), 2), "ok": sum(200 <= c < 300 for c in codes),
+                     "4xx": sum(400 <= c < 500 for c in codes), "503": codes.count(503),
+                     "5xx_other": sum(c >= 500 and c != 503 for c in codes), "failed": codes.count(0),
+                     "first_503_after_fault_s": None if first_503 is None else round(first_503, 2)}
+    return {**out, "acked": sorted(acked)}
 
 
 def slow_clients(port: int, n: int, stop: threading.Event, closed: list[float]) -> None:
@@ -238,74 +194,69 @@ def slow_clients(port: int, n: int, stop: threading.Event, closed: list[float]) 
         sock.close()
 
 
-def fault_phases(args: argparse.Namespace, log: Callable[[str], None]) -> list[dict[str, Any]]:
+def fault_phases(args: Any, log: H.Log) -> list[dict[str, Any]]:
     import httpx
     import psycopg
 
     from service.auth import create_api_key
     from service.db.session import Database
 
-    work = args.workdir / "faults"
-    work.mkdir(parents=True, exist_ok=True)
+    (work := args.workdir / "faults").mkdir(parents=True, exist_ok=True)
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {PG_DB}")
-    proxy, redis_port, port = StallingProxy(("127.0.0.1", 5432)), free_port(), free_port()
-    redis = [start_redis(redis_port, work)]
-    direct = f"postgresql://postgres@127.0.0.1:5432/{PG_DB}"
+    proxy, redis_port, port = StallingProxy(("127.0.0.1", 5432)), H.free_port(), H.free_port()
+    redis, direct = [start_redis(redis_port, work)], f"postgresql://postgres@127.0.0.1:5432/{PG_DB}"
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("MARGO_")}, "OMP_NUM_THREADS": "1",
            "MARGO_DATABASE_URL": direct, "MARGO_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
            "MARGO_MODEL_DIR": str(work / "models"), "MARGO_LOG_REQUESTS": "false", "MARGO_PUBLIC_READS": "true",
            "MARGO_CLIENT_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S), "MARGO_SNAPSHOT_DIR": str(work / "snapshots"),
            "MARGO_JOB_HEARTBEAT_S": "1", "MARGO_JOB_STALE_S": str(JOB_STALE_S), "MARGO_TRAIN_THREADS": "1"}
-    margo_cli(env, "db", "upgrade")
-    margo_cli(env, "models", "register", str(trained_bundle(work)), "--activate")
+    for argv in (["db", "upgrade"], ["models", "register", str(trained_bundle(work)), "--activate"]):
+        subprocess.run([sys.executable, "-c", H.CLI, *argv], env=env, check=True, capture_output=True)
     db = Database(direct)
     with db.session() as session:
         KEYS.update({role: create_api_key(session, role, "bench-faults") for role in ("write", "admin")})
     db.dispose()
     env["MARGO_DATABASE_URL"] = direct.replace(":5432/", f":{proxy.port}/")
     serve_log = (work / "serve.log").open("wb")
-    server = subprocess.Popen([sys.executable, "-c", CLI, "serve", "--port", str(port), "--workers", "2", "--log-level",
-                               "warning"], env=env, stdout=serve_log, stderr=subprocess.STDOUT)
-    seconds = 4.0 if args.quick else 12.0
-    stop, closed = threading.Event(), []  # the slow clients' thread
+
+    def margo(*argv: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", H.CLI, *argv], env=env, stdout=serve_log, stderr=subprocess.STDOUT)
+
+    server = margo("serve", "--port", str(port), "--workers", "2", "--log-level", "warning")
+    seconds, stop, closed = 4.0 if args.quick else 12.0, threading.Event(), []  # closed: the slow clients'
     redis_stopped = lambda sig: lambda: os.kill(redis[0].pid, sig)  # noqa: E731
+    admin = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10, headers={HEADER: KEYS["admin"]})
+    job_worker, job, killed_at = [None], {}, [0.0]
+    status = lambda jid: admin.get(f"/jobs/{jid}").json()  # noqa: E731
 
     def restart_redis() -> None:
         redis[0].wait()
         redis[0] = start_redis(redis_port, work)
 
-    admin = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10, headers={HEADER: KEYS["admin"]})
-    job_worker, job, killed_at = [None], {}, [0.0]
-
-    def start_job_worker() -> None:
-        job_worker[0] = subprocess.Popen([sys.executable, "-c", CLI, "worker"], env=env, stdout=serve_log,
-                                         stderr=subprocess.STDOUT)
-
     def retrain_running() -> None:  # before the phase: a long retrain that has trained an epoch
-        start_job_worker()
+        job_worker[0] = margo("worker")
         job["id"] = admin.post("/retrain", json={"hyperparameters": {"epochs": 1000, "patience": 1000}}).raise_for_status().json()["job_id"]
-        wait_for(lambda: ((j := admin.get(f"/jobs/{job['id']}").json()).get("epoch") or 0) >= 1 and not job.update(j), 300)
+        H.wait_for(lambda: ((j := status(job["id"])).get("epoch") or 0) >= 1 and not job.update(j), 300)
 
     def kill(pid: Callable[[], int]) -> Callable[[], None]:
         return lambda: (kill_tree(pid()), killed_at.__setitem__(0, time.monotonic()))
 
     def job_recovered() -> dict[str, Any]:  # a new worker; the sweep queues the dead job again, it trains again; a new retrain
         job_worker[0].wait()
-        start_job_worker()
-        seen: list[dict[str, Any]] = []
-        wait_for(lambda: (seen.append(admin.get(f"/jobs/{job['id']}").json()) or seen[-1]["started_at"]) != job["started_at"]
-                 and (seen[-1].get("epoch") or 0) >= 1, 300)  # a new attempt (claim sets started_at) has trained an epoch
+        job_worker[0], seen = margo("worker"), []
+        H.wait_for(lambda: (seen.append(status(job["id"])) or seen[-1]["started_at"]) != job["started_at"]
+                   and (seen[-1].get("epoch") or 0) >= 1, 300)  # a new attempt (claim sets started_at) has trained an epoch
         out = {"restored_s": round(time.monotonic() - killed_at[0], 1), "killed_job": sorted({j["stage"] for j in seen if j["stage"]})}
         admin.delete(f"/jobs/{job['id']}").raise_for_status()
-        wait_for(lambda: admin.get(f"/jobs/{job['id']}").json()["status"] == "cancelled", 120)
+        H.wait_for(lambda: status(job["id"])["status"] == "cancelled", 120)
         new = admin.post("/retrain", json={"hyperparameters": {"epochs": 2}}).raise_for_status().json()["job_id"]
-        wait_for(lambda: admin.get(f"/jobs/{new}").json()["status"] in ("succeeded", "failed", "rejected"), 300)
-        return {**out, "new_job": admin.get(f"/jobs/{new}").json()["status"]}
+        H.wait_for(lambda: status(new)["status"] in ("succeeded", "failed", "rejected"), 300)
+        return {**out, "new_job": status(new)["status"]}
 
     def api_worker_back() -> dict[str, Any]:
-        wait_for(lambda: len(api_workers(server)) == 2, 60)
+        H.wait_for(lambda: len(api_workers(server)) == 2, 60)
         return {"restored_s": round(time.monotonic() - killed_at[0], 1)}
 
     def reset_postgres() -> None:  # every backend of the bench database, three times 2 s apart
@@ -313,38 +264,35 @@ def fault_phases(args: argparse.Namespace, log: Callable[[str], None]) -> list[d
             for _ in range(3):
                 with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
                     conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
-                                  "AND pid <> pg_backend_pid()", (PG_DB,))
+                                 "AND pid <> pg_backend_pid()", (PG_DB,))
                 time.sleep(2.0)
         threading.Thread(target=resets, daemon=True).start()
 
+    def slow() -> None:
+        threading.Thread(target=slow_clients, args=(port, 200 if args.quick else SLOW_CLIENTS, stop, closed)).start()
+
     noop = lambda: None  # noqa: E731
-    phases = [("no fault", noop, noop, False),
-              ("hung PostgreSQL", proxy.go.clear, proxy.go.set, False),
+    phases = [("no fault", noop, noop, False), ("hung PostgreSQL", proxy.go.clear, proxy.go.set, False),
               ("reset PostgreSQL connections (3x)", reset_postgres, noop, False),
               ("SIGKILL of one API worker", kill(lambda: api_workers(server)[0]), api_worker_back, False),
               ("8 overlapping writers", noop, noop, False, 8),
               ("hung Redis (SIGSTOP)", redis_stopped(signal.SIGSTOP), redis_stopped(signal.SIGCONT), False),
               ("killed Redis (SIGKILL, restarted after)", redis_stopped(signal.SIGKILL), restart_redis, False),
-              (f"{SLOW_CLIENTS} slow-header clients", lambda: threading.Thread(
-                  target=slow_clients, args=(port, 200 if args.quick else SLOW_CLIENTS, stop, closed)).start(), stop.set, False),
-              ("bad-input flood", noop, noop, True),
+              (f"{SLOW_CLIENTS} slow-header clients", slow, stop.set, False), ("bad-input flood", noop, noop, True),
               ("SIGKILL of the job worker mid-retrain", kill(lambda: job_worker[0].pid), job_recovered, False, 1, retrain_running)]
     rows = []
+    ok = lambda path, timeout: urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout).status == 200  # noqa: E731
     try:
-        # both workers ready: 20 readyz answers in a row (the kernel spreads connections)
-        wait_for(lambda: all(urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).status == 200
-                             for _ in range(20)), 120)
+        H.wait_for(lambda: all(ok("/readyz", 2) for _ in range(20)), 120)  # both workers: 20 in a row (the kernel spreads them)
         load(port, 3.0, noop, True, 1, STAMP0 - 10**7)  # warm-up: caches, connections, code paths
         for i, (name, start, end, bad, *more) in enumerate(phases):
             writers, before = [*more, noop][:2] if more else (1, noop)
             before()
-            # the slow clients need their phase to outlast the header timeout
-            length = max(seconds, HEADER_TIMEOUT_S + 5) if "slow" in name else seconds
+            length = max(seconds, HEADER_TIMEOUT_S + 5) if "slow" in name else seconds  # slow clients outlast the timeout
             stamp0 = STAMP0 + i * 10**7
             row = {"phase": name, "seconds": length, "writers": writers, **load(port, length, start, bad, writers, stamp0)}
             row.update(end() or {})
-            row["recovered_s"] = round(wait_for(lambda: urllib.request.urlopen(
-                f"http://127.0.0.1:{port}/jobs?limit=1", timeout=5).status == 200, 60), 2)
+            row["recovered_s"] = round(H.wait_for(lambda: ok("/jobs?limit=1", 5), 60), 2)
             with psycopg.connect(direct) as conn:  # records lost: acknowledged, not in SQL
                 stored = {r[0] - stamp0 for r in conn.execute("SELECT timestamp FROM interactions WHERE timestamp "
                                                               ">= %s AND timestamp < %s", (stamp0, stamp0 + 10**7))}
@@ -364,9 +312,6 @@ def fault_phases(args: argparse.Namespace, log: Callable[[str], None]) -> list[d
     return rows
 
 
-KINDS = ("rec", "sql", "bad", "write")
-
-
 def faults_md(rows: list[dict[str, Any]]) -> str:
     def cell(row: dict[str, Any], kind: str, key: str) -> Any:
         value = row.get(kind, {}).get(key, "")
@@ -376,11 +321,10 @@ def faults_md(rows: list[dict[str, Any]]) -> str:
         ["phase", "rec req/s", "rec p50 ms", "rec slowest s", "rec errors", "SQL req", "SQL 503", "first 503 after fault s",
          "SQL slowest s", "bad req", "bad 4xx", "writes (503, slowest s)", "records acked", "records lost", "5xx (not 503)", "failed",
          "recovered s", "restored s"],
-        [[r["phase"], cell(r, "rec", "rps"), cell(r, "rec", "p50_ms"), cell(r, "rec", "max_s"),
-          r["rec"]["requests"] - r["rec"]["ok"], cell(r, "sql", "requests"), cell(r, "sql", "503"),
-          cell(r, "sql", "first_503_after_fault_s"), cell(r, "sql", "max_s"), cell(r, "bad", "requests"), cell(r, "bad", "4xx"),
-          f"{cell(r, 'write', 'requests')} ({cell(r, 'write', '503')}, {cell(r, 'write', 'max_s')})", r["records_acked"], r["records_lost"],
-          sum(cell(r, k, "5xx_other") or 0 for k in KINDS), sum(cell(r, k, "failed") or 0 for k in KINDS),
+        [[r["phase"], *(cell(r, "rec", k) for k in ("rps", "p50_ms", "max_s")), r["rec"]["requests"] - r["rec"]["ok"],
+          *(cell(r, "sql", k) for k in ("requests", "503", "first_503_after_fault_s", "max_s")), cell(r, "bad", "requests"),
+          cell(r, "bad", "4xx"), f"{cell(r, 'write', 'requests')} ({cell(r, 'write', '503')}, {cell(r, 'write', 'max_s')})",
+          r["records_acked"], r["records_lost"], *(sum(cell(r, k, x) or 0 for k in KINDS) for x in ("5xx_other", "failed")),
           f"{r['recovered_s']:g}", f"{r['restored_s']:g}" if "restored_s" in r else ""] for r in rows])
     job = next((r for r in rows if "killed_job" in r), None)
     job_line = (f" The killed job's stages after the kill: {job['killed_job']}; then cancelled; the retrain posted after it: "
@@ -401,16 +345,11 @@ def faults_md(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.faults", description=__doc__.split("\n\n")[0])
-    H.add_common_args(p, report_only=False)
-    args = H.parse_args(p, argv)
-    log = H.make_logger(args.workdir / f"{NAME}.log")
-    info = H.machine_info(packages=("scipy", "fastapi", "uvicorn"))
+    args = H.parse_args(H.parser(__doc__, report_only=False), argv)
+    log, info = H.make_logger(args.workdir / f"{NAME}.log"), H.machine_info(packages=("scipy", "fastapi", "uvicorn"))
     faults = fault_phases(args, log)
-    data = {"machine": info, "commit": H.git_commit(), "faults": faults}
-    md = f"# Faults (issue 14)\n\n{H.machine_md(info)}\n{faults_md(faults)}"
-    for path in H.write_report(args.results, NAME, data, md):
-        log(f"[bench] wrote {path}")
+    H.write_report(args.results, NAME, {"machine": info, "commit": H.git_commit(), "faults": faults},
+                   f"# Faults (issue 14)\n\n{H.machine_md(info)}\n{faults_md(faults)}", log=log)
     return 0
 
 

@@ -17,8 +17,7 @@ from bench import harness as H
 
 NAME = "graph_memory"
 WHOLE = 0  # marks the computation before issue 14: the whole product R R^T at once
-GRAPH_K = 10
-TARGET_MB = 2048.0
+GRAPH_K, TARGET_MB = 10, 2048.0
 
 
 def graph_peak(shape: str, n_users: int, block_entries: int | None, dataset: str | None) -> dict[str, Any]:
@@ -28,7 +27,6 @@ def graph_peak(shape: str, n_users: int, block_entries: int | None, dataset: str
     from tests.trainer.test_user_graph_blocks import whole_product_graph
     from trainer import graphs
     from trainer.data.dataset import load_dataset
-
     if dataset is None:  # every user has item 0 and one of 100 others: n_users^2 co-occurrence pairs
         cols = np.r_[np.zeros(n_users, np.int64), np.random.default_rng(0).integers(1, 101, n_users)]
         r = sp.csr_matrix((np.ones(cols.size, np.float32), (np.r_[np.arange(n_users), np.arange(n_users)], cols)), shape=(n_users, 101))
@@ -46,7 +44,7 @@ def markdown(data: dict[str, Any]) -> str:
     worst = max(r["peak_rss_mb"] for r in rows if r["builder"] == "blocks (now)")
     return (f"# User graph memory (issue 14)\n\n{H.machine_md(data['machine'])}\nUser co-occurrence graph, k={GRAPH_K}.\n\n"
             + H.md_table(["case", "users", "builder", "edges", "RSS before (MB)", "peak RSS (MB)", "seconds"],
-                         [[r["shape"], r["users"], r["builder"], r["edges"], r["rss_before_mb"], r["peak_rss_mb"], f"{r['seconds']:g}"]
+                         [[*(r[k] for k in ("shape", "users", "builder", "edges", "rss_before_mb", "peak_rss_mb")), f"{r['seconds']:g}"]
                           for r in rows])
             + f"\n\nWorst peak RSS of the block builder: {worst} MB (target <= {TARGET_MB:.0f} MB: {'met' if worst <= TARGET_MB else 'NOT met'})"
             ". Same graph either way (tests/trainer/test_user_graph_blocks.py). Seconds are on a shared 2-core machine (load "
@@ -62,15 +60,13 @@ def main(argv: list[str] | None = None) -> int:
         baby = H.ensure_dataset(args.workdir / ("faults-baby-quick" if args.quick else "faults-baby"), "import_synth", modalities={"text": 8},
                                 **({"n_users": 2000, "n_items": 700, "n_interactions": 16000} if args.quick else {}))
         old = (1000, 2000) if args.quick else (4000, 8000)  # the whole product: ~50 bytes per pair
-        cases = [(f"{n} users on one item", n, WHOLE, None) for n in old]
-        cases += [(f"{n} users on one item", n, None, None) for n in dict.fromkeys((*old, 2000 if args.quick else 20_000))]
-        cases += [("Baby-shaped synth", 0, b, str(baby)) for b in (WHOLE, None)]
+        cases = [(f"{n} users on one item", n, b, None) for b, ns in ((WHOLE, old), (None, dict.fromkeys((*old, 2000 if args.quick else 20_000))))
+                 for n in ns] + [("Baby-shaped synth", 0, b, str(baby)) for b in (WHOLE, None)]
         data = {"machine": H.machine_info(packages=("scipy",)), "commit": H.git_commit(), "target_mb": TARGET_MB, "cases": []}
         for case in cases:
             data["cases"].append(H.isolated(graph_peak, *case))
             log(f"[memory] {data['cases'][-1]}")
-    for path in H.write_report(args.results, NAME, data, markdown(data)):
-        log(f"[bench] wrote {path}")
+    H.write_report(args.results, NAME, data, markdown(data), log=log)
     return 0
 
 

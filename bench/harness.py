@@ -14,13 +14,14 @@ import os
 import platform
 import resource
 import shlex
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from multiprocessing import get_context
@@ -35,6 +36,7 @@ RESULTS = REPO / "bench" / "results"
 DEFAULT_WORKDIR = Path("/tmp/margo-bench")
 MLSMALL_MMREC = Path("/work/shared/data/mlsmall-mmrec")
 ML_LATEST_SMALL = Path("/work/shared/data/ml-latest-small")
+CLI = "import sys; from service.cli import main; sys.exit(main())"  # ``margo`` of the checkout in cwd/PYTHONPATH
 POLL_S = 2.0  # seconds between tries for a free training slot
 Log = Callable[[str], None]
 
@@ -54,7 +56,6 @@ def dumps(obj: Any) -> str:
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     from trainer.atomic import atomic_write_text
-
     atomic_write_text(path, dumps(obj))
 
 
@@ -62,20 +63,17 @@ def pyplot() -> Any | None:
     """matplotlib's pyplot on the file-only Agg backend, or None without matplotlib."""
     with contextlib.suppress(ImportError):
         import matplotlib
-
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-
         return plt
     return None
 
 
 def write_report(results: Path, name: str, data: dict[str, Any], markdown: str,
-                 figures: dict[str, Any] | None = None) -> list[Path]:
+                 figures: dict[str, Any] | None = None, log: Log | None = None) -> list[Path]:
     """The one writer of results: ``<name>.json``, ``<name>.md`` and each figure (file name ->
-    matplotlib Figure) under ``results``, atomically; returns the paths written."""
+    matplotlib Figure) under ``results``, atomically; returns the paths written (and logs them)."""
     from trainer.atomic import atomic_path, atomic_write_text
-
     written = [Path(results) / f"{name}.json", Path(results) / f"{name}.md"]
     atomic_write_json(written[0], data)
     atomic_write_text(written[1], markdown.rstrip("\n") + "\n")
@@ -84,6 +82,8 @@ def write_report(results: Path, name: str, data: dict[str, Any], markdown: str,
             fig.savefig(tmp, dpi=110)
         written.append(Path(results) / file_name)
         pyplot().close(fig)
+    for path in written if log else ():
+        log(f"[bench] wrote {path}")
     return written
 
 
@@ -107,7 +107,6 @@ def peak_rss_mb() -> float:
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     from trainer.reliability.calibrate import roc_auc as auc
-
     return auc(labels, scores)
 
 
@@ -133,6 +132,10 @@ def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def now() -> str:
+    return dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
 # -- machine and checkouts ------------------------------------------------------------------------------
 def machine_info(threads: int | None = None, packages: Sequence[str] = ("torch",)) -> dict[str, Any]:
     """Where and how a benchmark ran (package versions from their metadata: nothing imported)."""
@@ -146,8 +149,7 @@ def machine_info(threads: int | None = None, packages: Sequence[str] = ("torch",
             versions[pkg] = metadata.version(pkg)
     script = Path(sys.argv[0]).resolve()  # as typed: ``-m bench.<name>`` for a script of this package
     argv = ["-m", f"bench.{script.stem}", *sys.argv[1:]] if script.parent == REPO / "bench" else sys.argv
-    return {"date": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "host": platform.node(),
-            "platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
+    return {"date": now(), "host": platform.node(), "platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
             "python": platform.python_version(), **versions, "torch_threads": threads, "loadavg": loadavg(),
             "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *argv])}
 
@@ -183,6 +185,23 @@ def abba(rounds: int, tags: Sequence[str]) -> Iterator[tuple[int, str]]:
     for i in range(rounds):
         for tag in list(tags)[:: -1 if i % 2 else 1]:
             yield i, tag
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(ok: Callable[[], bool], limit_s: float) -> float:
+    """Seconds until ``ok()`` is true (exceptions count as false); raises past ``limit_s``."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit_s:
+        with contextlib.suppress(Exception):
+            if ok():
+                return time.monotonic() - t0
+        time.sleep(0.1)
+    raise RuntimeError(f"not ready within {limit_s} s")
 
 
 # -- slots shared by every benchmark process (one per training run; all of them while timing) -----------
@@ -245,7 +264,6 @@ def isolated(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 def train_config(**fields: Any) -> Any:
     """A validated ``TrainConfig`` from keyword fields (the trainer's own schema and bounds)."""
     from trainer.config import TrainConfig
-
     return TrainConfig(**fields).validate()
 
 
@@ -258,7 +276,6 @@ def ensure_dataset(out: Path, importer: str, *sources: Any, log: Log = print, **
     out = Path(out)
     if not (out / "stats.json").is_file():
         import trainer.data
-
         t = time.perf_counter()
         getattr(trainer.data, importer)(*sources, out, overwrite=True, progress=False, **kw)
         log(f"[bench] {importer} -> {out} in {time.perf_counter() - t:.0f}s")
@@ -306,11 +323,9 @@ def _softmax_weights(model: Any) -> np.ndarray | None:
 def run_step(step_d: dict[str, Any], runs_dir: str, slots_dir: str, n_slots: int, threads: int) -> dict[str, Any]:
     """Worker entry point (a fresh process per step): train, write the result JSON, return it."""
     import torch
-
     torch.set_num_threads(threads)
     from trainer.data import load_dataset
     from trainer.train import fit, stage1_cache_path
-
     step, runs = Step(**step_d), Path(runs_dir)
     with training_slot(Path(slots_dir), n_slots):
         load, t_wall = loadavg(), time.perf_counter()
@@ -352,7 +367,7 @@ def run_step(step_d: dict[str, Any], runs_dir: str, slots_dir: str, n_slots: int
             # branch runs: weights after the last stage-II epoch (exported: the best-valid epoch's)
             "weights_last_file": last_file.name if last_file.is_file() else None,
             "peak_rss_mb": round(peak_rss_mb(), 1), "loadavg_start": load, "loadavg_end": loadavg(),
-            "threads": threads, "finished": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "threads": threads, "finished": now(),
         }
         atomic_write_json(result_path(runs, step.key), record)
         return record
@@ -362,8 +377,7 @@ def run_steps(steps: Sequence[Step], *, runs_dir: Path, jobs: int, slots_dir: Pa
               threads: int = 1, log: Log = print) -> dict[str, dict[str, Any]]:
     """Run ``steps`` (parents first) with ``jobs`` workers; finished ones (a result JSON) are
     skipped, a failed one is logged and its dependants dropped. Returns key -> result."""
-    runs_dir = Path(runs_dir)
-    runs_dir.mkdir(parents=True, exist_ok=True)
+    (runs_dir := Path(runs_dir)).mkdir(parents=True, exist_ok=True)
     unique: dict[str, Step] = {}
     for s in steps:
         unique.setdefault(s.key, s)
@@ -375,9 +389,7 @@ def run_steps(steps: Sequence[Step], *, runs_dir: Path, jobs: int, slots_dir: Pa
         log(f"[bench] WARNING: parents {sorted(missing)} are neither planned nor finished")
     if n_done := sum(k in results for k in unique):
         log(f"[bench] {n_done} of {len(unique)} runs already done (resumed from {runs_dir})")
-    failed: set[str] = set()
-    running: dict[Future, Step] = {}
-    t0 = time.perf_counter()
+    failed, running, t0 = set(), {}, time.perf_counter()
     with process_pool(jobs) as ex:
         while pending or running:
             for s in list(pending):
@@ -428,12 +440,10 @@ def run_or_load(steps: Sequence[Step], args: Any, runs_dir: Path, log: Log) -> d
 def make_logger(path: Path) -> Log:
     """Print a timestamped line and append it to ``path``."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-
     def log(msg: str) -> None:
         print(line := f"{dt.datetime.now():%H:%M:%S} {msg}", flush=True)
         with open(path, "a", encoding="utf-8") as f:
             f.write(line + "\n")
-
     return log
 
 
@@ -450,10 +460,13 @@ def add_common_args(p: Any, *, jobs: int = 2, report_only: bool = True) -> None:
         p.add_argument("--report-only", action="store_true", help="rebuild the report from stored results")
 
 
-def parser(doc: str | None, **common: Any) -> argparse.ArgumentParser:
-    """A script's parser: its docstring as the help, and ``add_common_args(**common)``."""
+def parser(doc: str | None, *options: tuple[str, Any, str | None], **common: Any) -> argparse.ArgumentParser:
+    """A script's parser: its docstring as the help, ``add_common_args(**common)`` and each
+    (flag, default, help) of ``options`` typed by its default."""
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(p, **common)
+    for flag, default, text in options:
+        p.add_argument(flag, type=type(default), default=default, help=text)
     return p
 
 

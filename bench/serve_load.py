@@ -14,11 +14,11 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,6 @@ K = 20
 REC = f"/users/{{user}}/recommendations?k={K}&explain=true"
 TARGETS = {"rps_32_at_100k": 1500.0, "p99_ms_1_at_100k": 5.0, "recall_at_1m": 0.98, "p99_ms_1_at_1m": 10.0}
 FLOOR_ENV = "BENCH_FLOOR_FILE"  # where the server under test finds the floor's payload
-CLI = "import sys; from service.cli import main; sys.exit(main())"
 WRK_SCRIPT = """
 math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
 request = function()
@@ -75,9 +74,8 @@ def ensure_bundle(work: Path, n_items: int, users: int = USERS, tree: Path = H.R
     path = work / "bundles" / f"items-{n_items}-users-{users}" / ("this" if tree == H.REPO else tree.name)
     if not (path / "manifest.json").is_file():
         print(f"  generating {path} ...", flush=True)
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         cmd = [sys.executable, "-m", "bench.synth_bundle", str(path), "--items", str(n_items), "--users", str(users)]
-        subprocess.run(cmd, cwd=tree, env=env, check=True, capture_output=True)
+        subprocess.run(cmd, cwd=tree, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, check=True, capture_output=True)
     return path
 
 
@@ -97,10 +95,9 @@ def setup_db(tree: Path, db: Path, bundle: Path, work: Path) -> dict[str, Any]:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     env = service_env(tree, db, work, faiss_threads="2")  # the index build may use both cores
-    cached = (bundle / "index").is_dir() and any((bundle / "index").glob("*.faiss"))
-    t0 = time.perf_counter()
+    cached, t0 = (bundle / "index").is_dir() and any((bundle / "index").glob("*.faiss")), time.perf_counter()
     for argv in (["db", "upgrade"], ["models", "register", str(bundle), "--activate"]):
-        proc = subprocess.run([sys.executable, "-c", CLI, *argv], cwd=tree, env=env, capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, "-c", H.CLI, *argv], cwd=tree, env=env, capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"margo {' '.join(argv)} in {tree} failed:\n{proc.stderr[-3000:]}")
     return {"register_activate_s": time.perf_counter() - t0, "index_was_cached": cached}
@@ -112,9 +109,7 @@ def serve(tree: Path, env: dict[str, str], work: Path, *, log_config: Path | Non
     """``tree``'s API (``bench_app``) in one uvicorn worker: yields (port, seconds to ready)."""
     import httpx
 
-    with socket.socket() as sock:  # a free port
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = H.free_port()
     floor, url = work / f"floor-{port}.json", f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "uvicorn", "bench.serve_load:bench_app", "--factory", "--host", "127.0.0.1",
            "--port", str(port), "--workers", "1", "--loop", "uvloop", "--http", "httptools", "--no-access-log",
@@ -147,8 +142,7 @@ def serve(tree: Path, env: dict[str, str], work: Path, *, log_config: Path | Non
 
 
 def run_wrk(url_path: str, port: int, conns: int, duration: float, work: Path, users: int = USERS) -> dict[str, Any]:
-    script = work / "wrk.lua"
-    script.write_text(WRK_SCRIPT.replace("PATH", json.dumps(url_path)).replace("USERS", str(users)))
+    (script := work / "wrk.lua").write_text(WRK_SCRIPT.replace("PATH", json.dumps(url_path)).replace("USERS", str(users)))
     cmd = ["wrk", "-t1", f"-c{conns}", f"-d{duration:g}s", "--timeout", "10s", "-s", str(script), f"http://127.0.0.1:{port}"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     if (match := re.search(r"^WRK (\{.*\})$", out, re.M)) is None:
@@ -188,8 +182,7 @@ def alternate(variants: dict[str, dict[str, Any]], args: Any, work: Path) -> tup
 # -- recall and the ANN alternatives --------------------------------------------------------------------
 def exact_top(bundle: Any, users: np.ndarray) -> list[np.ndarray]:
     """Exact top-20 per user (float64 re-scoring, seen items removed, ties by row)."""
-    q, v = bundle.query_vectors(), bundle.item_vectors()
-    tops = []
+    q, v, tops = bundle.query_vectors(), bundle.item_vectors(), []
     for start in range(0, len(users), 50):
         block = users[start : start + 50]
         for row, u in zip(q[block] @ v.T, block, strict=True):
@@ -225,8 +218,6 @@ def http_recall(port: int, bundle: Any, users: np.ndarray, truth: list[np.ndarra
 def ann_sweep(bundle: Any, users: np.ndarray, truth: list[np.ndarray], hnsw: bool) -> tuple[dict, list[dict]]:
     """The index the service picks, and the recall and cost of the raw ANN search (pool = 128 +
     seen, then exact re-scoring; the timed part is the search) around its parameters."""
-    from dataclasses import replace
-
     from service.index import IndexParams, ItemIndex, set_faiss_threads
     from service.settings import IndexKind, IvfStore, Settings
 
@@ -442,16 +433,13 @@ def baseline_markdown(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = H.parser(__doc__, jobs=1)
-    p.add_argument("--sizes", default=",".join(map(str, SIZES)))
-    p.add_argument("--users", type=int, default=USERS, help=f"users of the synthetic bundles (default {USERS})")
-    p.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
-    p.add_argument("--warmup", type=float, default=2.0)
-    p.add_argument("--recall-users", type=int, default=300, help="users whose answers are checked against exact search")
-    p.add_argument("--hnsw-sizes", default="100000", help="sizes to also measure HNSW on ('' = none)")
-    p.add_argument("--slot-wait", type=float, default=300.0, help="max seconds to wait for the bench training slots")
+    p = H.parser(__doc__, ("--sizes", ",".join(map(str, SIZES)), None), ("--users", USERS, f"users of the synthetic bundles (default {USERS})"),
+                 ("--duration", 10.0, "seconds per wrk run"), ("--warmup", 2.0, None),
+                 ("--recall-users", 300, "users whose answers are checked against exact search"),
+                 ("--hnsw-sizes", "100000", "sizes to also measure HNSW on ('' = none)"),
+                 ("--slot-wait", 300.0, "max seconds to wait for the bench training slots"),
+                 ("--rounds", 2, "alternating rounds with --baseline (default 2)"), jobs=1)
     p.add_argument("--baseline", type=Path, help="another checkout: serve it and this tree alternately")
-    p.add_argument("--rounds", type=int, default=2, help="alternating rounds with --baseline (default 2)")
     args = H.parse_args(p, argv, sizes="25000", users=2000, duration=1, warmup=1, recall_users=50, hnsw_sizes="25000")
     args.hnsw_sizes = {int(s) for s in args.hnsw_sizes.split(",") if s}
     if args.report_only:
@@ -471,11 +459,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline:
         result.update(baseline=str(args.baseline), commits={"baseline": H.git_commit(args.baseline), "this tree": H.git_commit()},
                       runs=[baseline_size(n, args, work) for n in sizes], wall_s=time.time() - started)
-        H.write_report(args.results, f"{NAME}_vs_baseline", result, baseline_markdown(result))
+        H.write_report(args.results, f"{NAME}_vs_baseline", result, baseline_markdown(result), log=print)
     else:
         result.update(runs=[bench_size(n, args, work) for n in sizes], wall_s=time.time() - started)
-        H.write_report(args.results, NAME, result, markdown(result), plot(result))
-    print(f"wrote {args.results / NAME}*.md")
+        H.write_report(args.results, NAME, result, markdown(result), plot(result), log=print)
     return 0
 
 

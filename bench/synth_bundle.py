@@ -15,11 +15,8 @@ import numpy as np
 
 from trainer.bundle import write_bundle
 
-CHANNELS = ("image", "text")
-DIM = 64
-ITEMS_PER_CLUSTER = 1000
-CLUSTERS_PER_TOPIC = 20
-UNRELIABLE_SHARE = 0.2
+CHANNELS, DIM = ("image", "text"), 64
+ITEMS_PER_CLUSTER, CLUSTERS_PER_TOPIC, UNRELIABLE_SHARE = 1000, 20, 0.2
 
 
 def _unit(rng: np.random.Generator, rows: int, dim: int) -> np.ndarray:
@@ -31,20 +28,15 @@ def generate(n_items: int, n_users: int, *, seed: int = 0, seen_per_user: int = 
     rng = np.random.default_rng(seed)
     n_clusters = max(4, n_items // ITEMS_PER_CLUSTER)
     n_topics = max(1, n_clusters // CLUSTERS_PER_TOPIC)
-    cluster_topic = rng.integers(0, n_topics, n_clusters)
-    item_cluster = rng.integers(0, n_clusters, n_items)
-
+    cluster_topic, item_cluster = rng.integers(0, n_topics, n_clusters), rng.integers(0, n_clusters, n_items)
     # popularity: Zipf over a random order of the items
     ranks = rng.permutation(n_items) + 1
     popularity = np.floor(2000.0 / ranks**0.8).astype(np.int64) + rng.integers(0, 3, n_items)
     norm = 0.6 + 0.4 * np.log1p(popularity) / np.log1p(popularity.max())
-
     unreliable = np.full(n_items, -1)
     bad = rng.random(n_items) < UNRELIABLE_SHARE
     unreliable[bad] = rng.integers(0, len(CHANNELS), int(bad.sum()))
-
-    item_emb = np.empty((n_items, len(CHANNELS), DIM), dtype=np.float32)
-    centres = []
+    item_emb, centres = np.empty((n_items, len(CHANNELS), DIM), dtype=np.float32), []
     for m in range(len(CHANNELS)):
         topic = _unit(rng, n_topics, DIM)
         cluster = 0.8 * topic[cluster_topic] + 0.6 * _unit(rng, n_clusters, DIM)
@@ -52,32 +44,26 @@ def generate(n_items: int, n_users: int, *, seed: int = 0, seen_per_user: int = 
         noise_scale = np.where(unreliable == m, 1.2, 0.35).astype(np.float32)[:, None]
         e = cluster[item_cluster] + noise_scale * _unit(rng, n_items, DIM)
         item_emb[:, m] = e * norm[:, None].astype(np.float32)
-
     # weights: softmax of logits that punish the unreliable modality
     logits = rng.normal(0.0, 0.4, (n_items, len(CHANNELS)))
     logits[np.arange(n_items), np.maximum(unreliable, 0)] -= np.where(unreliable >= 0, 2.0, 0.0)
     weights = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-
     # users: a mixture of 1-3 clusters plus noise
     user_emb = np.zeros((n_users, len(CHANNELS), DIM), dtype=np.float32)
-    n_pref = rng.integers(1, 4, n_users)
-    prefs = rng.integers(0, n_clusters, (n_users, 3))
+    n_pref, prefs = rng.integers(1, 4, n_users), rng.integers(0, n_clusters, (n_users, 3))
     mix = rng.dirichlet(np.ones(3), n_users) * (np.arange(3) < n_pref[:, None])
     mix /= mix.sum(axis=1, keepdims=True)
     for m in range(len(CHANNELS)):
         for j in range(3):
             user_emb[:, m] += mix[:, j : j + 1] * centres[m][prefs[:, j]]
         user_emb[:, m] += 0.3 * _unit(rng, n_users, DIM)
-
     # training items: drawn from the preferred clusters, weighted by popularity
     members = np.argsort(item_cluster, kind="stable")
-    starts = np.searchsorted(item_cluster[members], np.arange(n_clusters + 1))
-    seen_rows = []
+    starts, seen_rows = np.searchsorted(item_cluster[members], np.arange(n_clusters + 1)), []
     for u in range(n_users):
         chosen = set()
         for j in range(int(n_pref[u])):
-            c = prefs[u, j]
-            pool = members[starts[c] : starts[c + 1]]
+            pool = members[starts[prefs[u, j]] : starts[prefs[u, j] + 1]]
             if pool.size == 0:
                 continue
             p = popularity[pool] / popularity[pool].sum()
@@ -88,7 +74,6 @@ def generate(n_items: int, n_users: int, *, seed: int = 0, seen_per_user: int = 
     indptr[1:] = np.cumsum([s.size for s in seen_rows])
     indices = np.concatenate(seen_rows).astype(np.int32)
     pos_count = np.bincount(indices, minlength=n_items).astype(np.int32)
-
     arrays = {"user_emb": user_emb, "item_emb": item_emb, "item_weights": weights.astype(np.float32),
               "item_pos_count": pos_count, "seen_indptr": indptr, "seen_indices": indices,
               "item_popularity": np.minimum(popularity + pos_count, 2**31 - 1).astype(np.int32)}
