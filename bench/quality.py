@@ -1,32 +1,10 @@
 """Quality benchmark: test Recall/NDCG@10/20 of the baselines and of every fusion on both
-backbones, 3 seeds, MMRec's reference figures on the same splits beside ours.
+backbones, 3 seeds, MMRec's reference figures on the same splits beside ours (mlsmall-mmrec and
+amazon-scientific-mmrec, read unchanged), and the trainer's default model on SYNTH beside the ID-only
+LightGCN. The report states the protocol; the *default model* and the best MARGO configuration are
+chosen on validation only. Every run is a JSON under WORKDIR/runs: an interrupted run resumes.
 
-Datasets (MMRec layout, read unchanged; REFERENCE-NUMBERS.md has MMRec's runs on exactly these)
-  mlsmall-mmrec            /work/shared/data/mlsmall-mmrec (image slot = genres + year, text)
-  amazon-scientific-mmrec  /work/shared/data/amazon-scientific-mmrec (meta, text)
-
-Rows
-  bpr, lightgcn, vbpr                          one run per seed
-  <fusion> [dragon|freedom]                    fusion-sum is stage I; fusion-learned and margo
-                                               continue (stage II) from that very stage-I state
-  fusion-sum+id, margo+id [dragon|freedom]     the same with the free ID channel (1.9), +VARIANTS
-
-Protocol: Adam lr 1e-3, batch 2048, d 64, early stop on validation Recall@20 (patience 20 checks;
-50 for bpr and lightgcn, slow climbers; at most 300 epochs per stage, MMRec's cap), test metrics at
-the best-validation epoch. No grid search here: every row names its model, backbone and ID
-channel and sets the few values in ROW_CFG (chosen earlier on validation only), the rest are the
-trainer's defaults (which since this benchmark are its validation winner). The *default model*
-of the report is the fusion row with the best mean validation Recall@20 over the datasets (each
-dataset's values divided by its best row), and the best MARGO configuration is chosen the same
-way among margo rows: selection never sees test. The trainer's default model is also run on
-SYNTH (unnormalised features, Zipf-like popularity) beside the ID-only LightGCN.
-
-Runs are ordered by priority (the default candidates, lightgcn and bpr first); every run is a JSON
-under WORKDIR/runs, so an interrupted benchmark resumes; ``--report-only`` names what is missing.
-
-    .venv/bin/python -m bench.quality --quick          # smoke check (mlsmall, 1 seed, 3 epochs)
-    nice -n 10 .venv/bin/python -m bench.quality       # full (hours of CPU)
-    .venv/bin/python -m bench.quality --report-only    # tables from finished runs
+    .venv/bin/python -m bench.quality [--quick | --report-only]
 """
 
 from __future__ import annotations
@@ -48,47 +26,26 @@ METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 # MMRec's own runs (REFERENCE-NUMBERS.md; seed 999, one setting each): R@10, R@20, N@10, N@20
 REFERENCE: dict[str, dict[str, tuple[float | None, ...]]] = {
     "mlsmall-mmrec": {
-        "MostPop (no training)": (None, 0.1594, None, None),
-        "LATTICE": (0.1661, 0.2531, 0.1455, 0.1702),
-        "LGMRec": (None, 0.2482, None, 0.1779),
-        "VBPR": (None, 0.2667, None, 0.1813),
-        "LightGCN": (None, 0.2684, None, 0.1826),
-        "BPR-MF (reg 1.0)": (None, 0.2713, None, 0.1831),
-        "FREEDOM": (None, 0.2792, None, 0.1929),
-        "DRAGON (MARGO's backbone)": (None, 0.2842, None, 0.1938),
-        "SMORE": (0.1997, 0.2910, 0.1757, 0.2017),
-        "MGCN (patience 20)": (0.1440, 0.2129, 0.1279, 0.1474),
-        "MGCN (patience 50)": (0.1918, 0.2976, 0.1678, 0.2012),
-    },
+        "MostPop (no training)": (None, 0.1594, None, None), "LATTICE": (0.1661, 0.2531, 0.1455, 0.1702),
+        "LGMRec": (None, 0.2482, None, 0.1779), "VBPR": (None, 0.2667, None, 0.1813), "LightGCN": (None, 0.2684, None, 0.1826),
+        "BPR-MF (reg 1.0)": (None, 0.2713, None, 0.1831), "FREEDOM": (None, 0.2792, None, 0.1929),
+        "DRAGON (MARGO's backbone)": (None, 0.2842, None, 0.1938), "SMORE": (0.1997, 0.2910, 0.1757, 0.2017),
+        "MGCN (patience 20)": (0.1440, 0.2129, 0.1279, 0.1474), "MGCN (patience 50)": (0.1918, 0.2976, 0.1678, 0.2012)},
     "amazon-scientific-mmrec": {
-        "MostPop (no training)": (None, 0.0615, None, None),
-        "BPR-MF (reg 0.1)": (0.0998, 0.1324, 0.0654, 0.0737),
-        "LightGCN": (0.1259, 0.1730, 0.0789, 0.0909),
-        "FREEDOM": (0.1489, 0.2030, 0.0899, 0.1037),
-        "SMORE": (0.1557, 0.2151, 0.0927, 0.1078),
-        "DRAGON (MARGO's backbone)": (0.1575, 0.2059, 0.0958, 0.1081),
-    },
-}
+        "MostPop (no training)": (None, 0.0615, None, None), "BPR-MF (reg 0.1)": (0.0998, 0.1324, 0.0654, 0.0737),
+        "LightGCN": (0.1259, 0.1730, 0.0789, 0.0909), "FREEDOM": (0.1489, 0.2030, 0.0899, 0.1037),
+        "SMORE": (0.1557, 0.2151, 0.0927, 0.1078), "DRAGON (MARGO's backbone)": (0.1575, 0.2059, 0.0958, 0.1081)}}
 BEST_ANCHOR = {"mlsmall-mmrec": "MGCN (patience 50)", "amazon-scientific-mmrec": "SMORE"}
-REF_OF_ROW = {
-    "bpr": ("BPR-MF (reg 1.0)", "BPR-MF (reg 0.1)"),
-    "lightgcn": ("LightGCN",),
-    "vbpr": ("VBPR",),
-    "fusion-sum [dragon]": ("DRAGON (MARGO's backbone)",),
-    "fusion-sum+id [freedom]": ("FREEDOM",),
-}
+REF_OF_ROW = {"bpr": ("BPR-MF (reg 1.0)", "BPR-MF (reg 0.1)"), "lightgcn": ("LightGCN",), "vbpr": ("VBPR",),
+              "fusion-sum [dragon]": ("DRAGON (MARGO's backbone)",), "fusion-sum+id [freedom]": ("FREEDOM",)}
 # values chosen on validation by the earlier sweeps (mlsmall-mmrec, seed 0): margo alpha 0.01
 # with a faster W (weight_lr 1e-2); fusion-learned keeps the stage lr (None)
-ROW_CFG: dict[str, dict[str, Any]] = {
-    "margo": {"alpha": 0.01, "weight_lr": 1e-2},
-    "fusion-learned": {"weight_lr": None},
-}
+ROW_CFG: dict[str, dict[str, Any]] = {"margo": {"alpha": 0.01, "weight_lr": 1e-2}, "fusion-learned": {"weight_lr": None}}
 # the ID baselines as MMRec's reference runs were set (REFERENCE-NUMBERS.md): BPR-MF reg 1.0 on
 # mlsmall-mmrec, 0.1 on amazon-scientific (1.0 collapses there); LightGCN MMRec's 1e-4
 BASELINE_CFG: dict[str, dict[str, dict[str, Any]]] = {
     "mlsmall-mmrec": {"bpr": {"reg_weight": 1.0}, "lightgcn": {"reg_weight": 1e-4}},
-    "amazon-scientific-mmrec": {"bpr": {"reg_weight": 0.1}, "lightgcn": {"reg_weight": 1e-4}},
-}
+    "amazon-scientific-mmrec": {"bpr": {"reg_weight": 0.1}, "lightgcn": {"reg_weight": 1e-4}}}
 QUICK = {"epochs": 3, "patience": 3}
 VARIANTS = {"standardised": {"feature_norm": "standardize"}, "prune 0.5": {"prune_ratio": 0.5},
             # issue 17's margin over MMRec's best: levers that keep the epoch's cost (seed 0 of
@@ -101,26 +58,20 @@ EARLIER = H.RESULTS / f"{NAME}_earlier.json"
 # "never below ID-only LightGCN" on synthetic data built to be hard: unnormalised feature scales
 # (4 orders of magnitude per column) and Zipf-like item popularity; the demo's size
 SYNTH = "synth-skewed"
-SYNTH_ARGS: dict[str, Any] = {"n_users": 2000, "n_items": 1000, "n_interactions": 30000,
-                              "modalities": {"image": 512, "text": 384}, "popularity_skew": 1.2,
-                              "unnormalised": True, "seed": 0}  # fmt: skip
+SYNTH_ARGS: dict[str, Any] = {"n_users": 2000, "n_items": 1000, "n_interactions": 30000, "modalities": {"image": 512, "text": 384},
+                              "popularity_skew": 1.2, "unnormalised": True, "seed": 0}
 
 
 # -- steps --------------------------------------------------------------------------------------
-def fusion_chain(
-    path: str, base: dict[str, Any], backbone: str, id_channel: bool, meta: dict[str, Any],
-    variant: str = "",
-) -> list[H.Step]:
+def fusion_chain(path: str, base: dict[str, Any], backbone: str, id_channel: bool, meta: dict[str, Any],
+                 variant: str = "") -> list[H.Step]:
     """Stage I (fusion-sum) of one backbone and the stage-II rows that continue from it."""
     tag = f"{'+id' if id_channel else ''} [{backbone}{', ' + variant if variant else ''}]"
-    cfg = {**base, "model": "fusion-sum", "backbone": backbone, "id_channel": id_channel,
-           **PRUNE.get(backbone, {}), **VARIANTS.get(variant, {})}  # fmt: skip
+    cfg = {**base, "model": "fusion-sum", "backbone": backbone, "id_channel": id_channel, **PRUNE.get(backbone, {}), **VARIANTS.get(variant, {})}
     s1 = H.Step(f"fusion-sum{tag}", path, cfg, "stage1", meta=meta)
-    out = [s1, H.Step(f"margo{tag}", path, {**cfg, "model": "margo", **ROW_CFG["margo"]},
-                      "branch", s1.key, meta)]  # fmt: skip
+    out = [s1, H.Step(f"margo{tag}", path, {**cfg, "model": "margo", **ROW_CFG["margo"]}, "branch", s1.key, meta)]
     if not id_channel:
-        fl = {**cfg, "model": "fusion-learned", **ROW_CFG["fusion-learned"]}
-        out.append(H.Step(f"fusion-learned{tag}", path, fl, "branch", s1.key, meta))
+        out.append(H.Step(f"fusion-learned{tag}", path, {**cfg, "model": "fusion-learned", **ROW_CFG["fusion-learned"]}, "branch", s1.key, meta))
     return out
 
 
@@ -129,23 +80,17 @@ def plan(args: argparse.Namespace) -> list[H.Step]:
     tiers: list[list[H.Step]] = [[], [], []]
     for seed in args.seeds:
         for ds in [d for d in args.datasets if d != SYNTH]:
-            path = str(DATA / ds)
-            meta = {"dataset": ds, "seed": seed}
-            base = {"seed": seed, "epochs": args.epochs, "patience": args.patience}
-            base.update(QUICK if args.quick else {})
+            path, meta = str(DATA / ds), {"dataset": ds, "seed": seed}
+            base = {"seed": seed, "epochs": args.epochs, "patience": args.patience, **(QUICK if args.quick else {})}
             # the ID baselines climb slowly on mlsmall-mmrec: patience 20 stopped them early
             # (BPR 0.2571, LightGCN 0.2347 +- 0.038), so they get patience 50 (as MMRec's MGCN)
-            bl = {**base, "patience": args.baseline_patience, **(QUICK if args.quick else {})}
-            own = BASELINE_CFG[ds]
-            ids = H.Step("lightgcn", path, {**bl, "model": "lightgcn", **own["lightgcn"]},
-                         meta=meta)  # fmt: skip
+            bl, own = {**base, "patience": args.baseline_patience, **(QUICK if args.quick else {})}, BASELINE_CFG[ds]
+            ids = H.Step("lightgcn", path, {**bl, "model": "lightgcn", **own["lightgcn"]}, meta=meta)
             bpr = H.Step("bpr", path, {**bl, "model": "bpr", **own["bpr"]}, meta=meta)
-            tiers[0] += [*fusion_chain(path, base, "freedom", True, meta), ids, bpr]
-            tiers[0] += fusion_chain(path, base, "freedom", False, meta)
+            tiers[0] += [*fusion_chain(path, base, "freedom", True, meta), ids, bpr, *fusion_chain(path, base, "freedom", False, meta)]
             for v in VARIANTS:  # feature standardisation, lighter edge pruning (synth-skewed)
                 tiers[1] += fusion_chain(path, base, "freedom", True, meta, v)
-            tiers[1] += fusion_chain(path, base, "dragon", False, meta)
-            tiers[1] += fusion_chain(path, base, "dragon", True, meta)
+            tiers[1] += fusion_chain(path, base, "dragon", False, meta) + fusion_chain(path, base, "dragon", True, meta)
             tiers[2].append(H.Step("vbpr", path, {**base, "model": "vbpr"}, meta=meta))
     steps = [s for tier in tiers for s in tier]
     if args.synth and SYNTH in args.datasets:
@@ -157,129 +102,92 @@ def plan(args: argparse.Namespace) -> list[H.Step]:
     return steps
 
 
-DEFAULT_FIELDS = ("model", "backbone", "id_channel", "feature_norm", "prune_ratio", "alpha",
-                  "weight_lr", "reg_weight", "lr")  # fmt: skip
+DEFAULT_FIELDS = ("model", "backbone", "id_channel", "feature_norm", "prune_ratio", "alpha", "weight_lr", "reg_weight", "lr")
 _MARGO_ID = {"model": "margo", "backbone": "freedom", "id_channel": True, "feature_norm": "none",
-             "prune_ratio": 0.8, "alpha": 0.01, "weight_lr": 0.01, "reg_weight": 1e-3, "lr": 1e-3}  # fmt: skip
+             "prune_ratio": 0.8, "alpha": 0.01, "weight_lr": 0.01, "reg_weight": 1e-3, "lr": 1e-3}
 SYNTH_ROWS: dict[str, dict[str, Any]] = {
-    "margo+id [freedom]": _MARGO_ID,
-    "margo+id [freedom, standardised]": {**_MARGO_ID, "feature_norm": "standardize"},
-    "margo+id [freedom, standardised, prune 0.5]": {**_MARGO_ID, "feature_norm": "standardize",
-                                                    "prune_ratio": 0.5},  # fmt: skip (issue 17)
-    "margo [dragon]": {"model": "margo", "backbone": "dragon", "id_channel": False,
-                       "feature_norm": "none", **ROW_CFG["margo"]},
-    "lightgcn": {"model": "lightgcn", "reg_weight": 1e-4},
-}
+    "margo+id [freedom]": _MARGO_ID, "margo+id [freedom, standardised]": {**_MARGO_ID, "feature_norm": "standardize"},
+    "margo+id [freedom, standardised, prune 0.5]": {**_MARGO_ID, "feature_norm": "standardize", "prune_ratio": 0.5},  # issue 17
+    "margo [dragon]": {"model": "margo", "backbone": "dragon", "id_channel": False, "feature_norm": "none", **ROW_CFG["margo"]},
+    "lightgcn": {"model": "lightgcn", "reg_weight": 1e-4}}
 
 
 def default_cfg() -> dict[str, Any]:
     """The trainer's default model on SYNTH as explicit fields (a changed default is a new run);
     feature_norm auto as the standardize it runs on SYNTH (tests/trainer/test_freedom.py)."""
     from trainer.config import TrainConfig
-
     d = {k: getattr(TrainConfig(), k) for k in DEFAULT_FIELDS}
     return {**d, "feature_norm": "standardize"} if d["feature_norm"] == "auto" else d
 
 
 def default_label(table: dict[str, Any]) -> str | None:
     """The SYNTH row that is the trainer's default model."""
-    d = default_cfg()
-    return next((k for k, r in table.items()
-                 if {f: r["cfg"].get(f) for f in DEFAULT_FIELDS} == d), None)  # fmt: skip
+    return next((k for k, r in table.items() if {f: r["cfg"].get(f) for f in DEFAULT_FIELDS} == default_cfg()), None)
 
 
 def synth_plan(args: argparse.Namespace) -> list[H.Step]:
     """SYNTH_ROWS (and the trainer's default model, if it is none of them) on SYNTH, built once
     under WORKDIR; lightgcn with the baselines' patience."""
-    path = str(args.workdir / "data" / SYNTH)
-    rows = dict(SYNTH_ROWS)
+    path, rows = str(args.workdir / "data" / SYNTH), dict(SYNTH_ROWS)
     if default_cfg() not in rows.values():
         rows["default model"] = default_cfg()
-    out = []
-    for seed in args.seeds[: args.synth]:
-        meta = {"dataset": SYNTH, "seed": seed}
-        for label, cfg in rows.items():
-            pat = args.baseline_patience if cfg["model"] in ("bpr", "lightgcn") else args.patience
-            base = {"seed": seed, "epochs": args.epochs, "patience": pat, **(QUICK if args.quick else {})}
-            out.append(H.Step(label, path, {**base, **cfg}, meta=meta))
-    return out
+    return [H.Step(label, path, {"seed": seed, "epochs": args.epochs, **({"patience": args.baseline_patience}
+                   if cfg["model"] in ("bpr", "lightgcn") else {"patience": args.patience}), **(QUICK if args.quick else {}), **cfg},
+                   meta={"dataset": SYNTH, "seed": seed}) for seed in args.seeds[: args.synth] for label, cfg in rows.items()]
 
 
 # -- summary ------------------------------------------------------------------------------------
 def seed_record(r: dict[str, Any]) -> dict[str, Any]:
     """One finished run as the per-seed numbers a row aggregates."""
-    return {
-        "seed": r["step"]["meta"]["seed"], "test": {k: r["test"][k] for k in METRICS},
-        "valid_r20": r["valid"]["recall@20"], "seconds": r["seconds"],
-        "epochs": [(s["stage"], s["best_epoch"], s["epochs_run"]) for s in r["stages"]],
-        # BestState: a stage II that never beat stage I hands back stage I's state
-        "kept_stage1": len(r["stages"]) > 1 and r["stages"][-1]["best_valid_r20"] is not None
-        and r["valid"]["recall@20"] > r["stages"][-1]["best_valid_r20"],
-        "epoch_s": [s["median_epoch_s"] for s in r["stages"] if s["median_epoch_s"]],
-        "run": r["key"],
-    }  # fmt: skip
+    return {"seed": r["step"]["meta"]["seed"], "test": {k: r["test"][k] for k in METRICS}, "valid_r20": r["valid"]["recall@20"],
+            "seconds": r["seconds"], "epochs": [(s["stage"], s["best_epoch"], s["epochs_run"]) for s in r["stages"]],
+            # BestState: a stage II that never beat stage I hands back stage I's state
+            "kept_stage1": len(r["stages"]) > 1 and r["stages"][-1]["best_valid_r20"] is not None
+            and r["valid"]["recall@20"] > r["stages"][-1]["best_valid_r20"],
+            "epoch_s": [s["median_epoch_s"] for s in r["stages"] if s["median_epoch_s"]], "run": r["key"]}
 
 
 def earlier_records(row: dict[str, Any]) -> list[dict[str, Any]]:
     """The per-seed numbers of an earlier one-seed row (its mean is that seed's value)."""
-    return [{
-        "seed": row["seeds"][0], "test": {k: row[f"test_{k}"][0] for k in METRICS},
-        "valid_r20": row["valid_recall@20"][0], "seconds": row["seconds"][0],
-        "epochs": [tuple(e) for e in row["epochs"][0]], "kept_stage1": bool(row["kept_stage1"]),
-        "epoch_s": [row["median_epoch_s"][0]], "run": "earlier",
-    }]  # fmt: skip
+    return [{"seed": row["seeds"][0], "test": {k: row[f"test_{k}"][0] for k in METRICS}, "valid_r20": row["valid_recall@20"][0],
+             "seconds": row["seconds"][0], "epochs": [tuple(e) for e in row["epochs"][0]], "kept_stage1": bool(row["kept_stage1"]),
+             "epoch_s": [row["median_epoch_s"][0]], "run": "earlier"}]
 
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Configs equal up to fields set to None (the trainer's default when the earlier run was
     made, e.g. fusion-learned's weight_lr)."""
-    return {k: v for k, v in a.items() if v is not None} == {
-        k: v for k, v in b.items() if v is not None
-    }
+    return {k: v for k, v in a.items() if v is not None} == {k: v for k, v in b.items() if v is not None}
 
 
 def aggregate(recs: list[dict[str, Any]]) -> dict[str, Any]:
-    row: dict[str, Any] = {"seeds": [x["seed"] for x in recs]}
-    for k in METRICS:
-        row[f"test_{k}"] = H.mean_std([x["test"][k] for x in recs])
-    row["valid_recall@20"] = H.mean_std([x["valid_r20"] for x in recs])
-    row["epochs"] = [x["epochs"] for x in recs]
-    row["seconds"] = H.mean_std([x["seconds"] for x in recs])
-    row["kept_stage1"] = sum(x["kept_stage1"] for x in recs)
-    row["median_epoch_s"] = H.mean_std([e for x in recs for e in x["epoch_s"]])
-    row["runs"] = [x["run"] for x in recs]
-    return row
+    return {"seeds": [x["seed"] for x in recs], **{f"test_{k}": H.mean_std([x["test"][k] for x in recs]) for k in METRICS},
+            "valid_recall@20": H.mean_std([x["valid_r20"] for x in recs]), "epochs": [x["epochs"] for x in recs],
+            "seconds": H.mean_std([x["seconds"] for x in recs]), "kept_stage1": sum(x["kept_stage1"] for x in recs),
+            "median_epoch_s": H.mean_std([e for x in recs for e in x["epoch_s"]]), "runs": [x["run"] for x in recs]}
 
 
-def summarise(steps: list[H.Step], results: dict[str, dict], earlier: dict[str, Any] | None = None
-              ) -> dict[str, dict[str, Any]]:  # fmt: skip
-    """dataset -> row label -> mean/std of every metric over the finished seeds.
-
-    ``earlier`` (an earlier report's rows, EARLIER) fills in what this run store lacks, for rows
-    of the very same config: a one-seed earlier row joins this store's other seeds; an earlier
-    row of several seeds (only its mean and std survive) stands for a row with no run here."""
+def summarise(steps: list[H.Step], results: dict[str, dict], earlier: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """dataset -> row label -> mean/std of every metric over the finished seeds. ``earlier`` (an
+    earlier report's rows, EARLIER) fills in what this run store lacks, for rows of the very same
+    config: a one-seed earlier row joins this store's other seeds; an earlier row of several seeds
+    (only its mean and std survive) stands for a row with no run here."""
     out: dict[str, dict[str, Any]] = {}
     for ds in dict.fromkeys(s.meta["dataset"] for s in steps):
-        table: dict[str, Any] = {}
+        out[ds] = table = {}
         for label in dict.fromkeys(s.label for s in steps if s.meta["dataset"] == ds):
             mine = [s for s in steps if s.meta["dataset"] == ds and s.label == label]
             cfg = {k: v for k, v in mine[0].cfg.items() if k != "seed"}
             recs = [seed_record(results[s.key]) for s in mine if s.key in results]
             old = (earlier or {}).get(ds, {}).get(label)
-            old = old if old and _same(old["cfg"], cfg) else None
-            carried: list[int] = []
+            old, carried = old if old and _same(old["cfg"], cfg) else None, []
             if old and len(old["seeds"]) == 1 and old["seeds"][0] not in [x["seed"] for x in recs]:
-                recs = sorted(recs + earlier_records(old), key=lambda x: x["seed"])
-                carried = list(old["seeds"])
+                recs, carried = sorted(recs + earlier_records(old), key=lambda x: x["seed"]), list(old["seeds"])
             row = {"seeds_planned": [s.meta["seed"] for s in mine], **aggregate(recs)}
             if old and not recs:
-                row.update({k: v for k, v in old.items() if k != "cfg"})
-                row["runs"] = ["earlier"] * len(old["seeds"])
+                row.update({k: v for k, v in old.items() if k != "cfg"}, runs=["earlier"] * len(old["seeds"]))
                 carried = list(old["seeds"])
-            row["earlier_seeds"] = carried
-            row["cfg"] = cfg
-            table[label] = row
-        out[ds] = table
+            table[label] = {**row, "earlier_seeds": carried, "cfg": cfg}
     return out
 
 
@@ -289,13 +197,9 @@ def select(summary: dict[str, dict[str, Any]], prefix: tuple[str, ...]) -> str |
     most datasets (all of them once the benchmark is complete)."""
     score: dict[str, list[float]] = {}
     for table in summary.values():
-        cand = {k: v["valid_recall@20"][0] for k, v in table.items()
-                if k.startswith(prefix) and v["seeds"]}  # fmt: skip
-        if not cand:
-            continue
-        top = max(cand.values())
-        for k, v in cand.items():
-            score.setdefault(k, []).append(v / top)
+        if cand := {k: v["valid_recall@20"][0] for k, v in table.items() if k.startswith(prefix) and v["seeds"]}:
+            for k, v in cand.items():
+                score.setdefault(k, []).append(v / max(cand.values()))
     most = max((len(v) for v in score.values()), default=0)
     full = {k: float(np.mean(v)) for k, v in score.items() if len(v) == most}
     return max(full, key=full.__getitem__) if full else None
@@ -310,125 +214,86 @@ def _ms(x: tuple[float, float], n: int, digits: int = 4) -> str:
 
 def _epochs(runs: list[list]) -> str:
     per: dict[str, list[str]] = {}
-    for run in runs:
-        for st, best, ran in run:
-            per.setdefault(st, []).append(f"{best}/{ran}")
+    for st, best, ran in (e for run in runs for e in run):
+        per.setdefault(st, []).append(f"{best}/{ran}")
     return "; ".join(f"{st} {', '.join(v)}" for st, v in per.items()) or "–"
 
 
 def _ref(ds: str, label: str) -> str:
-    refs = REFERENCE[ds]
-    return "; ".join(f"{n}: {refs[n][1]:.4f}" for n in REF_OF_ROW.get(label, ()) if n in refs)
+    return "; ".join(f"{n}: {REFERENCE[ds][n][1]:.4f}" for n in REF_OF_ROW.get(label, ()) if n in REFERENCE[ds])
 
 
 def dataset_md(ds: str, table: dict[str, Any], default: str | None) -> list[str]:
-    head = ["model", "seeds", "test R@10", "test R@20", "test N@10", "test N@20", "valid R@20",
-            "epochs (stage best/run)", "s / run", "s / epoch",
-            "MMRec R@20 (same split)"]  # fmt: skip
+    head = ["model", "seeds", "test R@10", "test R@20", "test N@10", "test N@20", "valid R@20", "epochs (stage best/run)", "s / run",
+            "s / epoch", "MMRec R@20 (same split)"]
     rows = []
     for label, r in table.items():
-        n = len(r["seeds"])
-        missing = sorted(set(r["seeds_planned"]) - set(r["seeds"]))
-        name = f"**{label}** (default)" if label == default else label
+        n, missing = len(r["seeds"]), sorted(set(r["seeds_planned"]) - set(r["seeds"]))
         seeds = f"{n}" + (f" (missing seed {', '.join(map(str, missing))})" if missing else "")
         if old := r.get("earlier_seeds"):
             seeds += f" (seed {', '.join(map(str, old))}: earlier report)"
-        rows.append([
-            name, seeds, *(_ms(r[f"test_{k}"], n) for k in METRICS),
-            _ms(r["valid_recall@20"], n),
-            _epochs(r["epochs"]) + (f" (stage I kept: {r['kept_stage1']})" if r["kept_stage1"]
-                                    else ""),
-            _ms(r["seconds"], n, 0),
-            _ms(r["median_epoch_s"], n, 2), _ref(ds, label),
-        ])  # fmt: skip
-    ref_rows = [[name, *(v if v is not None else "–" for v in vals)]
-                for name, vals in REFERENCE[ds].items()]  # fmt: skip
-    return [
-        f"## {ds}\n",
-        H.md_table(head, rows),
-        "\nMMRec's own models on exactly this split (REFERENCE-NUMBERS.md; seed 999, one "
-        "setting each, not re-run here):\n",
-        H.md_table(["model (MMRec)", "R@10", "R@20", "N@10", "N@20"], ref_rows),
-        "",
-    ]
+        rows.append([f"**{label}** (default)" if label == default else label, seeds, *(_ms(r[f"test_{k}"], n) for k in METRICS),
+                     _ms(r["valid_recall@20"], n), _epochs(r["epochs"]) + (f" (stage I kept: {r['kept_stage1']})" if r["kept_stage1"] else ""),
+                     _ms(r["seconds"], n, 0), _ms(r["median_epoch_s"], n, 2), _ref(ds, label)])
+    ref_rows = [[name, *(v if v is not None else "–" for v in vals)] for name, vals in REFERENCE[ds].items()]
+    return [f"## {ds}\n", H.md_table(head, rows), "\nMMRec's own models on exactly this split (REFERENCE-NUMBERS.md; seed 999, one "
+            "setting each, not re-run here):\n", H.md_table(["model (MMRec)", "R@10", "R@20", "N@10", "N@20"], ref_rows), ""]
 
 
-def goals_md(summary: dict[str, dict[str, Any]], default: str | None, best: str | None
-             ) -> list[str]:  # fmt: skip
+def _verdict(ok: bool, n: int) -> str:
+    return "n/a (missing runs)" if n == 0 else ("holds" if ok else "does not hold")
+
+
+def goals_md(summary: dict[str, dict[str, Any]], default: str | None, best: str | None) -> list[str]:
     def test(ds: str, label: str | None) -> tuple[float, float, int]:
         r = summary[ds].get(label or "")
-        if not r or not r["seeds"]:
-            return math.nan, math.nan, 0
-        return (*r["test_recall@20"], len(r["seeds"]))
+        return (*r["test_recall@20"], len(r["seeds"])) if r and r["seeds"] else (math.nan, math.nan, 0)
 
-    lines = ["## Goals (test Recall@20, mean ± std over the finished seeds)\n"]
-    lines.append(f"- default model (best mean relative validation R@20 over the datasets among "
-                 f"the fusion rows): **{default or 'not yet chosen: rows missing'}**; best MARGO "
-                 f"configuration chosen the same way among margo rows: "
-                 f"**{best or '–'}**")  # fmt: skip
+    lines = ["## Goals (test Recall@20, mean ± std over the finished seeds)\n",
+             f"- default model (best mean relative validation R@20 over the datasets among the fusion rows): "
+             f"**{default or 'not yet chosen: rows missing'}**; best MARGO configuration chosen the same way among margo rows: **{best or '–'}**"]
     per_ds = []
     for ds, t in summary.items():  # each dataset alone (rows missing elsewhere included)
-        cand = {k: v["valid_recall@20"][0] for k, v in t.items() if v["seeds"]
-                and k.startswith(("fusion-sum", "fusion-learned", "margo"))}  # fmt: skip
-        if cand:
-            top = max(cand, key=cand.__getitem__)
-            per_ds.append(f"{ds}: {top} ({cand[top]:.4f})")
+        if cand := {k: v["valid_recall@20"][0] for k, v in t.items() if v["seeds"] and k.startswith(("fusion-sum", "fusion-learned", "margo"))}:
+            per_ds.append(f"{ds}: {(top := max(cand, key=cand.__getitem__))} ({cand[top]:.4f})")
     lines.append(f"  - best fusion row on validation per dataset alone: {'; '.join(per_ds)}")
     have = [ds for ds, t in summary.items() if default in t and t[default]["seeds"]]
     if default and len(have) < len(summary):
-        lines.append(f"  - chosen on {', '.join(have)} only: the other datasets' fusion rows are "
-                     f"missing")  # fmt: skip
+        lines.append(f"  - chosen on {', '.join(have)} only: the other datasets' fusion rows are missing")
     for ds in summary:
-        d, ds_, dn = test(ds, default)
-        lg, lgs, ln = test(ds, "lightgcn")
-        b, bs, bn = test(ds, best)
+        (d, ds_, dn), (lg, lgs, ln), (b, bs, bn) = (test(ds, x) for x in (default, "lightgcn", best))
         anchor = BEST_ANCHOR[ds]
         a = REFERENCE[ds][anchor][1] or math.nan
-
-        def verdict(ok: bool, n: int) -> str:
-            return "n/a (missing runs)" if n == 0 else ("holds" if ok else "does not hold")
-
-        margin = verdict(b - bs > a, bn)
+        margin = _verdict(b - bs > a, bn)
         if bn == 1:  # one seed has no std: only the sign can be read
             margin = f"{'above' if b > a else 'below'} (1 seed: the one-std margin is unchecked)"
-        lines.append(f"- {ds}: default {_ms((d, ds_), dn)} vs ID-only lightgcn "
-                     f"{_ms((lg, lgs), ln)}: "
-                     f"{verdict(d >= lg, min(dn, ln))}; best margo {_ms((b, bs), bn)} vs {anchor} "
-                     f"{a:.4f} by at least one std: {margin}")  # fmt: skip
+        lines.append(f"- {ds}: default {_ms((d, ds_), dn)} vs ID-only lightgcn {_ms((lg, lgs), ln)}: {_verdict(d >= lg, min(dn, ln))}; "
+                     f"best margo {_ms((b, bs), bn)} vs {anchor} {a:.4f} by at least one std: {margin}")
         for label in ("bpr", "lightgcn"):
             m, s, n = test(ds, label)
-            refs = [REFERENCE[ds][x][1] for x in REF_OF_ROW[label] if x in REFERENCE[ds]]
-            if refs and n:
+            if (refs := [REFERENCE[ds][x][1] for x in REF_OF_ROW[label] if x in REFERENCE[ds]]) and n:
                 ok = abs(m - refs[0]) <= max(s, 1e-12) or m > refs[0]
-                lines.append(f"  - {label} {_ms((m, s), n)} vs MMRec {refs[0]:.4f}: "
-                             f"{'within one std or above' if ok else 'below by > one std'}")
+                lines.append(f"  - {label} {_ms((m, s), n)} vs MMRec {refs[0]:.4f}: {'within one std or above' if ok else 'below by > one std'}")
     return lines + [""]
 
 
 def notes_md(summary: dict[str, dict[str, Any]], synth: dict[str, Any], epochs: int) -> list[str]:
     """Feature standardisation on validation beside the default, and the runs the cap cut."""
-    raw, std = "margo+id [freedom]", "margo+id [freedom, standardised]"
-    per, missing = [], []
+    raw, std, per, missing, lines = "margo+id [freedom]", "margo+id [freedom, standardised]", [], [], []
     for ds, t in [*summary.items(), (SYNTH, synth)]:
         a, b = t.get(raw), t.get(std)
         if not (b and b["seeds"]):
             missing.append(ds)
         if a and b and a["seeds"] and b["seeds"]:
-            per.append(f"{ds} {_ms(a['valid_recall@20'], len(a['seeds']))} ({len(a['seeds'])} "
-                       f"seeds) vs {_ms(b['valid_recall@20'], len(b['seeds']))} "
-                       f"({len(b['seeds'])})")  # fmt: skip
-    lines = []
+            per.append(f"{ds} {_ms(a['valid_recall@20'], len(a['seeds']))} ({len(a['seeds'])} seeds) vs "
+                       f"{_ms(b['valid_recall@20'], len(b['seeds']))} ({len(b['seeds'])})")
     if per:
-        lines.append(f"- `--feature-norm standardize` on {raw}, validation R@20 raw vs "
-                     f"standardised: {'; '.join(per)}"
-                     + (f"; not measured on {', '.join(missing)}, so the selection above cannot "
-                        f"choose it yet" if missing else ""))  # fmt: skip
-    capped = sorted({f"{label} ({ds})" for ds, t in [*summary.items(), (SYNTH, synth)]
-                     for label, r in t.items() for run in r["epochs"]
-                     for _, _, ran in run if ran >= epochs})  # fmt: skip
-    if capped:
-        lines.append(f"- rows with runs stopped by the {epochs}-epoch cap rather than by "
-                     f"patience (more epochs might raise them): {', '.join(capped)}")  # fmt: skip
+        lines.append(f"- `--feature-norm standardize` on {raw}, validation R@20 raw vs standardised: {'; '.join(per)}"
+                     + (f"; not measured on {', '.join(missing)}, so the selection above cannot choose it yet" if missing else ""))
+    if capped := sorted({f"{label} ({ds})" for ds, t in [*summary.items(), (SYNTH, synth)] for label, r in t.items()
+                         for run in r["epochs"] for _, _, ran in run if ran >= epochs}):
+        lines.append(f"- rows with runs stopped by the {epochs}-epoch cap rather than by patience (more epochs might raise them): "
+                     + ", ".join(capped))
     return lines
 
 
@@ -436,111 +301,72 @@ def synth_md(table: dict[str, Any], args: argparse.Namespace) -> list[str]:
     """SYNTH: the default model against the ID-only LightGCN (the target), other rows beside."""
     if not table:
         return []
-    dl = default_label(table)
-    head = ["model", "seeds", "test R@20", "test N@20", "valid R@20", "epochs (stage best/run)",
-            "s / run"]  # fmt: skip
-    rows = [[f"**{label}** (default)" if label == dl else label, len(r["seeds"]),
-             _ms(r["test_recall@20"], len(r["seeds"])),
-             _ms(r["test_ndcg@20"], len(r["seeds"])), _ms(r["valid_recall@20"], len(r["seeds"])),
-             _epochs(r["epochs"]), _ms(r["seconds"], len(r["seeds"]), 0)]
-            for label, r in table.items()]  # fmt: skip
+    dl, ms = default_label(table), lambda r, k, d=4: _ms(r[k], len(r["seeds"]), d)
+    rows = [[f"**{label}** (default)" if label == dl else label, len(r["seeds"]), ms(r, "test_recall@20"), ms(r, "test_ndcg@20"),
+             ms(r, "valid_recall@20"), _epochs(r["epochs"]), ms(r, "seconds", 0)] for label, r in table.items()]
     d, lg = table.get(dl or ""), table.get("lightgcn")
-    verdict = "n/a (missing runs)"
-    if d and lg and d["seeds"] and lg["seeds"]:
-        ok = d["test_recall@20"][0] >= lg["test_recall@20"][0]
-        verdict = "holds" if ok else "does not hold"
-    return [
-        f"## {SYNTH}: unnormalised features, heavy-tailed popularity\n",
-        f"`margo import synth` with {SYNTH_ARGS} (`--popularity-skew "
-        f"{SYNTH_ARGS['popularity_skew']} --unnormalised`): per-column feature scales over four "
-        f"orders of magnitude plus offsets, Zipf-like item popularity. The row marked default is "
-        f"the trainer's defaults ({default_cfg()}: feature_norm auto standardises these features "
-        f"and leaves the real sets' as given, so there the rows without feature_norm are the "
-        f"default's runs); lightgcn as on the real sets (patience {args.baseline_patience}).\n",
-        f"Target *default model never below the ID-only LightGCN* (mean test R@20): "
-        f"**{verdict}**.\n",
-        H.md_table(head, rows),
-        "",
-    ]  # fmt: skip
+    ok = d and lg and d["seeds"] and lg["seeds"]
+    verdict = ("holds" if d["test_recall@20"][0] >= lg["test_recall@20"][0] else "does not hold") if ok else "n/a (missing runs)"
+    return [f"## {SYNTH}: unnormalised features, heavy-tailed popularity\n",
+            f"`margo import synth` with {SYNTH_ARGS} (`--popularity-skew {SYNTH_ARGS['popularity_skew']} --unnormalised`): per-column "
+            "feature scales over four orders of magnitude plus offsets, Zipf-like item popularity. The row marked default is the "
+            f"trainer's defaults ({default_cfg()}: feature_norm auto standardises these features and leaves the real sets' as given, "
+            "so there the rows without feature_norm are the default's runs); lightgcn as on the real sets (patience "
+            f"{args.baseline_patience}).\n", f"Target *default model never below the ID-only LightGCN* (mean test R@20): **{verdict}**.\n",
+            H.md_table(["model", "seeds", "test R@20", "test N@20", "valid R@20", "epochs (stage best/run)", "s / run"], rows), ""]
 
 
 def report(args: argparse.Namespace, steps: list[H.Step], results: dict[str, dict]) -> None:
-    earlier = None
-    if args.earlier and Path(args.earlier).is_file():
-        earlier = json.loads(Path(args.earlier).read_text())["summary"]
+    earlier = json.loads(Path(args.earlier).read_text())["summary"] if args.earlier and Path(args.earlier).is_file() else None
     summary = summarise([s for s in steps if s.meta["dataset"] != SYNTH], results, earlier)
-    synth = summarise([s for s in steps if s.meta["dataset"] == SYNTH], results, earlier)
-    synth = synth.get(SYNTH, {})
-    fusions = ("fusion-sum", "fusion-learned", "margo")
-    default, best = select(summary, fusions), select(summary, ("margo",))
-    info = H.machine_info(args.threads)
-    done, planned = sum(s.key in results for s in steps), len(steps)
-    md = ["# Quality benchmark (`bench/quality.py`)\n",
-          H.machine_md(info, f"; runs finished: {done} of {planned}"),
-          f"Protocol: full ranking over all items with training items masked (MMRec's); Adam lr "
-          f"1e-3, batch 2048, d 64; early stop on validation Recall@20, patience {args.patience} "
-          f"(checks, one per epoch; bpr and lightgcn {args.baseline_patience}: they climb slowly, "
-          f"and patience 20 cut them early), at most {args.epochs} epochs per stage (MMRec's "
-          f"cap; a run whose epochs reach it says so in the epochs column); test metrics of the "
-          f"best-validation state of the run. Seeds {args.seeds} (initialisation and "
-          f"sampling; the split is fixed). Mean ± sample std over the finished seeds. Stage-II "
-          f"rows (fusion-learned, margo) continue from the stage-I state reported as fusion-sum "
-          f"of the same backbone and seed; their seconds include it. Every row names its model, "
-          f"backbone and ID channel (freedom rows prune {PRUNE['freedom']['prune_ratio']} of the "
-          f"edges unless the label says otherwise); margo rows also set {ROW_CFG['margo']} (the trainer's "
-          f"defaults since they won on validation); baselines {BASELINE_CFG}. A row with missing "
-          f"seeds says which; a row with 0 seeds has not run yet; seeds marked *earlier report* "
-          f"come from {EARLIER.name} (an earlier run of this benchmark, same configs, whose run "
-          f"store was lost: one-seed rows join the new seeds exactly, rows of several seeds are "
-          f"carried as mean and std).\n"]  # fmt: skip
+    synth = summarise([s for s in steps if s.meta["dataset"] == SYNTH], results, earlier).get(SYNTH, {})
+    default, best = select(summary, ("fusion-sum", "fusion-learned", "margo")), select(summary, ("margo",))
+    info, done, planned = H.machine_info(args.threads), sum(s.key in results for s in steps), len(steps)
+    md = ["# Quality benchmark (`bench/quality.py`)\n", H.machine_md(info, f"; runs finished: {done} of {planned}"),
+          f"Protocol: full ranking over all items with training items masked (MMRec's); Adam lr 1e-3, batch 2048, d 64; early stop "
+          f"on validation Recall@20, patience {args.patience} (checks, one per epoch; bpr and lightgcn {args.baseline_patience}: they "
+          f"climb slowly, and patience 20 cut them early), at most {args.epochs} epochs per stage (MMRec's cap; a run whose epochs "
+          f"reach it says so in the epochs column); test metrics of the best-validation state of the run. Seeds {args.seeds} "
+          "(initialisation and sampling; the split is fixed). Mean ± sample std over the finished seeds. Stage-II rows "
+          "(fusion-learned, margo) continue from the stage-I state reported as fusion-sum of the same backbone and seed; their "
+          "seconds include it. Every row names its model, backbone and ID channel (freedom rows prune "
+          f"{PRUNE['freedom']['prune_ratio']} of the edges unless the label says otherwise); margo rows also set {ROW_CFG['margo']} "
+          f"(the trainer's defaults since they won on validation); baselines {BASELINE_CFG}. A row with missing seeds says which; a "
+          f"row with 0 seeds has not run yet; seeds marked *earlier report* come from {EARLIER.name} (an earlier run of this "
+          "benchmark, same configs, whose run store was lost: one-seed rows join the new seeds exactly, rows of several seeds are "
+          "carried as mean and std).\n"]
     if args.quick:
         md.append(f"**QUICK SMOKE RUN** ({QUICK}): the numbers mean nothing.\n")
     md += goals_md(summary, default, best)
-    if synth:
-        d, lg = synth.get(default_label(synth) or ""), synth.get("lightgcn")
-        if d and lg and d["seeds"] and lg["seeds"]:
-            ok = d["test_recall@20"][0] >= lg["test_recall@20"][0]
-            md.insert(-1, f"- {SYNTH} (below): the trainer's default model "
-                          f"{_ms(d['test_recall@20'], len(d['seeds']))} vs ID-only lightgcn "
-                          f"{_ms(lg['test_recall@20'], len(lg['seeds']))}: "
-                          f"{'holds' if ok else 'does not hold'}")  # fmt: skip
-    notes = notes_md(summary, synth, args.epochs)
-    md[-1:-1] = notes
+    d, lg = synth.get(default_label(synth) or ""), synth.get("lightgcn")
+    if d and lg and d["seeds"] and lg["seeds"]:
+        md.insert(-1, f"- {SYNTH} (below): the trainer's default model {_ms(d['test_recall@20'], len(d['seeds']))} vs ID-only "
+                      f"lightgcn {_ms(lg['test_recall@20'], len(lg['seeds']))}: "
+                      f"{'holds' if d['test_recall@20'][0] >= lg['test_recall@20'][0] else 'does not hold'}")
+    md[-1:-1] = notes_md(summary, synth, args.epochs)
     for ds, table in summary.items():
         md += dataset_md(ds, table, default)
     md += synth_md(synth, args)
-    data = {"machine": info, "args": {k: str(v) if isinstance(v, Path) else v
-                                     for k, v in vars(args).items()},
-            "default_row": default, "best_margo_row": best, "summary": summary,
-            "synth": {"args": SYNTH_ARGS, "summary": synth},
-            "reference": REFERENCE, "runs_finished": done, "runs_planned": planned}  # fmt: skip
-    out = args.workdir / "quick-results" if args.quick else args.results
-    figures = weight_figures(args, steps, results, earlier)
-    for p in H.write_report(out, NAME, data, "\n".join(md), figures=figures):
-        print(f"[bench] wrote {p}")
+    data = {"machine": info, "args": vars(args), "default_row": default, "best_margo_row": best, "summary": summary,
+            "synth": {"args": SYNTH_ARGS, "summary": synth}, "reference": REFERENCE, "runs_finished": done, "runs_planned": planned}
+    H.write_report(args.results, NAME, data, "\n".join(md), weight_figures(args, steps, results, earlier), log=print)
 
 
-def weight_figures(args: argparse.Namespace, steps: list[H.Step], results: dict,
-                   earlier: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+def weight_figures(args: argparse.Namespace, steps: list[H.Step], results: dict, earlier: dict[str, Any] | None = None) -> dict[str, Any]:
     """Histogram of the learned image/first-modality weight of every margo row (first seed)."""
-    plt = H.pyplot()
-    if plt is None or args.quick:
+    if (plt := H.pyplot()) is None or args.quick:
         return {}
     figs = {}
     for ds in [d for d in args.datasets if d != SYNTH]:
-        rows = [(s.label, results[s.key]) for s in steps if s.meta["dataset"] == ds
-                and s.meta["seed"] == args.seeds[0] and s.label.startswith("margo")
-                and s.key in results and results[s.key].get("weights_file")]  # fmt: skip
-        carried = (earlier or {}).get(ds, {})
-        if not rows or any(k.startswith("margo") for k in carried):
+        rows = [(s.label, results[s.key]) for s in steps if s.meta["dataset"] == ds and s.meta["seed"] == args.seeds[0]
+                and s.label.startswith("margo") and s.key in results and results[s.key].get("weights_file")]
+        if not rows or any(k.startswith("margo") for k in (earlier or {}).get(ds, {})):
             continue  # an earlier report's figure stays: its weights are not in this run store
         fig, ax = plt.subplots(figsize=(7, 3.5))
         for label, r in rows:
-            w = np.load(args.workdir / "runs" / r["weights_file"])
-            ax.hist(w[:, 0], bins=40, range=(0, 1), histtype="step", label=label)
-        ax.set_xlabel(f"softmax weight of channel {rows[0][1]['channels'][0]!r}")
-        ax.set_ylabel("items")
-        ax.set_title(f"{ds}: learned per-item weights (seed {args.seeds[0]})")
+            ax.hist(np.load(args.workdir / "runs" / r["weights_file"])[:, 0], bins=40, range=(0, 1), histtype="step", label=label)
+        ax.set(xlabel=f"softmax weight of channel {rows[0][1]['channels'][0]!r}", ylabel="items",
+               title=f"{ds}: learned per-item weights (seed {args.seeds[0]})")
         ax.legend(fontsize=7)
         fig.tight_layout()
         figs[f"{NAME}_weights_{ds}.png"] = fig
@@ -548,28 +374,23 @@ def weight_figures(args: argparse.Namespace, steps: list[H.Step], results: dict,
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__.split("\n")[0])
-    H.add_common_args(p)
+    p = H.parser(__doc__)
     p.add_argument("--datasets", nargs="+", default=[*DATASETS, SYNTH], choices=[*DATASETS, SYNTH])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=300, help="maximum epochs per stage")
     p.add_argument("--patience", type=int, default=20, help="early stop of the fusion rows")
-    p.add_argument("--baseline-patience", type=int, default=50,
-                   help="early stop of bpr and lightgcn (slow climbers: patience 20 cut them)")
+    p.add_argument("--baseline-patience", type=int, default=50, help="early stop of bpr and lightgcn (slow climbers: patience 20 cut them)")
     p.add_argument("--rows", nargs="+", help="only these row labels (and their stage-I parents)")
     p.add_argument("--synth", type=int, default=3, metavar="N", help=f"{SYNTH} seeds (0: none)")
-    p.add_argument("--earlier", default=str(EARLIER),
-                   help="an earlier report's rows to fill in what the run store lacks ('' none)")
-    args = p.parse_args(argv)
+    p.add_argument("--earlier", default=str(EARLIER), help="an earlier report's rows to fill in what the run store lacks ('' none)")
+    args = H.parse_args(p, argv)
     if args.quick:
         args.datasets, args.seeds, args.synth = args.datasets[:1], args.seeds[:1], 0
-    log = H.make_logger(args.workdir / f"{NAME}.log")
-    steps = plan(args)
+    log, steps = H.make_logger(args.workdir / f"{NAME}.log"), plan(args)
     if args.synth and not args.report_only and any(s.meta["dataset"] == SYNTH for s in steps):
         H.ensure_dataset(args.workdir / "data" / SYNTH, "import_synth", log=log, **SYNTH_ARGS)
     log(f"[bench] {len(steps)} runs planned")
-    results = H.run_or_load(steps, args, args.workdir / "runs", log)
-    report(args, steps, results)
+    report(args, steps, H.run_or_load(steps, args, args.workdir / "runs", log))
     return 0
 
 
