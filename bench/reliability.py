@@ -1,41 +1,20 @@
 """Reliability benchmark (issue 15): does the reliability score find corrupted content, and
 does a fusion guided by it keep its Recall@20 when content is corrupted?
 
-Cases (20% of items corrupted in one modality; the mask is written beside the copy and read
-only here, to score detectors: nothing the trainer computes reads it)
-  synth           ``import_synth`` (3,000 users, 1,500 items, 40,000 interactions, image 512-d,
-                  text 384-d) with the seed s: clean = corrupt_fraction 0, corrupted = the
-                  importer's planted corruption (corrupt_fraction 0.2: one random modality of
-                  20% of items replaced by noise; every other byte equal to the clean bundle)
-  mlsmall-text    mlsmall-mmrec with the title rows of 20% of items swapped for other items'
-  mlsmall-image   the same with the genre slot ('image' = genres + year)
-  sci-text        amazon-scientific-mmrec with swapped titles
-  sci-meta        the same with swapped category/brand text
-  Seed s (0, 1, 2) draws the corrupted items (and the score's folds / injected swaps).
-  Training configs pin the trainer defaults of this run (DRAGON backbone, no ID channel, alpha
-  0.1, weight_lr = lr: PINNED), so later default changes do not mix into the results.
+Cases, 20% of items corrupted in one modality per seed (the mask is written beside the copy and
+read only here): synth (``import_synth``'s planted noise), mlsmall-text / mlsmall-image (titles /
+genre slot swapped for other items'), sci-text / sci-meta (amazon-scientific titles / category
+text). Detection: ROC-AUC and precision at #corrupted of the audit, the score and its signals, and
+1 - the learned weights. Recall: test Recall@20 on clean and corrupted data of fusion-sum, margo,
+margo+prior and fusion-sum+repair (trainer defaults pinned in PINNED; at most EPOCHS per stage).
 
-Detection: ROC-AUC and precision at the number of corrupted items for the training-free audit
-(``agreement``: trainer/audit.py), the new score (trainer/reliability, without a model), and
-the learned weights 1 - w of fusion-learned and margo (trainer defaults) on the corrupted data.
-Synth pools both modalities' (item, modality) pairs; the real cases score the swapped modality.
-
-Recall: test Recall@20 on clean and corrupted data of fusion-sum (stage I), margo and two
-reliability-guided models: margo with ``reliability_prior`` = PRIOR (stage II at lr 1e-4; both
-margos continue from the same fusion-sum stage I) and fusion-sum on reliability-repaired content
-(its own stage I); the report marks the one with the better validation Recall@20 on corrupted
-data. Trained on ``--train-cases`` (mlsmall and sci first), seed by seed. Early stop on
-validation Recall@20, at most EPOCHS epochs per stage, patience PATIENCE (a shared 2-core
-machine: below the quality benchmark's 300/20).
-
-    .venv/bin/python -m bench.reliability --quick          # smoke check
-    nice -n 10 .venv/bin/python -m bench.reliability       # full (--train-seeds 0 1 2)
-    .venv/bin/python -m bench.reliability --report-only    # tables from what has finished
+    .venv/bin/python -m bench.reliability [--quick | --report-only | --train-seeds]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
@@ -48,13 +27,10 @@ from bench import harness as H
 NAME = "reliability"
 DATA = Path("/work/shared/data")
 SOURCES = {"mlsmall": DATA / "mlsmall-mmrec", "sci": DATA / "amazon-scientific-mmrec"}
-SYNTH = {"n_users": 3000, "n_items": 1500, "n_interactions": 40000,
-         "modalities": {"image": 512, "text": 384}}  # fmt: skip
-CASES = {"synth": ("synth", None), "mlsmall-text": ("mlsmall", "text"),
-         "mlsmall-image": ("mlsmall", "image"), "sci-text": ("sci", "text"),
-         "sci-meta": ("sci", "meta")}  # fmt: skip
-FRACTION = 0.2
-SEEDS = (0, 1, 2)
+SYNTH = {"n_users": 3000, "n_items": 1500, "n_interactions": 40000, "modalities": {"image": 512, "text": 384}}
+CASES = {"synth": ("synth", None), "mlsmall-text": ("mlsmall", "text"), "mlsmall-image": ("mlsmall", "image"),
+         "sci-text": ("sci", "text"), "sci-meta": ("sci", "meta")}
+FRACTION, SEEDS = 0.2, (0, 1, 2)
 EPOCHS, PATIENCE = 40, 5  # a shared 2-core machine: far below the quality benchmark's 300/20
 PRIOR = 5.0  # reliability_prior of the guided model (W starts at 5 log score)
 # the reliability-guided margo: W starts at PRIOR * log(score), stage II fine-tuned at the
@@ -69,50 +45,41 @@ PINNED = {"backbone": "dragon", "id_channel": False, "alpha": 0.1, "weight_lr": 
 TARGET_AUC = {"synth": 0.95}  # every real-data case: 0.90
 SIGNALS = ("cross_modal", "matching", "assignment", "matching_robust", "assignment_robust", "collab_from_content")  # also alone
 BUCKETS = ((0, 5), (5, 20), (20, 10**9))  # training interactions per item, for the AUC split
+SIMILARITY = ((-1.0, 0.5), (0.5, 0.8), (0.8, 1.01))  # cosine of the swapped-in to the own row
 
 
 # -- datasets -----------------------------------------------------------------------------------
-def _write_copy(d: Any, out: Path, features: dict, mask: dict, note: str) -> Path:
-    """A copy of dataset ``d`` (same split and ids) with other features and its mask."""
-    from trainer.data import write_dataset
-
-    parts = [np.c_[x, np.full(len(x), k, np.int64)] for k, x in enumerate((d.train, d.valid, d.test))]
-    write_dataset(out, name=out.name, interactions=np.concatenate(parts), features=features,
-                  user_ids=d.user_ids, item_ids=d.item_ids, item_meta=d.item_meta, corruption=mask,
-                  overwrite=True, stats={"corruption": note})  # fmt: skip
-    return out
-
 
 def clean_path(args: argparse.Namespace, source: str, seed: int, log: Any) -> Path:
     if source != "synth":
         return SOURCES[source]
-    return H.ensure_dataset(args.workdir / "data" / f"synth-clean-s{seed}", "import_synth", log=log,
-                            **SYNTH, corrupt_fraction=0.0, seed=seed, name="synth_clean")  # fmt: skip
+    return H.ensure_dataset(args.workdir / "data" / f"synth-clean-s{seed}", "import_synth", log=log, **SYNTH, corrupt_fraction=0.0,
+                            seed=seed, name="synth_clean")
 
 
 def corrupt_path(args: argparse.Namespace, case: str, seed: int, log: Any) -> Path:
-    """The corrupted copy of ``case`` for ``seed`` (built once under WORKDIR/data)."""
-    from trainer.data import load_dataset
+    """The corrupted copy of ``case`` for ``seed`` (built once under WORKDIR/data, same split and ids)."""
+    from trainer.data import load_dataset, write_dataset
 
-    out = args.workdir / "data" / f"{case}-s{seed}"
-    source, modality = CASES[case]
+    out, (source, modality) = args.workdir / "data" / f"{case}-s{seed}", CASES[case]
     if modality is None:  # synth: the importer's own planted corruption
-        return H.ensure_dataset(out, "import_synth", log=log, **SYNTH, corrupt_fraction=FRACTION,
-                                seed=seed, name="synth_corrupt")  # fmt: skip
+        return H.ensure_dataset(out, "import_synth", log=log, **SYNTH, corrupt_fraction=FRACTION, seed=seed, name="synth_corrupt")
     if (out / "stats.json").is_file():
         return out
-    d = load_dataset(clean_path(args, source, seed, log))
-    rng = np.random.default_rng(1000 + seed)
-    n = d.n_items
-    bad = rng.choice(n, size=round(FRACTION * n), replace=False)
+    d, rng = load_dataset(clean_path(args, source, seed, log)), np.random.default_rng(1000 + seed)
+    bad = rng.choice(n := d.n_items, size=round(FRACTION * n), replace=False)
     src = (bad + rng.integers(1, n, size=bad.size)) % n  # another item, never itself
     feats = {m: f.copy() for m, f in d.features.items()}
     feats[modality][bad] = d.features[modality][src]
     mask = {m: np.zeros(n, dtype=bool) for m in feats}
     mask[modality][bad] = True
-    note = f"seed {seed}: {modality} rows of {bad.size} items swapped for other items' rows"
+
     log(f"[bench] writing {out}")
-    return _write_copy(d, out, feats, mask, note)
+    parts = [np.c_[x, np.full(len(x), k, np.int64)] for k, x in enumerate((d.train, d.valid, d.test))]
+    write_dataset(out, name=out.name, interactions=np.concatenate(parts), features=feats, user_ids=d.user_ids, item_ids=d.item_ids,
+                  item_meta=d.item_meta, corruption=mask, overwrite=True,
+                  stats={"corruption": f"seed {seed}: {modality} rows of {bad.size} items swapped for other items' rows"})
+    return out
 
 
 # -- detection ----------------------------------------------------------------------------------
@@ -125,8 +92,7 @@ def labels_of(data: Any) -> tuple[list[str], np.ndarray]:
 def precision_at_n(labels: np.ndarray, suspicion: np.ndarray) -> float:
     """Share of truly corrupted pairs among the len(corrupted) most suspicious."""
     n = int(labels.sum())
-    top = np.argsort(-suspicion, kind="stable")[:n]
-    return float(labels[top].mean()) if n else float("nan")
+    return float(labels[np.argsort(-suspicion, kind="stable")[:n]].mean()) if n else float("nan")
 
 
 def detect(path: Path, seed: int) -> dict[str, Any]:
@@ -143,32 +109,26 @@ def detect(path: Path, seed: int) -> dict[str, Any]:
     t = time.perf_counter()
     # the score gets the data without its mask (it never reads it; this makes that explicit)
     rel = score_items(dataclasses.replace(data, corruption=None), cfg=ReliabilityConfig(seed=seed))
-    seconds = time.perf_counter() - t
-    cols = [rel.modalities.index(m) for m in mods]
+    seconds, cols = time.perf_counter() - t, [rel.modalities.index(m) for m in mods]
     out = {"labels": labels, "score": 1.0 - rel.score[:, cols]}
     for name, key in (("audit", "agreement"), *((s, s) for s in SIGNALS if s in rel.signals)):
         sig = np.nan_to_num(rel.signals[key][:, cols], nan=0.0)  # per-modality ranks: scales pool fairly
         out[name] = np.stack([(rankdata(-sig[:, j]) - 1) / max(len(sig) - 1, 1) for j in range(len(cols))], 1)
-    return {"mods": mods, "seconds": round(seconds, 1), "self_auc": rel.method["auc_on_injected_copies"],
-            **{k: v.tolist() for k, v in out.items()}}  # fmt: skip
+    return {"mods": mods, "seconds": round(seconds, 1), "self_auc": rel.method["auc_on_injected_copies"], **{k: v.tolist() for k, v in out.items()}}
 
 
 def detection_rows(args: argparse.Namespace, paths: dict, res: dict, steps: dict, log: Any) -> dict:
     """case -> seed -> scorer -> {auc, precision}; detectors cached under WORKDIR/detect."""
-    import json
 
     from trainer.data import load_dataset
 
-    cache = args.workdir / "detect"
-    cache.mkdir(parents=True, exist_ok=True)
+    (cache := args.workdir / "detect").mkdir(parents=True, exist_ok=True)
     out: dict[str, dict] = {}
     for (case, seed), path in paths.items():
-        f = cache / f"{case}-s{seed}.json"
-        if not f.is_file():
+        if not (f := cache / f"{case}-s{seed}.json").is_file():
             if args.report_only:
                 continue
-            det = H.isolated(detect, path, seed)
-            H.atomic_write_json(f, det)
+            H.atomic_write_json(f, det := H.isolated(detect, path, seed))
             log(f"[bench] detection {case} seed {seed}: {det['seconds']}s")
         det = json.loads(f.read_text())
         labels = np.asarray(det["labels"], bool)
@@ -181,23 +141,17 @@ def detection_rows(args: argparse.Namespace, paths: dict, res: dict, steps: dict
                 if r and r.get(key):
                     w = np.load(args.workdir / "runs" / r[key])
                     scorers[f"{model} {tag}"] = np.stack([1 - w[:, r["channels"].index(m)] for m in det["mods"]], 1)
-        row = {k: {"auc": H.roc_auc(labels.ravel(), s.ravel()), "precision": precision_at_n(labels.ravel(), s.ravel())}
-               for k, s in scorers.items()}  # fmt: skip
+        row = {k: {"auc": H.roc_auc(labels.ravel(), s.ravel()), "precision": precision_at_n(labels.ravel(), s.ravel())} for k, s in scorers.items()}
         row["_seconds"], row["_self_auc"] = det["seconds"], det["self_auc"]
         d = load_dataset(path)  # the score's AUC by the items' training interactions (its evidence)
         n = np.bincount(d.train[:, 1], minlength=d.n_items)
-        row["_by_interactions"] = {
-            f"{lo}-{hi - 1}" if hi < 10**9 else f">={lo}": {
-                k: H.roc_auc(labels[(n >= lo) & (n < hi)].ravel(), scorers[k][(n >= lo) & (n < hi)].ravel())
-                for k in ("score", "audit")}
-            for lo, hi in BUCKETS}  # fmt: skip
+        row["_by_interactions"] = {f"{lo}-{hi - 1}" if hi < 10**9 else f">={lo}": {k: H.roc_auc(
+            labels[(n >= lo) & (n < hi)].ravel(), scorers[k][(n >= lo) & (n < hi)].ravel()) for k in ("score", "audit")} for lo, hi in BUCKETS}
         if CASES[case][1] is not None:  # a swap can land on content much like the item's own
             row["_by_swap_similarity"] = by_swap_similarity(args, case, seed, d, labels, scorers["score"])
         out.setdefault(case, {})[seed] = row
     return out
 
-
-SIMILARITY = ((-1.0, 0.5), (0.5, 0.8), (0.8, 1.01))  # cosine of the swapped-in to the own row
 
 
 def by_swap_similarity(args: argparse.Namespace, case: str, seed: int, d: Any, labels: np.ndarray,
@@ -209,13 +163,10 @@ def by_swap_similarity(args: argparse.Namespace, case: str, seed: int, d: Any, l
 
     source, modality = CASES[case]
     own = unit_rows(load_dataset(clean_path(args, source, seed, print)).features[modality])
-    cos = (own * unit_rows(d.features[modality])).sum(1)
-    lab, sus = labels[:, 0], suspicion[:, 0]
-    out = {}
+    cos, lab, sus, out = (own * unit_rows(d.features[modality])).sum(1), labels[:, 0], suspicion[:, 0], {}
     for lo, hi in SIMILARITY:
         keep = ~lab | ((cos >= lo) & (cos < hi))
-        out[f"[{lo:g}, {min(hi, 1):g}{')' if hi <= 1 else ']'}"] = {
-            "auc": H.roc_auc(lab[keep], sus[keep]), "swaps": int((lab & keep).sum())}
+        out[f"[{lo:g}, {min(hi, 1):g}{')' if hi <= 1 else ']'}"] = {"auc": H.roc_auc(lab[keep], sus[keep]), "swaps": int((lab & keep).sum())}
     return out
 
 
@@ -225,28 +176,21 @@ def plan_training(args: argparse.Namespace, paths: dict, log: Any) -> tuple[list
     steps: list[H.Step] = []
     index: dict[tuple, H.Step] = {}
     for seed in args.train_seeds:
-        later: list[H.Step] = []  # the second guided variant after the seed's main runs
+        later: list[H.Step] = []  # the learned-weights detector's extra run after the seed's main runs
         repair: list[H.Step] = []  # the repaired-content runs right after the main runs
         for case in args.train_cases:
-            source = CASES[case][0]
-            versions = {"corrupt": paths[(case, seed)], "clean": clean_path(args, source, seed, log)}
-            for version, path in versions.items():
+            for version, path in {"corrupt": paths[(case, seed)], "clean": clean_path(args, CASES[case][0], seed, log)}.items():
                 base = {"epochs": args.epochs, "patience": args.patience, "seed": seed, **PINNED}
-                s1 = H.Step("fusion-sum", str(path), {**base, "model": "fusion-sum"}, "stage1",
-                            meta={"case": case, "seed": seed, "version": version})  # fmt: skip
-                branches = {"margo": {"model": "margo"}, **GUIDED}
-                if version == "corrupt":
-                    branches["fusion-learned"] = {"model": "fusion-learned"}
-                index[(case, seed, version, "fusion-sum")] = s1
+                s1 = H.Step("fusion-sum", str(path), {**base, "model": "fusion-sum"}, "stage1", meta={"case": case, "seed": seed, "version": version})
                 steps.append(s1)
+                index[(case, seed, version, "fusion-sum")] = s1
+
                 for label, kw in REPAIR.items():
-                    st = H.Step(label, str(path), {**base, **kw}, "fit", meta=s1.meta)
+                    repair.append(st := H.Step(label, str(path), {**base, **kw}, "fit", meta=s1.meta))
                     index[(case, seed, version, label)] = st
-                    repair.append(st)
-                for label, kw in branches.items():
-                    st = H.Step(label, str(path), {**base, **kw}, "branch", s1.key, s1.meta)
-                    index[(case, seed, version, label)] = st
-                    # the learned-weights detector's extra run after the seed's main runs
+                for label, kw in {"margo": {"model": "margo"}, **GUIDED, **({"fusion-learned": {"model": "fusion-learned"}}
+                                                                            if version == "corrupt" else {})}.items():
+                    st = index[(case, seed, version, label)] = H.Step(label, str(path), {**base, **kw}, "branch", s1.key, s1.meta)
                     (later if label == "fusion-learned" else steps).append(st)
         steps += repair + later
     return steps, index
@@ -261,15 +205,11 @@ def recall_rows(args: argparse.Namespace, res: dict, index: dict) -> dict:
             for seed in args.train_seeds:
                 r = {v: res.get(index[(case, seed, v, model)].key) for v in ("clean", "corrupt")}
                 if r["clean"] and r["corrupt"]:
-                    c, k = r["clean"]["test"]["recall@20"], r["corrupt"]["test"]["recall@20"]
-                    row["clean"].append(c)
-                    row["corrupt"].append(k)
-                    row["lost"].append(c - k)
-                    row["seeds"].append(seed)
-                    row["valid_corrupt"].append(r["corrupt"]["valid"]["recall@20"])
+                    c, k, st = r["clean"]["test"]["recall@20"], r["corrupt"]["test"]["recall@20"], r["corrupt"]["stages"]
                     # BestState keeps stage II only when it beat stage I on validation
-                    st = r["corrupt"]["stages"]
-                    row["stage2_kept"].append(len(st) > 1 and st[-1]["best_valid_r20"] >= st[0]["best_valid_r20"])
+                    for key, v in (("clean", c), ("corrupt", k), ("lost", c - k), ("seeds", seed), ("valid_corrupt", r["corrupt"]["valid"]["recall@20"]),
+                                   ("stage2_kept", len(st) > 1 and st[-1]["best_valid_r20"] >= st[0]["best_valid_r20"])):
+                        row[key].append(v)
             out.setdefault(case, {})[model] = row
     return out
 
@@ -291,20 +231,16 @@ def report(args: argparse.Namespace, det: dict, rec: dict, info: dict, wall: flo
     if old:
         md.append(f"Training rows (recall, learned weights) kept from the report of {src['machine']['date']} "
                   f"(`{src['machine']['command']}`; the guided models used the score as it was then); detection rows from this run.\n")
-    md.append(f"20% of items corrupted per case; detection seeds {list(args.seeds)}, training seeds "
-              f"{list(tr['train_seeds'])}; training: trainer defaults, at most {tr['epochs']} epochs per stage, "
-              f"patience {tr['patience']}; trained on {list(tr['train_cases'])}; guided models: margo+prior "
-              f"(reliability_prior {PRIOR}, stage II lr 1e-4) and fusion-sum+repair. "
-              "Mean ± std over seeds (n = seeds that finished).\n")  # fmt: skip
-    md.append("## Detection: ROC-AUC / precision at #corrupted\n")
-    scorers = ["score", "audit", *SIGNALS] + [
-        f"{m} {t}" for m in ("fusion-learned", "margo", *GUIDED) for t in ("weights", "last-epoch weights")]
+    md += [f"20% of items corrupted per case; detection seeds {list(args.seeds)}, training seeds {list(tr['train_seeds'])}; training: "
+           f"trainer defaults, at most {tr['epochs']} epochs per stage, patience {tr['patience']}; trained on {list(tr['train_cases'])}; "
+           f"guided models: margo+prior (reliability_prior {PRIOR}, stage II lr 1e-4) and fusion-sum+repair. "
+           "Mean ± std over seeds (n = seeds that finished).\n", "## Detection: ROC-AUC / precision at #corrupted\n"]
+    scorers = ["score", "audit", *SIGNALS] + [f"{m} {t}" for m in ("fusion-learned", "margo", *GUIDED) for t in ("weights", "last-epoch weights")]
     rows, js = [], {}
     for case, by_seed in det.items():
         js[case] = {}
         for sc in scorers:
-            aucs = [r[sc]["auc"] for r in by_seed.values() if sc in r]
-            precs = [r[sc]["precision"] for r in by_seed.values() if sc in r]
+            aucs, precs = ([r[sc][k] for r in by_seed.values() if sc in r] for k in ("auc", "precision"))
             js[case][sc] = {"auc": aucs, "precision": precs, "seeds": [s for s, r in by_seed.items() if sc in r]}
             if not aucs and old.get("detection", {}).get(case, {}).get(sc, {}).get("auc"):  # kept row
                 js[case][sc] = o = old["detection"][case][sc]
@@ -312,46 +248,33 @@ def report(args: argparse.Namespace, det: dict, rec: dict, info: dict, wall: flo
             rows.append([case, sc, _ms(aucs), _ms(precs)])
         js[case]["self_auc_on_injected"] = {s: r["_self_auc"] for s, r in by_seed.items()}
     md.append(H.md_table(["case", "scorer", "ROC-AUC", "precision@#corrupted"], rows) + "\n")
-    rows = []
+    rows = [[case, sc, *(_ms([r["_by_interactions"][b][sc] for r in by_seed.values()]) for b in next(iter(by_seed.values()))["_by_interactions"])]
+            for case, by_seed in det.items() for sc in ("score", "audit")]
     for case, by_seed in det.items():
-        for sc in ("score", "audit"):
-            cells = []
-            for b in next(iter(by_seed.values()))["_by_interactions"]:
-                cells.append(_ms([r["_by_interactions"][b][sc] for r in by_seed.values()]))
-            rows.append([case, sc, *cells])
+
         js[case]["auc_by_interactions"] = {s: r["_by_interactions"] for s, r in by_seed.items()}
     if rows:
         heads = list(next(iter(next(iter(det.values())).values()))["_by_interactions"])
-        md.append("ROC-AUC by the item's training interactions:\n")
-        md.append(H.md_table(["case", "scorer", *(f"{h} interactions" for h in heads)], rows) + "\n")
+        md += ["ROC-AUC by the item's training interactions:\n", H.md_table(["case", "scorer", *(f"{h} interactions" for h in heads)], rows) + "\n"]
     rows = []
     for case, by_seed in det.items():
-        sims = [r["_by_swap_similarity"] for r in by_seed.values() if "_by_swap_similarity" in r]
-        if sims:
-            rows.append([case, *(f"{_ms([x[b]['auc'] for x in sims])}, {np.mean([x[b]['swaps'] for x in sims]):.0f} swaps"
-                                 for b in sims[0])])  # fmt: skip
+        if sims := [r["_by_swap_similarity"] for r in by_seed.values() if "_by_swap_similarity" in r]:
+            rows.append([case, *(f"{_ms([x[b]['auc'] for x in sims])}, {np.mean([x[b]['swaps'] for x in sims]):.0f} swaps" for b in sims[0])])
             js[case]["auc_by_swap_similarity"] = sims
     if rows:
-        md.append("ROC-AUC of the score by how alike the swapped-in content is to the item's own (cosine; "
-                  "all clean items against the swaps in the range; mean swaps per seed):\n")
+
         heads = list(next(s for r in det.values() for s in r.values() if "_by_swap_similarity" in s)["_by_swap_similarity"])
-        md.append(H.md_table(["case", *(f"cosine {h}" for h in heads)], rows) + "\n")
-    md.append(f"`score`: the new reliability score (1 - score); `audit`: the training-free agreement (the audit's "
-              f"first signal); {' / '.join(f'`{x}`' for x in SIGNALS)}: the score's out-of-fold signals alone; "
-              "`... weights`: 1 - the learned weight of the trained model (seeds that trained): as exported (uniform "
-              "when stage II never beat stage I on validation and stage I's state was kept) and after the last stage-II epoch.\n")
-    md.append("## Recall@20 on clean and corrupted data (test)\n")
-    rows = []
-    for case, by_model in rec.items():
-        for model, r in by_model.items():
-            kept = f"{sum(r['stage2_kept'])}/{len(r['stage2_kept'])}" if model.startswith("margo") else "–"
-            rows.append([case, model, _ms(r["clean"], 4), _ms(r["corrupt"], 4), _ms(r["lost"], 4), kept])
-    md.append(H.md_table(["case", "model", "clean", "corrupted", "lost to corruption",
-                          "stage II kept (corrupted)"], rows) + "\n")
-    md.append("## Targets\n")
-    md += _targets(det, rec)
-    md.append(f"\nWall time of this invocation: {wall / 60:.1f} min"
-              f"{' (report only)' if args.report_only else ''}.\n")  # fmt: skip
+        md += ["ROC-AUC of the score by how alike the swapped-in content is to the item's own (cosine; all clean items against the "
+               "swaps in the range; mean swaps per seed):\n", H.md_table(["case", *(f"cosine {h}" for h in heads)], rows) + "\n"]
+    md += [f"`score`: the new reliability score (1 - score); `audit`: the training-free agreement (the audit's first signal); "
+           f"{' / '.join(f'`{x}`' for x in SIGNALS)}: the score's out-of-fold signals alone; `... weights`: 1 - the learned weight of "
+           "the trained model (seeds that trained): as exported (uniform when stage II never beat stage I on validation and stage I's "
+           "state was kept) and after the last stage-II epoch.\n", "## Recall@20 on clean and corrupted data (test)\n"]
+    rows = [[case, model, *(_ms(r[k], 4) for k in ("clean", "corrupt", "lost")),
+             f"{sum(r['stage2_kept'])}/{len(r['stage2_kept'])}" if model.startswith("margo") else "–"]
+            for case, by_model in rec.items() for model, r in by_model.items()]
+    md += [H.md_table(["case", "model", "clean", "corrupted", "lost to corruption", "stage II kept (corrupted)"], rows) + "\n",
+           "## Targets\n", *_targets(det, rec), f"\nWall time of this invocation: {wall / 60:.1f} min{' (report only)' if args.report_only else ''}.\n"]
     data = {"machine": info, "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "detection": js, "recall20": rec, "prior": PRIOR, "epochs": tr["epochs"], "patience": tr["patience"],
             **({"training_rows_from": {k: src[k] for k in ("machine", "args")}} if old else {})}
@@ -364,29 +287,22 @@ def selected_guided(rec: dict) -> dict[str, str]:
     out = {}
     for case, by_model in rec.items():
         names = [g for g in (*GUIDED, *REPAIR) if by_model[g]["seeds"]]
-        common = set.intersection(*(set(by_model[g]["seeds"]) for g in names)) if names else set()
-        if not common:
-            continue
-        valid = {g: float(np.mean([by_model[g]["valid_corrupt"][by_model[g]["seeds"].index(sd)]
-                                   for sd in common])) for g in names}  # fmt: skip
-        out[case] = max(names, key=valid.__getitem__)
+        if common := set.intersection(*(set(by_model[g]["seeds"]) for g in names)) if names else set():
+            valid = {g: float(np.mean([by_model[g]["valid_corrupt"][by_model[g]["seeds"].index(sd)] for sd in common])) for g in names}
+            out[case] = max(names, key=valid.__getitem__)
     return out
 
 
 def _targets(det: dict, rec: dict) -> list[str]:
     out = []
     for case, by_seed in det.items():
-        aucs = [r["score"]["auc"] for r in by_seed.values()]
-        goal = TARGET_AUC.get(case, 0.90)
-        m = float(np.mean(aucs))
+        aucs, goal = [r["score"]["auc"] for r in by_seed.values()], TARGET_AUC.get(case, 0.90)
         worst = float(np.min(aucs))
-        ok = "holds" if worst >= goal else "does not hold"
-        line = f"- {case}: score ROC-AUC {m:.3f} (worst seed {worst:.3f}) >= {goal}: **{ok}**"
+        line = f"- {case}: score ROC-AUC {float(np.mean(aucs)):.3f} (worst seed {worst:.3f}) >= {goal}: **{'holds' if worst >= goal else 'does not hold'}**"
         if worst < goal:  # is it sparsity? the AUC on the best-observed items says
             top = [r["_by_interactions"][f">={BUCKETS[-1][0]}"]["score"] for r in by_seed.values()]
             line += f" (items with >= {BUCKETS[-1][0]} training interactions: {np.mean(top):.3f}"
-            sims = [r["_by_swap_similarity"] for r in by_seed.values() if "_by_swap_similarity" in r]
-            if sims:
+            if sims := [r["_by_swap_similarity"] for r in by_seed.values() if "_by_swap_similarity" in r]:
                 low = next(iter(sims[0]))
                 line += f"; swaps to content of cosine {low} to the own: {np.mean([x[low]['auc'] for x in sims]):.3f}"
             line += ")"
@@ -398,36 +314,28 @@ def _targets(det: dict, rec: dict) -> list[str]:
         if not fs["lost"] or not gd["lost"]:
             out.append(f"- {case}, {name}: recall targets not measured (runs missing)")
             continue
-        # compare on the seeds both have
-        common = sorted(set(fs["seeds"]) & set(gd["seeds"]))
-        if not common:
+        if not (common := sorted(set(fs["seeds"]) & set(gd["seeds"]))):  # compare on the seeds both have
             out.append(f"- {case}, {name}: no seed with both runs yet")
             continue
-        fs, gd = ({k: [r[k][r["seeds"].index(sd)] for sd in common] for k in ("lost", "clean", "valid_corrupt")}
-                  for r in (fs, gd))  # fmt: skip
+        fs, gd = ({k: [r[k][r["seeds"].index(sd)] for sd in common] for k in ("lost", "clean", "valid_corrupt")} for r in (fs, gd))
         lost_fs, lost_gd = float(np.mean(fs["lost"])), float(np.mean(gd["lost"]))
-        half = "holds" if lost_gd <= 0.5 * lost_fs else "does not hold"
-        if lost_fs <= 0:
-            half = "not measurable (fusion-sum lost nothing)"
-        m_fs, s_fs = H.mean_std(fs["clean"])
-        m_gd = float(np.mean(gd["clean"]))
+        half = "not measurable (fusion-sum lost nothing)" if lost_fs <= 0 else "holds" if lost_gd <= 0.5 * lost_fs else "does not hold"
+        (m_fs, s_fs), m_gd = H.mean_std(fs["clean"]), float(np.mean(gd["clean"]))
         clean_ok = "holds" if m_gd >= m_fs - s_fs else "does not hold"
         if len(fs["clean"]) < 2 and m_gd < m_fs:
             clean_ok = "not measurable: one seed, no std"
-        out.append(f"- {case}, {name}{tag}, seeds {common} (valid R@20 corrupted {np.mean(gd['valid_corrupt']):.4f}): R@20 lost: guided {lost_gd:+.4f} vs fusion-sum {lost_fs:+.4f} (at most half: "
-                   f"**{half}**); clean: guided {m_gd:.4f} vs fusion-sum {m_fs:.4f} ± {s_fs:.4f} "
-                   f"(within one std or better: **{clean_ok}**)")  # fmt: skip
+        out.append(f"- {case}, {name}{tag}, seeds {common} (valid R@20 corrupted {np.mean(gd['valid_corrupt']):.4f}): R@20 lost: guided "
+                   f"{lost_gd:+.4f} vs fusion-sum {lost_fs:+.4f} (at most half: **{half}**); clean: guided {m_gd:.4f} vs fusion-sum "
+                   f"{m_fs:.4f} ± {s_fs:.4f} (within one std or better: **{clean_ok}**)")
     return out
 
 
 # -- main ---------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    H.add_common_args(p)
+    p = H.parser(__doc__)
     p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS), help="detection seeds")
-    p.add_argument("--train-seeds", nargs="*", type=int, default=list(SEEDS),
-                   help="training seeds (none: detection only)")
+    p.add_argument("--train-seeds", nargs="*", type=int, default=list(SEEDS), help="training seeds (none: detection only)")
     p.add_argument("--train-cases", nargs="*", default=list(TRAIN_CASES), choices=list(CASES),
                    help="cases the recall runs train on, in priority order within each seed")
     p.add_argument("--epochs", type=int, default=EPOCHS, help=f"max epochs per stage ({EPOCHS})")
@@ -437,22 +345,17 @@ def main(argv: list[str] | None = None) -> int:
         args.cases, args.seeds, args.train_seeds, args.epochs, args.train_cases = ["mlsmall-text"], [0], [0], 2, ["mlsmall-text"]
     # numpy/BLAS in the workers (the score, the prior) on one thread like torch
     os.environ.update({v: os.environ.get(v, str(args.threads)) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")})
-    info = H.machine_info(args.threads)
-    log = H.make_logger(args.workdir / f"{NAME}.log")
-    t0 = time.perf_counter()
-    seeds = sorted(set(args.seeds) | set(args.train_seeds))
-    cases = list(dict.fromkeys([*args.cases, *args.train_cases]))
+    info, log, t0 = H.machine_info(args.threads), H.make_logger(args.workdir / f"{NAME}.log"), time.perf_counter()
+    seeds, cases = sorted(set(args.seeds) | set(args.train_seeds)), list(dict.fromkeys([*args.cases, *args.train_cases]))
     paths = {(c, s): corrupt_path(args, c, s, log) for s in seeds for c in cases}
     steps, index = plan_training(args, paths, log)
     det_paths = {k: v for k, v in paths.items() if k[1] in args.seeds and k[0] in args.cases}
-    det = detection_rows(args, det_paths, {}, index, log)  # first (cheap); weights columns fill in after the runs
+    detection_rows(args, det_paths, {}, index, log)  # first (cheap); weights columns fill in after the runs
     res = H.run_or_load(steps, args, args.workdir / "runs", log)
-    det = detection_rows(args, det_paths, res, index, log)
-    rec = recall_rows(args, res, index)
+    det, rec = detection_rows(args, det_paths, res, index, log), recall_rows(args, res, index)
     old = H.stored_report(args, NAME) if not args.train_seeds and (args.results / f"{NAME}.json").is_file() else {}
     data, md = report(args, det, rec, info, time.perf_counter() - t0, old)
-    H.write_report(args.results, NAME, data, md)
-    log(f"[bench] wrote {args.results / NAME}.json/.md")
+    H.write_report(args.results, NAME, data, md, log=log)
     return 0
 
 
