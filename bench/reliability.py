@@ -49,7 +49,6 @@ SIMILARITY = ((-1.0, 0.5), (0.5, 0.8), (0.8, 1.01))  # cosine of the swapped-in 
 
 
 # -- datasets -----------------------------------------------------------------------------------
-
 def clean_path(args: argparse.Namespace, source: str, seed: int, log: Any) -> Path:
     if source != "synth":
         return SOURCES[source]
@@ -73,7 +72,6 @@ def corrupt_path(args: argparse.Namespace, case: str, seed: int, log: Any) -> Pa
     feats[modality][bad] = d.features[modality][src]
     mask = {m: np.zeros(n, dtype=bool) for m in feats}
     mask[modality][bad] = True
-
     log(f"[bench] writing {out}")
     parts = [np.c_[x, np.full(len(x), k, np.int64)] for k, x in enumerate((d.train, d.valid, d.test))]
     write_dataset(out, name=out.name, interactions=np.concatenate(parts), features=feats, user_ids=d.user_ids, item_ids=d.item_ids,
@@ -119,7 +117,6 @@ def detect(path: Path, seed: int) -> dict[str, Any]:
 
 def detection_rows(args: argparse.Namespace, paths: dict, res: dict, steps: dict, log: Any) -> dict:
     """case -> seed -> scorer -> {auc, precision}; detectors cached under WORKDIR/detect."""
-
     from trainer.data import load_dataset
 
     (cache := args.workdir / "detect").mkdir(parents=True, exist_ok=True)
@@ -153,7 +150,6 @@ def detection_rows(args: argparse.Namespace, paths: dict, res: dict, steps: dict
     return out
 
 
-
 def by_swap_similarity(args: argparse.Namespace, case: str, seed: int, d: Any, labels: np.ndarray,
                        suspicion: np.ndarray) -> dict[str, dict[str, float]]:
     """The score's ROC-AUC against all clean items, for the swaps whose swapped-in content has
@@ -184,7 +180,6 @@ def plan_training(args: argparse.Namespace, paths: dict, log: Any) -> tuple[list
                 s1 = H.Step("fusion-sum", str(path), {**base, "model": "fusion-sum"}, "stage1", meta={"case": case, "seed": seed, "version": version})
                 steps.append(s1)
                 index[(case, seed, version, "fusion-sum")] = s1
-
                 for label, kw in REPAIR.items():
                     repair.append(st := H.Step(label, str(path), {**base, **kw}, "fit", meta=s1.meta))
                     index[(case, seed, version, label)] = st
@@ -251,7 +246,6 @@ def report(args: argparse.Namespace, det: dict, rec: dict, info: dict, wall: flo
     rows = [[case, sc, *(_ms([r["_by_interactions"][b][sc] for r in by_seed.values()]) for b in next(iter(by_seed.values()))["_by_interactions"])]
             for case, by_seed in det.items() for sc in ("score", "audit")]
     for case, by_seed in det.items():
-
         js[case]["auc_by_interactions"] = {s: r["_by_interactions"] for s, r in by_seed.items()}
     if rows:
         heads = list(next(iter(next(iter(det.values())).values()))["_by_interactions"])
@@ -262,7 +256,6 @@ def report(args: argparse.Namespace, det: dict, rec: dict, info: dict, wall: flo
             rows.append([case, *(f"{_ms([x[b]['auc'] for x in sims])}, {np.mean([x[b]['swaps'] for x in sims]):.0f} swaps" for b in sims[0])])
             js[case]["auc_by_swap_similarity"] = sims
     if rows:
-
         heads = list(next(s for r in det.values() for s in r.values() if "_by_swap_similarity" in s)["_by_swap_similarity"])
         md += ["ROC-AUC of the score by how alike the swapped-in content is to the item's own (cosine; all clean items against the "
                "swaps in the range; mean swaps per seed):\n", H.md_table(["case", *(f"cosine {h}" for h in heads)], rows) + "\n"]
