@@ -312,7 +312,7 @@ def fault_phases(args: Any, log: H.Log) -> list[dict[str, Any]]:
     return rows
 
 
-def faults_md(rows: list[dict[str, Any]]) -> str:
+def faults_md(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
     def cell(row: dict[str, Any], kind: str, key: str) -> Any:
         value = row.get(kind, {}).get(key, "")
         return f"{value:g}" if isinstance(value, float) else value
@@ -326,30 +326,17 @@ def faults_md(rows: list[dict[str, Any]]) -> str:
           cell(r, "bad", "4xx"), f"{cell(r, 'write', 'requests')} ({cell(r, 'write', '503')}, {cell(r, 'write', 'max_s')})",
           r["records_acked"], r["records_lost"], *(sum(cell(r, k, x) or 0 for k in KINDS) for x in ("5xx_other", "failed")),
           f"{r['recovered_s']:g}", f"{r['restored_s']:g}" if "restored_s" in r else ""] for r in rows])
-    job = next((r for r in rows if "killed_job" in r), None)
-    job_line = (f" The killed job's stages after the kill: {job['killed_job']}; then cancelled; the retrain posted after it: "
-                f"'{job['new_job']}'." if job else "")
-    slow = next((r for r in rows if "slow_closed" in r), None)
-    slow_line = (f" The slow-header clients: {slow['slow_closed']} closed by the server, the last {slow['slow_closed_by_s']} s "
-                 f"after they opened (header timeout {HEADER_TIMEOUT_S:g} s, one byte every 2 s)." if slow else "")
-    return (f"## A live server under faults\n\n`margo serve --workers 2` on PostgreSQL (through a TCP proxy that can stall) "
-            "and a private Redis (response cache), public reads; per phase 4 threads read recommendations of random "
-            "users, one reads `GET /jobs` (needs SQL), the flood adds 2 threads of bad requests (NUL ids, 2^70 offsets, "
-            "NaN weights, float32 overflow, malformed JSON, a 17 MiB body); the fault starts 1 s into the phase and "
-            f"ends with it; 'recovered' is the wait for `GET /jobs` to answer 200 after the fault ends.\n\n{table}\n\n"
-            "Writes: POST /interactions batches of 100 (1 writer; 8 writers post batches overlapping by 75%, each record "
-            "by 4 writers at once); records lost = records of 2xx batches whose row is not in SQL after the phase. "
-            "'restored': from the kill to the API worker restarted (2 again) / to the killed job, queued again by the stale "
-            f"sweep ({JOB_STALE_S:g} s), training again (epoch 1) on a restarted `margo worker`. "
-            f"Rec errors: recommendation answers other than 200.{slow_line}{job_line}\n")
+    job, slow = (next((r for r in rows if key in r), None) for key in ("killed_job", "slow_closed"))
+    return H.template(NAME, "report", machine=H.machine_md(info), table=table, stale=JOB_STALE_S,
+                      slow=H.template(NAME, "slow", **slow, timeout=HEADER_TIMEOUT_S) if slow else "",
+                      job=H.template(NAME, "job", **job) if job else "")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = H.parse_args(H.parser(__doc__, report_only=False), argv)
     log, info = H.make_logger(args.workdir / f"{NAME}.log"), H.machine_info(packages=("scipy", "fastapi", "uvicorn"))
     faults = fault_phases(args, log)
-    H.write_report(args.results, NAME, {"machine": info, "commit": H.git_commit(), "faults": faults},
-                   f"# Faults (issue 14)\n\n{H.machine_md(info)}\n{faults_md(faults)}", log=log)
+    H.write_report(args.results, NAME, {"machine": info, "commit": H.git_commit(), "faults": faults}, faults_md(faults, info), log=log)
     return 0
 
 

@@ -87,6 +87,15 @@ def write_report(results: Path, name: str, data: dict[str, Any], markdown: str,
     return written
 
 
+def template(name: str, section: str, **values: Any) -> str:
+    """The report prose ``section`` of ``bench/templates/<name>.md`` (from its ``<!-- section -->``
+    line to the next marker, the newline before it dropped), ``{field}``s filled from ``values``."""
+    text = (REPO / "bench" / "templates" / f"{name}.md").read_text()
+    start = text.index(f"<!-- {section} -->\n") + len(f"<!-- {section} -->\n")
+    end = text.find("\n<!-- ", start)
+    return text[start : end if end >= 0 else len(text.rstrip("\n"))].format(**values)
+
+
 def stored_report(args: Any, name: str) -> dict[str, Any]:
     """The JSON a script wrote earlier into ``args.results`` (``--report-only``); machine notes of
     the older format (``cores``, ``faiss``, the date beside them) read as today's."""

@@ -45,7 +45,6 @@ def in_process(db: Path, work: Path, requests: int, repeats: int) -> dict[str, d
     from service.app import create_app
     from service.log_config import logging_config
     from service.settings import Settings
-
     out: dict[str, dict[str, float]] = {}
     for variant in IN_PROCESS:
         settings = Settings(database_url=f"sqlite:///{db}", model_dir=work / "empty-model-dir", public_reads=True,
@@ -63,8 +62,7 @@ def in_process(db: Path, work: Path, requests: int, repeats: int) -> dict[str, d
 
 
 async def _drive(app: Any, requests: int, repeats: int) -> dict[str, float]:
-    paths = {"recommendations (cache hit)": ("/users/u1/recommendations", b"k=20&explain=true"), "healthz": ("/healthz", b"")}
-    sent: list[dict[str, Any]] = []
+    paths, sent = {"recommendations (cache hit)": ("/users/u1/recommendations", b"k=20&explain=true"), "healthz": ("/healthz", b"")}, []
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
@@ -89,16 +87,15 @@ async def _drive(app: Any, requests: int, repeats: int) -> dict[str, float]:
             raise RuntimeError("the model did not load in 300 s")
         result = {}
         for name, (path, query) in paths.items():
-            best = float("inf")
+            result[name] = float("inf")
             for _ in range(repeats):
                 sent.clear()
                 t0 = time.thread_time()  # CPU time of this thread: waiting for a core is not counted
                 for _ in range(requests):
                     await call(path, query)
-                best = min(best, (time.thread_time() - t0) / requests * 1e6)
+                result[name] = min(result[name], (time.thread_time() - t0) / requests * 1e6)
                 if any(m["status"] != 200 for m in sent):
                     raise RuntimeError(f"{path}: {sent[0]}")
-            result[name] = best
     return result
 
 
@@ -120,8 +117,7 @@ def report(result: dict[str, Any]) -> str:
                      f"{x['rec_c32']['rps']:,.0f}", f"{x['rec_c1']['p50_ms']:.3f} / {x['rec_c1']['p99_ms']:.3f}",
                      f"{x['floor_c32']['rps'] / b['floor_c32']['rps']:.2f}", f"{x['rec_c32']['rps'] / b['rec_c32']['rps']:.2f}"]
                     for v, x in s.items()])]
-    ip = result["in_process_us"]
-    names = list(ip["bare"])
+    ip, names = result["in_process_us"], list(result["in_process_us"]["bare"])
     lines += ["", "## Per request, in process", "",
               "The same app driven directly on one event loop (no sockets, no wrk), best of "
               f"{result['in_process_repeats']} x {result['in_process_requests']:,} requests: microseconds per request. "
@@ -139,20 +135,16 @@ def report(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = H.parser(__doc__, jobs=1)
-    for flag, default, doc in (("--items", 10_000, None), ("--users", 20_000, None), ("--duration", 6.0, "seconds per wrk run"),
-                               ("--warmup", 2.0, None), ("--rounds", 2, "interleaved rounds, ABBA order (default 2)"),
-                               ("--slot-wait", 300.0, "max seconds to wait for the bench training slots"),
-                               ("--in-process-requests", 3000, None), ("--in-process-repeats", 5, None)):
-        p.add_argument(flag, type=type(default), default=default, help=doc)
-    p.add_argument("--base", default="898c11a", help="a commit before issues 4 and 5 touched serving")
+    p = H.parser(__doc__, ("--items", 10_000, None), ("--users", 20_000, None), ("--duration", 6.0, "seconds per wrk run"), ("--warmup", 2.0, None),
+                 ("--rounds", 2, "interleaved rounds, ABBA order (default 2)"), ("--slot-wait", 300.0, "max seconds to wait for the bench training slots"),
+                 ("--in-process-requests", 3000, None), ("--in-process-repeats", 5, None),
+                 ("--base", "898c11a", "a commit before issues 4 and 5 touched serving"), jobs=1)
     args = H.parse_args(p, argv, items=2000, users=500, duration=1, warmup=1, rounds=1, in_process_requests=100, in_process_repeats=1)
     if args.report_only:
         result = H.stored_report(args, NAME)
         H.write_report(args.results, NAME, result, report(result))
         return 0
     from service.log_config import logging_config
-
     (work := args.workdir / "observe").mkdir(parents=True, exist_ok=True)
     t_start, log_config = time.time(), work / "log_config.json"
     trees = {v: export_base(args.base, work) if v == "before" else H.REPO for v in VARIANTS}

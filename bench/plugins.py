@@ -9,7 +9,6 @@ of 1 - w_i^m for corrupted (item, modality) pairs of synthetic data).
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
@@ -23,25 +22,20 @@ from bench import harness as H
 NAME = "plugins"
 ML_HP = {"reg_weight": 1e-3}  # bench/results/quality.md, ml-latest-small's own validation sweep
 MARGO_KW = {"model": "margo", "alpha": 1.0}
-SYNTH = {"n_users": 3000, "n_items": 1500, "n_interactions": 40000}
-SYNTH_MODS = {"image": 512, "text": 384}
+SYNTH, SYNTH_MODS = {"n_users": 3000, "n_items": 1500, "n_interactions": 40000}, {"image": 512, "text": 384}
 QUICK_SYNTH = {"n_users": 400, "n_items": 300, "n_interactions": 4000}
 # reliability.py's best margo config on synth by AUC (per-channel graph, alpha 1, fast weights)
 SYNTH_MARGO = {"model": "margo", "per_channel_graph": True, "alpha": 1.0, "weight_lr": 0.1, "lr_stage2": 1e-4}
 PLUGIN_SETS: list[tuple[str, ...]] = [(), ("ckd",), ("sea",), ("ckd", "sea")]
 # timing rows: (label, plug-ins, extra options); SEA's costlier and cheaper variants beside the default
 TIMING_ROWS: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [
-    ("margo", (), {}), ("margo+CKD", ("ckd",), {}), ("margo+SEA", ("sea",), {}),
-    ("margo+SEA full-catalogue", ("sea",), {"sea_scope": "full"}),
-    ("margo+SEA 50 CLUB steps", ("sea",), {"sea_club_steps": 50}),
-    ("margo+SEA neg-l2", ("sea",), {"sea_distance": "neg-l2"}), ("margo+CKD+SEA", ("ckd", "sea"), {})]
+    ("margo", (), {}), ("margo+CKD", ("ckd",), {}), ("margo+SEA", ("sea",), {}), ("margo+SEA full-catalogue", ("sea",), {"sea_scope": "full"}),
+    ("margo+SEA 50 CLUB steps", ("sea",), {"sea_club_steps": 50}), ("margo+SEA neg-l2", ("sea",), {"sea_distance": "neg-l2"}),
+    ("margo+CKD+SEA", ("ckd", "sea"), {})]
 # validation-only sweep around the defaults (backbone, first seed): is a default clearly wrong?
 SWEEP = [("ckd", {"ckd_lambda_kd": 0.001}), ("ckd", {"ckd_lambda_kd": 0.1}),
          ("sea", {"sea_alpha": 0.1, "sea_beta": 0.01}), ("sea", {"sea_alpha": 0.001, "sea_beta": 0.001})]
-
-
-def _suffix(plugins: tuple[str, ...]) -> str:
-    return "".join(f"+{p.upper()}" for p in plugins)
+PARTS = ["reliability", "sweep", "quality", "timing"]
 
 
 def plugin_steps(path: str, base: dict[str, Any], meta: dict[str, Any], *, first: str, then: dict | None,
@@ -52,35 +46,30 @@ def plugin_steps(path: str, base: dict[str, Any], meta: dict[str, Any], *, first
     steps: list[H.Step] = []
     first_ckd: str | None = None
     for plugins in sets:
-        label = "backbone" if first == "fusion-sum" else "margo"
-        s1 = H.Step(f"{label}{_suffix(plugins)}", path, {**base, "model": first, "plugins": list(plugins)}, "fit",
-                    parent=first_ckd if "ckd" in plugins else None, meta=meta)
+        suffix = "".join(f"+{p.upper()}" for p in plugins)
+        s1 = H.Step(f"{'backbone' if first == 'fusion-sum' else 'margo'}{suffix}", path, {**base, "model": first, "plugins": list(plugins)},
+                    "fit", parent=first_ckd if "ckd" in plugins else None, meta=meta)
         first_ckd = first_ckd or (s1.key if "ckd" in plugins else None)
-        steps.append(s1)
-        if then is not None:
-            steps.append(H.Step(f"margo{_suffix(plugins)}", path, {**s1.cfg, **then}, "fit", s1.key, meta))
+        steps += [s1] + ([H.Step(f"margo{suffix}", path, {**s1.cfg, **then}, "fit", s1.key, meta)] if then is not None else [])
     return steps
 
 
-def timing(args: argparse.Namespace, path: str, log: Any) -> dict[str, Any]:
+def timing(args: Any, path: str, log: H.Log) -> dict[str, Any]:
     """Epoch seconds of margo with each plug-in set, interleaved in one process."""
     import torch
 
     from trainer.data import load_dataset
     from trainer.train import fit
-
     torch.set_num_threads(args.threads)
-    data = load_dataset(path)
-    per: dict[str, dict[str, list[float]]] = {}
+    data, per = load_dataset(path), {}
     for rnd in range(args.timing_rounds):
         for label, plugins, extra in TIMING_ROWS[:: 6 if args.quick else 1]:  # quick: margo, margo+CKD+SEA
             # validation only at the last epoch of a stage (not timed anyway), never early stop
             cfg = H.train_config(**{**ML_HP, **MARGO_KW, **extra}, plugins=plugins, epochs=args.timing_epochs,
                                  patience=1000, eval_every=args.timing_epochs, seed=rnd, threads=args.threads)
             res = fit(data, cfg, progress=False, plugin_cache=args.workdir / "timing-cache")
-            row = per.setdefault(label, {"I": [], "II": []})
             for s in res.stages:
-                row[s.stage] += s.epoch_seconds[1:]  # the first epoch carries warm-up
+                per.setdefault(label, {"I": [], "II": []})[s.stage] += s.epoch_seconds[1:]  # the first epoch carries warm-up
             log(f"[timing] round {rnd} {label} {res.seconds:.1f}s")
     med = {label: {st: statistics.median(v) for st, v in row.items()} for label, row in per.items()}
     return {label: {"median_epoch_s": m, "relative": {st: m[st] / med["margo"][st] for st in m},
@@ -94,9 +83,8 @@ def _epochs(r: dict[str, Any]) -> str:
 
 def metric_rows(steps: list[H.Step], results: dict[str, dict]) -> list[dict[str, Any]]:
     rows: dict[str, list[dict]] = {}
-    for s in steps:
-        if s.key in results:
-            rows.setdefault(s.label, []).append(results[s.key])
+    for s in (s for s in steps if s.key in results):
+        rows.setdefault(s.label, []).append(results[s.key])
     return [{"row": label, "seeds": [r["step"]["cfg"]["seed"] for r in rs],
              **{k: H.mean_std([r["test"][k] for r in rs]) for k in ("recall@10", "recall@20", "ndcg@10", "ndcg@20")},
              "valid_recall@20": H.mean_std([r["valid"]["recall@20"] for r in rs]), "epochs": [_epochs(r) for r in rs],
@@ -105,14 +93,10 @@ def metric_rows(steps: list[H.Step], results: dict[str, dict]) -> list[dict[str,
 
 def auc_rows(steps: list[H.Step], results: dict[str, dict], path: str, runs: Path) -> list[dict[str, Any]]:
     from trainer.data import load_dataset
-
     data = load_dataset(path)
     mods = list(data.features)
-    labels = np.stack([data.corruption[m] for m in mods], 1).astype(bool)
-    out = []
-    for s in steps:
-        if (r := results.get(s.key)) is None:
-            continue
+    labels, out = np.stack([data.corruption[m] for m in mods], 1).astype(bool), []
+    for s, r in ((s, results[s.key]) for s in steps if s.key in results):
         full = np.load(runs / r["weights_file"])  # softmax(W) [I, M], best-validation epoch
         w = full[:, [r["channels"].index(m) for m in mods]]  # the content modalities' columns (not "id")
         out.append({"row": s.label, "auc": H.roc_auc(labels.ravel(), (1 - w).ravel()),
@@ -138,7 +122,7 @@ def _fmt(ms: tuple[float, float], n: int) -> str:
     return f"{ms[0]:.4f}" if n < 2 else f"{ms[0]:.4f} ± {ms[1]:.4f}"
 
 
-def report(args: argparse.Namespace, rep: dict[str, Any], info: dict[str, Any]) -> str:
+def report(args: Any, rep: dict[str, Any], info: dict[str, Any]) -> str:
     q, lines = rep.get("quality", []), []
     by_row = {r["row"]: r for r in q}
     for r in q:
@@ -201,15 +185,10 @@ def report(args: argparse.Namespace, rep: dict[str, Any], info: dict[str, Any]) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = H.parser(__doc__)
+    p = H.parser(__doc__, ("--epochs", 300, "max epochs per stage (quality)"), ("--patience", 20, None),
+                 ("--rel-epochs", 100, "max epochs per stage (synth)"), ("--timing-rounds", 2, None), ("--timing-epochs", 3, None))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--epochs", type=int, default=300, help="max epochs per stage (quality)")
-    p.add_argument("--patience", type=int, default=20)
-    p.add_argument("--rel-epochs", type=int, default=100, help="max epochs per stage (synth)")
-    p.add_argument("--timing-rounds", type=int, default=2)
-    p.add_argument("--timing-epochs", type=int, default=3)
-    p.add_argument("--parts", nargs="+", default=["reliability", "sweep", "quality", "timing"],
-                   choices=["reliability", "sweep", "quality", "timing"], help="what to run (default all)")
+    p.add_argument("--parts", nargs="+", default=PARTS, choices=PARTS, help="what to run (default all)")
     p.add_argument("--ml-latest-small", type=Path, default=H.ML_LATEST_SMALL)
     args = H.parse_args(p, argv, epochs=2, rel_epochs=2, timing_rounds=1, timing_epochs=2)
     log, info, runs, t0, rep = H.make_logger(args.workdir / f"{NAME}.log"), H.machine_info(args.threads), args.workdir / "runs", time.perf_counter(), {}
@@ -245,15 +224,14 @@ def main(argv: list[str] | None = None) -> int:
         if rep.get("sweep"):  # the defaults on the sweep's seed, for comparison
             rep["sweep"] = defaults + rep["sweep"]
     from trainer.data import load_dataset
-
     rep["teachers"] = teachers(runs, load_dataset(ml).name)
     json_path = args.results / f"{NAME}.json"
     if "timing" in args.parts and not args.report_only:
         rep["timing"] = timing(args, str(ml), log)
     elif json_path.is_file():  # keep the last measured timing table
         rep["timing"] = json.loads(json_path.read_text()).get("timing")
-    H.write_report(args.results, NAME, {"machine": info, "args": vars(args), **rep}, report(args, rep, info))
-    log(f"[bench] wrote {json_path} and .md in {time.perf_counter() - t0:.0f}s")
+    H.write_report(args.results, NAME, {"machine": info, "args": vars(args), **rep}, report(args, rep, info), log=log)
+    log(f"[bench] {time.perf_counter() - t0:.0f}s")
     return 0
 
 

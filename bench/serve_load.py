@@ -316,7 +316,7 @@ def markdown(result: dict[str, Any]) -> str:
     def target(label: str, r: dict, f: dict, frac: str | None, ok: bool, value: str = "") -> None:
         value = value or f"p99 {r['p99_ms']:.2f} ms (p50 {r['p50_ms']:.2f})"
         frac = f"floor p99 {f['p99_ms']:.2f} ms" if frac is None else frac
-        lines.append(f"| {label} | {value} | {frac} | {'yes' if ok else '**no**'} |")
+        lines.append(f"\n| {label} | {value} | {frac} | {'yes' if ok else '**no**'} |")
 
     if r100 := runs.get(100_000):
         (r32, f32, r1, f1) = (r100["load"][k] for k in ("rec_c32", "floor_c32", "rec_c1", "floor_c1"))
@@ -329,64 +329,44 @@ def markdown(result: dict[str, Any]) -> str:
                f"{q['recall_at_20']:.4f} ({q['index']}, {_params(q)})")
         target("1M items: p99 < 10 ms at 1 connection", r1, f1, None, r1["p99_ms"] < TARGETS["p99_ms_1_at_1m"])
     sweeps = [(n, x) for n, r in items for x in r["quality"]["sweep"]]
-    return "\n".join([
-        f"# Serving benchmark (`python -m bench.{NAME}`)", "",
-        f"Run {m['date']} on {m['cpu']} ({m['cpu_count']} cores), Python {m['python']}, FAISS {m.get('faiss-cpu', '?')}, "
-        f"FastAPI {m.get('fastapi', '?')}, uvicorn {m.get('uvicorn', '?')}, {cfg.get('wrk_version', m.get('wrk', '?'))}.",
-        f"One uvicorn worker ({cfg['uvicorn']}), response cache {cfg['cache']}, k={cfg['k']}, explain=true, "
-        f"exclude_seen=true; wrk: {cfg['wrk']}, {cfg['duration_s']:g} s per run after {cfg['warmup_s']:g} s of warm-up. "
-        f"Total wall time {result['wall_s'] / 60:.1f} min." + (" **QUICK SMOKE RUN**: not a measurement." if cfg.get("quick") else ""), "",
-        "**The machine is shared**: load averages during each size are listed below; absolute numbers move with that "
-        "load, the fraction of the floor (same app, same run, same encoder, no ranking) much less.", "",
-        "## Targets (issue 3)", "", "| target | measured | fraction of floor | met |", "|---|---|---|---|", *lines,
-        "", "## Throughput and latency", "", H.md_table(
+    ann = H.md_table(["items", "index", "setting", "recall@20", "search p50 / p99"], [
+        [f"{n:,}", x["index"], f"nprobe={x['nprobe']}, {x['store']}" + (" (store A/B)" if x.get("side_by_side") else "")
+         if "nprobe" in x else f"efSearch={x['ef_search']}", f"{x['recall_at_20']:.4f}",
+         f"{x['search_p50_ms']:.2f} / {x['search_p99_ms']:.2f} ms"] for n, x in sweeps])
+    return H.template(
+        NAME, "report", m=m, cfg=cfg, faiss=m.get("faiss-cpu", "?"), fastapi=m.get("fastapi", "?"), uvicorn=m.get("uvicorn", "?"),
+        wrk=cfg.get("wrk_version", m.get("wrk", "?")), wall=result["wall_s"] / 60, targets="".join(lines),
+        quick=" **QUICK SMOKE RUN**: not a measurement." if cfg.get("quick") else "", recall_users=cfg.get("recall_users", 300),
+        throughput=H.md_table(
             ["items", "index", "conns", "floor (`/_floor`)", "recommendations", "rec/floor req/s", "load avg (1 min)"],
             [[f"{n:,}", r["quality"]["index"], c, _fmt_run(r["load"][f"floor_c{c}"]), _fmt_run(r["load"][f"rec_c{c}"]),
               f"{r['load'][f'rec_c{c}']['rps'] / r['load'][f'floor_c{c}']['rps']:.2f}",
-              f"{r['loadavg_before'][0]:.1f} -> {r['loadavg_after'][0]:.1f}"] for n, r in items for c in (1, 32)]), "",
-        f"Failed or non-2xx responses over all runs: {sum(x['errors'] for _, r in items for x in r['load'].values())}.", "",
-        f"## Index quality (the API's answers over HTTP, {cfg.get('recall_users', 300)} random users, seen items removed)", "",
-        H.md_table(["items", "index", "parameters", "recall@20 vs exact", "request p50 / p99 (HTTP, 1 client, k=20 without explanations)"],
-                   [[f"{n:,}", r["quality"]["index"], _params(r["quality"]), f"{r['quality']['recall_at_20']:.4f}",
-                     f"{_n(r['quality'], 'http_p50_ms')} / {_n(r['quality'], 'http_p99_ms')} ms"] for n, r in items]),
-        *(["", "### ANN alternatives (raw index search, first pool of 128 + seen items, then exact re-scoring)", "",
-           H.md_table(["items", "index", "setting", "recall@20", "search p50 / p99"], [
-               [f"{n:,}", x["index"], f"nprobe={x['nprobe']}, {x['store']}" + (" (store A/B)" if x.get("side_by_side") else "")
-                if "nprobe" in x else f"efSearch={x['ef_search']}", f"{x['recall_at_20']:.4f}",
-                f"{x['search_p50_ms']:.2f} / {x['search_p99_ms']:.2f} ms"] for n, x in sweeps])] if sweeps else []),
-        "", "## Set-up costs", "", H.md_table(
-            ["items", "`margo db upgrade` + `models register --activate` (processes)", "server start to ready", "index file reused"],
-            [[f"{n:,}", f"{_n(r['setup'], 'register_activate_s', '.1f')} s", f"{_n(r['setup'], 'server_ready_s', '.1f')} s",
-              r["setup"]["index_was_cached"]] for n, r in items]),
-        "", "## What the defaults come from", "", *notes(runs), "", f"Raw numbers: `{NAME}.json`; plot: `{NAME}.png`.", ""])
+              f"{r['loadavg_before'][0]:.1f} -> {r['loadavg_after'][0]:.1f}"] for n, r in items for c in (1, 32)]),
+        errors=sum(x["errors"] for _, r in items for x in r["load"].values()),
+        quality=H.md_table(["items", "index", "parameters", "recall@20 vs exact", "request p50 / p99 (HTTP, 1 client, k=20 without explanations)"],
+                           [[f"{n:,}", r["quality"]["index"], _params(r["quality"]), f"{r['quality']['recall_at_20']:.4f}",
+                             f"{_n(r['quality'], 'http_p50_ms')} / {_n(r['quality'], 'http_p99_ms')} ms"] for n, r in items]),
+        ann=H.template(NAME, "ann", table=ann) if sweeps else "", notes="".join("\n" + x for x in notes(runs)),
+        setup=H.md_table(["items", "`margo db upgrade` + `models register --activate` (processes)", "server start to ready", "index file reused"],
+                         [[f"{n:,}", f"{_n(r['setup'], 'register_activate_s', '.1f')} s", f"{_n(r['setup'], 'server_ready_s', '.1f')} s",
+                           r["setup"]["index_was_cached"]] for n, r in items]))
 
 
 def notes(runs: dict[int, dict[str, Any]]) -> list[str]:
-    """The reasoning behind the index defaults, with this run's figures."""
+    """The reasoning behind the index defaults (beyond the template's), with this run's figures."""
     def sweep(n: int, key: str, value: int) -> dict[str, Any] | None:
         return next((x for x in runs.get(n, {}).get("quality", {}).get("sweep", []) if x.get(key) == value), None)
 
-    out = ["- Flat (exact) below `MARGO_ANN_THRESHOLD_ITEMS` = 20,000 items: at 10k items one exact search is as "
-           "cheap as an ANN probe and recall is 1.",
-           "- Above it IVF (inner product, sqrt(n) lists) with `MARGO_IVF_NPROBE` = 12: the smallest setting of the "
-           "sweep whose recall@20 at 1M items clears 0.98 with a margin; 8 lists fall short and 16 cost a third more per search."]
+    out = []
     for n in sorted(runs):
         if len(ab := [x for x in runs[n]["quality"]["sweep"] if x.get("side_by_side")]) == 2:
             a, b = sorted(ab, key=lambda x: x["store"])  # flat, fp16
-            out.append(f"- `MARGO_IVF_STORE` at {n:,} items, measured side by side: fp16 search p50 {b['search_p50_ms']:.3f} ms "
-                       f"vs float32 {a['search_p50_ms']:.3f} ms ({b['search_p50_ms'] / a['search_p50_ms']:.2f}x), recall@20 "
-                       f"{b['recall_at_20']:.4f} vs {a['recall_at_20']:.4f}.")
+            out.append(H.template(NAME, "store", n=n, a=a, b=b, ratio=b["search_p50_ms"] / a["search_p50_ms"]))
     if (h := sweep(100_000, "ef_search", 512)) and (i := sweep(100_000, "nprobe", 12)):
-        out.append(f"- HNSW (M=32, efConstruction=40, inner product) stalls at recall@20 {h['recall_at_20']:.3f} at 100k "
-                   f"items even with efSearch=512 ({h['search_p50_ms']:.2f} ms), against {i['recall_at_20']:.3f} for IVF "
-                   f"nprobe=12 ({i['search_p50_ms']:.2f} ms): users mix clusters, their query points between them, and the "
-                   "greedy graph walk stays in one. It remains available (`MARGO_ANN_KIND=hnsw`).")
+        out.append(H.template(NAME, "hnsw", h=h, i=i))
     if r100 := runs.get(100_000):
         per_req, floor = (1e3 / r100["load"][k]["rps"] for k in ("rec_c32", "floor_c32"))
-        out.append(f"- Where a request goes at 100k items (32 connections): {per_req:.2f} ms of server time per request, "
-                   f"{floor:.2f} ms of it the HTTP + JSON floor, the ranking (index search, exact re-scoring, filters, "
-                   f"explanations) the rest; one request without explanations takes {_n(r100['quality'], 'http_p50_ms')} ms "
-                   "(p50) end to end at one connection. The throughput target needs the ranking near 0.4 ms on one core.")
+        out.append(H.template(NAME, "where", per_req=per_req, floor=floor, http_p50=_n(r100["quality"], "http_p50_ms")))
     return out
 
 
@@ -408,7 +388,7 @@ def plot(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def baseline_markdown(result: dict[str, Any]) -> str:
-    m, cfg, rows, summary = result["machine"], result["settings"], [], []
+    rows, summary = [], []
     for size in result["runs"]:
         med: dict[str, dict[str, list[float]]] = {}
         for r in size["rounds"]:
@@ -418,18 +398,11 @@ def baseline_markdown(result: dict[str, Any]) -> str:
             for key, v in (("rps32", r["rec_c32"]["rps"]), ("p50_1", r["rec_c1"]["p50_ms"]), ("frac", frac)):
                 med.setdefault(r["tree"], {}).setdefault(key, []).append(v)
         t, b = ({k: float(np.median(v)) for k, v in med[x].items()} for x in ("this tree", "baseline"))
-        summary.append(f"- {size['n_items']:,} items, this tree / baseline (medians over rounds): requests/s at 32 connections "
-                       f"{t['rps32'] / b['rps32']:.3f}, p50 at 1 connection {t['p50_1'] / b['p50_1']:.3f}, fraction of the "
-                       f"floor {t['frac']:.3f} vs {b['frac']:.3f}.")
-    return "\n".join([
-        f"# Serving, this tree vs a baseline checkout (`python -m bench.{NAME} --baseline`)", "", H.machine_md(m),
-        f"Baseline: `{result['baseline']}` (commit {result['commits']['baseline']}); this tree: `{H.REPO}` "
-        f"(commit {result['commits']['this tree']}). Each checkout set up with its own CLI and database and served by its "
-        f"own `create_app` ({cfg['uvicorn']}, cache off, k={K}, explain=true); the two alternate (ABBA order), "
-        f"{cfg['rounds']} round(s) per size, wrk {cfg['duration_s']:g} s per run after {cfg['warmup_s']:g} s of warm-up; "
-        "bench training slots held.", "",
-        H.md_table(["items", "round", "tree", "recommendations c=32", "recommendations c=1", "floor c=32", "rec/floor c=32",
-                    "load avg"], rows), "", *summary, ""])
+        summary.append(H.template(NAME, "summary", n=size["n_items"], rps=t["rps32"] / b["rps32"], p50=t["p50_1"] / b["p50_1"],
+                                  t_frac=t["frac"], b_frac=b["frac"]))
+    return H.template(NAME, "baseline", machine=H.machine_md(result["machine"]), baseline=result["baseline"], repo=H.REPO, k=K,
+                      commits=result["commits"], cfg=result["settings"], summary="\n".join(summary), table=H.md_table(
+                          ["items", "round", "tree", "recommendations c=32", "recommendations c=1", "floor c=32", "rec/floor c=32", "load avg"], rows))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,16 +39,12 @@ INVOCATION = time.strftime("%Y-%m-%dT%H:%M:%S")  # side by side = same invocatio
 # -- measurements (each in its own process, over any checkout's trainer) --------------------------------
 def measure(kind: str, data_path: str, epochs: int, threads: int) -> dict[str, Any]:
     import torch
-
     torch.set_num_threads(threads)
     from trainer.config import TrainConfig
     from trainer.data import load_dataset
-
     out: dict[str, Any] = {"kind": kind, "threads": torch.get_num_threads(), "loadavg_start": H.loadavg()}
-    t0 = time.perf_counter()
-    data = load_dataset(data_path)
-    out["load_s"] = time.perf_counter() - t0
-    model, extra = EPOCHS.get(kind, ("margo", DRAGON))
+    t0, data = time.perf_counter(), load_dataset(data_path)
+    out["load_s"], (model, extra) = time.perf_counter() - t0, EPOCHS.get(kind, ("margo", DRAGON))
     known = getattr(TrainConfig, "model_fields", None) or TrainConfig.__dataclass_fields__  # an older trainer lacks some
     # validation only after the last epoch of each stage (eval_every = epochs), never early stop
     fields = {"model": model, "epochs": epochs, "patience": 1000, "eval_every": epochs, **extra}
@@ -60,7 +56,6 @@ def measure(kind: str, data_path: str, epochs: int, threads: int) -> dict[str, A
 def _epochs(data: Any, cfg: Any) -> dict[str, Any]:
     from trainer.sampling import TripletSampler
     from trainer.train import fit
-
     # process CPU seconds of every pass over the training pairs (the sampler's epoch generator,
     # which every trainer version has): unlike wall time, barely moved by other processes' load
     cpu, epoch = [], TripletSampler.epoch
@@ -70,8 +65,7 @@ def _epochs(data: Any, cfg: Any) -> dict[str, Any]:
         yield from epoch(self, *a, **kw)
         cpu.append(time.process_time() - t)
 
-    TripletSampler.epoch = timed_epoch
-    t = time.perf_counter()
+    TripletSampler.epoch, t = timed_epoch, time.perf_counter()
     res = fit(data, cfg, progress=False)
     fit_s, n, stages = time.perf_counter() - t, 0, []
     for s in res.stages:
@@ -88,7 +82,6 @@ def _eval(data: Any, cfg: Any) -> dict[str, Any]:
 
     from trainer.models import build_model
     from trainer.train import evaluate_model
-
     model, times = build_model(cfg, data), []
     model.enable_weights(cfg.weight_init_std, torch.Generator().manual_seed(1))
     for split in ("valid", "valid", "test"):
@@ -120,7 +113,6 @@ def run_measure(kind: str, args: argparse.Namespace, data: Path, log: Any, tree:
 
 def run_dragon(args: argparse.Namespace, data: Path, log: Any) -> dict[str, Any]:
     from bench import mmrec_dragon
-
     try:
         r = mmrec_dragon.run(args.mmrec, data, args.mmrec_deps or args.workdir / "mmrec-deps", args.workdir, args.epochs, args.threads, log)
     except (RuntimeError, subprocess.CalledProcessError) as exc:
@@ -143,16 +135,9 @@ def ensure_data(args: argparse.Namespace) -> Path:
 
 
 # -- report -------------------------------------------------------------------------------------------
-def _f(x: float | None) -> str:  # seconds, or a dash for a missing measurement
-    return "–" if x is None or x != x else f"{x:.2f}"
-
-
-def _gb(r: dict) -> str:
-    return f"{r['peak_rss_mb'] / 1024:.2f} GB" if r.get("peak_rss_mb") else ""
-
-
-def _medians(r: dict) -> dict[str, float]:  # stage -> median s/epoch
-    return {s["stage"]: s["median_s"] for s in r.get("stages", [])}
+def _f(x: float | None) -> str: return "–" if x is None or x != x else f"{x:.2f}"  # seconds, or a dash for a missing one
+def _gb(r: dict) -> str: return f"{r['peak_rss_mb'] / 1024:.2f} GB" if r.get("peak_rss_mb") else ""
+def _medians(r: dict) -> dict[str, float]: return {s["stage"]: s["median_s"] for s in r.get("stages", [])}  # stage -> s/epoch
 
 
 def report(args: argparse.Namespace, info: dict, res: dict[str, dict], data: Path, loads: list, t_wall: float) -> str:
