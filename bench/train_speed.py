@@ -155,52 +155,30 @@ def report(args: argparse.Namespace, info: dict, res: dict[str, dict], data: Pat
               ok(v, TARGETS["epoch_s"])] for k, v in _medians(res.get("margo-freedom", {})).items()]
     rows += [[f"{k} (context)", _f(res[k]["stages"][0]["median_s"]), "", _gb(res[k]), ""]
              for k in ("fusion-sum", "lightgcn") if res.get(k, {}).get("stages")]
-    md = [f"# Training speed (`python -m bench.{NAME}`)\n",
-          H.machine_md(info, extra=f"; load average before/after the measurements: {loads[0]} / {loads[1]}"),
-          *([f"**QUICK SMOKE RUN** (small data {QUICK_DATA}, {args.epochs} epoch(s) per stage): not a measurement.\n"] if args.quick else []),
-          "Data: `import_synth` defaults (Amazon-Baby shape: 19,445 users, 7,050 items, 160,792 interactions, image "
-          f"4096-d + text 384-d), {n_train} training pairs = {-(-n_train // 2048)} batches of 2048 per epoch. "
-          f"torch threads: {args.threads}. Each measurement in a fresh process (peak RSS per process). "
-          f"Median seconds over epochs 1-{args.epochs} of each stage; validation only after the last epoch, "
-          "outside the epoch timer. One full evaluation = all users with validation items x all 7,050 items, "
-          "training items masked (`trainer.train.evaluate_model`), median of 3.\n",
-          "## Ours\n", H.md_table(["measurement", "s / epoch (median)", "full evaluation s", "peak RSS", "target"], rows) + "\n",
-          f"Peak RSS over all our measurement processes: {rss:.2f} GB (target < {TARGETS['rss_gb']:.0f} GB: "
-          f"{'meets' if rss < TARGETS['rss_gb'] else 'MISSES'}).\n"]
-    floor = f"Versus the ~{FLOOR_S:.0f} s/epoch GEMM floor of the 4096->256 projection: "
+    floor = {"floor": H.template(NAME, "floor", floor_s=FLOOR_S), "floor_x": worst / FLOOR_S, "dragon_s": DRAGON_EPOCH_S}
     if dr.get("median_s"):
-        d_s, same = dr["median_s"], dr.get("invocation") == m.get("invocation")
-        per_epoch = " / ".join(str([round(x, 1) for x in v["epoch_seconds"]]) for v in st.values())
-        md += ["## Side by side with MMRec's DRAGON (MARGO's backbone)\n", H.md_table(
+        same = dr.get("invocation") == m.get("invocation")
+        dragon = H.template(NAME, "dragon", **floor, ratio=dr["median_s"] / worst, threads=args.threads, table=H.md_table(
             ["model", "s / epoch (median)", "per-epoch seconds", "evaluation s", "peak RSS"],
-            [["ours: margo stage I / II", f"{_f(s1)} / {_f(s2)}", per_epoch, _f(e_s), _gb(m)],
-             ["MMRec DRAGON (lr 1e-3, reg 1e-3, seed 999)", _f(d_s), str([round(x, 1) for x in dr["epoch_seconds"]]),
-              _f(dr.get("eval_median_s")), _gb(dr)]]) + "\n",
-            f"DRAGON / ours = **{d_s / worst:.2f}x** (slower stage of ours), measured "
-            + (f"side by side in one invocation ({m['invocation']})" if same else "in separate invocations")
-            + f", {args.threads} torch threads each, same data. REFERENCE-NUMBERS.md quotes {DRAGON_EPOCH_S:.0f} s/epoch "
-            "for DRAGON. MMRec's epoch time includes DRAGON's per-epoch user-graph resampling; its evaluation time is "
-            "the validation pass alone (full ranking of all users). How DRAGON is run: bench/mmrec_dragon.py (an "
-            f"unmodified MMRec checkout, two run-time compatibility patches for current torch/numpy, documented there). {floor}"
-            f"ours {worst / FLOOR_S:.1f}x.\n"]
+            [["ours: margo stage I / II", f"{_f(s1)} / {_f(s2)}", " / ".join(str([round(x, 1) for x in v["epoch_seconds"]]) for v in st.values()),
+              _f(e_s), _gb(m)], ["MMRec DRAGON (lr 1e-3, reg 1e-3, seed 999)", _f(dr["median_s"]), str([round(x, 1) for x in dr["epoch_seconds"]]),
+                                 _f(dr.get("eval_median_s")), _gb(dr)]]),
+            how=f"side by side in one invocation ({m['invocation']})" if same else "in separate invocations")
     else:
-        md.append(f"Ratio to DRAGON's {DRAGON_EPOCH_S:.0f} s/epoch (REFERENCE-NUMBERS.md, MMRec, measured earlier on this "
-                  "kind of machine, **not re-measured side by side here**; run with `--measure margo dragon --mmrec PATH` "
-                  f"for that): stage I {s1 / DRAGON_EPOCH_S:.2f}x, stage II {s2 / DRAGON_EPOCH_S:.2f}x (DRAGON / ours = "
-                  f"{DRAGON_EPOCH_S / worst:.2f}). {floor}{worst / FLOOR_S:.1f}x.\n")
-    md += ["## Reference (MMRec, REFERENCE-NUMBERS.md, 2 CPU threads)\n", H.md_table(
-        ["model (MMRec)", "s / epoch", "full evaluation s", "peak RSS GB"],
-        [[k, f"{v[0]:.1f}", f"{v[1]:.1f}", f"{v[2]:.2f}"] for k, v in REFERENCE.items()]) + "\n"]
-    if st:
-        md.append("Per-epoch seconds: " + "; ".join(f"stage {k}: {[round(x, 2) for x in v['epoch_seconds']]}" for k, v in st.items())
-                  + f". Outside the epochs (graphs, one validation per stage, test): {m.get('outside_epochs_s', float('nan')):.1f} s.\n")
-    md += ["## Measurements (each a fresh process)\n", H.md_table(
-        ["measurement", "invocation", "finished", "torch threads", "load avg at start -> end (1 min)", "peak RSS"],
-        [[k, v.get("invocation", "?"), v.get("finished", "?"), v.get("threads"),
-          f"{v['loadavg_start'][0]:.2f} -> {v['loadavg_end'][0]:.2f}", _gb(v)] for k, v in res.items() if "loadavg_start" in v]) + "\n",
-        "The 2-thread measurements held every bench training slot, so none of our own benchmark training ran beside "
-        "them; the load averages above show what else the machine ran.\n", f"Wall time of this invocation: {t_wall / 60:.1f} min.\n"]
-    return "\n".join(md)
+        dragon = H.template(NAME, "no-dragon", **floor, s1=s1 / DRAGON_EPOCH_S, s2=s2 / DRAGON_EPOCH_S, inv=DRAGON_EPOCH_S / worst)
+    return H.template(
+        NAME, "report", machine=H.machine_md(info, extra=f"; load average before/after the measurements: {loads[0]} / {loads[1]}"),
+        quick=H.template(NAME, "quick", data=QUICK_DATA, epochs=args.epochs) if args.quick else "", n_train=n_train,
+        batches=-(-n_train // 2048), threads=args.threads, epochs=args.epochs, rss=rss, rss_target=TARGETS["rss_gb"],
+        rss_ok="meets" if rss < TARGETS["rss_gb"] else "MISSES", dragon=dragon, wall=t_wall / 60,
+        ours=H.md_table(["measurement", "s / epoch (median)", "full evaluation s", "peak RSS", "target"], rows),
+        reference=H.md_table(["model (MMRec)", "s / epoch", "full evaluation s", "peak RSS GB"],
+                             [[k, f"{v[0]:.1f}", f"{v[1]:.1f}", f"{v[2]:.2f}"] for k, v in REFERENCE.items()]),
+        per_epoch=H.template(NAME, "per-epoch", outside=m.get("outside_epochs_s", float("nan")), stages="; ".join(
+            f"stage {k}: {[round(x, 2) for x in v['epoch_seconds']]}" for k, v in st.items())) if st else "",
+        measurements=H.md_table(["measurement", "invocation", "finished", "torch threads", "load avg at start -> end (1 min)", "peak RSS"],
+                                [[k, v.get("invocation", "?"), v.get("finished", "?"), v.get("threads"),
+                                  f"{v['loadavg_start'][0]:.2f} -> {v['loadavg_end'][0]:.2f}", _gb(v)] for k, v in res.items() if "loadavg_start" in v]))
 
 
 def baseline_report(args: argparse.Namespace, info: dict, rounds: list[dict[str, dict]], commits: dict[str, str]) -> str:
@@ -214,21 +192,14 @@ def baseline_report(args: argparse.Namespace, info: dict, rounds: list[dict[str,
             cpu[tag, stage] = float(np.median([x for s in st for x in s.get("cpu_seconds", [])] or [np.nan]))
             rows.append([tag, stage, ", ".join(f"{x:.2f}" for x in v), f"{med[tag, stage]:.2f}",
                          "{:.2f}-{:.2f}".format(*spread[tag, stage]), f"{cpu[tag, stage]:.2f}"])
-    ratio = {s: med["this tree", s] / med["baseline", s] for s in ("I", "II")}
-    overlap = {s: "yes" if spread["this tree", s][0] <= spread["baseline", s][1] and spread["baseline", s][0]
-               <= spread["this tree", s][1] else "no" for s in ("I", "II")}
-    return "\n".join([
-        f"# Training speed, this tree vs a baseline checkout (`python -m bench.{NAME} --baseline`)\n", H.machine_md(info),
-        f"Baseline: `{args.baseline}` (commit {commits['baseline']}); this tree: `{H.REPO}` (commit {commits['this tree']}). margo, "
-        f"{args.epochs} epoch(s) per stage, {args.threads} torch thread(s), {'small data ' + str(QUICK_DATA) if args.quick else 'synth-baby (import_synth defaults)'}; "
-        f"the two alternate (ABBA order), {args.rounds} round(s), each a fresh process driven by the same measurement code "
-        "(this tree's bench package over each tree's trainer, `python -P`), OMP_WAIT_POLICY=PASSIVE for both; every bench "
-        "training slot held. CPU s/epoch: the process's CPU seconds over each pass over the training pairs (all threads), "
-        "which other processes' load moves far less than wall time.\n",
-        H.md_table(["tree", "stage", "median s/epoch per round", "median", "range over all epochs", "median CPU s/epoch"], rows) + "\n",
-        f"This tree / baseline: stage I {ratio['I']:.3f}, stage II {ratio['II']:.3f} (wall); CPU s/epoch stage I "
-        f"{cpu['this tree', 'I'] / cpu['baseline', 'I']:.3f}, stage II {cpu['this tree', 'II'] / cpu['baseline', 'II']:.3f}; "
-        f"per-epoch wall ranges overlap: stage I {overlap['I']}, stage II {overlap['II']}.\n"])
+    return H.template(
+        NAME, "baseline", machine=H.machine_md(info), baseline=args.baseline, commits=commits, repo=H.REPO, epochs=args.epochs,
+        threads=args.threads, rounds=args.rounds, data="small data " + str(QUICK_DATA) if args.quick else "synth-baby (import_synth defaults)",
+        table=H.md_table(["tree", "stage", "median s/epoch per round", "median", "range over all epochs", "median CPU s/epoch"], rows),
+        ratio={s: med["this tree", s] / med["baseline", s] for s in ("I", "II")},
+        cpu_i=cpu["this tree", "I"] / cpu["baseline", "I"], cpu_ii=cpu["this tree", "II"] / cpu["baseline", "II"],
+        overlap={s: "yes" if spread["this tree", s][0] <= spread["baseline", s][1] and spread["baseline", s][0]
+                 <= spread["this tree", s][1] else "no" for s in ("I", "II")})
 
 
 def main(argv: list[str] | None = None) -> int:
