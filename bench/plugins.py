@@ -123,7 +123,7 @@ def _fmt(ms: tuple[float, float], n: int) -> str:
 
 
 def report(args: Any, rep: dict[str, Any], info: dict[str, Any]) -> str:
-    q, lines = rep.get("quality", []), []
+    q, lines, parts = rep.get("quality", []), [], []
     by_row = {r["row"]: r for r in q}
     for r in q:
         base = "margo" if r["row"].startswith("margo+") else "backbone"
@@ -132,56 +132,31 @@ def report(args: Any, rep: dict[str, Any], info: dict[str, Any]) -> str:
             verdict = "within one std" if abs(m - bm) <= max(sd, bsd) else ("better" if m > bm else "worse")
             lines.append(f"- {r['row']} vs {base}: test R@20 {m - bm:+.4f} ({verdict}); "
                          f"valid R@20 {r['valid_recall@20'][0] - by_row[base]['valid_recall@20'][0]:+.4f}")
-    lines = [f"# Plug-in benchmark (`python -m bench.{NAME}`): CKD and SEA", "", H.machine_md(info), "",
-             *([f"**QUICK SMOKE RUN** (small synthetic data {QUICK_SYNTH} in place of both datasets): not a measurement.", ""] if args.quick else []),
-             f"Hyper-parameters: backbone and MARGO as chosen on ml-latest-small's validation split by bench/quality.py ({ML_HP}, "
-             f"margo alpha {MARGO_KW['alpha']}); plug-ins at their defaults (CKD lambda_kd 0.01, lambda_g 5, tau 0.1, 5000 generic "
-             "triples, paper re-weighting, channel-drop teachers; SEA alpha_s 0.012, beta_s 0.006, tau 0.2, CLUB with 5 inner "
-             "steps, Solosim, in-batch), with only the small validation-only sweep below around them: the rows say how the "
-             f"default plug-ins behave, not how well a tuned one can do. Early stop on validation Recall@20, patience {args.patience}, "
-             f"at most {args.epochs} epochs per stage; test metrics at the best-validation epoch. margo rows continue from the "
-             "stage I of the backbone row with the same plug-ins and seed; their train time includes that stage I (CKD's "
-             "teachers are trained once per dataset and listed apart).", "",
-             "## Quality: ml-latest-small (our importer; modalities meta + text)", "",
-             "For orientation, MMRec's own models on `mlsmall-mmrec` (the same users and items, but MMRec's split and features: "
-             "not directly comparable; ../shared/docs/REFERENCE-NUMBERS.md): test R@20 DRAGON (MARGO's backbone) 0.2842, MGCN "
-             "(patience 50) 0.2976, FREEDOM 0.2792, BPR-MF 0.2713; MMRec has no CKD or SEA rows.", "",
-             H.md_table(["row", "seeds", "test R@10", "test R@20", "test N@10", "test N@20", "valid R@20", "epochs (stage best/run)",
-                         "train s (mean)"], [[r["row"], len(r["seeds"]), *(_fmt(r[k], len(r["seeds"])) for k in (
-                             "recall@10", "recall@20", "ndcg@10", "ndcg@20", "valid_recall@20")), "; ".join(r["epochs"]),
-                                             f"{r['train_s']:.0f}"] for r in q]),
-             *(["", "Differences (mean over seeds; std = the larger of the two rows'):", "", *lines] if lines else [])]
+    if lines:
+        parts.append(H.template(NAME, "differences", lines="\n".join(lines)))
     if rep.get("sweep"):
-        lines += ["", f"Validation-only sweep around the plug-in defaults (backbone, seed {args.seeds[0]}; defaults: CKD "
-                  "lambda_kd 0.01, SEA alpha_s 0.012 / beta_s 0.006):", "",
-                  *(f"- {r['row']}: valid R@20 {r['valid_recall@20']:.4f}" for r in rep["sweep"])]
+        parts.append(H.template(NAME, "sweep", seed=args.seeds[0], lines="\n".join(
+            f"- {r['row']}: valid R@20 {r['valid_recall@20']:.4f}" for r in rep["sweep"])))
     if short := [r["row"] for r in q if len(r["seeds"]) < len(args.seeds)]:
-        lines += ["", f"**Incomplete**: rows with fewer than {len(args.seeds)} seeds: {', '.join(short)} "
-                  f"(stopped at the deadline; `python -m bench.{NAME}` resumes the rest)."]
+        parts.append(H.template(NAME, "incomplete", n=len(args.seeds), rows=", ".join(short)))
     if t := rep.get("timing"):
-        lines += ["", "## Time per training epoch, relative to plain margo (side by side)", "",
-                  f"One process, 1 torch thread, {args.timing_rounds} interleaved rounds of {args.timing_epochs} epochs per "
-                  "stage for each row (first epoch of each run dropped); median seconds per epoch. CKD's teachers are "
-                  "loaded from the cache here; their one-off training time is listed below.", "",
-                  H.md_table(["row", "stage I s/epoch", "x margo", "stage II s/epoch", "x margo"],
-                             [[k, *(f"{v[key][s]:{f}}" for s in ("I", "II") for key, f in (("median_epoch_s", ".3f"), ("relative", ".2f")))]
-                              for k, v in t.items()])]
+        parts.append(H.template(NAME, "timing", rounds=args.timing_rounds, epochs=args.timing_epochs, table=H.md_table(
+            ["row", "stage I s/epoch", "x margo", "stage II s/epoch", "x margo"],
+            [[k, *(f"{v[key][s]:{f}}" for s in ("I", "II") for key, f in (("median_epoch_s", ".3f"), ("relative", ".2f")))] for k, v in t.items()])))
     if rep.get("teachers"):
-        lines += ["", "CKD teachers (ml-latest-small, trained once, cached):", "",
-                  *(f"- {x['modality']}: valid R@20 {x['valid']['recall@20']:.4f}, test R@20 {x['test']['recall@20']:.4f}, "
-                    f"{x['seconds']:.0f}s" for x in rep["teachers"])]
+        parts.append(H.template(NAME, "teachers", lines="\n".join(f"- {x['modality']}: valid R@20 {x['valid']['recall@20']:.4f}, test R@20 "
+                                                                     f"{x['test']['recall@20']:.4f}, {x['seconds']:.0f}s" for x in rep["teachers"])))
     if rel := rep.get("reliability", []):
-        lines += ["", "## Reliability: do CKD / SEA change margo's detection of corrupted modalities?", "",
-                  f"`import_synth` {SYNTH} {SYNTH_MODS}, corrupt_fraction 0.2 (a random modality per item replaced by "
-                  f"noise), seed 0; margo {SYNTH_MARGO} (bench/reliability.py's best margo config by AUC); one seed; early "
-                  "stop patience 10. AUC: ROC-AUC of 1 - w_i^m (best-validation epoch) for corrupted vs clean (item, "
-                  "modality) pairs, pooled; w std: std of the image weight over items; entropy: mean entropy of w_i "
-                  "(ln M = uniform over the M channels).", "",
-                  H.md_table(["row", "AUC pooled", "AUC image", "AUC text", "w std", "w entropy", "valid R@20", "test R@20", "epochs"],
-                             [[r["row"], f"{r['auc']:.4f}", *(f"{r['auc_per_modality'][m]:.4f}" for m in SYNTH_MODS),
-                               *(f"{r[k]:.4f}" for k in ("w_std", "w_entropy", "valid_recall@20", "test_recall@20")), r["epochs"]]
-                              for r in rel])]
-    return "\n".join(lines) + "\n"
+        parts.append(H.template(NAME, "reliability", synth=SYNTH, mods=SYNTH_MODS, margo=SYNTH_MARGO, table=H.md_table(
+            ["row", "AUC pooled", "AUC image", "AUC text", "w std", "w entropy", "valid R@20", "test R@20", "epochs"],
+            [[r["row"], f"{r['auc']:.4f}", *(f"{r['auc_per_modality'][m]:.4f}" for m in SYNTH_MODS),
+              *(f"{r[k]:.4f}" for k in ("w_std", "w_entropy", "valid_recall@20", "test_recall@20")), r["epochs"]] for r in rel])))
+    return H.template(NAME, "report", machine=H.machine_md(info), quick=H.template(NAME, "quick", synth=QUICK_SYNTH) if args.quick else "",
+                      ml_hp=ML_HP, alpha=MARGO_KW["alpha"], patience=args.patience, epochs=args.epochs, parts="".join(parts), table=H.md_table(
+                          ["row", "seeds", "test R@10", "test R@20", "test N@10", "test N@20", "valid R@20", "epochs (stage best/run)", "train s (mean)"],
+                          [[r["row"], len(r["seeds"]), *(_fmt(r[k], len(r["seeds"])) for k in ("recall@10", "recall@20", "ndcg@10", "ndcg@20",
+                                                                                              "valid_recall@20")), "; ".join(r["epochs"]),
+                            f"{r['train_s']:.0f}"] for r in q])) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
