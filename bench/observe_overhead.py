@@ -101,37 +101,21 @@ async def _drive(app: Any, requests: int, repeats: int) -> dict[str, float]:
 
 # -- report ----------------------------------------------------------------------------------------------
 def report(result: dict[str, Any]) -> str:
-    s, m, b = result["summary"], result["machine"], result["summary"]["before"]
-    lines = [
-        f"# Cost of request metrics and access logs (`python -m bench.{NAME}`)", "",
-        f"Run {m['date']} on {m['cpu']} ({m['cpu_count']} cores, shared with other engineers' jobs), {result['items']:,} "
-        f"items (flat index), one uvicorn worker, response cache off, public reads, wrk 1 thread, {result['duration_s']:g} s "
-        f"per run, median of {result['rounds']} interleaved rounds. Total {result['wall_s'] / 60:.1f} min."
-        + (" **QUICK SMOKE RUN**: not a measurement." if result.get("quick") else ""), "",
-        f"`before` is commit `{result['base_commit']}` (no middleware, no metrics, no auth check on the fast path); `off` is "
-        "this tree with `MARGO_METRICS_ENABLED=false MARGO_LOG_REQUESTS=false`; `metrics+logs` is the default (one JSON "
-        "line per request, written to a file).", "",
-        H.md_table(["variant", "floor c=32 req/s", "floor c=1 p50 / p99 ms", "recommendations c=32 req/s",
-                    "recommendations c=1 p50 / p99 ms", "floor req/s vs before", "recs req/s vs before"],
-                   [[v, f"{x['floor_c32']['rps']:,.0f}", f"{x['floor_c1']['p50_ms']:.3f} / {x['floor_c1']['p99_ms']:.3f}",
-                     f"{x['rec_c32']['rps']:,.0f}", f"{x['rec_c1']['p50_ms']:.3f} / {x['rec_c1']['p99_ms']:.3f}",
-                     f"{x['floor_c32']['rps'] / b['floor_c32']['rps']:.2f}", f"{x['rec_c32']['rps'] / b['rec_c32']['rps']:.2f}"]
-                    for v, x in s.items()])]
-    ip, names = result["in_process_us"], list(result["in_process_us"]["bare"])
-    lines += ["", "## Per request, in process", "",
-              "The same app driven directly on one event loop (no sockets, no wrk), best of "
-              f"{result['in_process_repeats']} x {result['in_process_requests']:,} requests: microseconds per request. "
-              "Recommendations hit the response cache here, the cheapest real request, where a fixed overhead weighs "
-              "most. `bare` is `off` without the middleware.", "",
-              H.md_table(["variant", *names, *(f"{n} vs bare" for n in names)],
-                         [[v, *(f"{ip[v][n]:.1f}" for n in names), *(f"{ip[v][n] / ip['bare'][n]:.2f}" for n in names)]
-                          for v in IN_PROCESS]), "",
-              f"Failed or non-2xx responses over all runs: {sum(x[k]['errors'] for x in s.values() for k in x)}.", "",
-              "Per round (req/s at 32 connections, floor / recommendations, and the 1-minute load average before the round):", "",
-              H.md_table(["variant", "round", "floor", "recommendations", "load avg"],
-                         [[v, r["round"], f"{r['floor_c32']['rps']:,.0f}", f"{r['rec_c32']['rps']:,.0f}", f"{r['loadavg_before'][0]:.1f}"]
-                          for v in VARIANTS for r in result["runs"][v]])]
-    return "\n".join(lines) + "\n"
+    s, b, ip = result["summary"], result["summary"]["before"], result["in_process_us"]
+    names = list(ip["bare"])
+    return H.template(
+        NAME, "report", m=result["machine"], r=result, wall=result["wall_s"] / 60, quick=" **QUICK SMOKE RUN**: not a measurement."
+        if result.get("quick") else "", errors=sum(x[k]["errors"] for x in s.values() for k in x),
+        wrk=H.md_table(["variant", "floor c=32 req/s", "floor c=1 p50 / p99 ms", "recommendations c=32 req/s",
+                        "recommendations c=1 p50 / p99 ms", "floor req/s vs before", "recs req/s vs before"],
+                       [[v, f"{x['floor_c32']['rps']:,.0f}", f"{x['floor_c1']['p50_ms']:.3f} / {x['floor_c1']['p99_ms']:.3f}",
+                         f"{x['rec_c32']['rps']:,.0f}", f"{x['rec_c1']['p50_ms']:.3f} / {x['rec_c1']['p99_ms']:.3f}",
+                         f"{x['floor_c32']['rps'] / b['floor_c32']['rps']:.2f}", f"{x['rec_c32']['rps'] / b['rec_c32']['rps']:.2f}"] for v, x in s.items()]),
+        in_process=H.md_table(["variant", *names, *(f"{n} vs bare" for n in names)],
+                              [[v, *(f"{ip[v][n]:.1f}" for n in names), *(f"{ip[v][n] / ip['bare'][n]:.2f}" for n in names)] for v in IN_PROCESS]),
+        rounds=H.md_table(["variant", "round", "floor", "recommendations", "load avg"],
+                          [[v, r["round"], f"{r['floor_c32']['rps']:,.0f}", f"{r['rec_c32']['rps']:,.0f}", f"{r['loadavg_before'][0]:.1f}"]
+                           for v in VARIANTS for r in result["runs"][v]]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,8 +150,7 @@ def main(argv: list[str] | None = None) -> int:
               "rounds": args.rounds, "in_process_requests": args.in_process_requests, "quick": args.quick,
               "in_process_repeats": args.in_process_repeats, "base_commit": args.base, "bench_slots_held": held,
               "rec_path": REC, "runs": runs, "summary": summary, "in_process_us": per_request, "wall_s": time.time() - t_start}
-    H.write_report(args.results, NAME, result, report(result))
-    print(report(result))
+    H.write_report(args.results, NAME, result, report(result), log=print)
     return 0
 
 

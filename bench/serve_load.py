@@ -33,19 +33,6 @@ K = 20
 REC = f"/users/{{user}}/recommendations?k={K}&explain=true"
 TARGETS = {"rps_32_at_100k": 1500.0, "p99_ms_1_at_100k": 5.0, "recall_at_1m": 0.98, "p99_ms_1_at_1m": 10.0}
 FLOOR_ENV = "BENCH_FLOOR_FILE"  # where the server under test finds the floor's payload
-WRK_SCRIPT = """
-math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
-request = function()
-  local path = string.gsub(PATH, "{user}", function() return "u" .. math.random(0, USERS - 1) end)
-  return wrk.format("GET", path)
-end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format('WRK {"requests": %d, "duration_us": %d, "errors": %d, "non2xx": %d, "p50_us": %d, '
-    .. '"p90_us": %d, "p99_us": %d, "mean_us": %.1f}\\n', summary.requests, summary.duration, e.connect + e.read
-    + e.write + e.timeout, e.status, latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.mean))
-end
-"""
 
 
 def bench_app() -> Any:
@@ -142,7 +129,8 @@ def serve(tree: Path, env: dict[str, str], work: Path, *, log_config: Path | Non
 
 
 def run_wrk(url_path: str, port: int, conns: int, duration: float, work: Path, users: int = USERS) -> dict[str, Any]:
-    (script := work / "wrk.lua").write_text(WRK_SCRIPT.replace("PATH", json.dumps(url_path)).replace("USERS", str(users)))
+    lua = (H.REPO / "bench" / "templates" / "wrk.lua").read_text()  # reports its summary as one JSON line
+    (script := work / "wrk.lua").write_text(lua.replace("PATH", json.dumps(url_path)).replace("USERS", str(users)))
     cmd = ["wrk", "-t1", f"-c{conns}", f"-d{duration:g}s", "--timeout", "10s", "-s", str(script), f"http://127.0.0.1:{port}"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     if (match := re.search(r"^WRK (\{.*\})$", out, re.M)) is None:
