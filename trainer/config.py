@@ -151,8 +151,12 @@ class TrainConfig(BaseModel):
         "this times log(reliability score) of trainer/reliability; 0 = off (faithful MARGO)",
     )
     reliability_repair: bool = Field(
-        False, description="reliability-guided content (issue 15): blend each item's content "
-        "towards its cross-modal prediction by 1 - reliability score before building the model",
+        False, description="reliability-guided content (issue 15): blend the content of items "
+        "scored below --repair-threshold towards its cross-modal prediction by 1 - score",
+    )
+    repair_threshold: float = Field(
+        0.5, ge=0, le=1, description="--reliability-repair moves only content whose reliability "
+        "score is below this (0.5: a swap more likely than not; 1: every item, by 1 - score)",
     )
     # -- training plug-ins (trainer/plugins; ALGORITHMS.md 2-4) ----------------------------------
     plugins: Annotated[tuple[str, ...], Flag("--plugin", metavar="PLUGIN")] = Field(

@@ -79,6 +79,8 @@ def stage1_cache_path(cache: Path | None, cfg: TrainConfig, data: Dataset) -> Pa
             keep = {k: v for k, v in keep.items() if not k.startswith(f"{name}_")}
     if not cfg.plugins:
         keep.pop("plugins", None)
+    if not cfg.reliability_repair:  # the threshold of repair that is off (keys as before it)
+        keep.pop("repair_threshold", None)
     key = json.dumps(
         {"data": data.fingerprint, "modalities": list(data.features), **keep}, sort_keys=True
     )

@@ -2,9 +2,10 @@
 
 Two options of TrainConfig, both off by default (faithful MARGO):
 
-- ``reliability_repair``: before the model is built, each item's content is blended towards its
-  out-of-fold cross-modal prediction by 1 - score (repair.py), so item graphs and projections
-  see repaired content (every model that uses content; stage I included).
+- ``reliability_repair``: before the model is built, the content of each item scored below
+  ``repair_threshold`` is blended towards its out-of-fold cross-modal prediction by 1 - score
+  (repair.py; content above it is kept exactly), so item graphs and projections see repaired
+  content (every model that uses content; stage I included).
 - ``reliability_prior`` (strength S): stage II of fusion-learned/margo starts its weight logits
   at W_0[i, m] = S * log(max(score[i, m], SCORE_FLOOR)) + N(0, std^2) instead of N(0, std^2),
   so a channel judged swapped starts with its weight scaled down by score^S (relative to the
@@ -45,7 +46,8 @@ def guided_data(data: Dataset, cfg: TrainConfig) -> tuple[Dataset, ReliabilitySc
     rcfg = ReliabilityConfig(seed=cfg.seed)
     scores = score_items(data, cfg=rcfg)
     if cfg.reliability_repair:
-        data = dataclasses.replace(data, features=repaired_features(data, scores, rcfg))
+        feats = repaired_features(data, scores, rcfg, cfg.repair_threshold)
+        data = dataclasses.replace(data, features=feats)
     return data, scores
 
 
