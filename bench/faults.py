@@ -34,8 +34,10 @@ BATCH, STAMP0 = 100, 10**10  # interactions per POST; each phase writes timestam
 SLOW_CLIENTS, HEADER_TIMEOUT_S, JOB_STALE_S = 2000, 5.0, 5.0
 HEADER = "X-API-Key"
 KEYS: dict[str, str] = {}
+PACKAGES = ("scipy", "fastapi", "uvicorn")
 PG_ADMIN, PG_DB = "postgresql://postgres@127.0.0.1:5432/postgres", "margo_bench_faults"
-KINDS = ("rec", "sql", "bad", "write")
+KINDS, WRITE, BAD_KEYS = ("rec", "sql", "bad", "write"), ("requests", "503", "max_s"), ("requests", "4xx")
+SQL = ("requests", "503", "first_503_after_fault_s", "max_s")  # the columns of each kind in the report
 BAD = [("GET", "/users/a%00b/recommendations", None), ("GET", "/jobs?offset=99999999999999999999999", None),
        ("POST", "/interactions", b'{"interactions": [{"user_id": "u1", "item_id": "i1", "weight": NaN}]}'),
        ("POST", "/interactions", b'{"interactions": [{"user_id": "u\\u0000", "item_id": "i1"}]}'),
@@ -108,8 +110,10 @@ def trained_bundle(work: Path) -> Path:
 
     data = load_dataset(import_synth(work / "data", n_users=USERS, n_items=2000, n_interactions=20000, n_clusters=8,
                                      modalities={"image": 32, "text": 32}, progress=False, overwrite=True))
-    cfg = H.train_config(model="margo", threads=1, epochs=3, patience=2, dim=16, hidden=32, knn_k=5, user_graph_k=10)
-    bundle = load_bundle(path := export_model(fit(data, cfg, progress=False), data, cfg, work / "bundle", overwrite=True))
+    cfg = H.train_config(model="margo", threads=1, epochs=3, patience=2, dim=16, hidden=32,
+                         knn_k=5, user_graph_k=10)
+    bundle = load_bundle(path := export_model(fit(data, cfg, progress=False), data, cfg,
+                                              work / "bundle", overwrite=True))
     IDS["users"], IDS["items"] = list(bundle.user_ids), list(bundle.item_ids)
     return path
 
@@ -140,9 +144,10 @@ def load(port: int, seconds: float, fault: Callable[[], None], bad_input: bool, 
                 records: set[int] = set()
                 if kind == "write":
                     body, records = batch(next(batches), BATCH // 4 if writers > 1 else BATCH, stamp0)
-                method, path, body = (BAD[len(log[kind]) % len(BAD)] if kind == "bad" else ("POST", "/interactions", body)
-                                      if kind == "write" else ("GET", f"/users/{IDS['users'][rng.integers(USERS)]}/recommendations?k=10", None)
-                                      if kind == "rec" else ("GET", "/jobs?limit=5", None))
+                user = IDS["users"][rng.integers(USERS)] if kind == "rec" else None
+                method, path, body = {"bad": BAD[len(log[kind]) % len(BAD)],
+                                      "sql": ("GET", "/jobs?limit=5", None), "write": ("POST", "/interactions", body),
+                                      "rec": ("GET", f"/users/{user}/recommendations?k=10", None)}[kind]
                 try:
                     status = c.request(method, path, content=body, headers={"content-type": "application/json"}).status_code
                 except httpx.HTTPError:
@@ -151,7 +156,8 @@ def load(port: int, seconds: float, fault: Callable[[], None], bad_input: bool, 
                 if 200 <= status < 300:
                     acked.update(records)
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in ["rec"] * 4 + ["sql"] + ["write"] * writers + ["bad"] * 2 * bad_input]
+    threads = [threading.Thread(target=worker, args=(k,))
+               for k in ["rec"] * 4 + ["sql"] + ["write"] * writers + ["bad"] * 2 * bad_input]
     for th in threads:
         th.start()
     time.sleep(1.0)
@@ -162,7 +168,8 @@ def load(port: int, seconds: float, fault: Callable[[], None], bad_input: bool, 
     for kind, rows in ((k, v) for k, v in log.items() if v):
         lat, codes = np.array([r[1] for r in rows]), [r[2] for r in rows]
         first_503 = next((r[0] + r[1] - 1.0 for r in rows if r[0] >= 1.0 and r[2] == 503), None)
-        out[kind] = {"requests": len(rows), "rps": round(len(rows) / seconds, 1), "p50_ms": round(float(np.median(lat)) * 1e3, 1),
+        out[kind] = {"requests": len(rows), "rps": round(len(rows) / seconds, 1),
+                     "p50_ms": round(float(np.median(lat)) * 1e3, 1),
                      "max_s": round(float(lat.max()), 2), "ok": sum(200 <= c < 300 for c in codes),
                      "4xx": sum(400 <= c < 500 for c in codes), "503": codes.count(503),
                      "5xx_other": sum(c >= 500 and c != 503 for c in codes), "failed": codes.count(0),
@@ -222,7 +229,8 @@ def fault_phases(args: Any, log: H.Log) -> list[dict[str, Any]]:
     serve_log = (work / "serve.log").open("wb")
 
     def margo(*argv: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-c", H.CLI, *argv], env=env, stdout=serve_log, stderr=subprocess.STDOUT)
+        return subprocess.Popen([sys.executable, "-c", H.CLI, *argv], env=env, stdout=serve_log,
+                                stderr=subprocess.STDOUT)
 
     server = margo("serve", "--port", str(port), "--workers", "2", "--log-level", "warning")
     seconds, stop, closed = 4.0 if args.quick else 12.0, threading.Event(), []  # closed: the slow clients'
@@ -246,9 +254,11 @@ def fault_phases(args: Any, log: H.Log) -> list[dict[str, Any]]:
     def job_recovered() -> dict[str, Any]:  # a new worker; the sweep queues the dead job again, it trains again; a new retrain
         job_worker[0].wait()
         job_worker[0], seen = margo("worker"), []
+        # a new attempt (claim sets started_at) that has trained an epoch
         H.wait_for(lambda: (seen.append(status(job["id"])) or seen[-1]["started_at"]) != job["started_at"]
-                   and (seen[-1].get("epoch") or 0) >= 1, 300)  # a new attempt (claim sets started_at) has trained an epoch
-        out = {"restored_s": round(time.monotonic() - killed_at[0], 1), "killed_job": sorted({j["stage"] for j in seen if j["stage"]})}
+                   and (seen[-1].get("epoch") or 0) >= 1, 300)
+        out = {"restored_s": round(time.monotonic() - killed_at[0], 1),
+               "killed_job": sorted({j["stage"] for j in seen if j["stage"]})}
         admin.delete(f"/jobs/{job['id']}").raise_for_status()
         H.wait_for(lambda: status(job["id"])["status"] == "cancelled", 120)
         new = admin.post("/retrain", json={"hyperparameters": {"epochs": 2}}).raise_for_status().json()["job_id"]
@@ -269,7 +279,8 @@ def fault_phases(args: Any, log: H.Log) -> list[dict[str, Any]]:
         threading.Thread(target=resets, daemon=True).start()
 
     def slow() -> None:
-        threading.Thread(target=slow_clients, args=(port, 200 if args.quick else SLOW_CLIENTS, stop, closed)).start()
+        threading.Thread(target=slow_clients,
+                         args=(port, 200 if args.quick else SLOW_CLIENTS, stop, closed)).start()
 
     noop = lambda: None  # noqa: E731
     phases = [("no fault", noop, noop, False), ("hung PostgreSQL", proxy.go.clear, proxy.go.set, False),
@@ -281,14 +292,18 @@ def fault_phases(args: Any, log: H.Log) -> list[dict[str, Any]]:
               (f"{SLOW_CLIENTS} slow-header clients", slow, stop.set, False), ("bad-input flood", noop, noop, True),
               ("SIGKILL of the job worker mid-retrain", kill(lambda: job_worker[0].pid), job_recovered, False, 1, retrain_running)]
     rows = []
-    ok = lambda path, timeout: urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout).status == 200  # noqa: E731
-    try:
-        H.wait_for(lambda: all(ok("/readyz", 2) for _ in range(20)), 120)  # both workers: 20 in a row (the kernel spreads them)
+
+    def ok(path: str, timeout: float) -> bool:
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout).status == 200
+
+    try:  # both workers ready: 20 readyz answers in a row (the kernel spreads connections)
+        H.wait_for(lambda: all(ok("/readyz", 2) for _ in range(20)), 120)
         load(port, 3.0, noop, True, 1, STAMP0 - 10**7)  # warm-up: caches, connections, code paths
         for i, (name, start, end, bad, *more) in enumerate(phases):
             writers, before = [*more, noop][:2] if more else (1, noop)
             before()
-            length = max(seconds, HEADER_TIMEOUT_S + 5) if "slow" in name else seconds  # slow clients outlast the timeout
+            # the slow clients need their phase to outlast the header timeout
+            length = max(seconds, HEADER_TIMEOUT_S + 5) if "slow" in name else seconds
             stamp0 = STAMP0 + i * 10**7
             row = {"phase": name, "seconds": length, "writers": writers, **load(port, length, start, bad, writers, stamp0)}
             row.update(end() or {})
@@ -321,10 +336,11 @@ def faults_md(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
         ["phase", "rec req/s", "rec p50 ms", "rec slowest s", "rec errors", "SQL req", "SQL 503", "first 503 after fault s",
          "SQL slowest s", "bad req", "bad 4xx", "writes (503, slowest s)", "records acked", "records lost", "5xx (not 503)", "failed",
          "recovered s", "restored s"],
-        [[r["phase"], *(cell(r, "rec", k) for k in ("rps", "p50_ms", "max_s")), r["rec"]["requests"] - r["rec"]["ok"],
-          *(cell(r, "sql", k) for k in ("requests", "503", "first_503_after_fault_s", "max_s")), cell(r, "bad", "requests"),
-          cell(r, "bad", "4xx"), f"{cell(r, 'write', 'requests')} ({cell(r, 'write', '503')}, {cell(r, 'write', 'max_s')})",
-          r["records_acked"], r["records_lost"], *(sum(cell(r, k, x) or 0 for k in KINDS) for x in ("5xx_other", "failed")),
+        [[r["phase"], *(cell(r, "rec", k) for k in ("rps", "p50_ms", "max_s")),
+          r["rec"]["requests"] - r["rec"]["ok"], *(cell(r, "sql", k) for k in SQL),
+          *(cell(r, "bad", k) for k in BAD_KEYS), "{} ({}, {})".format(*(cell(r, "write", k) for k in WRITE)),
+          r["records_acked"], r["records_lost"],
+          *(sum(cell(r, k, x) or 0 for k in KINDS) for x in ("5xx_other", "failed")),
           f"{r['recovered_s']:g}", f"{r['restored_s']:g}" if "restored_s" in r else ""] for r in rows])
     job, slow = (next((r for r in rows if key in r), None) for key in ("killed_job", "slow_closed"))
     return H.template(NAME, "report", machine=H.machine_md(info), table=table, stale=JOB_STALE_S,
@@ -334,9 +350,10 @@ def faults_md(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = H.parse_args(H.parser(__doc__, report_only=False), argv)
-    log, info = H.make_logger(args.workdir / f"{NAME}.log"), H.machine_info(packages=("scipy", "fastapi", "uvicorn"))
+    log, info = H.make_logger(args.workdir / f"{NAME}.log"), H.machine_info(packages=PACKAGES)
     faults = fault_phases(args, log)
-    H.write_report(args.results, NAME, {"machine": info, "commit": H.git_commit(), "faults": faults}, faults_md(faults, info), log=log)
+    H.write_report(args.results, NAME, {"machine": info, "commit": H.git_commit(), "faults": faults},
+                   faults_md(faults, info), log=log)
     return 0
 
 

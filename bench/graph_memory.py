@@ -44,7 +44,8 @@ def markdown(data: dict[str, Any]) -> str:
     worst = max(r["peak_rss_mb"] for r in rows if r["builder"] == "blocks (now)")
     return (f"# User graph memory (issue 14)\n\n{H.machine_md(data['machine'])}\nUser co-occurrence graph, k={GRAPH_K}.\n\n"
             + H.md_table(["case", "users", "builder", "edges", "RSS before (MB)", "peak RSS (MB)", "seconds"],
-                         [[*(r[k] for k in ("shape", "users", "builder", "edges", "rss_before_mb", "peak_rss_mb")), f"{r['seconds']:g}"]
+                         [[*(r[k] for k in ("shape", "users", "builder", "edges", "rss_before_mb",
+                                            "peak_rss_mb")), f"{r['seconds']:g}"]
                           for r in rows])
             + f"\n\nWorst peak RSS of the block builder: {worst} MB (target <= {TARGET_MB:.0f} MB: {'met' if worst <= TARGET_MB else 'NOT met'})"
             ". Same graph either way (tests/trainer/test_user_graph_blocks.py). Seconds are on a shared 2-core machine (load "
@@ -60,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         baby = H.ensure_dataset(args.workdir / ("faults-baby-quick" if args.quick else "faults-baby"), "import_synth", modalities={"text": 8},
                                 **({"n_users": 2000, "n_items": 700, "n_interactions": 16000} if args.quick else {}))
         old = (1000, 2000) if args.quick else (4000, 8000)  # the whole product: ~50 bytes per pair
-        cases = [(f"{n} users on one item", n, b, None) for b, ns in ((WHOLE, old), (None, dict.fromkeys((*old, 2000 if args.quick else 20_000))))
+        cases = [(f"{n} users on one item", n, b, None)
+                 for b, ns in ((WHOLE, old), (None, dict.fromkeys((*old, 2000 if args.quick else 20_000))))
                  for n in ns] + [("Baby-shaped synth", 0, b, str(baby)) for b in (WHOLE, None)]
         data = {"machine": H.machine_info(packages=("scipy",)), "commit": H.git_commit(), "target_mb": TARGET_MB, "cases": []}
         for case in cases:

@@ -36,7 +36,7 @@ RESULTS = REPO / "bench" / "results"
 DEFAULT_WORKDIR = Path("/tmp/margo-bench")
 MLSMALL_MMREC = Path("/work/shared/data/mlsmall-mmrec")
 ML_LATEST_SMALL = Path("/work/shared/data/ml-latest-small")
-CLI = "import sys; from service.cli import main; sys.exit(main())"  # ``margo`` of the checkout in cwd/PYTHONPATH
+CLI = "import sys; from service.cli import main; sys.exit(main())"  # ``margo`` of the checkout on sys.path
 POLL_S = 2.0  # seconds between tries for a free training slot
 Log = Callable[[str], None]
 
@@ -158,7 +158,8 @@ def machine_info(threads: int | None = None, packages: Sequence[str] = ("torch",
             versions[pkg] = metadata.version(pkg)
     script = Path(sys.argv[0]).resolve()  # as typed: ``-m bench.<name>`` for a script of this package
     argv = ["-m", f"bench.{script.stem}", *sys.argv[1:]] if script.parent == REPO / "bench" else sys.argv
-    return {"date": now(), "host": platform.node(), "platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
+    return {"date": now(), "host": platform.node(), "platform": platform.platform(), "cpu": cpu,
+            "cpu_count": os.cpu_count(),
             "python": platform.python_version(), **versions, "torch_threads": threads, "loadavg": loadavg(),
             "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *argv])}
 

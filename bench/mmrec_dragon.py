@@ -54,11 +54,14 @@ print("PEAK_RSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 def user_graph_dict(inter: Path, max_neighbours: int = 200) -> dict[int, list[list]]:
     """DRAGON's user graph input: user -> [neighbour ids, co-occurrence counts], count desc."""
     import scipy.sparse as sp
+
     with open(inter, encoding="utf-8") as f:
         header = f.readline().rstrip("\n").split("\t")
-    rows = np.loadtxt(inter, delimiter="\t", skiprows=1, usecols=[header.index(c) for c in ("userID", "itemID", "x_label")], dtype=np.int64, ndmin=2)
+    cols = [header.index(c) for c in ("userID", "itemID", "x_label")]
+    rows = np.loadtxt(inter, delimiter="\t", skiprows=1, usecols=cols, dtype=np.int64, ndmin=2)
     train = rows[rows[:, 2] == 0]
-    r = sp.csr_matrix((np.ones(len(train), np.float32), (train[:, 0], train[:, 1])), shape=(int(rows[:, 0].max()) + 1, int(rows[:, 1].max()) + 1))
+    r = sp.csr_matrix((np.ones(len(train), np.float32), (train[:, 0], train[:, 1])),
+                      shape=(int(rows[:, 0].max()) + 1, int(rows[:, 1].max()) + 1))
     r.data[:] = 1.0
     c = (r @ r.T).tocsr()
     c.setdiag(0)
@@ -66,7 +69,8 @@ def user_graph_dict(inter: Path, max_neighbours: int = 200) -> dict[int, list[li
     out: dict[int, list[list]] = {}
     for u in range(c.shape[0]):  # per-row top-k of a sparse row, once
         cols, vals = c.indices[c.indptr[u] : c.indptr[u + 1]], c.data[c.indptr[u] : c.indptr[u + 1]]
-        out[u] = [cols[order := np.lexsort((cols, -vals))[:max_neighbours]].tolist(), vals[order].astype(float).tolist()]
+        out[u] = [cols[order := np.lexsort((cols, -vals))[:max_neighbours]].tolist(),
+                  vals[order].astype(float).tolist()]
     return out
 
 

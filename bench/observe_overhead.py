@@ -62,7 +62,8 @@ def in_process(db: Path, work: Path, requests: int, repeats: int) -> dict[str, d
 
 
 async def _drive(app: Any, requests: int, repeats: int) -> dict[str, float]:
-    paths, sent = {"recommendations (cache hit)": ("/users/u1/recommendations", b"k=20&explain=true"), "healthz": ("/healthz", b"")}, []
+    paths, sent = {"recommendations (cache hit)": ("/users/u1/recommendations", b"k=20&explain=true"),
+                   "healthz": ("/healthz", b"")}, []
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
@@ -100,26 +101,36 @@ async def _drive(app: Any, requests: int, repeats: int) -> dict[str, float]:
 
 
 # -- report ----------------------------------------------------------------------------------------------
+def rps(x: dict[str, float]) -> str:
+    return f"{x['rps']:,.0f}"
+
+
+def p50_99(x: dict[str, float]) -> str:
+    return f"{x['p50_ms']:.3f} / {x['p99_ms']:.3f}"
+
+
 def report(result: dict[str, Any]) -> str:
     s, b, ip = result["summary"], result["summary"]["before"], result["in_process_us"]
     names = list(ip["bare"])
+    wrk = [[v, rps(x["floor_c32"]), p50_99(x["floor_c1"]), rps(x["rec_c32"]), p50_99(x["rec_c1"]),
+            *(f"{x[k]['rps'] / b[k]['rps']:.2f}" for k in ("floor_c32", "rec_c32"))] for v, x in s.items()]
     return H.template(
-        NAME, "report", m=result["machine"], r=result, wall=result["wall_s"] / 60, quick=" **QUICK SMOKE RUN**: not a measurement."
-        if result.get("quick") else "", errors=sum(x[k]["errors"] for x in s.values() for k in x),
+        NAME, "report", m=result["machine"], r=result, wall=result["wall_s"] / 60,
+        quick=" **QUICK SMOKE RUN**: not a measurement." if result.get("quick") else "",
+        errors=sum(x[k]["errors"] for x in s.values() for k in x),
         wrk=H.md_table(["variant", "floor c=32 req/s", "floor c=1 p50 / p99 ms", "recommendations c=32 req/s",
-                        "recommendations c=1 p50 / p99 ms", "floor req/s vs before", "recs req/s vs before"],
-                       [[v, f"{x['floor_c32']['rps']:,.0f}", f"{x['floor_c1']['p50_ms']:.3f} / {x['floor_c1']['p99_ms']:.3f}",
-                         f"{x['rec_c32']['rps']:,.0f}", f"{x['rec_c1']['p50_ms']:.3f} / {x['rec_c1']['p99_ms']:.3f}",
-                         f"{x['floor_c32']['rps'] / b['floor_c32']['rps']:.2f}", f"{x['rec_c32']['rps'] / b['rec_c32']['rps']:.2f}"] for v, x in s.items()]),
+                        "recommendations c=1 p50 / p99 ms", "floor req/s vs before", "recs req/s vs before"], wrk),
         in_process=H.md_table(["variant", *names, *(f"{n} vs bare" for n in names)],
-                              [[v, *(f"{ip[v][n]:.1f}" for n in names), *(f"{ip[v][n] / ip['bare'][n]:.2f}" for n in names)] for v in IN_PROCESS]),
+                              [[v, *(f"{ip[v][n]:.1f}" for n in names),
+                                *(f"{ip[v][n] / ip['bare'][n]:.2f}" for n in names)] for v in IN_PROCESS]),
         rounds=H.md_table(["variant", "round", "floor", "recommendations", "load avg"],
-                          [[v, r["round"], f"{r['floor_c32']['rps']:,.0f}", f"{r['rec_c32']['rps']:,.0f}", f"{r['loadavg_before'][0]:.1f}"]
-                           for v in VARIANTS for r in result["runs"][v]]))
+                          [[v, r["round"], rps(r["floor_c32"]), rps(r["rec_c32"]),
+                            f"{r['loadavg_before'][0]:.1f}"] for v in VARIANTS for r in result["runs"][v]]))
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = H.parser(__doc__, ("--items", 10_000, None), ("--users", 20_000, None), ("--duration", 6.0, "seconds per wrk run"), ("--warmup", 2.0, None),
+    p = H.parser(__doc__, ("--items", 10_000, None), ("--users", 20_000, None),
+                 ("--duration", 6.0, "seconds per wrk run"), ("--warmup", 2.0, None),
                  ("--rounds", 2, "interleaved rounds, ABBA order (default 2)"), ("--slot-wait", 300.0, "max seconds to wait for the bench training slots"),
                  ("--in-process-requests", 3000, None), ("--in-process-repeats", 5, None),
                  ("--base", "898c11a", "a commit before issues 4 and 5 touched serving"), jobs=1)

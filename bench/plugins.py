@@ -47,10 +47,12 @@ def plugin_steps(path: str, base: dict[str, Any], meta: dict[str, Any], *, first
     first_ckd: str | None = None
     for plugins in sets:
         suffix = "".join(f"+{p.upper()}" for p in plugins)
-        s1 = H.Step(f"{'backbone' if first == 'fusion-sum' else 'margo'}{suffix}", path, {**base, "model": first, "plugins": list(plugins)},
+        s1 = H.Step(f"{'backbone' if first == 'fusion-sum' else 'margo'}{suffix}", path,
+                    {**base, "model": first, "plugins": list(plugins)},
                     "fit", parent=first_ckd if "ckd" in plugins else None, meta=meta)
         first_ckd = first_ckd or (s1.key if "ckd" in plugins else None)
-        steps += [s1] + ([H.Step(f"margo{suffix}", path, {**s1.cfg, **then}, "fit", s1.key, meta)] if then is not None else [])
+        steps += [s1] + ([H.Step(f"margo{suffix}", path, {**s1.cfg, **then}, "fit", s1.key, meta)]
+                         if then is not None else [])
     return steps
 
 
@@ -68,8 +70,8 @@ def timing(args: Any, path: str, log: H.Log) -> dict[str, Any]:
             cfg = H.train_config(**{**ML_HP, **MARGO_KW, **extra}, plugins=plugins, epochs=args.timing_epochs,
                                  patience=1000, eval_every=args.timing_epochs, seed=rnd, threads=args.threads)
             res = fit(data, cfg, progress=False, plugin_cache=args.workdir / "timing-cache")
-            for s in res.stages:
-                per.setdefault(label, {"I": [], "II": []})[s.stage] += s.epoch_seconds[1:]  # the first epoch carries warm-up
+            for s in res.stages:  # the first epoch carries warm-up
+                per.setdefault(label, {"I": [], "II": []})[s.stage] += s.epoch_seconds[1:]
             log(f"[timing] round {rnd} {label} {res.seconds:.1f}s")
     med = {label: {st: statistics.median(v) for st, v in row.items()} for label, row in per.items()}
     return {label: {"median_epoch_s": m, "relative": {st: m[st] / med["margo"][st] for st in m},
@@ -140,23 +142,32 @@ def report(args: Any, rep: dict[str, Any], info: dict[str, Any]) -> str:
     if short := [r["row"] for r in q if len(r["seeds"]) < len(args.seeds)]:
         parts.append(H.template(NAME, "incomplete", n=len(args.seeds), rows=", ".join(short)))
     if t := rep.get("timing"):
-        parts.append(H.template(NAME, "timing", rounds=args.timing_rounds, epochs=args.timing_epochs, table=H.md_table(
-            ["row", "stage I s/epoch", "x margo", "stage II s/epoch", "x margo"],
-            [[k, *(f"{v[key][s]:{f}}" for s in ("I", "II") for key, f in (("median_epoch_s", ".3f"), ("relative", ".2f")))] for k, v in t.items()])))
+        cells = (("median_epoch_s", ".3f"), ("relative", ".2f"))
+        table = H.md_table(["row", "stage I s/epoch", "x margo", "stage II s/epoch", "x margo"],
+                           [[k, *(f"{v[key][s]:{f}}" for s in ("I", "II") for key, f in cells)]
+                            for k, v in t.items()])
+        parts.append(H.template(NAME, "timing", rounds=args.timing_rounds, epochs=args.timing_epochs,
+                                table=table))
     if rep.get("teachers"):
-        parts.append(H.template(NAME, "teachers", lines="\n".join(f"- {x['modality']}: valid R@20 {x['valid']['recall@20']:.4f}, test R@20 "
-                                                                     f"{x['test']['recall@20']:.4f}, {x['seconds']:.0f}s" for x in rep["teachers"])))
+        parts.append(H.template(NAME, "teachers", lines="\n".join(
+            f"- {x['modality']}: valid R@20 {x['valid']['recall@20']:.4f}, test R@20 {x['test']['recall@20']:.4f}, "
+            f"{x['seconds']:.0f}s" for x in rep["teachers"])))
     if rel := rep.get("reliability", []):
-        parts.append(H.template(NAME, "reliability", synth=SYNTH, mods=SYNTH_MODS, margo=SYNTH_MARGO, table=H.md_table(
-            ["row", "AUC pooled", "AUC image", "AUC text", "w std", "w entropy", "valid R@20", "test R@20", "epochs"],
-            [[r["row"], f"{r['auc']:.4f}", *(f"{r['auc_per_modality'][m]:.4f}" for m in SYNTH_MODS),
-              *(f"{r[k]:.4f}" for k in ("w_std", "w_entropy", "valid_recall@20", "test_recall@20")), r["epochs"]] for r in rel])))
-    return H.template(NAME, "report", machine=H.machine_md(info), quick=H.template(NAME, "quick", synth=QUICK_SYNTH) if args.quick else "",
-                      ml_hp=ML_HP, alpha=MARGO_KW["alpha"], patience=args.patience, epochs=args.epochs, parts="".join(parts), table=H.md_table(
-                          ["row", "seeds", "test R@10", "test R@20", "test N@10", "test N@20", "valid R@20", "epochs (stage best/run)", "train s (mean)"],
-                          [[r["row"], len(r["seeds"]), *(_fmt(r[k], len(r["seeds"])) for k in ("recall@10", "recall@20", "ndcg@10", "ndcg@20",
-                                                                                              "valid_recall@20")), "; ".join(r["epochs"]),
-                            f"{r['train_s']:.0f}"] for r in q])) + "\n"
+        keys, mods = ("w_std", "w_entropy", "valid_recall@20", "test_recall@20"), SYNTH_MODS
+        table = H.md_table(["row", "AUC pooled", "AUC image", "AUC text", "w std", "w entropy", "valid R@20",
+                            "test R@20", "epochs"],
+                           [[r["row"], f"{r['auc']:.4f}", *(f"{r['auc_per_modality'][m]:.4f}" for m in mods),
+                             *(f"{r[k]:.4f}" for k in keys), r["epochs"]] for r in rel])
+        parts.append(H.template(NAME, "reliability", synth=SYNTH, mods=mods, margo=SYNTH_MARGO, table=table))
+    metrics = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "valid_recall@20")
+    table = H.md_table(["row", "seeds", "test R@10", "test R@20", "test N@10", "test N@20", "valid R@20",
+                        "epochs (stage best/run)", "train s (mean)"],
+                       [[r["row"], len(r["seeds"]), *(_fmt(r[k], len(r["seeds"])) for k in metrics),
+                         "; ".join(r["epochs"]), f"{r['train_s']:.0f}"] for r in q])
+    quick = H.template(NAME, "quick", synth=QUICK_SYNTH) if args.quick else ""
+    return H.template(NAME, "report", machine=H.machine_md(info), quick=quick, ml_hp=ML_HP, table=table,
+                      alpha=MARGO_KW["alpha"], patience=args.patience, epochs=args.epochs,
+                      parts="".join(parts)) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         rep["timing"] = timing(args, str(ml), log)
     elif json_path.is_file():  # keep the last measured timing table
         rep["timing"] = json.loads(json_path.read_text()).get("timing")
-    H.write_report(args.results, NAME, {"machine": info, "args": vars(args), **rep}, report(args, rep, info), log=log)
+    H.write_report(args.results, NAME, {"machine": info, "args": vars(args), **rep},
+                   report(args, rep, info), log=log)
     log(f"[bench] {time.perf_counter() - t0:.0f}s")
     return 0
 

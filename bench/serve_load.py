@@ -62,7 +62,8 @@ def ensure_bundle(work: Path, n_items: int, users: int = USERS, tree: Path = H.R
     if not (path / "manifest.json").is_file():
         print(f"  generating {path} ...", flush=True)
         cmd = [sys.executable, "-m", "bench.synth_bundle", str(path), "--items", str(n_items), "--users", str(users)]
-        subprocess.run(cmd, cwd=tree, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, check=True, capture_output=True)
+        subprocess.run(cmd, cwd=tree, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+                       check=True, capture_output=True)
     return path
 
 
@@ -84,7 +85,8 @@ def setup_db(tree: Path, db: Path, bundle: Path, work: Path) -> dict[str, Any]:
     env = service_env(tree, db, work, faiss_threads="2")  # the index build may use both cores
     cached, t0 = (bundle / "index").is_dir() and any((bundle / "index").glob("*.faiss")), time.perf_counter()
     for argv in (["db", "upgrade"], ["models", "register", str(bundle), "--activate"]):
-        proc = subprocess.run([sys.executable, "-c", H.CLI, *argv], cwd=tree, env=env, capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, "-c", H.CLI, *argv], cwd=tree, env=env,
+                              capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"margo {' '.join(argv)} in {tree} failed:\n{proc.stderr[-3000:]}")
     return {"register_activate_s": time.perf_counter() - t0, "index_was_cached": cached}
@@ -130,7 +132,8 @@ def serve(tree: Path, env: dict[str, str], work: Path, *, log_config: Path | Non
 
 def run_wrk(url_path: str, port: int, conns: int, duration: float, work: Path, users: int = USERS) -> dict[str, Any]:
     lua = (H.REPO / "bench" / "templates" / "wrk.lua").read_text()  # reports its summary as one JSON line
-    (script := work / "wrk.lua").write_text(lua.replace("PATH", json.dumps(url_path)).replace("USERS", str(users)))
+    script = work / "wrk.lua"
+    script.write_text(lua.replace("PATH", json.dumps(url_path)).replace("USERS", str(users)))
     cmd = ["wrk", "-t1", f"-c{conns}", f"-d{duration:g}s", "--timeout", "10s", "-s", str(script), f"http://127.0.0.1:{port}"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     if (match := re.search(r"^WRK (\{.*\})$", out, re.M)) is None:
@@ -316,28 +319,36 @@ def markdown(result: dict[str, Any]) -> str:
         target("1M items: recall@20 >= 0.98 against exact search", r1, f1, "", q["recall_at_20"] >= TARGETS["recall_at_1m"],
                f"{q['recall_at_20']:.4f} ({q['index']}, {_params(q)})")
         target("1M items: p99 < 10 ms at 1 connection", r1, f1, None, r1["p99_ms"] < TARGETS["p99_ms_1_at_1m"])
-    sweeps = [(n, x) for n, r in items for x in r["quality"]["sweep"]]
+    qualities = [(n, r["quality"]) for n, r in items]
+    sweeps = [(n, x) for n, q in qualities for x in q["sweep"]]
     ann = H.md_table(["items", "index", "setting", "recall@20", "search p50 / p99"], [
-        [f"{n:,}", x["index"], f"nprobe={x['nprobe']}, {x['store']}" + (" (store A/B)" if x.get("side_by_side") else "")
+        [f"{n:,}", x["index"],
+         f"nprobe={x['nprobe']}, {x['store']}" + (" (store A/B)" if x.get("side_by_side") else "")
          if "nprobe" in x else f"efSearch={x['ef_search']}", f"{x['recall_at_20']:.4f}",
          f"{x['search_p50_ms']:.2f} / {x['search_p99_ms']:.2f} ms"] for n, x in sweeps])
-    return H.template(
-        NAME, "report", m=m, cfg=cfg, faiss=m.get("faiss-cpu", "?"), fastapi=m.get("fastapi", "?"), uvicorn=m.get("uvicorn", "?"),
-        wrk=cfg.get("wrk_version", m.get("wrk", "?")), wall=result["wall_s"] / 60, targets="".join(lines),
-        quick=" **QUICK SMOKE RUN**: not a measurement." if cfg.get("quick") else "", recall_users=cfg.get("recall_users", 300),
-        throughput=H.md_table(
-            ["items", "index", "conns", "floor (`/_floor`)", "recommendations", "rec/floor req/s", "load avg (1 min)"],
-            [[f"{n:,}", r["quality"]["index"], c, _fmt_run(r["load"][f"floor_c{c}"]), _fmt_run(r["load"][f"rec_c{c}"]),
-              f"{r['load'][f'rec_c{c}']['rps'] / r['load'][f'floor_c{c}']['rps']:.2f}",
-              f"{r['loadavg_before'][0]:.1f} -> {r['loadavg_after'][0]:.1f}"] for n, r in items for c in (1, 32)]),
-        errors=sum(x["errors"] for _, r in items for x in r["load"].values()),
-        quality=H.md_table(["items", "index", "parameters", "recall@20 vs exact", "request p50 / p99 (HTTP, 1 client, k=20 without explanations)"],
-                           [[f"{n:,}", r["quality"]["index"], _params(r["quality"]), f"{r['quality']['recall_at_20']:.4f}",
-                             f"{_n(r['quality'], 'http_p50_ms')} / {_n(r['quality'], 'http_p99_ms')} ms"] for n, r in items]),
-        ann=H.template(NAME, "ann", table=ann) if sweeps else "", notes="".join("\n" + x for x in notes(runs)),
-        setup=H.md_table(["items", "`margo db upgrade` + `models register --activate` (processes)", "server start to ready", "index file reused"],
-                         [[f"{n:,}", f"{_n(r['setup'], 'register_activate_s', '.1f')} s", f"{_n(r['setup'], 'server_ready_s', '.1f')} s",
-                           r["setup"]["index_was_cached"]] for n, r in items]))
+    load = [(n, c, r["load"][f"floor_c{c}"], r["load"][f"rec_c{c}"], r) for n, r in items for c in (1, 32)]
+    throughput = H.md_table(
+        ["items", "index", "conns", "floor (`/_floor`)", "recommendations", "rec/floor req/s",
+         "load avg (1 min)"],
+        [[f"{n:,}", r["quality"]["index"], c, _fmt_run(f), _fmt_run(x), f"{x['rps'] / f['rps']:.2f}",
+          f"{r['loadavg_before'][0]:.1f} -> {r['loadavg_after'][0]:.1f}"] for n, c, f, x, r in load])
+    quality = H.md_table(["items", "index", "parameters", "recall@20 vs exact",
+                          "request p50 / p99 (HTTP, 1 client, k=20 without explanations)"],
+                         [[f"{n:,}", q["index"], _params(q), f"{q['recall_at_20']:.4f}",
+                           f"{_n(q, 'http_p50_ms')} / {_n(q, 'http_p99_ms')} ms"] for n, q in qualities])
+    setup = H.md_table(["items", "`margo db upgrade` + `models register --activate` (processes)",
+                        "server start to ready", "index file reused"],
+                       [[f"{n:,}", f"{_n(r['setup'], 'register_activate_s', '.1f')} s",
+                         f"{_n(r['setup'], 'server_ready_s', '.1f')} s", r["setup"]["index_was_cached"]] for n, r in items])
+    libs = {k: m.get(k, "?") for k in ("faiss-cpu", "fastapi", "uvicorn")}
+    return H.template(NAME, "report", m=m, cfg=cfg, libs=libs, wrk=cfg.get("wrk_version", m.get("wrk", "?")),
+                      wall=result["wall_s"] / 60, targets="".join(lines),
+                      recall_users=cfg.get("recall_users", 300),
+                      quick=" **QUICK SMOKE RUN**: not a measurement." if cfg.get("quick") else "",
+                      throughput=throughput, quality=quality, setup=setup,
+                      errors=sum(x["errors"] for _, r in items for x in r["load"].values()),
+                      ann=H.template(NAME, "ann", table=ann) if sweeps else "",
+                      notes="".join(f"\n{x}" for x in notes(runs)))
 
 
 def notes(runs: dict[int, dict[str, Any]]) -> list[str]:
@@ -349,12 +360,14 @@ def notes(runs: dict[int, dict[str, Any]]) -> list[str]:
     for n in sorted(runs):
         if len(ab := [x for x in runs[n]["quality"]["sweep"] if x.get("side_by_side")]) == 2:
             a, b = sorted(ab, key=lambda x: x["store"])  # flat, fp16
-            out.append(H.template(NAME, "store", n=n, a=a, b=b, ratio=b["search_p50_ms"] / a["search_p50_ms"]))
+            out.append(H.template(NAME, "store", n=n, a=a, b=b,
+                                  ratio=b["search_p50_ms"] / a["search_p50_ms"]))
     if (h := sweep(100_000, "ef_search", 512)) and (i := sweep(100_000, "nprobe", 12)):
         out.append(H.template(NAME, "hnsw", h=h, i=i))
     if r100 := runs.get(100_000):
         per_req, floor = (1e3 / r100["load"][k]["rps"] for k in ("rec_c32", "floor_c32"))
-        out.append(H.template(NAME, "where", per_req=per_req, floor=floor, http_p50=_n(r100["quality"], "http_p50_ms")))
+        out.append(H.template(NAME, "where", per_req=per_req, floor=floor,
+                              http_p50=_n(r100["quality"], "http_p50_ms")))
     return out
 
 
@@ -386,15 +399,18 @@ def baseline_markdown(result: dict[str, Any]) -> str:
             for key, v in (("rps32", r["rec_c32"]["rps"]), ("p50_1", r["rec_c1"]["p50_ms"]), ("frac", frac)):
                 med.setdefault(r["tree"], {}).setdefault(key, []).append(v)
         t, b = ({k: float(np.median(v)) for k, v in med[x].items()} for x in ("this tree", "baseline"))
-        summary.append(H.template(NAME, "summary", n=size["n_items"], rps=t["rps32"] / b["rps32"], p50=t["p50_1"] / b["p50_1"],
-                                  t_frac=t["frac"], b_frac=b["frac"]))
-    return H.template(NAME, "baseline", machine=H.machine_md(result["machine"]), baseline=result["baseline"], repo=H.REPO, k=K,
-                      commits=result["commits"], cfg=result["settings"], summary="\n".join(summary), table=H.md_table(
-                          ["items", "round", "tree", "recommendations c=32", "recommendations c=1", "floor c=32", "rec/floor c=32", "load avg"], rows))
+        summary.append(H.template(NAME, "summary", n=size["n_items"], rps=t["rps32"] / b["rps32"],
+                                  p50=t["p50_1"] / b["p50_1"], t_frac=t["frac"], b_frac=b["frac"]))
+    table = H.md_table(["items", "round", "tree", "recommendations c=32", "recommendations c=1", "floor c=32",
+                        "rec/floor c=32", "load avg"], rows)
+    return H.template(NAME, "baseline", machine=H.machine_md(result["machine"]), baseline=result["baseline"],
+                      repo=H.REPO, k=K, commits=result["commits"], cfg=result["settings"], table=table,
+                      summary="\n".join(summary))
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = H.parser(__doc__, ("--sizes", ",".join(map(str, SIZES)), None), ("--users", USERS, f"users of the synthetic bundles (default {USERS})"),
+    p = H.parser(__doc__, ("--sizes", ",".join(map(str, SIZES)), None),
+                 ("--users", USERS, f"users of the synthetic bundles (default {USERS})"),
                  ("--duration", 10.0, "seconds per wrk run"), ("--warmup", 2.0, None),
                  ("--recall-users", 300, "users whose answers are checked against exact search"),
                  ("--hnsw-sizes", "100000", "sizes to also measure HNSW on ('' = none)"),

@@ -38,7 +38,8 @@ def child(data: str, threads: str, epochs: int) -> None:
     from trainer.train import fit
     # "None": torch's own default count (one per core), pinned so the trainer keeps it
     t = torch.get_num_threads() if threads == "None" else None if threads == "auto" else int(threads)
-    r = fit(load_dataset(data), H.train_config(model="bpr", epochs=epochs, eval_every=epochs, threads=t, reg_weight=0.1), progress=False)
+    cfg = H.train_config(model="bpr", epochs=epochs, eval_every=epochs, threads=t, reg_weight=0.1)
+    r = fit(load_dataset(data), cfg, progress=False)
     print(json.dumps({"epoch_s": r.stages[0].epoch_seconds[1:], "torch_threads": torch.get_num_threads()}))
 
 
@@ -66,7 +67,8 @@ def measure(data: Path, threads: object, env: dict[str, str], epochs: int, busy:
 
 
 def markdown(data: dict[str, Any]) -> str:
-    rows = [[label, s["quiet"]["torch_threads"], *(f"{s[k]['median_epoch_s']:.3f}" for k in ("quiet", "busy")), f"{s['ratio']:.1f}x",
+    rows = [[label, s["quiet"]["torch_threads"],
+             *(f"{s[k]['median_epoch_s']:.3f}" for k in ("quiet", "busy")), f"{s['ratio']:.1f}x",
              f"{s['quiet']['loadavg'][0]:.1f} / {s['busy']['loadavg'][0]:.1f}"] for label, s in data["settings"].items()]
     return (f"# Thread settings under a competing load\n\nBPR epoch on {data['data']} (median of epochs 2-{data['epochs']}, "
             f"training only), each setting in a fresh process; 'busy' = beside {data['cores']} busy-loop processes (one per core). "
@@ -84,10 +86,12 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     if a.child:
         return child(str(a.data), a.child, a.epochs)
-    data = {"machine": H.machine_info(None), "cores": (cores := os.cpu_count() or 1), "data": a.data.name, "epochs": a.epochs, "settings": {}}
+    data = {"machine": H.machine_info(None), "cores": (cores := os.cpu_count() or 1), "data": a.data.name,
+            "epochs": a.epochs, "settings": {}}
     for label, (threads, env) in SETTINGS.items():
         quiet, loaded = (measure(a.data, threads, env, a.epochs, busy) for busy in (0, cores))
-        data["settings"][label] = s = {"env": env, "quiet": quiet, "busy": loaded, "ratio": loaded["median_epoch_s"] / quiet["median_epoch_s"]}
+        data["settings"][label] = s = {"env": env, "quiet": quiet, "busy": loaded,
+                                       "ratio": loaded["median_epoch_s"] / quiet["median_epoch_s"]}
         print(label, s["ratio"], flush=True)
     H.write_report(a.results, NAME, data, markdown(data))
 

@@ -135,9 +135,20 @@ def ensure_data(args: argparse.Namespace) -> Path:
 
 
 # -- report -------------------------------------------------------------------------------------------
-def _f(x: float | None) -> str: return "–" if x is None or x != x else f"{x:.2f}"  # seconds, or a dash for a missing one
-def _gb(r: dict) -> str: return f"{r['peak_rss_mb'] / 1024:.2f} GB" if r.get("peak_rss_mb") else ""
-def _medians(r: dict) -> dict[str, float]: return {s["stage"]: s["median_s"] for s in r.get("stages", [])}  # stage -> s/epoch
+def _f(x: float | None) -> str:  # seconds, or a dash for a missing measurement
+    return "–" if x is None or x != x else f"{x:.2f}"
+
+
+def _gb(r: dict) -> str:
+    return f"{r['peak_rss_mb'] / 1024:.2f} GB" if r.get("peak_rss_mb") else ""
+
+
+def _medians(r: dict) -> dict[str, float]:  # stage -> median s/epoch
+    return {s["stage"]: s["median_s"] for s in r.get("stages", [])}
+
+
+def _rounded(seconds: list[float], digits: int = 1) -> str:
+    return str([round(x, digits) for x in seconds])
 
 
 def report(args: argparse.Namespace, info: dict, res: dict[str, dict], data: Path, loads: list, t_wall: float) -> str:
@@ -148,37 +159,48 @@ def report(args: argparse.Namespace, info: dict, res: dict[str, dict], data: Pat
     rss = max((r.get("peak_rss_mb") or 0 for k, r in res.items() if k != "dragon"), default=0) / 1024
     n_train = int(json.loads((data / "stats.json").read_text())["split"]["train"])
     ok = lambda x, lim: f"< {lim:.0f} s: " + ("meets" if x < lim else "MISSES")  # noqa: E731
-    rows = [["margo stage I (= a fusion-sum epoch: same model, same loss)", _f(s1), "", _gb(m), ok(s1, TARGETS["epoch_s"])],
-            ["margo stage II", _f(s2), "", "", ok(s2, TARGETS["epoch_s"])],
+    ep = TARGETS["epoch_s"]
+    rows = [["margo stage I (= a fusion-sum epoch: same model, same loss)", _f(s1), "", _gb(m), ok(s1, ep)],
+            ["margo stage II", _f(s2), "", "", ok(s2, ep)],
             ["full evaluation (margo)", "", _f(e_s), _gb(ev), ok(e_s, TARGETS["eval_s"])]]
-    rows += [[f"margo-freedom stage {k} (FREEDOM-style backbone)", _f(v), "", _gb(res["margo-freedom"]) if k == "I" else "",
-              ok(v, TARGETS["epoch_s"])] for k, v in _medians(res.get("margo-freedom", {})).items()]
+    rows += [[f"margo-freedom stage {k} (FREEDOM-style backbone)", _f(v), "",
+              _gb(res["margo-freedom"]) if k == "I" else "", ok(v, ep)]
+             for k, v in _medians(res.get("margo-freedom", {})).items()]
     rows += [[f"{k} (context)", _f(res[k]["stages"][0]["median_s"]), "", _gb(res[k]), ""]
              for k in ("fusion-sum", "lightgcn") if res.get(k, {}).get("stages")]
-    floor = {"floor": H.template(NAME, "floor", floor_s=FLOOR_S), "floor_x": worst / FLOOR_S, "dragon_s": DRAGON_EPOCH_S}
+    floor = {"floor": H.template(NAME, "floor", floor_s=FLOOR_S), "floor_x": worst / FLOOR_S,
+             "dragon_s": DRAGON_EPOCH_S}
     if dr.get("median_s"):
+        table = H.md_table(["model", "s / epoch (median)", "per-epoch seconds", "evaluation s", "peak RSS"], [
+            ["ours: margo stage I / II", f"{_f(s1)} / {_f(s2)}",
+             " / ".join(_rounded(v["epoch_seconds"]) for v in st.values()), _f(e_s), _gb(m)],
+            ["MMRec DRAGON (lr 1e-3, reg 1e-3, seed 999)", _f(dr["median_s"]), _rounded(dr["epoch_seconds"]),
+             _f(dr.get("eval_median_s")), _gb(dr)]])
         same = dr.get("invocation") == m.get("invocation")
-        dragon = H.template(NAME, "dragon", **floor, ratio=dr["median_s"] / worst, threads=args.threads, table=H.md_table(
-            ["model", "s / epoch (median)", "per-epoch seconds", "evaluation s", "peak RSS"],
-            [["ours: margo stage I / II", f"{_f(s1)} / {_f(s2)}", " / ".join(str([round(x, 1) for x in v["epoch_seconds"]]) for v in st.values()),
-              _f(e_s), _gb(m)], ["MMRec DRAGON (lr 1e-3, reg 1e-3, seed 999)", _f(dr["median_s"]), str([round(x, 1) for x in dr["epoch_seconds"]]),
-                                 _f(dr.get("eval_median_s")), _gb(dr)]]),
-            how=f"side by side in one invocation ({m['invocation']})" if same else "in separate invocations")
+        how = f"side by side in one invocation ({m['invocation']})" if same else "in separate invocations"
+        dragon = H.template(NAME, "dragon", **floor, ratio=dr["median_s"] / worst, threads=args.threads,
+                            table=table, how=how)
     else:
-        dragon = H.template(NAME, "no-dragon", **floor, s1=s1 / DRAGON_EPOCH_S, s2=s2 / DRAGON_EPOCH_S, inv=DRAGON_EPOCH_S / worst)
+        dragon = H.template(NAME, "no-dragon", **floor, s1=s1 / DRAGON_EPOCH_S, s2=s2 / DRAGON_EPOCH_S,
+                            inv=DRAGON_EPOCH_S / worst)
+    per_epoch = "; ".join(f"stage {k}: {_rounded(v['epoch_seconds'], 2)}" for k, v in st.items())
+    machine = H.machine_md(info, f"; load average before/after the measurements: {loads[0]} / {loads[1]}")
     return H.template(
-        NAME, "report", machine=H.machine_md(info, extra=f"; load average before/after the measurements: {loads[0]} / {loads[1]}"),
-        quick=H.template(NAME, "quick", data=QUICK_DATA, epochs=args.epochs) if args.quick else "", n_train=n_train,
-        batches=-(-n_train // 2048), threads=args.threads, epochs=args.epochs, rss=rss, rss_target=TARGETS["rss_gb"],
-        rss_ok="meets" if rss < TARGETS["rss_gb"] else "MISSES", dragon=dragon, wall=t_wall / 60,
-        ours=H.md_table(["measurement", "s / epoch (median)", "full evaluation s", "peak RSS", "target"], rows),
+        NAME, "report", machine=machine, n_train=n_train, batches=-(-n_train // 2048), threads=args.threads,
+        quick=H.template(NAME, "quick", data=QUICK_DATA, epochs=args.epochs) if args.quick else "",
+        epochs=args.epochs, rss=rss, rss_target=TARGETS["rss_gb"], wall=t_wall / 60, dragon=dragon,
+        rss_ok="meets" if rss < TARGETS["rss_gb"] else "MISSES",
+        ours=H.md_table(["measurement", "s / epoch (median)", "full evaluation s", "peak RSS", "target"],
+                        rows),
         reference=H.md_table(["model (MMRec)", "s / epoch", "full evaluation s", "peak RSS GB"],
-                             [[k, f"{v[0]:.1f}", f"{v[1]:.1f}", f"{v[2]:.2f}"] for k, v in REFERENCE.items()]),
-        per_epoch=H.template(NAME, "per-epoch", outside=m.get("outside_epochs_s", float("nan")), stages="; ".join(
-            f"stage {k}: {[round(x, 2) for x in v['epoch_seconds']]}" for k, v in st.items())) if st else "",
-        measurements=H.md_table(["measurement", "invocation", "finished", "torch threads", "load avg at start -> end (1 min)", "peak RSS"],
+                             [[k, f"{e:.1f}", f"{v:.1f}", f"{g:.2f}"] for k, (e, v, g) in REFERENCE.items()]),
+        per_epoch=H.template(NAME, "per-epoch", outside=m.get("outside_epochs_s", float("nan")),
+                             stages=per_epoch) if st else "",
+        measurements=H.md_table(["measurement", "invocation", "finished", "torch threads",
+                                 "load avg at start -> end (1 min)", "peak RSS"],
                                 [[k, v.get("invocation", "?"), v.get("finished", "?"), v.get("threads"),
-                                  f"{v['loadavg_start'][0]:.2f} -> {v['loadavg_end'][0]:.2f}", _gb(v)] for k, v in res.items() if "loadavg_start" in v]))
+                                  f"{v['loadavg_start'][0]:.2f} -> {v['loadavg_end'][0]:.2f}", _gb(v)]
+                                 for k, v in res.items() if "loadavg_start" in v]))
 
 
 def baseline_report(args: argparse.Namespace, info: dict, rounds: list[dict[str, dict]], commits: dict[str, str]) -> str:
@@ -192,14 +214,18 @@ def baseline_report(args: argparse.Namespace, info: dict, rounds: list[dict[str,
             cpu[tag, stage] = float(np.median([x for s in st for x in s.get("cpu_seconds", [])] or [np.nan]))
             rows.append([tag, stage, ", ".join(f"{x:.2f}" for x in v), f"{med[tag, stage]:.2f}",
                          "{:.2f}-{:.2f}".format(*spread[tag, stage]), f"{cpu[tag, stage]:.2f}"])
+    this, base = ({s: spread[t, s] for s in ("I", "II")} for t in ("this tree", "baseline"))
     return H.template(
-        NAME, "baseline", machine=H.machine_md(info), baseline=args.baseline, commits=commits, repo=H.REPO, epochs=args.epochs,
-        threads=args.threads, rounds=args.rounds, data="small data " + str(QUICK_DATA) if args.quick else "synth-baby (import_synth defaults)",
-        table=H.md_table(["tree", "stage", "median s/epoch per round", "median", "range over all epochs", "median CPU s/epoch"], rows),
+        NAME, "baseline", machine=H.machine_md(info), baseline=args.baseline, commits=commits, repo=H.REPO,
+        epochs=args.epochs, threads=args.threads, rounds=args.rounds,
+        data="small data " + str(QUICK_DATA) if args.quick else "synth-baby (import_synth defaults)",
+        table=H.md_table(["tree", "stage", "median s/epoch per round", "median", "range over all epochs",
+                          "median CPU s/epoch"], rows),
         ratio={s: med["this tree", s] / med["baseline", s] for s in ("I", "II")},
-        cpu_i=cpu["this tree", "I"] / cpu["baseline", "I"], cpu_ii=cpu["this tree", "II"] / cpu["baseline", "II"],
-        overlap={s: "yes" if spread["this tree", s][0] <= spread["baseline", s][1] and spread["baseline", s][0]
-                 <= spread["this tree", s][1] else "no" for s in ("I", "II")})
+        cpu_i=cpu["this tree", "I"] / cpu["baseline", "I"],
+        cpu_ii=cpu["this tree", "II"] / cpu["baseline", "II"],
+        overlap={s: "yes" if this[s][0] <= base[s][1] and base[s][0] <= this[s][1] else "no"
+                 for s in ("I", "II")})
 
 
 def main(argv: list[str] | None = None) -> int:
