@@ -40,7 +40,8 @@ REF_OF_ROW = {"bpr": ("BPR-MF (reg 1.0)", "BPR-MF (reg 0.1)"), "lightgcn": ("Lig
               "fusion-sum [dragon]": ("DRAGON (MARGO's backbone)",), "fusion-sum+id [freedom]": ("FREEDOM",)}
 # values chosen on validation by the earlier sweeps (mlsmall-mmrec, seed 0): margo alpha 0.01
 # with a faster W (weight_lr 1e-2); fusion-learned keeps the stage lr (None)
-ROW_CFG: dict[str, dict[str, Any]] = {"margo": {"alpha": 0.01, "weight_lr": 1e-2}, "fusion-learned": {"weight_lr": None}}
+ROW_CFG: dict[str, dict[str, Any]] = {"margo": {"alpha": 0.01, "weight_lr": 1e-2},
+                                      "fusion-learned": {"weight_lr": None}}
 # the ID baselines as MMRec's reference runs were set (REFERENCE-NUMBERS.md): BPR-MF reg 1.0 on
 # mlsmall-mmrec, 0.1 on amazon-scientific (1.0 collapses there); LightGCN MMRec's 1e-4
 BASELINE_CFG: dict[str, dict[str, dict[str, Any]]] = {
@@ -58,7 +59,8 @@ EARLIER = H.RESULTS / f"{NAME}_earlier.json"
 # "never below ID-only LightGCN" on synthetic data built to be hard: unnormalised feature scales
 # (4 orders of magnitude per column) and Zipf-like item popularity; the demo's size
 SYNTH = "synth-skewed"
-SYNTH_ARGS: dict[str, Any] = {"n_users": 2000, "n_items": 1000, "n_interactions": 30000, "modalities": {"image": 512, "text": 384},
+SYNTH_ARGS: dict[str, Any] = {"n_users": 2000, "n_items": 1000, "n_interactions": 30000,
+                              "modalities": {"image": 512, "text": 384},
                               "popularity_skew": 1.2, "unnormalised": True, "seed": 0}
 
 
@@ -67,12 +69,11 @@ def fusion_chain(path: str, base: dict[str, Any], backbone: str, id_channel: boo
                  variant: str = "") -> list[H.Step]:
     """Stage I (fusion-sum) of one backbone and the stage-II rows that continue from it."""
     tag = f"{'+id' if id_channel else ''} [{backbone}{', ' + variant if variant else ''}]"
-    cfg = {**base, "model": "fusion-sum", "backbone": backbone, "id_channel": id_channel, **PRUNE.get(backbone, {}), **VARIANTS.get(variant, {})}
+    cfg = {**base, "model": "fusion-sum", "backbone": backbone, "id_channel": id_channel,
+           **PRUNE.get(backbone, {}), **VARIANTS.get(variant, {})}
     s1 = H.Step(f"fusion-sum{tag}", path, cfg, "stage1", meta=meta)
-    out = [s1, H.Step(f"margo{tag}", path, {**cfg, "model": "margo", **ROW_CFG["margo"]}, "branch", s1.key, meta)]
-    if not id_channel:
-        out.append(H.Step(f"fusion-learned{tag}", path, {**cfg, "model": "fusion-learned", **ROW_CFG["fusion-learned"]}, "branch", s1.key, meta))
-    return out
+    return [s1] + [H.Step(f"{m}{tag}", path, {**cfg, "model": m, **ROW_CFG[m]}, "branch", s1.key, meta)
+                   for m in ("margo", "fusion-learned")[: 1 if id_channel else 2]]
 
 
 def plan(args: argparse.Namespace) -> list[H.Step]:
@@ -81,16 +82,20 @@ def plan(args: argparse.Namespace) -> list[H.Step]:
     for seed in args.seeds:
         for ds in [d for d in args.datasets if d != SYNTH]:
             path, meta = str(DATA / ds), {"dataset": ds, "seed": seed}
-            base = {"seed": seed, "epochs": args.epochs, "patience": args.patience, **(QUICK if args.quick else {})}
+            base = {"seed": seed, "epochs": args.epochs, "patience": args.patience,
+                    **(QUICK if args.quick else {})}
             # the ID baselines climb slowly on mlsmall-mmrec: patience 20 stopped them early
             # (BPR 0.2571, LightGCN 0.2347 +- 0.038), so they get patience 50 (as MMRec's MGCN)
-            bl, own = {**base, "patience": args.baseline_patience, **(QUICK if args.quick else {})}, BASELINE_CFG[ds]
+            bl, own = {**base, "patience": args.baseline_patience,
+                       **(QUICK if args.quick else {})}, BASELINE_CFG[ds]
             ids = H.Step("lightgcn", path, {**bl, "model": "lightgcn", **own["lightgcn"]}, meta=meta)
             bpr = H.Step("bpr", path, {**bl, "model": "bpr", **own["bpr"]}, meta=meta)
-            tiers[0] += [*fusion_chain(path, base, "freedom", True, meta), ids, bpr, *fusion_chain(path, base, "freedom", False, meta)]
+            tiers[0] += [*fusion_chain(path, base, "freedom", True, meta), ids, bpr,
+                         *fusion_chain(path, base, "freedom", False, meta)]
             for v in VARIANTS:  # feature standardisation, lighter edge pruning (synth-skewed)
                 tiers[1] += fusion_chain(path, base, "freedom", True, meta, v)
-            tiers[1] += fusion_chain(path, base, "dragon", False, meta) + fusion_chain(path, base, "dragon", True, meta)
+            for id_channel in (False, True):
+                tiers[1] += fusion_chain(path, base, "dragon", id_channel, meta)
             tiers[2].append(H.Step("vbpr", path, {**base, "model": "vbpr"}, meta=meta))
     steps = [s for tier in tiers for s in tier]
     if args.synth and SYNTH in args.datasets:
@@ -102,7 +107,8 @@ def plan(args: argparse.Namespace) -> list[H.Step]:
     return steps
 
 
-DEFAULT_FIELDS = ("model", "backbone", "id_channel", "feature_norm", "prune_ratio", "alpha", "weight_lr", "reg_weight", "lr")
+DEFAULT_FIELDS = ("model", "backbone", "id_channel", "feature_norm", "prune_ratio", "alpha", "weight_lr",
+                  "reg_weight", "lr")
 _MARGO_ID = {"model": "margo", "backbone": "freedom", "id_channel": True, "feature_norm": "none",
              "prune_ratio": 0.8, "alpha": 0.01, "weight_lr": 0.01, "reg_weight": 1e-3, "lr": 1e-3}
 SYNTH_ROWS: dict[str, dict[str, Any]] = {
@@ -122,7 +128,8 @@ def default_cfg() -> dict[str, Any]:
 
 def default_label(table: dict[str, Any]) -> str | None:
     """The SYNTH row that is the trainer's default model."""
-    return next((k for k, r in table.items() if {f: r["cfg"].get(f) for f in DEFAULT_FIELDS} == default_cfg()), None)
+    return next((k for k, r in table.items()
+                 if {f: r["cfg"].get(f) for f in DEFAULT_FIELDS} == default_cfg()), None)
 
 
 def synth_plan(args: argparse.Namespace) -> list[H.Step]:
@@ -131,15 +138,20 @@ def synth_plan(args: argparse.Namespace) -> list[H.Step]:
     path, rows = str(args.workdir / "data" / SYNTH), dict(SYNTH_ROWS)
     if default_cfg() not in rows.values():
         rows["default model"] = default_cfg()
-    return [H.Step(label, path, {"seed": seed, "epochs": args.epochs, **({"patience": args.baseline_patience}
-                   if cfg["model"] in ("bpr", "lightgcn") else {"patience": args.patience}), **(QUICK if args.quick else {}), **cfg},
-                   meta={"dataset": SYNTH, "seed": seed}) for seed in args.seeds[: args.synth] for label, cfg in rows.items()]
+    out = []
+    for seed in args.seeds[: args.synth]:
+        for label, cfg in rows.items():
+            pat = args.baseline_patience if cfg["model"] in ("bpr", "lightgcn") else args.patience
+            base = {"seed": seed, "epochs": args.epochs, "patience": pat, **(QUICK if args.quick else {})}
+            out.append(H.Step(label, path, {**base, **cfg}, meta={"dataset": SYNTH, "seed": seed}))
+    return out
 
 
 # -- summary ------------------------------------------------------------------------------------
 def seed_record(r: dict[str, Any]) -> dict[str, Any]:
     """One finished run as the per-seed numbers a row aggregates."""
-    return {"seed": r["step"]["meta"]["seed"], "test": {k: r["test"][k] for k in METRICS}, "valid_r20": r["valid"]["recall@20"],
+    return {"seed": r["step"]["meta"]["seed"], "test": {k: r["test"][k] for k in METRICS},
+            "valid_r20": r["valid"]["recall@20"],
             "seconds": r["seconds"], "epochs": [(s["stage"], s["best_epoch"], s["epochs_run"]) for s in r["stages"]],
             # BestState: a stage II that never beat stage I hands back stage I's state
             "kept_stage1": len(r["stages"]) > 1 and r["stages"][-1]["best_valid_r20"] is not None
@@ -149,7 +161,8 @@ def seed_record(r: dict[str, Any]) -> dict[str, Any]:
 
 def earlier_records(row: dict[str, Any]) -> list[dict[str, Any]]:
     """The per-seed numbers of an earlier one-seed row (its mean is that seed's value)."""
-    return [{"seed": row["seeds"][0], "test": {k: row[f"test_{k}"][0] for k in METRICS}, "valid_r20": row["valid_recall@20"][0],
+    return [{"seed": row["seeds"][0], "test": {k: row[f"test_{k}"][0] for k in METRICS},
+             "valid_r20": row["valid_recall@20"][0],
              "seconds": row["seconds"][0], "epochs": [tuple(e) for e in row["epochs"][0]], "kept_stage1": bool(row["kept_stage1"]),
              "epoch_s": [row["median_epoch_s"][0]], "run": "earlier"}]
 
@@ -161,13 +174,15 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 
 def aggregate(recs: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"seeds": [x["seed"] for x in recs], **{f"test_{k}": H.mean_std([x["test"][k] for x in recs]) for k in METRICS},
+    return {"seeds": [x["seed"] for x in recs],
+            **{f"test_{k}": H.mean_std([x["test"][k] for x in recs]) for k in METRICS},
             "valid_recall@20": H.mean_std([x["valid_r20"] for x in recs]), "epochs": [x["epochs"] for x in recs],
             "seconds": H.mean_std([x["seconds"] for x in recs]), "kept_stage1": sum(x["kept_stage1"] for x in recs),
             "median_epoch_s": H.mean_std([e for x in recs for e in x["epoch_s"]]), "runs": [x["run"] for x in recs]}
 
 
-def summarise(steps: list[H.Step], results: dict[str, dict], earlier: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+def summarise(steps: list[H.Step], results: dict[str, dict],
+              earlier: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """dataset -> row label -> mean/std of every metric over the finished seeds. ``earlier`` (an
     earlier report's rows, EARLIER) fills in what this run store lacks, for rows of the very same
     config: a one-seed earlier row joins this store's other seeds; an earlier row of several seeds
@@ -182,7 +197,8 @@ def summarise(steps: list[H.Step], results: dict[str, dict], earlier: dict[str, 
             old = (earlier or {}).get(ds, {}).get(label)
             old, carried = old if old and _same(old["cfg"], cfg) else None, []
             if old and len(old["seeds"]) == 1 and old["seeds"][0] not in [x["seed"] for x in recs]:
-                recs, carried = sorted(recs + earlier_records(old), key=lambda x: x["seed"]), list(old["seeds"])
+                recs, carried = sorted(recs + earlier_records(old),
+                                       key=lambda x: x["seed"]), list(old["seeds"])
             row = {"seeds_planned": [s.meta["seed"] for s in mine], **aggregate(recs)}
             if old and not recs:
                 row.update({k: v for k, v in old.items() if k != "cfg"}, runs=["earlier"] * len(old["seeds"]))
@@ -197,7 +213,8 @@ def select(summary: dict[str, dict[str, Any]], prefix: tuple[str, ...]) -> str |
     most datasets (all of them once the benchmark is complete)."""
     score: dict[str, list[float]] = {}
     for table in summary.values():
-        if cand := {k: v["valid_recall@20"][0] for k, v in table.items() if k.startswith(prefix) and v["seeds"]}:
+        if cand := {k: v["valid_recall@20"][0] for k, v in table.items()
+                    if k.startswith(prefix) and v["seeds"]}:
             for k, v in cand.items():
                 score.setdefault(k, []).append(v / max(cand.values()))
     most = max((len(v) for v in score.values()), default=0)
@@ -220,24 +237,28 @@ def _epochs(runs: list[list]) -> str:
 
 
 def _ref(ds: str, label: str) -> str:
-    return "; ".join(f"{n}: {REFERENCE[ds][n][1]:.4f}" for n in REF_OF_ROW.get(label, ()) if n in REFERENCE[ds])
+    return "; ".join(f"{n}: {REFERENCE[ds][n][1]:.4f}" for n in REF_OF_ROW.get(label, ())
+                     if n in REFERENCE[ds])
 
 
 def dataset_md(ds: str, table: dict[str, Any], default: str | None) -> list[str]:
-    head = ["model", "seeds", "test R@10", "test R@20", "test N@10", "test N@20", "valid R@20", "epochs (stage best/run)", "s / run",
-            "s / epoch", "MMRec R@20 (same split)"]
+    head = ["model", "seeds", "test R@10", "test R@20", "test N@10", "test N@20", "valid R@20",
+            "epochs (stage best/run)", "s / run", "s / epoch", "MMRec R@20 (same split)"]
     rows = []
     for label, r in table.items():
         n, missing = len(r["seeds"]), sorted(set(r["seeds_planned"]) - set(r["seeds"]))
         seeds = f"{n}" + (f" (missing seed {', '.join(map(str, missing))})" if missing else "")
         if old := r.get("earlier_seeds"):
             seeds += f" (seed {', '.join(map(str, old))}: earlier report)"
-        rows.append([f"**{label}** (default)" if label == default else label, seeds, *(_ms(r[f"test_{k}"], n) for k in METRICS),
-                     _ms(r["valid_recall@20"], n), _epochs(r["epochs"]) + (f" (stage I kept: {r['kept_stage1']})" if r["kept_stage1"] else ""),
-                     _ms(r["seconds"], n, 0), _ms(r["median_epoch_s"], n, 2), _ref(ds, label)])
+        kept = f" (stage I kept: {r['kept_stage1']})" if r["kept_stage1"] else ""
+        rows.append([f"**{label}** (default)" if label == default else label, seeds,
+                     *(_ms(r[f"test_{k}"], n) for k in METRICS), _ms(r["valid_recall@20"], n),
+                     _epochs(r["epochs"]) + kept, _ms(r["seconds"], n, 0), _ms(r["median_epoch_s"], n, 2),
+                     _ref(ds, label)])
     ref_rows = [[name, *(v if v is not None else "–" for v in vals)] for name, vals in REFERENCE[ds].items()]
-    return [f"## {ds}\n", H.md_table(head, rows), "\nMMRec's own models on exactly this split (REFERENCE-NUMBERS.md; seed 999, one "
-            "setting each, not re-run here):\n", H.md_table(["model (MMRec)", "R@10", "R@20", "N@10", "N@20"], ref_rows), ""]
+    return [f"## {ds}\n", H.md_table(head, rows),
+            "\nMMRec's own models on exactly this split (REFERENCE-NUMBERS.md; seed 999, one setting each, not re-run here):\n",
+            H.md_table(["model (MMRec)", "R@10", "R@20", "N@10", "N@20"], ref_rows), ""]
 
 
 def _verdict(ok: bool, n: int) -> str:
@@ -254,7 +275,8 @@ def goals_md(summary: dict[str, dict[str, Any]], default: str | None, best: str 
              f"**{default or 'not yet chosen: rows missing'}**; best MARGO configuration chosen the same way among margo rows: **{best or '–'}**"]
     per_ds = []
     for ds, t in summary.items():  # each dataset alone (rows missing elsewhere included)
-        if cand := {k: v["valid_recall@20"][0] for k, v in t.items() if v["seeds"] and k.startswith(("fusion-sum", "fusion-learned", "margo"))}:
+        if cand := {k: v["valid_recall@20"][0] for k, v in t.items()
+                    if v["seeds"] and k.startswith(("fusion-sum", "fusion-learned", "margo"))}:
             per_ds.append(f"{ds}: {(top := max(cand, key=cand.__getitem__))} ({cand[top]:.4f})")
     lines.append(f"  - best fusion row on validation per dataset alone: {'; '.join(per_ds)}")
     have = [ds for ds, t in summary.items() if default in t and t[default]["seeds"]]
@@ -267,13 +289,15 @@ def goals_md(summary: dict[str, dict[str, Any]], default: str | None, best: str 
         margin = _verdict(b - bs > a, bn)
         if bn == 1:  # one seed has no std: only the sign can be read
             margin = f"{'above' if b > a else 'below'} (1 seed: the one-std margin is unchecked)"
-        lines.append(f"- {ds}: default {_ms((d, ds_), dn)} vs ID-only lightgcn {_ms((lg, lgs), ln)}: {_verdict(d >= lg, min(dn, ln))}; "
-                     f"best margo {_ms((b, bs), bn)} vs {anchor} {a:.4f} by at least one std: {margin}")
+        lines.append(f"- {ds}: default {_ms((d, ds_), dn)} vs ID-only lightgcn {_ms((lg, lgs), ln)}: "
+                     f"{_verdict(d >= lg, min(dn, ln))}; best margo {_ms((b, bs), bn)} vs {anchor} {a:.4f} by at "
+                     f"least one std: {margin}")
         for label in ("bpr", "lightgcn"):
             m, s, n = test(ds, label)
             if (refs := [REFERENCE[ds][x][1] for x in REF_OF_ROW[label] if x in REFERENCE[ds]]) and n:
                 ok = abs(m - refs[0]) <= max(s, 1e-12) or m > refs[0]
-                lines.append(f"  - {label} {_ms((m, s), n)} vs MMRec {refs[0]:.4f}: {'within one std or above' if ok else 'below by > one std'}")
+                lines.append(f"  - {label} {_ms((m, s), n)} vs MMRec {refs[0]:.4f}: "
+                             + ("within one std or above" if ok else "below by > one std"))
     return lines + [""]
 
 
@@ -288,12 +312,14 @@ def notes_md(summary: dict[str, dict[str, Any]], synth: dict[str, Any], epochs: 
             per.append(f"{ds} {_ms(a['valid_recall@20'], len(a['seeds']))} ({len(a['seeds'])} seeds) vs "
                        f"{_ms(b['valid_recall@20'], len(b['seeds']))} ({len(b['seeds'])})")
     if per:
-        lines.append(f"- `--feature-norm standardize` on {raw}, validation R@20 raw vs standardised: {'; '.join(per)}"
-                     + (f"; not measured on {', '.join(missing)}, so the selection above cannot choose it yet" if missing else ""))
-    if capped := sorted({f"{label} ({ds})" for ds, t in [*summary.items(), (SYNTH, synth)] for label, r in t.items()
+        gap = f"; not measured on {', '.join(missing)}, so the selection above cannot choose it yet"
+        lines.append(f"- `--feature-norm standardize` on {raw}, validation R@20 raw vs standardised: "
+                     f"{'; '.join(per)}{gap if missing else ''}")
+    tables = [*summary.items(), (SYNTH, synth)]
+    if capped := sorted({f"{label} ({ds})" for ds, t in tables for label, r in t.items()
                          for run in r["epochs"] for _, _, ran in run if ran >= epochs}):
-        lines.append(f"- rows with runs stopped by the {epochs}-epoch cap rather than by patience (more epochs might raise them): "
-                     + ", ".join(capped))
+        lines.append(f"- rows with runs stopped by the {epochs}-epoch cap rather than by patience (more "
+                     f"epochs might raise them): {', '.join(capped)}")
     return lines
 
 
@@ -302,27 +328,34 @@ def synth_md(table: dict[str, Any], args: argparse.Namespace) -> list[str]:
     if not table:
         return []
     dl, ms = default_label(table), lambda r, k, d=4: _ms(r[k], len(r["seeds"]), d)
-    rows = [[f"**{label}** (default)" if label == dl else label, len(r["seeds"]), ms(r, "test_recall@20"), ms(r, "test_ndcg@20"),
-             ms(r, "valid_recall@20"), _epochs(r["epochs"]), ms(r, "seconds", 0)] for label, r in table.items()]
+    rows = [[f"**{label}** (default)" if label == dl else label, len(r["seeds"]), ms(r, "test_recall@20"),
+             ms(r, "test_ndcg@20"),
+             ms(r, "valid_recall@20"), _epochs(r["epochs"]), ms(r, "seconds",
+                                                                0)] for label, r in table.items()]
     d, lg = table.get(dl or ""), table.get("lightgcn")
     ok = d and lg and d["seeds"] and lg["seeds"]
-    verdict = ("holds" if d["test_recall@20"][0] >= lg["test_recall@20"][0] else "does not hold") if ok else "n/a (missing runs)"
+    verdict = ("holds" if d["test_recall@20"][0] >= lg["test_recall@20"][0]
+               else "does not hold") if ok else "n/a (missing runs)"
     return [f"## {SYNTH}: unnormalised features, heavy-tailed popularity\n",
             f"`margo import synth` with {SYNTH_ARGS} (`--popularity-skew {SYNTH_ARGS['popularity_skew']} --unnormalised`): per-column "
             "feature scales over four orders of magnitude plus offsets, Zipf-like item popularity. The row marked default is the "
             f"trainer's defaults ({default_cfg()}: feature_norm auto standardises these features and leaves the real sets' as given, "
             "so there the rows without feature_norm are the default's runs); lightgcn as on the real sets (patience "
             f"{args.baseline_patience}).\n", f"Target *default model never below the ID-only LightGCN* (mean test R@20): **{verdict}**.\n",
-            H.md_table(["model", "seeds", "test R@20", "test N@20", "valid R@20", "epochs (stage best/run)", "s / run"], rows), ""]
+            H.md_table(["model", "seeds", "test R@20", "test N@20", "valid R@20", "epochs (stage best/run)",
+                        "s / run"], rows), ""]
 
 
 def report(args: argparse.Namespace, steps: list[H.Step], results: dict[str, dict]) -> None:
-    earlier = json.loads(Path(args.earlier).read_text())["summary"] if args.earlier and Path(args.earlier).is_file() else None
+    earlier = None
+    if args.earlier and Path(args.earlier).is_file():
+        earlier = json.loads(Path(args.earlier).read_text())["summary"]
     summary = summarise([s for s in steps if s.meta["dataset"] != SYNTH], results, earlier)
     synth = summarise([s for s in steps if s.meta["dataset"] == SYNTH], results, earlier).get(SYNTH, {})
     default, best = select(summary, ("fusion-sum", "fusion-learned", "margo")), select(summary, ("margo",))
     info, done, planned = H.machine_info(args.threads), sum(s.key in results for s in steps), len(steps)
-    md = ["# Quality benchmark (`bench/quality.py`)\n", H.machine_md(info, f"; runs finished: {done} of {planned}"),
+    md = ["# Quality benchmark (`bench/quality.py`)\n",
+          H.machine_md(info, f"; runs finished: {done} of {planned}"),
           f"Protocol: full ranking over all items with training items masked (MMRec's); Adam lr 1e-3, batch 2048, d 64; early stop "
           f"on validation Recall@20, patience {args.patience} (checks, one per epoch; bpr and lightgcn {args.baseline_patience}: they "
           f"climb slowly, and patience 20 cut them early), at most {args.epochs} epochs per stage (MMRec's cap; a run whose epochs "
@@ -340,31 +373,38 @@ def report(args: argparse.Namespace, steps: list[H.Step], results: dict[str, dic
     md += goals_md(summary, default, best)
     d, lg = synth.get(default_label(synth) or ""), synth.get("lightgcn")
     if d and lg and d["seeds"] and lg["seeds"]:
-        md.insert(-1, f"- {SYNTH} (below): the trainer's default model {_ms(d['test_recall@20'], len(d['seeds']))} vs ID-only "
-                      f"lightgcn {_ms(lg['test_recall@20'], len(lg['seeds']))}: "
-                      f"{'holds' if d['test_recall@20'][0] >= lg['test_recall@20'][0] else 'does not hold'}")
+        ok = d["test_recall@20"][0] >= lg["test_recall@20"][0]
+        md.insert(-1, f"- {SYNTH} (below): the trainer's default model "
+                      f"{_ms(d['test_recall@20'], len(d['seeds']))} "
+                      f"vs ID-only lightgcn {_ms(lg['test_recall@20'], len(lg['seeds']))}: "
+                      f"{'holds' if ok else 'does not hold'}")
     md[-1:-1] = notes_md(summary, synth, args.epochs)
     for ds, table in summary.items():
         md += dataset_md(ds, table, default)
     md += synth_md(synth, args)
-    data = {"machine": info, "args": vars(args), "default_row": default, "best_margo_row": best, "summary": summary,
+    data = {"machine": info, "args": vars(args), "default_row": default, "best_margo_row": best,
+            "summary": summary,
             "synth": {"args": SYNTH_ARGS, "summary": synth}, "reference": REFERENCE, "runs_finished": done, "runs_planned": planned}
-    H.write_report(args.results, NAME, data, "\n".join(md), weight_figures(args, steps, results, earlier), log=print)
+    H.write_report(args.results, NAME, data, "\n".join(md),
+                   weight_figures(args, steps, results, earlier), log=print)
 
 
-def weight_figures(args: argparse.Namespace, steps: list[H.Step], results: dict, earlier: dict[str, Any] | None = None) -> dict[str, Any]:
+def weight_figures(args: argparse.Namespace, steps: list[H.Step], results: dict,
+                   earlier: dict[str, Any] | None = None) -> dict[str, Any]:
     """Histogram of the learned image/first-modality weight of every margo row (first seed)."""
     if (plt := H.pyplot()) is None or args.quick:
         return {}
     figs = {}
     for ds in [d for d in args.datasets if d != SYNTH]:
-        rows = [(s.label, results[s.key]) for s in steps if s.meta["dataset"] == ds and s.meta["seed"] == args.seeds[0]
+        rows = [(s.label, results[s.key]) for s in steps
+                if s.meta["dataset"] == ds and s.meta["seed"] == args.seeds[0]
                 and s.label.startswith("margo") and s.key in results and results[s.key].get("weights_file")]
         if not rows or any(k.startswith("margo") for k in (earlier or {}).get(ds, {})):
             continue  # an earlier report's figure stays: its weights are not in this run store
         fig, ax = plt.subplots(figsize=(7, 3.5))
         for label, r in rows:
-            ax.hist(np.load(args.workdir / "runs" / r["weights_file"])[:, 0], bins=40, range=(0, 1), histtype="step", label=label)
+            ax.hist(np.load(args.workdir / "runs" / r["weights_file"])[:, 0], bins=40, range=(0, 1),
+                    histtype="step", label=label)
         ax.set(xlabel=f"softmax weight of channel {rows[0][1]['channels'][0]!r}", ylabel="items",
                title=f"{ds}: learned per-item weights (seed {args.seeds[0]})")
         ax.legend(fontsize=7)
@@ -379,10 +419,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=300, help="maximum epochs per stage")
     p.add_argument("--patience", type=int, default=20, help="early stop of the fusion rows")
-    p.add_argument("--baseline-patience", type=int, default=50, help="early stop of bpr and lightgcn (slow climbers: patience 20 cut them)")
+    p.add_argument("--baseline-patience", type=int, default=50,
+                   help="early stop of bpr and lightgcn (slow climbers: patience 20 cut them)")
     p.add_argument("--rows", nargs="+", help="only these row labels (and their stage-I parents)")
     p.add_argument("--synth", type=int, default=3, metavar="N", help=f"{SYNTH} seeds (0: none)")
-    p.add_argument("--earlier", default=str(EARLIER), help="an earlier report's rows to fill in what the run store lacks ('' none)")
+    p.add_argument("--earlier", default=str(EARLIER),
+                   help="an earlier report's rows to fill in what the run store lacks ('' none)")
     args = H.parse_args(p, argv)
     if args.quick:
         args.datasets, args.seeds, args.synth = args.datasets[:1], args.seeds[:1], 0
