@@ -130,7 +130,8 @@ def evaluate_cell(data: Any, split: Split, run_dir: Path) -> dict[str, Any]:
         out = np.zeros((len(users), qb.shape[1]), np.float32)
         for n, u in enumerate(users):
             rows, t = row_of[train[u].indices], time.perf_counter()
-            out[n] = np.asarray(fold_in_user(base, rows[rows >= 0], prior=qb[n] if known else None)).reshape(-1)
+            out[n] = np.asarray(fold_in_user(base, rows[rows >= 0], prior=qb[n] if known else None,
+                                             user=n if known else None)).reshape(-1)  # row n of the base bundle
             secs.append(time.perf_counter() - t)
         return out
 
@@ -216,7 +217,8 @@ def flat(c: dict[str, Any]) -> dict[str, float]:
         "new items cold recall fold-in / retrained": ni["fold-in"]["cold_recall"] / ni["retrained"]["cold_recall"]}
     w, wo = ni["fold-in"]["warm"][R20], ni["fold-in"]["warm_without_new_items"][R20]
     out |= {f"new items cold recall@{K} chance": ni.get("chance", float("nan")), f"warm {R20} with new items folded in": w,
-            f"warm {R20} without them": wo, f"warm {R20} retrained (all items)": ni["retrained"]["warm"][R20], "warm with / without new items": w / wo}
+            f"warm {R20} without them": wo, f"warm {R20} retrained (all items)": ni["retrained"]["warm"][R20], "warm with / without new items": w / wo,
+            "warm retrained with / without its new items": ni["retrained"]["warm"][R20] / rt["retrained"][R20]}
     return out | {"fold_in_user ms (median)": c["fold_in_user_ms"], "fold_in_items ms per item": c["fold_in_items_ms_per_item"]}
 
 

@@ -8,7 +8,8 @@ format 3 the catalogue's item states the item graph is applied to, ``foldin_stat
 ``foldin_mu_<m>.npy`` / ``foldin_scale_<m>.npy`` ([f_m]) when the model standardised its
 features, for features wider than ``search_rank`` a low-rank prefilter of the search
 (``foldin_basis_<m>.npy`` [f_m, r], ``foldin_low_<m>.npy`` [n_items, r]), and the manifest's
-``fold_in`` record (k, graph mixing, layer-0 rule).
+``fold_in`` record (k, graph mixing, layer-0 rule). FREEDOM bundles add the propagation
+parts (``PROPAGATION`` below; trainer/foldin/propagation.py folds users and items with them).
 
 A bundle has the record and all its arrays, or none of them. Reading fold-in from a bundle
 without them raises ``FoldInUnavailable`` with the reason (older format, or a model without
@@ -26,6 +27,13 @@ from trainer.manifest import MANIFEST, FoldInInfo, Manifest
 
 FOLDIN_STATE = "foldin_state"
 FOLDIN_PREFIX = "foldin_"
+# optional, all or none (FREEDOM backbone): F3's layer mean split by node, float32
+#   foldin_user_self  [n_users, M, d]  P_u / (L+1): a user's own share of e_u
+#   foldin_user_msg   [n_items, M, d]  m_i: e_u = self_u + sum_{i in N(u)} m_i / sqrt(|N(u)|)
+#   foldin_item_edges [n_items, M, d]  Z_i - X_i / (L+1) (id node included): what an item's
+#                                      edges (and id embedding) add to its embedding
+USER_SELF, USER_MSG, ITEM_EDGES = "foldin_user_self", "foldin_user_msg", "foldin_item_edges"
+PROPAGATION = (USER_SELF, USER_MSG, ITEM_EDGES)
 
 
 def knn_name(modality: str) -> str:
@@ -113,6 +121,10 @@ def check_foldin(
         r = info.search_rank
         if r is not None and int(dims[m]) > r:  # the low-rank prefilter of wide features
             want[basis_name(m)], want[low_name(m)] = (int(dims[m]), r), (sizes["I"], r)
+    propagation = [n for n in PROPAGATION if n in arrays]
+    if propagation:  # FREEDOM's F3 split by node (trainer/models/freedom.py): all or none
+        want[PROPAGATION[0]] = (sizes["U"], sizes["M"], sizes["D"])
+        want.update({n: (sizes["I"], sizes["M"], sizes["D"]) for n in PROPAGATION[1:]})
     for m in info.modalities:  # D1 / F1: the projection a new item's layer-0 node comes from
         want.update({f"proj_{m}_{p}": arrays.get(f"proj_{m}_{p}", np.empty(0)).shape
                      for p in ("w1", "b1")})

@@ -207,6 +207,7 @@ def fold_users(
                 rows[~cold],
                 item_vectors=model.vectors_of(rows[cold]) if cold.any() else None,
                 prior=model.queries[user_row] if user_row is not None else None,
+                user=user_row,  # propagate (FREEDOM): the user's own share of their vector
             )
         )
         prior = "trained" if user_row is not None else NEW_USER_PRIOR

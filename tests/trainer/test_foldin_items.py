@@ -102,9 +102,11 @@ def test_new_item_equals_the_models_forward_pass(case, cold, tmp_path):
     np.testing.assert_allclose(folded.embeddings[0], ref, atol=2e-5, rtol=1e-4)
     np.testing.assert_allclose(folded.weights, 1.0)  # fusion-sum: w = 1
     np.testing.assert_allclose(folded.vectors, folded.embeddings.reshape(1, -1))
-    # the default calibrates that step; the step itself is kept beside it
+    # the default adds the neighbours' edge parts to that step (FREEDOM bundles carry them,
+    # trainer/foldin/propagation.py) or calibrates it; the step itself is kept beside it
     default = fold_in_items(catalogue, feats)
-    assert default.placement == "content" and folded.placement == "model"
+    want = "edges" if cfg.backbone == "freedom" else "content"
+    assert default.placement == want and folded.placement == "model"
     np.testing.assert_array_equal(default.model_embeddings, folded.embeddings)
 
 
@@ -252,7 +254,7 @@ def test_content_placement_is_the_ridge_map_at_the_neighbours_norms(cold, tmp_pa
     result = fit(cold, cfg, progress=False)
     bundle = without_item(load_bundle(export_model(result, cold, cfg, tmp_path / "b")), COLD)
     feats = {m: cold.features[m][[COLD, COLD + 1]] for m in ("image", "text")}
-    folded = fold_in_items(bundle, feats)
+    folded = fold_in_items(bundle, feats, placement="content")  # FREEDOM's default: edges
     model = fold_in_items(bundle, feats, placement="model")
     assert folded.placement == "content"
     np.testing.assert_array_equal(folded.model_embeddings, model.embeddings)
@@ -285,5 +287,5 @@ def test_content_placement_is_the_ridge_map_at_the_neighbours_norms(cold, tmp_pa
     np.testing.assert_allclose(folded.embeddings[1], e[COLD], rtol=1e-2, atol=1e-2)
     v = folded.embeddings * folded.weights[:, :, None]
     np.testing.assert_allclose(folded.vectors, v.reshape(2, -1), rtol=1e-6)
-    with pytest.raises(FoldInInputError, match="placement must be content or model"):
+    with pytest.raises(FoldInInputError, match="placement must be auto, edges, content or model"):
         fold_in_items(bundle, feats, placement="learned")

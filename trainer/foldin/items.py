@@ -31,12 +31,17 @@ full scan.
 Measured (mlsmall-mmrec, default FREEDOM + id model, 150 warm items each folded in against
 the catalogue without it): the folded v_j correlates 0.83 (median) with the trained one, but
 the item reaches its validation users' top-20 for 0.3% of their interactions against 22%
-with its trained vector: without interactions the item's propagated state is small (id
-channel norm 0.90 vs the catalogue's 2.21), so it ranks below warm items. This exact step is
-``placement="model"``; the default, ``placement="content"``, calibrates it afterwards
-(trainer/foldin/placement.py: a ridge map content -> trained embeddings, norms from the
-content neighbours; bench/freshness.py's held-out items: test cold-item recall@20 0.033 vs
-0.003, 23% of the retrained model's, warm-item R@20 at 99.1% of without them).
+with its trained vector: without interactions the item lacks what a trained item's edges
+(and id embedding) add, r_i = Z_i - X_i / (L+1): its content channels' norm is the
+catalogue's less r (mlsmall, FREEDOM: r is 0.45 / 0.48 of 3.0 / 2.8 in the content channels
+and 1.13 of the id channel's 1.83), so it ranks below warm items. This exact step is
+``placement="model"``. On FREEDOM bundles (which export r) the default is
+``placement="edges"``: the step plus the mean r of its content neighbours, mixed as the item
+graph mixes the modalities (trainer/foldin/propagation.py); mlsmall seed 0 test cold-item
+recall@20 0.021 vs 0.003 for "content" (the retrained model: 0.143), synthetic 0.238 vs ~0.02
+(0.368); users' warm-item R@20 at 99.6% / 95.3% of without the new items (the retrained model's
+own: 98.4% / 95.8%). Elsewhere ``placement="content"`` calibrates the step (placement.py: a
+ridge map content -> trained embeddings, norms 0.8 x the content neighbours').
 ``FoldedItems.model_embeddings`` keeps the model step's e_j either way.
 
 Fusion weights w_j (Eq. 3) have no signal for a new item; the prior is
@@ -67,12 +72,16 @@ from trainer.bundle_foldin import (
 )
 from trainer.foldin.cache import per_bundle
 from trainer.foldin.placement import PLACEMENT_DEFAULTS, ContentPlacement
+from trainer.foldin.propagation import impute_edges, item_edges
 from trainer.knn import l2_normalize, nearest_rows, nearest_rows_prefiltered
 
 WeightPrior = Literal["neighbours", "catalogue"]
-# "content" (default): the model's step, then trainer/foldin/placement.py's calibration;
-# "model": the model's D1 + D5 step alone (the forward pass of an item without interactions)
-Placement = Literal["content", "model"]
+# "auto" (default): "edges" where the bundle has the propagation parts (FREEDOM), else
+# "content"; "edges": the model's step plus its content neighbours' edge parts (what their
+# edges and id embeddings add, trainer/foldin/propagation.py); "content": the model's step,
+# then trainer/foldin/placement.py's calibration; "model": the model's D1 + D5 step alone
+# (the forward pass of an item without interactions)
+Placement = Literal["auto", "edges", "content", "model"]
 Search = Literal["auto", "exact", "prefilter"]
 # a modality's kNN rows up to EXACT_BYTES as float32 are scanned exactly (Baby's 7050 x 384
 # text rows, 11 MB: ~1-3 ms per item); wider ones (Baby's 4096-d image rows, 115 MB: a
@@ -94,7 +103,7 @@ class FoldedItems:
     similarity: dict[str, np.ndarray]  # modality -> float32 [n, k-1] their cosine similarity
     weight_prior: str  # "neighbours" or "catalogue"
     search: dict[str, str]  # modality -> "exact" / "scan" (full scans) or "prefilter" (approx.)
-    placement: str = "model"  # "content" (calibrated, placement.py) or "model" (D1 + D5 only)
+    placement: str = "model"  # "edges", "content" (placement.py) or "model" (D1 + D5 only)
     model_embeddings: np.ndarray | None = None  # float32 [n, M, d]: the D1 + D5 step's e_j
 
 
@@ -163,6 +172,7 @@ class ItemFoldIn:
         mean_mix = self.mix.mean(0)
         self.prior_mix = mean_mix / mean_mix.sum() if mean_mix.sum() > 0 else mean_mix
         self.catalogue_weights = self.item_weights.mean(0)
+        self.edges = item_edges(bundle)  # r [I, M, d] (FREEDOM bundles), or None
         self.placement = ContentPlacement(
             self.content_rows(), arrays["item_emb"], lam=placement_lam, scale=placement_scale
         )
@@ -282,14 +292,19 @@ class ItemFoldIn:
         features: dict[str, np.ndarray],
         *,
         weight_prior: WeightPrior = "neighbours",
-        placement: Placement = "content",
+        placement: Placement = "auto",
     ) -> FoldedItems:
         """Place the items whose raw features are ``features`` ([n, f_m] per modality)."""
         if weight_prior not in ("neighbours", "catalogue"):
             raise FoldInInputError(f"weight_prior must be neighbours or catalogue, not "
                                    f"{weight_prior!r}")
-        if placement not in ("content", "model"):
-            raise FoldInInputError(f"placement must be content or model, not {placement!r}")
+        if placement not in ("auto", "edges", "content", "model"):
+            raise FoldInInputError(f"placement must be auto, edges, content or model, not "
+                                   f"{placement!r}")
+        if placement == "auto":
+            placement = "content" if self.edges is None else "edges"
+        if placement == "edges" and self.edges is None:
+            raise FoldInInputError("placement edges needs a bundle with the propagation parts")
         x = self.check(features)
         nodes = self.layer0(x)
         units = self.units(x)
@@ -301,7 +316,9 @@ class ItemFoldIn:
             emb += (self.mix[:, j] / np.float32(self.k))[None, :, None] * hop
         weights = self.prior(nbrs, len(emb), weight_prior)
         model_emb = emb.astype(np.float32)
-        if placement == "content":  # placement.py: where the catalogue puts such content
+        if placement == "edges":  # propagation.py: the neighbours' edge parts, S's mixing
+            emb = emb + impute_edges(self.edges, [nbrs[m][0] for m in self.modalities], self.mix)
+        elif placement == "content":  # placement.py: where the catalogue puts such content
             rows = np.concatenate([nbrs[m][0] for m in self.modalities], axis=1)
             sims = np.concatenate([nbrs[m][1] for m in self.modalities], axis=1)
             agree = np.min([np.einsum("nd,nkd->nk", units[m], np.asarray(self.knn[m][rows],
@@ -339,7 +356,7 @@ def fold_in_items(
     features: dict[str, np.ndarray],
     *,
     weight_prior: WeightPrior = "neighbours",
-    placement: Placement = "content",
+    placement: Placement = "auto",
 ) -> FoldedItems:
     """Fold ``n_new`` items into ``bundle``'s scoring space from their raw features.
 
@@ -348,8 +365,10 @@ def fold_in_items(
     ``FoldInInputError`` (a ValueError; ``.item``, ``.modality``) on bad input and
     ``FoldInUnavailable`` for a bundle without fold-in state. The bundle's precomputation
     is built on the first call and reused (``ItemFoldIn.from_bundle``). ``placement``:
-    ``"content"`` (default) calibrates the model's step (trainer/foldin/placement.py),
-    ``"model"`` returns the model's D1 + D5 step alone.
+    ``"edges"`` adds the content neighbours' edge parts to the model's step
+    (trainer/foldin/propagation.py; the default where the bundle has them), ``"content"``
+    calibrates the step (trainer/foldin/placement.py; the default otherwise), ``"model"``
+    returns the model's D1 + D5 step alone.
     """
     return ItemFoldIn.from_bundle(bundle).fold_in(
         features, weight_prior=weight_prior, placement=placement

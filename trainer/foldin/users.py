@@ -3,73 +3,39 @@
 The scoring space is the bundle's: y_ui = q_u . v_i (trainer/scoring.py), v_i fixed. A new
 user (or a known user with interactions since training) gets q from the items they interacted
 with, V_u = the rows v_i of those items ([n_u, D], D = M*d), c their confidences (1 each by
-default):
+default). Methods (``method``; "auto", the default, is propagate where the bundle carries the
+propagation parts, i.e. a FREEDOM model, and ridge otherwise):
 
+    propagate  the model's own user step (trainer/foldin/propagation.py): q = s_u + sum_n c_n
+           m_n / sqrt(sum c), m_i the item's message of F3's layer mean, s_u the user's own
+           share (``user``: their row; none for a new user): FREEDOM's forward pass for the
+           user with the new edges added, the items held fixed
     ridge  q0 = argmin ||c^1/2 (1 - V_u q)||^2 + alpha ||V (q - p')||^2 + lam ||q - p'||^2
               = (V_u^T C V_u + B)^-1 (V_u^T c + B p'),    B = alpha G + lam I, G = V^T V
            the implicit-ALS solve (Gram G computed once per bundle): the user's items are
            positives with target 1, every catalogue item a weak one (weight alpha, as iALS's
-           1 / confidence) with target p' . v_i. p' is the prior: 0 for a new user; with
-           ``prior_steps=0``, for a returning user their trained q rescaled so that it scores
-           their items 1 on average (p' = p / mean_u(p . v_i)), which keeps the trained
-           ranking where the interactions agree with it. lam is relative: lam * tr(G) / D.
-    known  a returning user (``prior`` = their trained q, p), with ``prior_steps`` > 0 (off by
-           default, see PRIOR_DEFAULTS): q = p + ``prior_steps`` (e.g. 30)
-           full-batch BPR steps (below) from p itself, unscaled, anchored at p (reg/2
-           ||q - p||^2), step size ``prior_lr`` (4.0) / mean ||v||^2, ``prior_negatives``
-           (1024) seeded negatives: the user's training continued on all their interactions
-           with the items fixed (``prior_steps=0``: the ridge with p' above, as before)
+           1 / confidence) with target p' . v_i. p' is the prior: 0 for a new user; for a
+           returning user their trained q rescaled so that it scores their items 1 on average
+           (p' = p / mean_u(p . v_i)). lam is relative: lam * tr(G) / D. With a propagation
+           bundle a prior without the user's row is folded this way.
+    known  with ``prior_steps`` > 0 (off by default, see PRIOR_DEFAULTS), a returning user
+           (``prior`` = their trained q, p) gets q = p + ``prior_steps`` full-batch BPR steps
+           (below) from p itself, anchored at p (reg/2 ||q - p||^2), step size ``prior_lr``
+           / mean ||v||^2, ``prior_negatives`` seeded negatives
     bpr    q = q0 + ``steps`` full-batch gradient steps of the BPR log-likelihood over the
            user's items against ``n_negatives`` items drawn once per call (seeded: the same
            input gives the same q), minus reg/2 ||q - p||^2; step size lr / mean ||v||^2.
+    mean   the confidence-weighted mean of the items' v_i
 
 ``UserFoldIn.from_bundle(bundle)`` holds G, the factor of alpha G + lam I, the vectors and
-their scale, so a call is one small solve (Woodbury when n_u < D) plus the steps.
+their scale, so a ridge call is one small solve (Woodbury when n_u < D) plus the steps.
 
-Chosen on VALIDATION: mlsmall-mmrec, the default model (margo, FREEDOM backbone, id channel)
-trained with 10% of users (60, seed 0) held out of training entirely, then folded in from
-their training interactions; Recall@20 / NDCG@20 on their validation items, all items ranked
-(their training items masked); ms: mean time per user, 1 thread:
-
-    popular (today's answer)                         0.115 / 0.078
-    mean of the items' v_i (graph-style first layer) 0.222 / 0.124    0.3 ms
-    ridge alpha 0.03, lam 1.0 (default)              0.324 / 0.178    1.2 ms
-    ridge, best of the rest of a 3 x 4 grid          0.323 / 0.179    (alpha 0.03, lam 0.3)
-    bpr 30 steps after ridge (lr 0.1)                0.311 / 0.184   14 ms
-    [the model's own trained users: 0.293 / 0.197 on the same split]
-
-and on their test items (reported, not selected on): popular 0.138 / 0.120, mean 0.210 /
-0.156, ridge 0.263 / 0.184, bpr 0.268 / 0.193. With all users trained (DRAGON backbone,
-users folded in from their own training items) ridge reaches 0.282 against their trained
-vectors' 0.296, and 0.293 with the trained q as prior (a raw prior, p in place of p',
-scored 0.16-0.28: trained vectors live at another scale). Ridge is the default: within
-noise of the best, no sampling, ~10x cheaper than bpr; bench/freshness.py measures it
-against a retrained model.
-
-Returning users (bench/freshness.py's split, seed 0: the base model trained without the newest
-20% of every user's training rows, then each of its 541 users folded with all their training
-rows, their trained q as prior; R@20 on validation / test, all base items ranked):
-
-    stale trained q                                      0.2937 / 0.2932
-    retrained model (the target)                         0.3138 / 0.3092
-    ridge with p' (previous default: alpha 0.03, lam 1)  0.2937 / 0.2956
-    ridge with p', best of 48 (alpha, lam, 3x weight on
-      the new rows): alpha 0.003, lam 0.3                0.2997 / 0.2955   (+0.006 +- 0.005
-                                                                           paired SE: noise)
-    ridge, prior strength x0.8 / x1.2 / x1.5             <= 0.2969
-    BPR from the trained q, 30 steps, 1024 negatives:
-      lr 1 / 2 / 3 / 4 (default) / 5                     0.2998 / 0.3038 / 0.3059 / 0.3091 /
-                                                         0.3077 valid; lr 4: test 0.3047
-      lr 3 x 100 steps, or lr 10 x 30 (too far)          0.2936 / 0.2934
-
-so the default recovers 77% of the stale -> retrained gap on validation and 72% on test
-(negative draws with seeds 1, 2: test 0.3056 both, 77%); ~20-100 ms per fold at 1 thread on a
-loaded 2-core machine (once per write). Stale vectors score high on validation because the
-base model was early-stopped on it. What a user-only fold can reach: folding the same users
-without a prior into the RETRAINED model's item vectors gives 0.284 / 0.296 against 0.275 /
-0.296 into the base model's, so the retrained items add little (+0.009 valid, 0 test); the
-retrained model's gain is in its jointly trained user vectors, which BPR steps from the
-trained q approximate.
+Measured on bench/freshness.py's splits (test R@20, 3 seeds; numbers in
+bench/results/freshness.md): propagate against the ridge for users the model never saw
+(mlsmall seed 0: 0.279 vs 0.241, the retrained model 0.237) and for returning users (their
+trained row's s_u; seed 0: 0.302 vs 0.298, stale 0.301, retrained 0.301). The ridge was
+chosen for DRAGON-era bundles on validation (mlsmall, 60 held-out users: ridge 0.324 vs the
+mean of the items' v_i 0.222, BPR after the ridge 0.311 at 10x the cost).
 """
 
 from __future__ import annotations
@@ -84,8 +50,9 @@ import numpy as np
 from trainer.bundle import ModelBundle
 from trainer.bundle_foldin import FoldInInputError
 from trainer.foldin.cache import per_bundle
+from trainer.foldin.propagation import UserPropagation, has_propagation
 
-Method = Literal["ridge", "bpr", "mean"]
+Method = Literal["auto", "propagate", "ridge", "bpr", "mean"]
 
 DEFAULTS = {"alpha": 0.03, "lam": 1.0, "steps": 30, "lr": 0.1, "reg": 1e-3, "n_negatives": 256}
 # a known user (prior given): BPR steps from their trained q (see the module docstring)
@@ -112,6 +79,7 @@ class UserInput:
     item_vectors: np.ndarray | None = None
     weights: np.ndarray | None = None
     prior: np.ndarray | None = None
+    user: int | None = None  # the user's row in the bundle (a known user), for propagate
 
 
 BATCH_USERS = 64
@@ -128,7 +96,7 @@ class UserFoldIn:
         self,
         bundle: ModelBundle,
         *,
-        method: Method = "ridge",
+        method: Method = "auto",
         alpha: float = DEFAULTS["alpha"],
         lam: float = DEFAULTS["lam"],
         steps: int = int(DEFAULTS["steps"]),
@@ -140,9 +108,14 @@ class UserFoldIn:
         prior_lr: float = PRIOR_DEFAULTS["prior_lr"],
         prior_negatives: int = PRIOR_DEFAULTS["prior_negatives"],
     ) -> None:
-        if method not in ("ridge", "bpr", "mean"):
-            raise ValueError(f"method must be ridge, bpr or mean, not {method!r}")
+        if method not in ("auto", "propagate", "ridge", "bpr", "mean"):
+            raise ValueError(f"method must be auto, propagate, ridge, bpr or mean, not {method!r}")
+        if method == "propagate" and not has_propagation(bundle):
+            raise ValueError("method propagate needs a bundle with the propagation parts")
+        if method == "auto":
+            method = "propagate" if has_propagation(bundle) else "ridge"
         self.method = method
+        self.n_users = bundle.n_users
         # float32 as the bundle holds them (100k x 192: 77 MB); sums in float64, by blocks
         self.vectors = np.ascontiguousarray(bundle.item_vectors(), np.float32)  # [I, D]
         self.n_items, self.dim = self.vectors.shape
@@ -160,6 +133,9 @@ class UserFoldIn:
         self.lr = lr / max(sq, 1e-12)
         self.prior_steps, self.prior_negatives = prior_steps, prior_negatives
         self.prior_lr = prior_lr / max(sq, 1e-12)
+        self.propagation = (
+            UserPropagation(bundle, self.vectors) if method == "propagate" else None
+        )
 
     @classmethod
     def from_bundle(cls, bundle: ModelBundle) -> UserFoldIn:
@@ -204,6 +180,23 @@ class UserFoldIn:
         if p.shape != (self.dim,) or not np.isfinite(p).all():
             raise FoldInInputError(f"prior: expected {self.dim} finite values")
         return p
+
+    def check_user(self, user: int | None) -> int | None:
+        if user is None:
+            return None
+        if not 0 <= int(user) < self.n_users:
+            raise FoldInInputError(f"user row {user} is not in the model (0..{self.n_users - 1})")
+        return int(user)
+
+    def propagated(
+        self, vu: np.ndarray, c: np.ndarray, rows: np.ndarray, raw: np.ndarray, user: int | None
+    ) -> np.ndarray | None:
+        """q of ``propagate`` (float64), or None where that method does not apply (another
+        method, or a prior given without the user's row: the ridge folds it)."""
+        if self.propagation is None or (user is None and raw.any()):
+            return None
+        msg = self.propagation.messages(rows[rows >= 0], vu[rows < 0])
+        return self.propagation.fold(msg, c, user)
 
     # -- the fold-ins -------------------------------------------------------------------------
     def ridge(self, vu: np.ndarray, c: np.ndarray, prior: np.ndarray) -> np.ndarray:
@@ -271,10 +264,14 @@ class UserFoldIn:
         item_vectors: np.ndarray | None = None,
         weights: np.ndarray | None = None,
         prior: np.ndarray | None = None,
+        user: int | None = None,
     ) -> np.ndarray:
         """The user's q [D] (float32); see the module docstring for the method."""
         vu, c, rows = self.positives(item_rows, item_vectors, weights)
         raw = self.check_prior(prior)
+        q = self.propagated(vu, c, rows, raw, self.check_user(user))
+        if q is not None:
+            return q.astype(np.float32)
         if self.method == "mean":  # confidence-weighted mean of the items' vectors (no prior)
             return (c @ vu / max(c.sum(), 1e-12)).astype(np.float32)
         if raw.any() and self.prior_steps > 0:  # a known user: continue their training
@@ -301,9 +298,13 @@ class UserFoldIn:
             try:
                 vu, c, rows = self.positives(user.item_rows, user.item_vectors, user.weights)
                 raw = self.check_prior(user.prior)
+                row = self.check_user(user.user)
             except FoldInInputError as exc:
                 raise UserInputError(n, exc) from exc
-            if self.method == "mean":
+            q = self.propagated(vu, c, rows, raw, row)
+            if q is not None:  # propagate: a gather and a sum per user, no solve
+                out[n] = q
+            elif self.method == "mean":
                 out[n] = c @ vu / max(c.sum(), 1e-12)
             elif raw.any() and self.prior_steps > 0:  # continued training: per user
                 out[n] = self.bpr(raw.copy(), vu, c, rows, raw, steps=self.prior_steps,
@@ -374,15 +375,16 @@ def fold_in_user(
     item_vectors: np.ndarray | None = None,
     weights: np.ndarray | None = None,
     prior: np.ndarray | None = None,
+    user: int | None = None,
 ) -> np.ndarray:
     """Query vector q [M*d] (float32) of a user who interacted with catalogue rows
     ``item_rows`` (and with the items whose fused vectors v are ``item_vectors`` [k, M*d],
     e.g. folded-in items), in ``bundle``'s scoring space: rank with q . v_i. e_u^m is
     ``q.reshape(M, d)[m]`` (q = concat_m e_u^m). ``weights``: one confidence >= 0 per
-    interaction (rows first, then item_vectors); ``prior``: the user's trained q, which the
-    fold-in continues from (a returning user: BPR steps from it, see the module docstring).
-    Bad input raises ``FoldInInputError``.
+    interaction (rows first, then item_vectors); ``user``: a known user's row in the bundle
+    (propagate: their own share s_u); ``prior``: the user's trained q, which the ridge folds
+    towards (see the module docstring). Bad input raises ``FoldInInputError``.
     """
     return UserFoldIn.from_bundle(bundle).fold_in(
-        item_rows, item_vectors=item_vectors, weights=weights, prior=prior
+        item_rows, item_vectors=item_vectors, weights=weights, prior=prior, user=user
     )

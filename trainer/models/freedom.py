@@ -112,7 +112,37 @@ class FreedomBackbone(Recommender):
             out[f"proj_{m}_w1"], out[f"proj_{m}_b1"] = w, b
         with torch.no_grad():  # fold-in (F4 for a new item): X_I, the states S is applied to
             out["foldin_state"] = self.item_nodes().float().cpu().numpy()
+            out.update(self._propagation_parts())
         return {**out, **fold_in_feature_arrays(self.features, self.input_affine)}
+
+    def _propagation_parts(self) -> dict[str, np.ndarray]:
+        """F3 split by node for fold-in (trainer/foldin), on the full A_hat (a_ui = 1/sqrt(d_u
+        d_i)): e_u = P_u / (L+1) + sum_{i in N(u)} m_i / sqrt(d_u), m_i = sum_{l<L} (A^l
+        X0)_i / (sqrt(d_i) (L+1)) (the user's layer l+1 is the sum over its items of a_ui
+        times the item's layer l), so a user with new items is the same sum over more items.
+        An item's own edges give it Z_i - X_i / (L+1) (its id node included): what a new
+        item lacks. Items without training users get m_i = X_i / (L+1) (degree 1 once one)."""
+        m, d, n_u = len(self.channels), self.dim, self.n_users
+        x_i = self.item_nodes().reshape(self.n_items, m * d)
+        x = torch.cat([self.preference, x_i], 0)
+        deg = np.diff(self.adj.csr.indptr)[n_u:].astype(np.float64)  # distinct training users
+        layers = [x]
+        for _ in range(self.n_layers):
+            layers.append(self.adj(layers[-1]))
+        scale = torch.from_numpy(1.0 / np.sqrt(np.maximum(deg, 1.0))).float()[:, None]
+        msg = sum(layer[n_u:] for layer in layers[:-1]) * scale / (self.n_layers + 1)
+        z_i = sum(layer[n_u:] for layer in layers) / (self.n_layers + 1)
+        content = x_i.view(self.n_items, m, d).clone()
+        if self.item_id is not None:
+            content[:, self.channels.index("id")] = 0.0
+        edges = z_i.view(self.n_items, m, d) - content / (self.n_layers + 1)
+
+        def out(t: torch.Tensor, n: int) -> np.ndarray:
+            return t.reshape(n, m, d).float().cpu().numpy()
+
+        return {"foldin_user_self": out(self.preference / (self.n_layers + 1), n_u),
+                "foldin_user_msg": out(msg, self.n_items),
+                "foldin_item_edges": out(edges, self.n_items)}
 
     def fold_in_spec(self) -> dict[str, object]:
         # a new item has no edges: Z = X / (L + 1) (F3's layer mean), then F4 e = Z + S X

@@ -102,7 +102,7 @@ def test_a_batch_folds_and_stores_as_users_one_by_one(
     }
     row = model.bundle.user_index("4")
     seen = np.union1d([9, 11], model.bundle.seen_items(row))
-    want["4"] = folder.fold_in(seen, prior=model.queries[row])
+    want["4"] = folder.fold_in(seen, prior=model.queries[row], user=row)
     for u, q in want.items():
         np.testing.assert_allclose(folded[u].query, q, rtol=1e-5, atol=1e-6)
         emb, items, last = stored(db, u)
