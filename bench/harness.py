@@ -93,7 +93,7 @@ def template(name: str, section: str, **values: Any) -> str:
     text = (REPO / "bench" / "templates" / f"{name}.md").read_text()
     start = text.index(f"<!-- {section} -->\n") + len(f"<!-- {section} -->\n")
     end = text.find("\n<!-- ", start)
-    return text[start : end if end >= 0 else len(text.rstrip("\n"))].format(**values)
+    return text[start : end if end >= 0 else len(text) - text.endswith("\n")].format(**values)
 
 
 def stored_report(args: Any, name: str) -> dict[str, Any]:

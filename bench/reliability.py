@@ -53,8 +53,8 @@ SIMILARITY = ((-1.0, 0.5), (0.5, 0.8), (0.8, 1.01))  # cosine of the swapped-in 
 def clean_path(args: argparse.Namespace, source: str, seed: int, log: Any) -> Path:
     if source != "synth":
         return SOURCES[source]
-    return H.ensure_dataset(args.workdir / "data" / f"synth-clean-s{seed}", "import_synth", log=log, **SYNTH, corrupt_fraction=0.0,
-                            seed=seed, name="synth_clean")
+    return H.ensure_dataset(args.workdir / "data" / f"synth-clean-s{seed}", "import_synth", log=log, **SYNTH,
+                            corrupt_fraction=0.0, seed=seed, name="synth_clean")
 
 
 def corrupt_path(args: argparse.Namespace, case: str, seed: int, log: Any) -> Path:
@@ -63,7 +63,8 @@ def corrupt_path(args: argparse.Namespace, case: str, seed: int, log: Any) -> Pa
 
     out, (source, modality) = args.workdir / "data" / f"{case}-s{seed}", CASES[case]
     if modality is None:  # synth: the importer's own planted corruption
-        return H.ensure_dataset(out, "import_synth", log=log, **SYNTH, corrupt_fraction=FRACTION, seed=seed, name="synth_corrupt")
+        return H.ensure_dataset(out, "import_synth", log=log, **SYNTH, corrupt_fraction=FRACTION, seed=seed,
+                                name="synth_corrupt")
     if (out / "stats.json").is_file():
         return out
     d, rng = load_dataset(clean_path(args, source, seed, log)), np.random.default_rng(1000 + seed)
@@ -75,9 +76,10 @@ def corrupt_path(args: argparse.Namespace, case: str, seed: int, log: Any) -> Pa
     mask[modality][bad] = True
     log(f"[bench] writing {out}")
     parts = [np.c_[x, np.full(len(x), k, np.int64)] for k, x in enumerate((d.train, d.valid, d.test))]
-    write_dataset(out, name=out.name, interactions=np.concatenate(parts), features=feats, user_ids=d.user_ids, item_ids=d.item_ids,
-                  item_meta=d.item_meta, corruption=mask, overwrite=True,
-                  stats={"corruption": f"seed {seed}: {modality} rows of {bad.size} items swapped for other items' rows"})
+    note = f"seed {seed}: {modality} rows of {bad.size} items swapped for other items' rows"
+    write_dataset(out, name=out.name, interactions=np.concatenate(parts), features=feats, user_ids=d.user_ids,
+                  item_ids=d.item_ids, item_meta=d.item_meta, corruption=mask, overwrite=True,
+                  stats={"corruption": note})
     return out
 
 
@@ -113,7 +115,8 @@ def detect(path: Path, seed: int) -> dict[str, Any]:
     for name, key in (("audit", "agreement"), *((s, s) for s in SIGNALS if s in rel.signals)):
         sig = np.nan_to_num(rel.signals[key][:, cols], nan=0.0)  # per-modality ranks: scales pool fairly
         out[name] = np.stack([(rankdata(-sig[:, j]) - 1) / max(len(sig) - 1, 1) for j in range(len(cols))], 1)
-    return {"mods": mods, "seconds": round(seconds, 1), "self_auc": rel.method["auc_on_injected_copies"], **{k: v.tolist() for k, v in out.items()}}
+    return {"mods": mods, "seconds": round(seconds, 1), "self_auc": rel.method["auc_on_injected_copies"],
+            **{k: v.tolist() for k, v in out.items()}}
 
 
 def detection_rows(args: argparse.Namespace, paths: dict, res: dict, steps: dict, log: Any) -> dict:
@@ -139,12 +142,16 @@ def detection_rows(args: argparse.Namespace, paths: dict, res: dict, steps: dict
                 if r and r.get(key):
                     w = np.load(args.workdir / "runs" / r[key])
                     scorers[f"{model} {tag}"] = np.stack([1 - w[:, r["channels"].index(m)] for m in det["mods"]], 1)
-        row = {k: {"auc": H.roc_auc(labels.ravel(), s.ravel()), "precision": precision_at_n(labels.ravel(), s.ravel())} for k, s in scorers.items()}
+        row = {k: {"auc": H.roc_auc(labels.ravel(), s.ravel()),
+                   "precision": precision_at_n(labels.ravel(), s.ravel())} for k, s in scorers.items()}
         row["_seconds"], row["_self_auc"] = det["seconds"], det["self_auc"]
         d = load_dataset(path)  # the score's AUC by the items' training interactions (its evidence)
         n = np.bincount(d.train[:, 1], minlength=d.n_items)
-        row["_by_interactions"] = {f"{lo}-{hi - 1}" if hi < 10**9 else f">={lo}": {k: H.roc_auc(
-            labels[(n >= lo) & (n < hi)].ravel(), scorers[k][(n >= lo) & (n < hi)].ravel()) for k in ("score", "audit")} for lo, hi in BUCKETS}
+        row["_by_interactions"] = {}
+        for lo, hi in BUCKETS:
+            rows = (n >= lo) & (n < hi)
+            row["_by_interactions"][f"{lo}-{hi - 1}" if hi < 10**9 else f">={lo}"] = {
+                k: H.roc_auc(labels[rows].ravel(), scorers[k][rows].ravel()) for k in ("score", "audit")}
         if CASES[case][1] is not None:  # a swap can land on content much like the item's own
             row["_by_swap_similarity"] = by_swap_similarity(args, case, seed, d, labels, scorers["score"])
         out.setdefault(case, {})[seed] = row
@@ -163,7 +170,8 @@ def by_swap_similarity(args: argparse.Namespace, case: str, seed: int, d: Any, l
     cos, lab, sus, out = (own * unit_rows(d.features[modality])).sum(1), labels[:, 0], suspicion[:, 0], {}
     for lo, hi in SIMILARITY:
         keep = ~lab | ((cos >= lo) & (cos < hi))
-        out[f"[{lo:g}, {min(hi, 1):g}{')' if hi <= 1 else ']'}"] = {"auc": H.roc_auc(lab[keep], sus[keep]), "swaps": int((lab & keep).sum())}
+        out[f"[{lo:g}, {min(hi, 1):g}{')' if hi <= 1 else ']'}"] = {"auc": H.roc_auc(lab[keep], sus[keep]),
+                                                                    "swaps": int((lab & keep).sum())}
     return out
 
 
@@ -176,17 +184,22 @@ def plan_training(args: argparse.Namespace, paths: dict, log: Any) -> tuple[list
         later: list[H.Step] = []  # the learned-weights detector's extra run after the seed's main runs
         repair: list[H.Step] = []  # the repaired-content runs right after the main runs
         for case in args.train_cases:
-            for version, path in {"corrupt": paths[(case, seed)], "clean": clean_path(args, CASES[case][0], seed, log)}.items():
+            versions = {"corrupt": paths[(case, seed)], "clean": clean_path(args, CASES[case][0], seed, log)}
+            for version, path in versions.items():
                 base = {"epochs": args.epochs, "patience": args.patience, "seed": seed, **PINNED}
-                s1 = H.Step("fusion-sum", str(path), {**base, "model": "fusion-sum"}, "stage1", meta={"case": case, "seed": seed, "version": version})
+                s1 = H.Step("fusion-sum", str(path), {**base, "model": "fusion-sum"}, "stage1",
+                            meta={"case": case, "seed": seed, "version": version})
                 steps.append(s1)
                 index[(case, seed, version, "fusion-sum")] = s1
                 for label, kw in REPAIR.items():
                     repair.append(st := H.Step(label, str(path), {**base, **kw}, "fit", meta=s1.meta))
                     index[(case, seed, version, label)] = st
-                for label, kw in {"margo": {"model": "margo"}, **GUIDED, **({"fusion-learned": {"model": "fusion-learned"}}
-                                                                            if version == "corrupt" else {})}.items():
-                    st = index[(case, seed, version, label)] = H.Step(label, str(path), {**base, **kw}, "branch", s1.key, s1.meta)
+                branches = {"margo": {"model": "margo"}, **GUIDED}
+                if version == "corrupt":
+                    branches["fusion-learned"] = {"model": "fusion-learned"}
+                for label, kw in branches.items():
+                    st = H.Step(label, str(path), {**base, **kw}, "branch", s1.key, s1.meta)
+                    index[(case, seed, version, label)] = st
                     (later if label == "fusion-learned" else steps).append(st)
         steps += repair + later
     return steps, index
@@ -201,10 +214,12 @@ def recall_rows(args: argparse.Namespace, res: dict, index: dict) -> dict:
             for seed in args.train_seeds:
                 r = {v: res.get(index[(case, seed, v, model)].key) for v in ("clean", "corrupt")}
                 if r["clean"] and r["corrupt"]:
-                    c, k, st = r["clean"]["test"]["recall@20"], r["corrupt"]["test"]["recall@20"], r["corrupt"]["stages"]
+                    c, k = r["clean"]["test"]["recall@20"], r["corrupt"]["test"]["recall@20"]
                     # BestState keeps stage II only when it beat stage I on validation
-                    for key, v in (("clean", c), ("corrupt", k), ("lost", c - k), ("seeds", seed), ("valid_corrupt", r["corrupt"]["valid"]["recall@20"]),
-                                   ("stage2_kept", len(st) > 1 and st[-1]["best_valid_r20"] >= st[0]["best_valid_r20"])):
+                    st = r["corrupt"]["stages"]
+                    kept = len(st) > 1 and st[-1]["best_valid_r20"] >= st[0]["best_valid_r20"]
+                    for key, v in (("clean", c), ("corrupt", k), ("lost", c - k), ("seeds", seed),
+                                   ("stage2_kept", kept), ("valid_corrupt", r["corrupt"]["valid"]["recall@20"])):
                         row[key].append(v)
             out.setdefault(case, {})[model] = row
     return out
@@ -225,13 +240,13 @@ def report(args: argparse.Namespace, det: dict, rec: dict, info: dict, wall: flo
     src = old.get("training_rows_from", old)  # the run that trained (a kept report keeps it)
     rec, tr = (old.get("recall20", {}), src["args"]) if old else (rec, vars(args))
     if old:
-        md.append(f"Training rows (recall, learned weights) kept from the report of {src['machine']['date']} "
-                  f"(`{src['machine']['command']}`; the guided models used the score as it was then); detection rows from this run.\n")
-    md += [f"20% of items corrupted per case; detection seeds {list(args.seeds)}, training seeds {list(tr['train_seeds'])}; training: "
-           f"trainer defaults, at most {tr['epochs']} epochs per stage, patience {tr['patience']}; trained on {list(tr['train_cases'])}; "
-           f"guided models: margo+prior (reliability_prior {PRIOR}, stage II lr 1e-4) and fusion-sum+repair (repair_threshold {REPAIR['fusion-sum+repair']['repair_threshold']}). "
-           "Mean ± std over seeds (n = seeds that finished).\n", "## Detection: ROC-AUC / precision at #corrupted\n"]
-    scorers = ["score", "audit", *SIGNALS] + [f"{m} {t}" for m in ("fusion-learned", "margo", *GUIDED) for t in ("weights", "last-epoch weights")]
+        md.append(H.template(NAME, "kept", date=src["machine"]["date"], command=src["machine"]["command"]))
+    md += [H.template(NAME, "intro", seeds=list(args.seeds), train_seeds=list(tr["train_seeds"]), prior=PRIOR,
+                      epochs=tr["epochs"], patience=tr["patience"], train_cases=list(tr["train_cases"]),
+                      threshold=REPAIR["fusion-sum+repair"]["repair_threshold"]),
+           "## Detection: ROC-AUC / precision at #corrupted\n"]
+    models, weights = ("fusion-learned", "margo", *GUIDED), ("weights", "last-epoch weights")
+    scorers = ["score", "audit", *SIGNALS, *(f"{m} {t}" for m in models for t in weights)]
     rows, js = [], {}
     for case, by_seed in det.items():
         js[case] = {}
@@ -244,31 +259,33 @@ def report(args: argparse.Namespace, det: dict, rec: dict, info: dict, wall: flo
             rows.append([case, sc, _ms(aucs), _ms(precs)])
         js[case]["self_auc_on_injected"] = {s: r["_self_auc"] for s, r in by_seed.items()}
     md.append(H.md_table(["case", "scorer", "ROC-AUC", "precision@#corrupted"], rows) + "\n")
-    rows = [[case, sc, *(_ms([r["_by_interactions"][b][sc] for r in by_seed.values()]) for b in next(iter(by_seed.values()))["_by_interactions"])]
-            for case, by_seed in det.items() for sc in ("score", "audit")]
+    rows = []
     for case, by_seed in det.items():
+        buckets = next(iter(by_seed.values()))["_by_interactions"]
+        rows += [[case, sc, *(_ms([r["_by_interactions"][b][sc] for r in by_seed.values()]) for b in buckets)]
+                 for sc in ("score", "audit")]
         js[case]["auc_by_interactions"] = {s: r["_by_interactions"] for s, r in by_seed.items()}
     if rows:
         heads = list(next(iter(next(iter(det.values())).values()))["_by_interactions"])
-        md += ["ROC-AUC by the item's training interactions:\n", H.md_table(["case", "scorer", *(f"{h} interactions" for h in heads)], rows) + "\n"]
+        md += ["ROC-AUC by the item's training interactions:\n",
+               H.md_table(["case", "scorer", *(f"{h} interactions" for h in heads)], rows) + "\n"]
     rows = []
     for case, by_seed in det.items():
         if sims := [r["_by_swap_similarity"] for r in by_seed.values() if "_by_swap_similarity" in r]:
-            rows.append([case, *(f"{_ms([x[b]['auc'] for x in sims])}, {np.mean([x[b]['swaps'] for x in sims]):.0f} swaps" for b in sims[0])])
+            rows.append([case, *(f"{_ms([x[b]['auc'] for x in sims])}, {np.mean([x[b]['swaps'] for x in sims]):.0f} swaps"
+                                 for b in sims[0])])
             js[case]["auc_by_swap_similarity"] = sims
     if rows:
         heads = list(next(s for r in det.values() for s in r.values() if "_by_swap_similarity" in s)["_by_swap_similarity"])
-        md += ["ROC-AUC of the score by how alike the swapped-in content is to the item's own (cosine; all clean items against the "
-               "swaps in the range; mean swaps per seed):\n", H.md_table(["case", *(f"cosine {h}" for h in heads)], rows) + "\n"]
-    md += [f"`score`: the new reliability score (1 - score); `audit`: the training-free agreement (the audit's first signal); "
-           f"{' / '.join(f'`{x}`' for x in SIGNALS)}: the score's out-of-fold signals alone; `... weights`: 1 - the learned weight of "
-           "the trained model (seeds that trained): as exported (uniform when stage II never beat stage I on validation and stage I's "
-           "state was kept) and after the last stage-II epoch.\n", "## Recall@20 on clean and corrupted data (test)\n"]
+        md += [H.template(NAME, "swaps"), H.md_table(["case", *(f"cosine {h}" for h in heads)], rows) + "\n"]
+    md += [H.template(NAME, "legend", signals=" / ".join(f"`{x}`" for x in SIGNALS)),
+           "## Recall@20 on clean and corrupted data (test)\n"]
     rows = [[case, model, *(_ms(r[k], 4) for k in ("clean", "corrupt", "lost")),
              f"{sum(r['stage2_kept'])}/{len(r['stage2_kept'])}" if model.startswith("margo") else "–"]
             for case, by_model in rec.items() for model, r in by_model.items()]
-    md += [H.md_table(["case", "model", "clean", "corrupted", "lost to corruption", "stage II kept (corrupted)"], rows) + "\n",
-           "## Targets\n", *_targets(det, rec), f"\nWall time of this invocation: {wall / 60:.1f} min{' (report only)' if args.report_only else ''}.\n"]
+    heads = ["case", "model", "clean", "corrupted", "lost to corruption", "stage II kept (corrupted)"]
+    md += [H.md_table(heads, rows) + "\n", "## Targets\n", *_targets(det, rec),
+           f"\nWall time of this invocation: {wall / 60:.1f} min{' (report only)' if args.report_only else ''}.\n"]
     data = {"machine": info, "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "detection": js, "recall20": rec, "prior": PRIOR, "epochs": tr["epochs"], "patience": tr["patience"],
             **({"training_rows_from": {k: src[k] for k in ("machine", "args")}} if old else {})}
@@ -282,7 +299,8 @@ def selected_guided(rec: dict) -> dict[str, str]:
     for case, by_model in rec.items():
         names = [g for g in (*GUIDED, *REPAIR) if by_model[g]["seeds"]]
         if common := set.intersection(*(set(by_model[g]["seeds"]) for g in names)) if names else set():
-            valid = {g: float(np.mean([by_model[g]["valid_corrupt"][by_model[g]["seeds"].index(sd)] for sd in common])) for g in names}
+            valid = {g: float(np.mean([by_model[g]["valid_corrupt"][by_model[g]["seeds"].index(sd)]
+                                       for sd in common])) for g in names}
             out[case] = max(names, key=valid.__getitem__)
     return out
 
@@ -292,7 +310,8 @@ def _targets(det: dict, rec: dict) -> list[str]:
     for case, by_seed in det.items():
         aucs, goal = [r["score"]["auc"] for r in by_seed.values()], TARGET_AUC.get(case, 0.90)
         worst = float(np.min(aucs))
-        line = f"- {case}: score ROC-AUC {float(np.mean(aucs)):.3f} (worst seed {worst:.3f}) >= {goal}: **{'holds' if worst >= goal else 'does not hold'}**"
+        line = (f"- {case}: score ROC-AUC {float(np.mean(aucs)):.3f} (worst seed {worst:.3f}) >= {goal}: "
+                f"**{'holds' if worst >= goal else 'does not hold'}**")
         if worst < goal:  # is it sparsity? the AUC on the best-observed items says
             top = [r["_by_interactions"][f">={BUCKETS[-1][0]}"]["score"] for r in by_seed.values()]
             line += f" (items with >= {BUCKETS[-1][0]} training interactions: {np.mean(top):.3f}"
@@ -311,16 +330,20 @@ def _targets(det: dict, rec: dict) -> list[str]:
         if not (common := sorted(set(fs["seeds"]) & set(gd["seeds"]))):  # compare on the seeds both have
             out.append(f"- {case}, {name}: no seed with both runs yet")
             continue
-        fs, gd = ({k: [r[k][r["seeds"].index(sd)] for sd in common] for k in ("lost", "clean", "valid_corrupt")} for r in (fs, gd))
+        fs, gd = ({k: [r[k][r["seeds"].index(sd)] for sd in common]
+                   for k in ("lost", "clean", "valid_corrupt")} for r in (fs, gd))
         lost_fs, lost_gd = float(np.mean(fs["lost"])), float(np.mean(gd["lost"]))
-        half = "not measurable (fusion-sum lost nothing)" if lost_fs <= 0 else "holds" if lost_gd <= 0.5 * lost_fs else "does not hold"
+        half = "holds" if lost_gd <= 0.5 * lost_fs else "does not hold"
+        if lost_fs <= 0:
+            half = "not measurable (fusion-sum lost nothing)"
         (m_fs, s_fs), m_gd = H.mean_std(fs["clean"]), float(np.mean(gd["clean"]))
         clean_ok = "holds" if m_gd >= m_fs - s_fs else "does not hold"
         if len(fs["clean"]) < 2 and m_gd < m_fs:
             clean_ok = "not measurable: one seed, no std"
-        out.append(f"- {case}, {name}{tag}, seeds {common} (valid R@20 corrupted {np.mean(gd['valid_corrupt']):.4f}): R@20 lost: guided "
-                   f"{lost_gd:+.4f} vs fusion-sum {lost_fs:+.4f} (at most half: **{half}**); clean: guided {m_gd:.4f} vs fusion-sum "
-                   f"{m_fs:.4f} ± {s_fs:.4f} (within one std or better: **{clean_ok}**)")
+        valid = np.mean(gd["valid_corrupt"])
+        out.append(f"- {case}, {name}{tag}, seeds {common} (valid R@20 corrupted {valid:.4f}): "
+                   f"R@20 lost: guided {lost_gd:+.4f} vs fusion-sum {lost_fs:+.4f} (at most half: **{half}**); clean: "
+                   f"guided {m_gd:.4f} vs fusion-sum {m_fs:.4f} ± {s_fs:.4f} (within one std or better: **{clean_ok}**)")
     return out
 
 
@@ -329,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     p = H.parser(__doc__)
     p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS), help="detection seeds")
-    p.add_argument("--train-seeds", nargs="*", type=int, default=list(SEEDS), help="training seeds (none: detection only)")
+    p.add_argument("--train-seeds", nargs="*", type=int, default=list(SEEDS),
+                   help="training seeds (none: detection only)")
     p.add_argument("--train-cases", nargs="*", default=list(TRAIN_CASES), choices=list(CASES),
                    help="cases the recall runs train on, in priority order within each seed")
     p.add_argument("--epochs", type=int, default=EPOCHS, help=f"max epochs per stage ({EPOCHS})")
@@ -339,8 +363,10 @@ def main(argv: list[str] | None = None) -> int:
         args.cases, args.seeds, args.train_seeds, args.epochs, args.train_cases = ["mlsmall-text"], [0], [0], 2, ["mlsmall-text"]
     # numpy/BLAS in the workers (the score, the prior) on one thread like torch
     os.environ.update({v: os.environ.get(v, str(args.threads)) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")})
-    info, log, t0 = H.machine_info(args.threads), H.make_logger(args.workdir / f"{NAME}.log"), time.perf_counter()
-    seeds, cases = sorted(set(args.seeds) | set(args.train_seeds)), list(dict.fromkeys([*args.cases, *args.train_cases]))
+    info, t0 = H.machine_info(args.threads), time.perf_counter()
+    log = H.make_logger(args.workdir / f"{NAME}.log")
+    seeds = sorted(set(args.seeds) | set(args.train_seeds))
+    cases = list(dict.fromkeys([*args.cases, *args.train_cases]))
     paths = {(c, s): corrupt_path(args, c, s, log) for s in seeds for c in cases}
     steps, index = plan_training(args, paths, log)
     det_paths = {k: v for k, v in paths.items() if k[1] in args.seeds and k[0] in args.cases}
