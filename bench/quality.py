@@ -327,23 +327,19 @@ def synth_md(table: dict[str, Any], args: argparse.Namespace) -> list[str]:
     """SYNTH: the default model against the ID-only LightGCN (the target), other rows beside."""
     if not table:
         return []
-    dl, ms = default_label(table), lambda r, k, d=4: _ms(r[k], len(r["seeds"]), d)
-    rows = [[f"**{label}** (default)" if label == dl else label, len(r["seeds"]), ms(r, "test_recall@20"),
-             ms(r, "test_ndcg@20"),
-             ms(r, "valid_recall@20"), _epochs(r["epochs"]), ms(r, "seconds",
-                                                                0)] for label, r in table.items()]
+    dl = default_label(table)
+    rows = [[f"**{label}** (default)" if label == dl else label, len(r["seeds"]),
+             *(_ms(r[k], len(r["seeds"])) for k in ("test_recall@20", "test_ndcg@20", "valid_recall@20")),
+             _epochs(r["epochs"]), _ms(r["seconds"], len(r["seeds"]), 0)] for label, r in table.items()]
     d, lg = table.get(dl or ""), table.get("lightgcn")
-    ok = d and lg and d["seeds"] and lg["seeds"]
-    verdict = ("holds" if d["test_recall@20"][0] >= lg["test_recall@20"][0]
-               else "does not hold") if ok else "n/a (missing runs)"
+    verdict = "n/a (missing runs)"
+    if d and lg and d["seeds"] and lg["seeds"]:
+        verdict = "holds" if d["test_recall@20"][0] >= lg["test_recall@20"][0] else "does not hold"
     return [f"## {SYNTH}: unnormalised features, heavy-tailed popularity\n",
-            f"`margo import synth` with {SYNTH_ARGS} (`--popularity-skew {SYNTH_ARGS['popularity_skew']} --unnormalised`): per-column "
-            "feature scales over four orders of magnitude plus offsets, Zipf-like item popularity. The row marked default is the "
-            f"trainer's defaults ({default_cfg()}: feature_norm auto standardises these features and leaves the real sets' as given, "
-            "so there the rows without feature_norm are the default's runs); lightgcn as on the real sets (patience "
-            f"{args.baseline_patience}).\n", f"Target *default model never below the ID-only LightGCN* (mean test R@20): **{verdict}**.\n",
-            H.md_table(["model", "seeds", "test R@20", "test N@20", "valid R@20", "epochs (stage best/run)",
-                        "s / run"], rows), ""]
+            H.template(NAME, "synth", args=SYNTH_ARGS, default=default_cfg(), patience=args.baseline_patience),
+            f"Target *default model never below the ID-only LightGCN* (mean test R@20): **{verdict}**.\n",
+            H.md_table(["model", "seeds", "test R@20", "test N@20", "valid R@20", "epochs (stage best/run)", "s / run"],
+                       rows), ""]
 
 
 def report(args: argparse.Namespace, steps: list[H.Step], results: dict[str, dict]) -> None:
@@ -356,18 +352,8 @@ def report(args: argparse.Namespace, steps: list[H.Step], results: dict[str, dic
     info, done, planned = H.machine_info(args.threads), sum(s.key in results for s in steps), len(steps)
     md = ["# Quality benchmark (`bench/quality.py`)\n",
           H.machine_md(info, f"; runs finished: {done} of {planned}"),
-          f"Protocol: full ranking over all items with training items masked (MMRec's); Adam lr 1e-3, batch 2048, d 64; early stop "
-          f"on validation Recall@20, patience {args.patience} (checks, one per epoch; bpr and lightgcn {args.baseline_patience}: they "
-          f"climb slowly, and patience 20 cut them early), at most {args.epochs} epochs per stage (MMRec's cap; a run whose epochs "
-          f"reach it says so in the epochs column); test metrics of the best-validation state of the run. Seeds {args.seeds} "
-          "(initialisation and sampling; the split is fixed). Mean ± sample std over the finished seeds. Stage-II rows "
-          "(fusion-learned, margo) continue from the stage-I state reported as fusion-sum of the same backbone and seed; their "
-          "seconds include it. Every row names its model, backbone and ID channel (freedom rows prune "
-          f"{PRUNE['freedom']['prune_ratio']} of the edges unless the label says otherwise); margo rows also set {ROW_CFG['margo']} "
-          f"(the trainer's defaults since they won on validation); baselines {BASELINE_CFG}. A row with missing seeds says which; a "
-          f"row with 0 seeds has not run yet; seeds marked *earlier report* come from {EARLIER.name} (an earlier run of this "
-          "benchmark, same configs, whose run store was lost: one-seed rows join the new seeds exactly, rows of several seeds are "
-          "carried as mean and std).\n"]
+          H.template(NAME, "protocol", a=args, prune=PRUNE["freedom"]["prune_ratio"], margo=ROW_CFG["margo"],
+                     baselines=BASELINE_CFG, earlier=EARLIER.name)]
     if args.quick:
         md.append(f"**QUICK SMOKE RUN** ({QUICK}): the numbers mean nothing.\n")
     md += goals_md(summary, default, best)
