@@ -336,10 +336,11 @@ def synth_md(table: dict[str, Any], args: argparse.Namespace) -> list[str]:
     if d and lg and d["seeds"] and lg["seeds"]:
         verdict = "holds" if d["test_recall@20"][0] >= lg["test_recall@20"][0] else "does not hold"
     return [f"## {SYNTH}: unnormalised features, heavy-tailed popularity\n",
-            H.template(NAME, "synth", args=SYNTH_ARGS, default=default_cfg(), patience=args.baseline_patience),
+            H.template(NAME, "synth", args=SYNTH_ARGS, default=default_cfg(),
+                       patience=args.baseline_patience),
             f"Target *default model never below the ID-only LightGCN* (mean test R@20): **{verdict}**.\n",
-            H.md_table(["model", "seeds", "test R@20", "test N@20", "valid R@20", "epochs (stage best/run)", "s / run"],
-                       rows), ""]
+            H.md_table(["model", "seeds", "test R@20", "test N@20", "valid R@20", "epochs (stage best/run)",
+                        "s / run"], rows), ""]
 
 
 def report(args: argparse.Namespace, steps: list[H.Step], results: dict[str, dict]) -> None:
