@@ -1,14 +1,6 @@
 """Freshness benchmark (issue 16): fold-in of new users, new interactions and new items vs a
-model retrained with them, on MMRec's fixed splits (x_label 0/1/2 = train/valid/test).
-
-Per (dataset, seed): *base* trained (``margo train`` defaults, 1 thread) on a reduced copy of the
-data under WORKDIR without 10% of users (new users: their training rows posted afterwards),
-10% of items with all their rows (new items: added from their features) and the last 20% (file
-row order) of every other user's training rows (returning users: all rows posted, the trained
-vector as prior); *retrained* on all of it. Full ranking (trainer/metrics.py), training items
-masked, test targets; users rank the base catalogue (retrained: the same columns), except for
-new items: base users rank base + folded items; cold recall = share of the test pairs on new
-items in the users' top-20 (chance: 20 / items). ``--epochs`` caps each stage.
+model retrained with them, on MMRec's fixed splits (x_label 0/1/2 = train/valid/test); the
+protocol is in the report (bench/templates/freshness.md). ``--epochs`` caps each stage.
 
     nice -n 10 .venv/bin/python -m bench.freshness --quick   # smoke (synthetic, 2 epochs)
     nice -n 10 .venv/bin/python -m bench.freshness --datasets mlsmall --seeds 0,1,2 [--serve]
@@ -16,7 +8,6 @@ items in the users' top-20 (chance: 20 / items). ``--epochs`` caps each stage.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -196,12 +187,11 @@ def serving_cost(args: Any, log: Any, n_items: int = 100_000, n_fold: int = 2000
 
 def serving_md(sv: dict[str, Any]) -> str:
     rps, p99, p50 = (sv["fold-in"][k] / sv["known"][k] for k in ("rps_c32", "p99_ms_c1", "p50_ms_c1"))
-    return (f"\n\n## Serving cost ({sv['n_items']:,} items, {sv['date']}, load {sv['loadavg_before']})\n\n"
-            + H.md_table(["users", "req/s at 32 connections", "p99 ms at 1", "p50 ms at 1"],
-                         [(a, sv[a]["rps_c32"], sv[a]["p99_ms_c1"], sv[a]["p50_ms_c1"]) for a in ("known", "fold-in")])
-            + f"\n\nfold-in / known: req/s {rps:.3f}, p99 {p99:.3f}, p50 {p50:.3f} (median of 2 runs each, ABBA; strategy "
-            f"{sv['strategy']!r}; bench slots held: {sv['held_bench_slots']}) -> req/s and p99 within 10%: "
-            f"**{'holds' if rps >= 0.9 and p99 <= 1.1 else 'does not hold'}**")
+    keys = ("rps_c32", "p99_ms_c1", "p50_ms_c1")
+    table = H.md_table(["users", "req/s at 32 connections", "p99 ms at 1", "p50 ms at 1"],
+                       [(a, *(sv[a][k] for k in keys)) for a in ("known", "fold-in")])
+    return H.template("freshness", "serving", sv=sv, table=table, rps=rps, p99=p99, p50=p50,
+                      strategy=repr(sv["strategy"]), verdict="holds" if rps >= 0.9 and p99 <= 1.1 else "does not hold")
 
 
 # -- report ----------------------------------------------------------------------------------------
@@ -271,8 +261,7 @@ def prepare(name: str, seed: int, args: Any) -> tuple[Any, Split, Path, list[tup
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    H.add_common_args(p)
+    p = H.parser(__doc__)
     p.add_argument("--datasets", default="mlsmall,synth,amazon-scientific")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--epochs", type=int, help="cap on epochs per stage (default: the trainer's)")
@@ -313,12 +302,11 @@ def main(argv: list[str] | None = None) -> int:
         H.atomic_write_json(args.workdir / "freshness" / "serve.json", {"date": H.machine_info()["date"], **serving_cost(args, log)})
     if (serve_file := args.workdir / "freshness" / "serve.json").is_file():
         md += serving_md(summary.setdefault("serving", json.loads(serve_file.read_text())))
-    checkouts = sorted({c.get("checkout", "?") for cells in evals.values() for c in cells})
-    head = (f"# Freshness benchmark (`bench/freshness.py`, issue 16)\n\n{H.machine_md(info)}- evaluated with checkout {checkouts}; "
-            f"load average (1 min) at the end of each evaluation: {[c.get('loadavg', ['?'])[0] for v in evals.values() for c in v]}\n\n"
-            + __doc__.split("\n\n")[1])
-    H.write_report(args.results, "freshness", {"machine": info, "args": vars(args), "summary": summary, "cells": evals}, head + "\n" + md)
-    log(f"[freshness] wrote {args.results}/freshness.md")
+    head = H.template("freshness", "head", machine=H.machine_md(info),
+                      checkouts=sorted({c.get("checkout", "?") for cells in evals.values() for c in cells}),
+                      loads=[c.get("loadavg", ["?"])[0] for v in evals.values() for c in v])
+    data = {"machine": info, "args": vars(args), "summary": summary, "cells": evals}
+    H.write_report(args.results, "freshness", data, head + "\n" + md, log=log)
     return 0
 
 
