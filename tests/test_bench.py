@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -101,3 +102,24 @@ def test_mean_std_and_configs() -> None:
     cfg = H.train_config(model="margo", epochs=3, seed=7)
     assert H.config_dict(cfg)["epochs"] == 3 and H.config_dict(cfg)["seed"] == 7
     json.dumps(H.config_dict(cfg))
+
+
+def test_report_templates_have_every_section_the_scripts_ask_for() -> None:
+    """Each ``H.template(<name>, "<section>", ...)`` names a section of templates/<name>.md."""
+    calls = 0
+    for script in SCRIPTS:
+        for m in re.finditer(r'H\.template\((NAME|"(\w+)"), "([\w-]+)"', script.read_text()):
+            text = (BENCH / "templates" / f"{m.group(2) or script.stem}.md").read_text()
+            assert f"<!-- {m.group(3)} -->\n" in text, f"{script.name}: no section {m.group(3)!r}"
+            calls += 1
+    assert calls >= 20
+
+
+def test_template_section_keeps_its_own_newlines() -> None:
+    job = H.template("faults", "job", killed_job=["train"], new_job="succeeded")
+    assert job == (" The killed job's stages after the kill: ['train']; then cancelled; "
+                   "the retrain posted after it: 'succeeded'.")
+    # the file's last section, with a blank line of its own after it
+    legend = H.template("reliability", "legend", signals="`x`")
+    assert legend.startswith("`score`: ") and "`x`: the score's" in legend
+    assert legend.endswith("epoch.\n")
