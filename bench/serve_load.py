@@ -107,14 +107,9 @@ def serve(tree: Path, env: dict[str, str], work: Path, *, log_config: Path | Non
         out = stack.enter_context(open(log_file, "w")) if log_file else None  # noqa: SIM115
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, env={**env, FLOOR_ENV: str(floor)}, cwd=tree, stdout=out, stderr=out)
-        try:
-            while proc.poll() is None:
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                        break
-                if time.perf_counter() - t0 > 600:
-                    raise RuntimeError(f"server of {tree} not ready after 600 s")
-                time.sleep(0.25)
+        try:  # until ready, or exited
+            H.wait_for(lambda: proc.poll() is not None
+                       or httpx.get(f"{url}/readyz", timeout=2).status_code == 200, 600)
             if proc.poll() is not None:
                 raise RuntimeError(f"server of {tree} exited with {proc.returncode}")
             ready_s = time.perf_counter() - t0
