@@ -52,7 +52,9 @@ VARIANTS = {"standardised": {"feature_norm": "standardize"}, "prune 0.5": {"prun
             # issue 17's margin over MMRec's best: levers that keep the epoch's cost (seed 0 of
             # mlsmall-mmrec on validation first; d 128 doubles the epoch and was not run)
             "prune 0.5, 4 negatives": {"prune_ratio": 0.5, "n_negatives": 4},
-            "prune 0.5, lr 2e-3": {"prune_ratio": 0.5, "lr": 2e-3}}
+            "prune 0.5, lr 2e-3": {"prune_ratio": 0.5, "lr": 2e-3},
+            "prune 0.5, lr 5e-3": {"prune_ratio": 0.5, "lr": 5e-3},
+            "prune 0.5, lr 2e-3, 4 negatives": {"prune_ratio": 0.5, "lr": 2e-3, "n_negatives": 4}}
 PRUNE = {"freedom": {"prune_ratio": 0.8}}  # freedom rows without a prune variant: the old default
 # the rows of an earlier report whose run store is gone (summarise says how they are used)
 EARLIER = H.RESULTS / f"{NAME}_earlier.json"
