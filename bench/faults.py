@@ -142,6 +142,7 @@ def load(port: int, seconds: float, fault: Callable[[], None], bad_input: bool, 
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30 if kind == "write" else 10, headers=key) as c:
             while (t := time.monotonic()) < stop:
                 records: set[int] = set()
+                body = None
                 if kind == "write":
                     body, records = batch(next(batches), BATCH // 4 if writers > 1 else BATCH, stamp0)
                 user = IDS["users"][rng.integers(USERS)] if kind == "rec" else None
