@@ -206,9 +206,6 @@ def fault_phases(args: Any, log: H.Log) -> list[dict[str, Any]]:
     import httpx
     import psycopg
 
-    from service.auth import create_api_key
-    from service.db.session import Database
-
     (work := args.workdir / "faults").mkdir(parents=True, exist_ok=True)
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
@@ -220,12 +217,15 @@ def fault_phases(args: Any, log: H.Log) -> list[dict[str, Any]]:
            "MARGO_MODEL_DIR": str(work / "models"), "MARGO_LOG_REQUESTS": "false", "MARGO_PUBLIC_READS": "true",
            "MARGO_CLIENT_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S), "MARGO_SNAPSHOT_DIR": str(work / "snapshots"),
            "MARGO_JOB_HEARTBEAT_S": "1", "MARGO_JOB_STALE_S": str(JOB_STALE_S), "MARGO_TRAIN_THREADS": "1"}
-    for argv in (["db", "upgrade"], ["models", "register", str(trained_bundle(work)), "--activate"]):
-        subprocess.run([sys.executable, "-c", H.CLI, *argv], env=env, check=True, capture_output=True)
-    db = Database(direct)
-    with db.session() as session:
-        KEYS.update({role: create_api_key(session, role, "bench-faults") for role in ("write", "admin")})
-    db.dispose()
+
+    def cli(*argv: str) -> str:  # ``margo`` on the bench database, directly (not through the proxy)
+        return subprocess.run([sys.executable, "-c", H.CLI, *argv], env=env, check=True, capture_output=True,
+                              text=True).stdout
+
+    cli("db", "upgrade")
+    cli("models", "register", str(trained_bundle(work)), "--activate")
+    KEYS.update({role: cli("keys", "create", "--role", role, "--name", "bench-faults").split()[0]
+                 for role in ("write", "admin")})
     env["MARGO_DATABASE_URL"] = direct.replace(":5432/", f":{proxy.port}/")
     serve_log = (work / "serve.log").open("wb")
 
