@@ -1,5 +1,9 @@
 """Content placement: a calibration step after the model's own fold-in of a new item.
 
+The default placement of bundles without the propagation parts (DRAGON backbone); FREEDOM
+bundles default to items.py's "edges" (trainer/foldin/propagation.py), which measured higher.
+The numbers below are from prune-0.8 models (before the default became 0.5).
+
 The model's step (trainer/foldin/items.py, D1 + D5) gives a new item the forward pass of an
 item without interactions. That is exact but scores low: training grows a warm item's
 embedding through its interactions, so a folded item's channels are far smaller than the
