@@ -12,6 +12,8 @@ from trainer.config import TrainConfig
 from trainer.errors import BundleError
 from trainer.export import export_model
 from trainer.foldin import FoldInInputError, UserFoldIn, UserInput, fold_in_items, fold_in_user
+from trainer.foldin.refresh import refresh
+from trainer.graphs import SparseOp, normalized_adjacency
 from trainer.manifest import MANIFEST
 from trainer.train import fit
 
@@ -123,3 +125,29 @@ def test_the_reader_refuses_part_of_the_propagation_parts(trained, tmp_path):
     with pytest.raises(BundleError, match=f"fold_in record without {USER_SELF}.npy"):
         write_bundle(tmp_path / "x", manifest=raw, arrays=arrays,
                      user_ids=bundle.user_ids, item_ids=bundle.item_ids)
+
+
+def test_graph_refresh_is_the_models_forward_pass_on_the_new_graph(tiny, trained):
+    model, bundle = trained
+    pairs = np.unique(tiny.train[:, :2], axis=0)
+    # no new pairs: the bundle's own embeddings
+    users, items = refresh(bundle, pairs, np.empty((0, 2), np.int64))
+    np.testing.assert_allclose(users, bundle.arrays["user_emb"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(items, bundle.arrays["item_emb"], rtol=1e-4, atol=1e-5)
+    # new pairs: the torch model's embeddings with its graph rebuilt from all the pairs
+    new = np.array([[0, 5], [0, 17], [3, 5], [250, 199]])
+    users, items = refresh(bundle, pairs, new)
+    old = model.adj
+    model.adj = SparseOp(normalized_adjacency(model.n_users, model.n_items,
+                                              np.concatenate([pairs, new])))
+    try:
+        model.eval()
+        with torch.no_grad():
+            eu, ei = model.embeddings()
+    finally:
+        model.adj = old
+    np.testing.assert_allclose(users, eu.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(items, ei.numpy(), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(items[5], bundle.arrays["item_emb"][5])  # item 5 moved
+    with pytest.raises(FoldInInputError, match="user rows"):
+        refresh(bundle, pairs, np.array([[bundle.n_users, 0]]))
