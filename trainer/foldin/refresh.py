@@ -16,9 +16,10 @@ bundle's own embeddings. The training pairs are the caller's (a bundle records e
 interaction of its dataset as ``seen``, not which of them it trained on).
 
 Measured (bench/freshness.py's returning users, all their held-back rows posted at once,
-test R@20, seeds 0-2): synthetic 0.380 vs stale 0.343 and retrained 0.388 (82% of the gap;
-the user fold alone 0.350), mlsmall 0.295 vs 0.293 and 0.312 (12%): there the retrained
-model's lead is in parameters trained on the added rows, not in the graph.
+test R@20, mean of seeds 0-2): synthetic 0.380 vs stale 0.343 and retrained 0.388 (82% of
+the gap, mean of the seeds' shares; the user fold alone 0.350, 16%), mlsmall 0.295 vs 0.293
+and 0.312 (4%; the user fold 1%): there the retrained model's lead is in parameters trained
+on the added rows, not in the graph.
 """
 
 from __future__ import annotations
