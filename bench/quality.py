@@ -50,7 +50,7 @@ BASELINE_CFG: dict[str, dict[str, dict[str, Any]]] = {
 QUICK = {"epochs": 3, "patience": 3}
 # issue 17's margin over MMRec's best (seed 0 of mlsmall-mmrec on validation first, the winner at
 # 3 seeds on both): candidates for the best MARGO configuration, not for the default model (they
-# change the optimiser, which the baselines share: the trainer's lr stays MMRec's 1e-3)
+# change the optimiser or the sampler, which the baselines share: the trainer keeps MMRec's)
 SWEEP = {"prune 0.5, 4 negatives": {"prune_ratio": 0.5, "n_negatives": 4},
          "prune 0.5, lr 2e-3": {"prune_ratio": 0.5, "lr": 2e-3},
          "prune 0.5, lr 5e-3": {"prune_ratio": 0.5, "lr": 5e-3},
@@ -370,7 +370,7 @@ def report(args: argparse.Namespace, steps: list[H.Step], results: dict[str, dic
                        for ds, t in summary.items() if alt in t and default in t)
         md.insert(-1, f"- with the issue-17 sweep rows ({'; '.join(SWEEP)}) validation would pick "
                       f"**{alt}** as the default ({vs}); the trainer keeps lr 1e-3 and one negative "
-                      f"(the baselines share the optimiser)")
+                      f"(the baselines share optimiser and sampler)")
     d, lg = synth.get(default_label(synth) or ""), synth.get("lightgcn")
     if d and lg and d["seeds"] and lg["seeds"]:
         ok = d["test_recall@20"][0] >= lg["test_recall@20"][0]
