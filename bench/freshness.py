@@ -21,7 +21,7 @@ import numpy as np
 
 from bench import harness as H
 
-DATA = {"mlsmall": H.MLSMALL_MMREC, "amazon-scientific": Path("/work/shared/data/amazon-scientific-mmrec")}
+DATA = {"mlsmall": H.MLSMALL_MMREC, "amazon-scientific": H.DATA / "amazon-scientific-mmrec"}
 SYNTH = {"n_users": 2000, "n_items": 1000, "n_interactions": 25000, "modalities": {"image": 128, "text": 64}}
 QUICK_SYNTH = {"n_users": 300, "n_items": 200, "n_interactions": 3000, "modalities": {"image": 16, "text": 8}}
 NEW_USERS, NEW_ITEMS, HELD_BACK, K = 0.1, 0.1, 0.2, 20

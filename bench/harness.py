@@ -34,8 +34,10 @@ from filelock import FileLock, Timeout
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 DEFAULT_WORKDIR = Path("/tmp/margo-bench")
-MLSMALL_MMREC = Path("/work/shared/data/mlsmall-mmrec")
-ML_LATEST_SMALL = Path("/work/shared/data/ml-latest-small")
+# the shared data sets beside the checkout (../shared/data), or wherever MARGO_BENCH_DATA points
+DATA = Path(os.environ.get("MARGO_BENCH_DATA") or REPO.parent / "shared" / "data")
+MLSMALL_MMREC = DATA / "mlsmall-mmrec"
+ML_LATEST_SMALL = DATA / "ml-latest-small"
 CLI = "import sys; from service.cli import main; sys.exit(main())"  # ``margo`` of the checkout on sys.path
 POLL_S = 2.0  # seconds between tries for a free training slot
 Log = Callable[[str], None]

@@ -20,7 +20,7 @@ import numpy as np
 from bench import harness as H
 
 NAME = "quality"
-DATA = Path("/work/shared/data")
+DATA = H.DATA
 DATASETS = ("mlsmall-mmrec", "amazon-scientific-mmrec")
 METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 # MMRec's own runs (REFERENCE-NUMBERS.md; seed 999, one setting each): R@10, R@20, N@10, N@20

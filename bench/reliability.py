@@ -25,7 +25,7 @@ import numpy as np
 from bench import harness as H
 
 NAME = "reliability"
-DATA = Path("/work/shared/data")
+DATA = H.DATA
 SOURCES = {"mlsmall": DATA / "mlsmall-mmrec", "sci": DATA / "amazon-scientific-mmrec"}
 SYNTH = {"n_users": 3000, "n_items": 1500, "n_interactions": 40000, "modalities": {"image": 512, "text": 384}}
 CASES = {"synth": ("synth", None), "mlsmall-text": ("mlsmall", "text"), "mlsmall-image": ("mlsmall", "image"),

@@ -21,7 +21,7 @@ from typing import Any
 from bench import harness as H
 
 NAME = "threads"
-DATA = H.REPO.parent / "shared" / "data" / "amazon-scientific-mmrec"
+DATA = H.DATA / "amazon-scientific-mmrec"
 # label -> (TrainConfig.threads, extra environment); None = torch's default (one per core)
 SETTINGS = {"torch default (one thread per core)": (None, {}), "threads=2, OMP_WAIT_POLICY=PASSIVE": (2, {"OMP_WAIT_POLICY": "PASSIVE"}),
             "threads=1": (1, {}), "trainer default (threads=None: auto, PASSIVE)": ("auto", {})}
