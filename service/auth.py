@@ -12,14 +12,17 @@ Verified keys are remembered per process for ``MARGO_API_KEY_CACHE_TTL_S`` secon
 never in the clear), so a request with a key costs one dict lookup and no SQL; a revoked key
 therefore stops working within that time. ``last_used_at`` is written at most once per
 ``LAST_USED_RESOLUTION_S`` per key and process: SQLite has one writer, and a write per request
-would queue every read behind it.
+would queue every read behind it. The write runs after the key check, on the database's background
+lane, and a locked or hung database skips it: an audit field never turns a read into a 503.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import hmac
+import logging
 import secrets
 import threading
 import time
@@ -28,11 +31,16 @@ from dataclasses import dataclass
 import anyio
 import anyio.to_thread
 from fastapi import Depends, Request
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from service.db import crud
+from service.db.session import Database
 from service.db.tables import ApiKey, ApiRole
 from service.errors import DatabaseUnavailable, Forbidden, InvalidRequest, NotFound, Unauthorized
+
+log = logging.getLogger(__name__)
 
 HEADER = "X-API-Key"
 KEY_PREFIX = "mgk"
@@ -146,6 +154,11 @@ class KeyCache:
             self._last_used[key_id] = now
             return True
 
+    def last_use_not_recorded(self, key_id: int) -> None:
+        """Give the slot back: the next request with this key tries the write again."""
+        with self._lock:
+            self._last_used.pop(key_id, None)
+
 
 def key_cache(request: Request) -> KeyCache:
     """The app's key cache, made on first use."""
@@ -157,18 +170,34 @@ def key_cache(request: Request) -> KeyCache:
 
 
 def _lookup(request: Request, key: str, digest: str) -> KeyInfo | None:
-    """Verify against SQL (a worker thread); record last use when it is due."""
-    state = request.app.state.margo
-    cache = key_cache(request)
-    with state.db.session() as session:
+    """Verify against SQL (a worker thread); a read only."""
+    with request.app.state.margo.db.session() as session:
         row = verify_key(session, key)
         if row is None:
             return None
         info = KeyInfo(row.id, row.prefix, ApiRole(row.role))
-        if cache.due_for_last_used(row.id):
-            crud.touch_api_key(session, key_id=row.id, at=dt.datetime.now(dt.UTC))
-    cache.put(digest, info)
+    key_cache(request).put(digest, info)
     return info
+
+
+def _record_last_use(db: Database, cache: KeyCache, key_id: int) -> None:
+    """Write ``last_used_at`` (a worker thread nobody waits for). SQLite locked by another
+    process, or SQL hung: skipped and logged, and the next request with the key tries again
+    (bench/faults.py and tests/service/test_sqlite_locked.py: it used to make the key check a
+    503)."""
+    try:
+        with db.session() as session:
+            crud.touch_api_key(session, key_id=key_id, at=dt.datetime.now(dt.UTC))
+    except (DBAPIError, PoolTimeout) as exc:
+        cache.last_use_not_recorded(key_id)
+        log.warning("API key %s: last use not recorded (%s)", key_id, type(exc).__name__)
+
+
+def _record_last_use_later(request: Request, info: KeyInfo) -> None:
+    cache = key_cache(request)
+    if cache.due_for_last_used(info.id):
+        db = request.app.state.margo.db.background  # bounded: never the requests' pool
+        asyncio.get_running_loop().run_in_executor(None, _record_last_use, db, cache, info.id)
 
 
 async def _lookup_in_time(request: Request, key: str, digest: str) -> KeyInfo | None:
@@ -178,13 +207,16 @@ async def _lookup_in_time(request: Request, key: str, digest: str) -> KeyInfo | 
     wait_s = request.app.state.margo.settings.db_pool_timeout_s
     try:
         with anyio.fail_after(wait_s):
-            return await anyio.to_thread.run_sync(
+            info = await anyio.to_thread.run_sync(
                 _lookup, request, key, digest, abandon_on_cancel=True
             )
     except TimeoutError:
         raise DatabaseUnavailable(
             f"the database did not answer the key check within {wait_s:g} s; retry"
         ) from None
+    if info is not None:
+        _record_last_use_later(request, info)
+    return info
 
 
 async def check_access(request: Request, needed: ApiRole) -> KeyInfo | None:

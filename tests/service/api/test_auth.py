@@ -20,6 +20,7 @@ from service.log_config import JsonFormatter
 from service.settings import Settings
 from tests.service.conftest import ROLES, make_keys, start_client
 from tests.service.factories import make_bundle
+from tests.service.jobs.helpers import wait_for
 
 # (method, path, role needed, JSON body, status once allowed). Routes with side effects a test
 # should not start (a retrain, a job deletion) get a request that fails *after* the access check.
@@ -167,8 +168,8 @@ def test_last_use_is_recorded_but_not_on_every_request(
         try:
             assert last_used(db, prefix) is None
             assert call(client, "GET", "/models", key).status_code == 200
-            first = last_used(db, prefix)
-            assert first is not None
+            # written after the answer, on the background lane
+            first = wait_for(lambda: last_used(db, prefix), timeout=10, what="last_used_at")
             for _ in range(3):
                 assert call(client, "GET", "/models", key).status_code == 200
             # throttled: one write per key per minute and process
