@@ -23,9 +23,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
+import psycopg
 
 from bench import harness as H
+from trainer.bundle import load_bundle
+from trainer.data import import_synth, load_dataset
+from trainer.export import export_model
+from trainer.train import fit
 
 NAME = "faults"
 USERS = 500
@@ -103,11 +109,6 @@ def api_workers(server: subprocess.Popen) -> list[int]:
 
 def trained_bundle(work: Path) -> Path:
     """A small MARGO model trained on a synthetic dataset the registry seeds into SQL (retraining needs it)."""
-    from trainer.bundle import load_bundle
-    from trainer.data import import_synth, load_dataset
-    from trainer.export import export_model
-    from trainer.train import fit
-
     data = load_dataset(import_synth(work / "data", n_users=USERS, n_items=2000, n_interactions=20000, n_clusters=8,
                                      modalities={"image": 32, "text": 32}, progress=False, overwrite=True))
     cfg = H.train_config(model="margo", threads=1, epochs=3, patience=2, dim=16, hidden=32,
@@ -131,8 +132,6 @@ def load(port: int, seconds: float, fault: Callable[[], None], bad_input: bool, 
     """Recommendation readers, one SQL reader (GET /jobs), ``writers`` interaction writers (8:
     overlapping batches) and, for the flood, bad requests for ``seconds``; ``fault()`` runs 1 s in.
     Each request: (start, latency, status or 0 = failed); ``acked``: records of 2xx batches."""
-    import httpx
-
     log: dict[str, list[tuple[float, float, int]]] = {k: [] for k in ("rec", "sql", "bad", "write")}
     stop, rng, t0, acked = time.monotonic() + seconds, np.random.default_rng(0), time.monotonic(), set()
     batches = iter(range(10**6))  # shared by the writers (next() is atomic under the GIL)
@@ -203,9 +202,6 @@ def slow_clients(port: int, n: int, stop: threading.Event, closed: list[float]) 
 
 
 def fault_phases(args: Any, log: H.Log) -> list[dict[str, Any]]:
-    import httpx
-    import psycopg
-
     (work := args.workdir / "faults").mkdir(parents=True, exist_ok=True)
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
@@ -218,13 +214,9 @@ def fault_phases(args: Any, log: H.Log) -> list[dict[str, Any]]:
            "MARGO_CLIENT_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S), "MARGO_SNAPSHOT_DIR": str(work / "snapshots"),
            "MARGO_JOB_HEARTBEAT_S": "1", "MARGO_JOB_STALE_S": str(JOB_STALE_S), "MARGO_TRAIN_THREADS": "1"}
 
-    def cli(*argv: str) -> str:  # ``margo`` on the bench database, directly (not through the proxy)
-        return subprocess.run([sys.executable, "-c", H.CLI, *argv], env=env, check=True, capture_output=True,
-                              text=True).stdout
-
-    cli("db", "upgrade")
-    cli("models", "register", str(trained_bundle(work)), "--activate")
-    KEYS.update({role: cli("keys", "create", "--role", role, "--name", "bench-faults").split()[0]
+    H.margo(["db", "upgrade"], env)  # on the bench database, directly (not through the proxy)
+    H.margo(["models", "register", str(trained_bundle(work)), "--activate"], env)
+    KEYS.update({role: H.margo(["keys", "create", "--role", role, "--name", "bench-faults"], env).split()[0]
                  for role in ("write", "admin")})
     env["MARGO_DATABASE_URL"] = direct.replace(":5432/", f":{proxy.port}/")
     serve_log = (work / "serve.log").open("wb")

@@ -17,9 +17,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
+import scipy.sparse as sp
+import torch
 
 from bench import harness as H
+from bench import serve_load as S
+from trainer import metrics as M
+from trainer.bundle import load_bundle
+from trainer.data import load_dataset, write_dataset
+from trainer.export import export_model
+from trainer.foldin import ItemFoldIn, fold_in_items, fold_in_user
+from trainer.foldin.refresh import refresh
+from trainer.scoring import item_vectors
+from trainer.train import fit
 
 DATA = {"mlsmall": H.MLSMALL_MMREC, "amazon-scientific": H.DATA / "amazon-scientific-mmrec"}
 SYNTH = {"n_users": 2000, "n_items": 1000, "n_interactions": 25000, "modalities": {"image": 128, "text": 64}}
@@ -61,11 +73,6 @@ def make_split(n_users: int, n_items: int, train: np.ndarray, valid: np.ndarray,
 
 # -- training: a fresh process per run, one machine-wide slot each; bundles exported when evaluated --
 def train_run(data_path: str, out: str, seed: int, epochs: int | None, slots: str, n_slots: int) -> dict[str, Any]:
-    import torch
-
-    from trainer.data import load_dataset
-    from trainer.train import fit
-
     os.nice(10)
     torch.set_num_threads(1)
     with H.training_slot(Path(slots), n_slots):
@@ -73,7 +80,8 @@ def train_run(data_path: str, out: str, seed: int, epochs: int | None, slots: st
         data, load = load_dataset(data_path), H.loadavg()
         res = fit(data, cfg, progress=False)
         torch.save(res, f"{out}.fit.pt")  # the fit, so a newer exporter can write its bundle
-    rec = {"data": data_path, "config": H.config_dict(cfg), "seconds": round(res.seconds, 1), "valid_r20": res.valid.get(R20),
+    rec = {"data": data_path, "config": cfg.model_dump(mode="json"), "seconds": round(res.seconds, 1),
+           "valid_r20": res.valid.get(R20),
            "stages": [(s.stage, s.best_epoch, s.epochs_run) for s in res.stages], "test_r20": res.test.get(R20),
            "loadavg_start": load, "loadavg_end": H.loadavg(), "date": H.machine_info()["date"]}
     H.atomic_write_json(Path(f"{out}.run.json"), rec)
@@ -86,23 +94,11 @@ def sub(m: Any, rows: np.ndarray, cols: np.ndarray) -> Any:  # a CSR block
 
 
 def micro_recall(top: np.ndarray, target: Any) -> float:  # share of all target pairs in the lists (row n: row n)
-    from trainer.metrics import hit_matrix
-    return float(hit_matrix(top, np.arange(top.shape[0]), target).sum() / max(target.nnz, 1))
+    return float(M.hit_matrix(top, np.arange(top.shape[0]), target).sum() / max(target.nnz, 1))
 
 
 def evaluate_cell(data: Any, split: Split, run_dir: Path) -> dict[str, Any]:
     """The three questions for one (dataset, seed) from its base and retrained bundles."""
-    import scipy.sparse as sp
-    import torch
-
-    from trainer import metrics as M
-    from trainer.bundle import load_bundle
-    from trainer.data import load_dataset
-    from trainer.export import export_model
-    from trainer.foldin import ItemFoldIn, fold_in_items, fold_in_user
-    from trainer.foldin.refresh import refresh
-    from trainer.scoring import item_vectors
-
     def bundle(name: str, data_path: Any) -> Any:  # exported from the saved fit as margo train does
         try:
             ItemFoldIn.from_bundle(b := load_bundle(run_dir / name))
@@ -159,16 +155,10 @@ def evaluate_cell(data: Any, split: Split, run_dir: Path) -> dict[str, Any]:
 # -- serving cost: the recommendation route for fold-in users vs known users, one server ------------
 def serving_cost(args: Any, log: Any, n_items: int = 100_000, n_fold: int = 2000, seconds: float = 10.0) -> dict[str, Any]:
     """serve_load's bundle, server and wrk; ``n_fold`` new users post 10 interactions each, then ABBA."""
-    import sys
-
-    import httpx
-
-    from bench import serve_load as S
-
     (work := args.workdir / "freshness" / "serve").mkdir(parents=True, exist_ok=True)
     S.setup_db(H.REPO, db := work / "serve.db", S.ensure_bundle(work, n_items), work)
     env = S.service_env(H.REPO, db, work)
-    key = subprocess.run([sys.executable, "-c", S.CLI, "keys", "create", "--role", "write"], cwd=H.REPO, env=env, capture_output=True, text=True, check=True).stdout.split()[0]
+    key = H.margo(["keys", "create", "--role", "write"], env).split()[0]
     out, rng = {"n_items": n_items, "fold_in_users": n_fold, "known_users": S.USERS, "runs": []}, np.random.default_rng(0)
     recs = [{"user_id": f"fu{u}", "item_id": f"i{i}"} for u in range(n_fold) for i in rng.choice(n_items, 10, replace=False)]
     with S.serve(H.REPO, env, work) as (port, _):
@@ -250,8 +240,6 @@ def summarise(evals: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, Any], s
 # -- command line ----------------------------------------------------------------------------------
 def prepare(name: str, seed: int, args: Any) -> tuple[Any, Split, Path, list[tuple[str, str]]]:
     """The dataset, its split, the run folder and the (data, bundle) runs it still needs."""
-    from trainer.data import load_dataset, write_dataset
-
     synth = (args.workdir / "freshness" / ("synth-quick" if args.quick else name), "import_synth")
     data = load_dataset(DATA.get(name) or H.ensure_dataset(*synth, seed=0, **(QUICK_SYNTH if args.quick else SYNTH)))
     split = make_split(data.n_users, data.n_items, data.train, data.valid, data.test, seed)
@@ -269,15 +257,12 @@ def prepare(name: str, seed: int, args: Any) -> tuple[Any, Split, Path, list[tup
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = H.parser(__doc__)
-    p.add_argument("--datasets", default="mlsmall,synth,amazon-scientific")
-    p.add_argument("--seeds", default="0,1,2")
+    p = H.parser(__doc__, ("--datasets", "mlsmall,synth,amazon-scientific", None), ("--seeds", "0,1,2", None))
     p.add_argument("--epochs", type=int, help="cap on epochs per stage (default: the trainer's)")
     for flag, text in (("--train-only", "train the missing runs, no evaluation"), ("--re-eval", "evaluate again where eval.json exists"),
                        ("--serve", "also measure the serving cost of fold-in users (~8 minutes)")):
         p.add_argument(flag, action="store_true", help=text)
-    args = H.parse_args(p, argv)
-    args.datasets, args.seeds, args.epochs = ("synth", "0", 2) if args.quick else (args.datasets, args.seeds, args.epochs)
+    args = H.parse_args(p, argv, datasets="synth", seeds="0", epochs=2)
     log = H.make_logger(args.workdir / "freshness" / "log.txt")
     # seeds outer, datasets inner: every dataset gets a first seed before any gets a second
     cells = [(n, s, *prepare(n, s, args)) for s in map(int, args.seeds.split(",")) for n in args.datasets.split(",")]

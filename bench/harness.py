@@ -89,7 +89,7 @@ def write_report(results: Path, name: str, data: dict[str, Any], markdown: str,
     return written
 
 
-def template(name: str, section: str, **values: Any) -> str:
+def template(name: str, section: str, /, **values: Any) -> str:
     """The report prose ``section`` of ``bench/templates/<name>.md`` (from its ``<!-- section -->``
     line to the next marker, the newline before it dropped), ``{field}``s filled from ``values``."""
     text = (REPO / "bench" / "templates" / f"{name}.md").read_text()
@@ -116,17 +116,19 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    from trainer.reliability.calibrate import roc_auc as auc
-    return auc(labels, scores)
-
-
 def mean_std(values: Sequence[float | None]) -> tuple[float, float]:
     """Mean and sample std (ddof=1; 0 for one value), ignoring None and NaN."""
     v = np.asarray([x for x in values if x is not None and not math.isnan(x)], dtype=np.float64)
     if v.size == 0:
         return float("nan"), float("nan")
     return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+def mean_pm(x: tuple[float, float], n: int, digits: int = 4) -> str:
+    """A (mean, std) over ``n`` seeds as "m ± s", "m" for one seed, "–" for none."""
+    if n == 0 or math.isnan(x[0]):
+        return "–"
+    return f"{x[0]:.{digits}f} ± {x[1]:.{digits}f}" if n > 1 else f"{x[0]:.{digits}f}"
 
 
 def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -175,9 +177,17 @@ def machine_md(info: dict[str, Any], extra: str = "") -> str:
 
 
 def git_commit(tree: Path = REPO) -> str:
-    """The checkout's commit (``-dirty`` with uncommitted changes), or "?" outside git."""
     out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=tree, capture_output=True, text=True)
     return out.stdout.strip() or "?"
+
+
+def margo(argv: Sequence[str], env: dict[str, str], tree: Path = REPO) -> str:
+    """The stdout of ``margo *argv`` run by the checkout ``tree`` (its code first in ``env``)."""
+    proc = subprocess.run([sys.executable, "-c", CLI, *argv], cwd=tree, env=env, capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"margo {' '.join(argv)} in {tree} failed:\n{proc.stderr[-3000:]}")
+    return proc.stdout
 
 
 def tree_env(tree: Path, **extra: str) -> dict[str, str]:
@@ -268,19 +278,13 @@ def process_pool(jobs: int) -> ProcessPoolExecutor:
 
 
 def isolated(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """``fn(*args, **kwargs)`` in a fresh spawned process; its result (or its exception)."""
     with process_pool(1) as pool:
         return pool.submit(fn, *args, **kwargs).result()
 
 
 def train_config(**fields: Any) -> Any:
-    """A validated ``TrainConfig`` from keyword fields (the trainer's own schema and bounds)."""
     from trainer.config import TrainConfig
     return TrainConfig(**fields).validate()
-
-
-def config_dict(cfg: Any) -> dict[str, Any]:
-    return cfg.model_dump(mode="json")
 
 
 def ensure_dataset(out: Path, importer: str, *sources: Any, log: Log = print, **kw: Any) -> Path:
@@ -317,13 +321,9 @@ class Step:
         return [self.parent] if self.parent else []
 
 
-def result_path(runs_dir: Path, key: str) -> Path:
-    return Path(runs_dir) / f"{key}.json"
-
-
 def load_result(runs_dir: Path, key: str) -> dict[str, Any] | None:
     with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
-        return json.loads(result_path(runs_dir, key).read_text())
+        return json.loads((Path(runs_dir) / f"{key}.json").read_text())
     return None
 
 
@@ -370,7 +370,7 @@ def run_step(step_d: dict[str, Any], runs_dir: str, slots_dir: str, n_slots: int
         hist = [[h.stage, h.epoch, round(h.loss, 5), None if h.valid is None else round(h.valid["recall@20"], 5)]
                 for h in res.history]
         record = {
-            "key": step.key, "step": asdict(step), "train_config": config_dict(cfg),
+            "key": step.key, "step": asdict(step), "train_config": cfg.model_dump(mode="json"),
             "channels": list(res.model.channels), "valid": res.valid, "test": res.test,
             "stages": stages,  # a branch's list starts with its cached stage I, its time includes it
             "seconds": round(res.seconds + (parent["seconds"] if parent else 0.0), 2),
@@ -381,15 +381,18 @@ def run_step(step_d: dict[str, Any], runs_dir: str, slots_dir: str, n_slots: int
             "peak_rss_mb": round(peak_rss_mb(), 1), "loadavg_start": load, "loadavg_end": loadavg(),
             "threads": threads, "finished": now(),
         }
-        atomic_write_json(result_path(runs, step.key), record)
+        atomic_write_json(runs / f"{step.key}.json", record)
         return record
 
 
-def run_steps(steps: Sequence[Step], *, runs_dir: Path, jobs: int, slots_dir: Path, max_train: int,
-              threads: int = 1, log: Log = print) -> dict[str, dict[str, Any]]:
-    """Run ``steps`` (parents first) with ``jobs`` workers; finished ones (a result JSON) are
-    skipped, a failed one is logged and its dependants dropped. Returns key -> result."""
+def run_or_load(steps: Sequence[Step], args: Any, runs_dir: Path, log: Log) -> dict[str, dict[str, Any]]:
+    """key -> result of ``steps``, only read from ``runs_dir`` under ``--report-only``; else run
+    (parents first) with ``args.jobs`` workers: finished ones (a result JSON) are skipped, a
+    failed one is logged and its dependants dropped."""
+    if getattr(args, "report_only", False):
+        return {s.key: r for s in steps if (r := load_result(runs_dir, s.key)) is not None}
     (runs_dir := Path(runs_dir)).mkdir(parents=True, exist_ok=True)
+    jobs, slots, n_slots, threads = args.jobs, str(args.workdir / "slots"), args.max_train, args.threads
     unique: dict[str, Step] = {}
     for s in steps:
         unique.setdefault(s.key, s)
@@ -418,7 +421,7 @@ def run_steps(steps: Sequence[Step], *, runs_dir: Path, jobs: int, slots_dir: Pa
                     results.update({d: rd for d in s.deps if d not in results and (rd := load_result(runs_dir, d))})
                     if all(d in results for d in s.deps):
                         pending.remove(s)
-                        running[ex.submit(run_step, asdict(s), str(runs_dir), str(slots_dir), max_train, threads)] = s
+                        running[ex.submit(run_step, asdict(s), str(runs_dir), slots, n_slots, threads)] = s
             if not running:
                 for s in pending:
                     log(f"[bench] skip {s.label} {s.meta}: its parent never finished")
@@ -439,18 +442,8 @@ def run_steps(steps: Sequence[Step], *, runs_dir: Path, jobs: int, slots_dir: Pa
     return results
 
 
-def run_or_load(steps: Sequence[Step], args: Any, runs_dir: Path, log: Log) -> dict[str, dict[str, Any]]:
-    """The results of ``steps``: trained (or resumed) with the pool settings of ``add_common_args``,
-    or only read from ``runs_dir`` under ``--report-only``."""
-    if getattr(args, "report_only", False):
-        return {s.key: r for s in steps if (r := load_result(runs_dir, s.key)) is not None}
-    return run_steps(steps, runs_dir=runs_dir, jobs=args.jobs, slots_dir=args.workdir / "slots",
-                     max_train=args.max_train, threads=args.threads, log=log)
-
-
 # -- command line -------------------------------------------------------------------------------------
 def make_logger(path: Path) -> Log:
-    """Print a timestamped line and append it to ``path``."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     def log(msg: str) -> None:
         print(line := f"{dt.datetime.now():%H:%M:%S} {msg}", flush=True)
@@ -459,7 +452,11 @@ def make_logger(path: Path) -> Log:
     return log
 
 
-def add_common_args(p: Any, *, jobs: int = 2, report_only: bool = True) -> None:
+def parser(doc: str | None, *options: tuple[str, Any, str | None], jobs: int = 2,
+           report_only: bool = True) -> argparse.ArgumentParser:
+    """A script's parser: its docstring as the help, the options every script shares, and each
+    (flag, default, help) of ``options`` typed by its default (a list: one or more of its type)."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
                    help=f"cache of generated datasets and per-run results (default {DEFAULT_WORKDIR})")
     p.add_argument("--results", type=Path, default=RESULTS, help="where the .json/.md/.png go (default bench/results)")
@@ -470,15 +467,10 @@ def add_common_args(p: Any, *, jobs: int = 2, report_only: bool = True) -> None:
     p.add_argument("--quick", action="store_true", help="smoke check on small data (results under WORKDIR)")
     if report_only:
         p.add_argument("--report-only", action="store_true", help="rebuild the report from stored results")
-
-
-def parser(doc: str | None, *options: tuple[str, Any, str | None], **common: Any) -> argparse.ArgumentParser:
-    """A script's parser: its docstring as the help, ``add_common_args(**common)`` and each
-    (flag, default, help) of ``options`` typed by its default."""
-    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(p, **common)
     for flag, default, text in options:
-        p.add_argument(flag, type=type(default), default=default, help=text)
+        many = isinstance(default, list)
+        p.add_argument(flag, type=type(default[0] if many else default), default=default, help=text,
+                       nargs="+" if many else None)
     return p
 
 

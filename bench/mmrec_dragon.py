@@ -22,10 +22,7 @@ DEPS = ["torch_geometric", "pandas", "pyyaml", "lmdb", "pillow"]
 SHIM = {"torchvision/__init__.py": "", "torchvision/transforms/__init__.py": "from torchvision.transforms.functional import *  # noqa\n",
         "torchvision/transforms/functional.py": "def _unused(*args, **kwargs):\n    raise NotImplementedError("
         "'torchvision shim: the raw-image path is not benchmarked')\npad = resize = _unused\n"}
-DATASET = "synth_baby"
-YAML = (f"USER_ID_FIELD: userID\nITEM_ID_FIELD: itemID\nTIME_FIELD: timestamp\nfilter_out_cod_start_users: True\n"
-        f"inter_file_name: '{DATASET}.inter'\nvision_feature_file: 'image_feat.npy'\ntext_feature_file: 'text_feat.npy'\n"
-        "user_graph_dict_file: 'user_graph_dict.npy'\nfield_separator: \"\\t\"\n")
+DATASET = "synth_baby"  # MMRec's dataset config for it: bench/templates/mmrec_dragon.yaml
 # Run-time compatibility (their files stay as cloned): DRAGON registers ``result_embed`` as a
 # parameter, then assigns a plain tensor to it in every forward, which current torch refuses; it
 # becomes a plain attribute (overwritten before every use: nothing trained changes, and Adam skips
@@ -95,7 +92,8 @@ def prepare(mmrec: Path, data: Path, deps_dir: Path, workdir: Path, log: Any) ->
     t0 = time.perf_counter()
     np.save(ds / "user_graph_dict.npy", user_graph_dict(data / f"{DATASET}.inter"))
     log(f"[bench] DRAGON user graph built in {time.perf_counter() - t0:.1f}s")
-    (root / "src" / "configs" / "dataset" / f"{DATASET}.yaml").write_text(YAML)
+    shutil.copy(Path(__file__).parent / "templates" / "mmrec_dragon.yaml",
+                root / "src" / "configs" / "dataset" / f"{DATASET}.yaml")
     return root / "src"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging.config
 import statistics
 import subprocess
 import time
@@ -18,6 +19,9 @@ from typing import Any
 
 from bench import harness as H
 from bench.serve_load import REC, alternate, ensure_bundle, service_env, setup_db
+from service.app import create_app
+from service.log_config import logging_config
+from service.settings import Settings
 
 NAME = "observe_overhead"
 VARIANTS = ("before", "off", "metrics", "metrics+logs")
@@ -40,11 +44,6 @@ def export_base(commit: str, work: Path) -> Path:
 def in_process(db: Path, work: Path, requests: int, repeats: int) -> dict[str, dict[str, float]]:
     """CPU microseconds per request through the whole ASGI app on one event loop (the loop's thread
     time), best of ``repeats``; ``bare`` is ``off`` without the middleware."""
-    import logging.config
-
-    from service.app import create_app
-    from service.log_config import logging_config
-    from service.settings import Settings
     out: dict[str, dict[str, float]] = {}
     for variant in IN_PROCESS:
         settings = Settings(database_url=f"sqlite:///{db}", model_dir=work / "empty-model-dir", public_reads=True,
@@ -128,39 +127,42 @@ def report(result: dict[str, Any]) -> str:
                             f"{r['loadavg_before'][0]:.1f}"] for v in VARIANTS for r in result["runs"][v]]))
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = H.parser(__doc__, ("--items", 10_000, None), ("--users", 20_000, None),
-                 ("--duration", 6.0, "seconds per wrk run"), ("--warmup", 2.0, None),
-                 ("--rounds", 2, "interleaved rounds, ABBA order (default 2)"), ("--slot-wait", 300.0, "max seconds to wait for the bench training slots"),
-                 ("--in-process-requests", 3000, None), ("--in-process-repeats", 5, None),
-                 ("--base", "898c11a", "a commit before issues 4 and 5 touched serving"), jobs=1)
-    args = H.parse_args(p, argv, items=2000, users=500, duration=1, warmup=1, rounds=1, in_process_requests=100, in_process_repeats=1)
-    if args.report_only:
-        result = H.stored_report(args, NAME)
-        H.write_report(args.results, NAME, result, report(result))
-        return 0
-    from service.log_config import logging_config
+def measure(args: Any) -> dict[str, Any]:
     (work := args.workdir / "observe").mkdir(parents=True, exist_ok=True)
-    t_start, log_config = time.time(), work / "log_config.json"
-    trees = {v: export_base(args.base, work) if v == "before" else H.REPO for v in VARIANTS}
-    bundle = ensure_bundle(work, args.items, args.users, trees["before"])  # both read the older format
+    t_start, log_config, base = time.time(), work / "log_config.json", export_base(args.base, work)
+    bundle = ensure_bundle(work, args.items, args.users, base)  # both read the older format
     dbs = {"before": work / f"serve-base-{args.items}.db", "this": work / f"serve-{args.items}.db"}
-    for key, tree in (("before", trees["before"]), ("this", H.REPO)):
+    for key, tree in (("before", base), ("this", H.REPO)):
         setup_db(tree, dbs[key], bundle, work)
     per_request = in_process(dbs["this"], work, args.in_process_requests, args.in_process_repeats)
     log_config.write_text(json.dumps(logging_config("json", "info")))
-    variants = {"before": {"tree": trees["before"], "env": service_env(trees["before"], dbs["before"], work)}}  # predates both settings
-    variants |= {v: {"tree": H.REPO, "log_config": log_config, "env": service_env(H.REPO, dbs["this"], work, metrics_enabled=str(
-        v != "off").lower(), log_requests=str(v == "metrics+logs").lower())} for v in VARIANTS[1:]}
+    variants = {"before": {"tree": base, "env": service_env(base, dbs["before"], work)}}  # predates both
+    for v in VARIANTS[1:]:
+        env = service_env(H.REPO, dbs["this"], work, metrics_enabled=str(v != "off").lower(),
+                          log_requests=str(v == "metrics+logs").lower())
+        variants[v] = {"tree": H.REPO, "log_config": log_config, "env": env}
     held, rows = alternate(variants, args, work)
     runs = {v: [r for r in rows if r["tree"] == v] for v in VARIANTS}
-    summary = {v: {k: {"rps": statistics.median(r[k]["rps"] for r in runs[v]),
-                       **{q: statistics.median(r[k][q] for r in runs[v]) for q in ("p50_ms", "p99_ms")},
+    stats = ("rps", "p50_ms", "p99_ms")
+    summary = {v: {k: {**{q: statistics.median(r[k][q] for r in runs[v]) for q in stats},
                        "errors": sum(r[k]["errors"] for r in runs[v])} for k in KEYS} for v in VARIANTS}
-    result = {"machine": H.machine_info(packages=("fastapi", "uvicorn")), "items": args.items, "duration_s": args.duration,
-              "rounds": args.rounds, "in_process_requests": args.in_process_requests, "quick": args.quick,
-              "in_process_repeats": args.in_process_repeats, "base_commit": args.base, "bench_slots_held": held,
-              "rec_path": REC, "runs": runs, "summary": summary, "in_process_us": per_request, "wall_s": time.time() - t_start}
+    return {"machine": H.machine_info(packages=("fastapi", "uvicorn")), "items": args.items,
+            "duration_s": args.duration, "rounds": args.rounds, "in_process_requests": args.in_process_requests,
+            "quick": args.quick, "in_process_repeats": args.in_process_repeats,
+            "base_commit": args.base, "bench_slots_held": held, "rec_path": REC, "runs": runs,
+            "summary": summary, "in_process_us": per_request, "wall_s": time.time() - t_start}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = H.parser(__doc__, ("--items", 10_000, None), ("--users", 20_000, None),
+                 ("--duration", 6.0, "seconds per wrk run"), ("--warmup", 2.0, None),
+                 ("--rounds", 2, "interleaved rounds, ABBA order (default 2)"),
+                 ("--slot-wait", 300.0, "max seconds to wait for the bench training slots"),
+                 ("--in-process-requests", 3000, None), ("--in-process-repeats", 5, None),
+                 ("--base", "898c11a", "a commit before issues 4 and 5 touched serving"), jobs=1)
+    args = H.parse_args(p, argv, items=2000, users=500, duration=1, warmup=1, rounds=1,
+                        in_process_requests=100, in_process_repeats=1)
+    result = H.stored_report(args, NAME) if args.report_only else measure(args)
     H.write_report(args.results, NAME, result, report(result), log=print)
     return 0
 

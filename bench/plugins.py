@@ -16,8 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from bench import harness as H
+from trainer.data import load_dataset
+from trainer.reliability.calibrate import roc_auc
+from trainer.train import fit
 
 NAME = "plugins"
 ML_HP = {"reg_weight": 1e-3}  # bench/results/quality.md, ml-latest-small's own validation sweep
@@ -58,10 +62,6 @@ def plugin_steps(path: str, base: dict[str, Any], meta: dict[str, Any], *, first
 
 def timing(args: Any, path: str, log: H.Log) -> dict[str, Any]:
     """Epoch seconds of margo with each plug-in set, interleaved in one process."""
-    import torch
-
-    from trainer.data import load_dataset
-    from trainer.train import fit
     torch.set_num_threads(args.threads)
     data, per = load_dataset(path), {}
     for rnd in range(args.timing_rounds):
@@ -94,15 +94,14 @@ def metric_rows(steps: list[H.Step], results: dict[str, dict]) -> list[dict[str,
 
 
 def auc_rows(steps: list[H.Step], results: dict[str, dict], path: str, runs: Path) -> list[dict[str, Any]]:
-    from trainer.data import load_dataset
     data = load_dataset(path)
     mods = list(data.features)
     labels, out = np.stack([data.corruption[m] for m in mods], 1).astype(bool), []
     for s, r in ((s, results[s.key]) for s in steps if s.key in results):
         full = np.load(runs / r["weights_file"])  # softmax(W) [I, M], best-validation epoch
         w = full[:, [r["channels"].index(m) for m in mods]]  # the content modalities' columns (not "id")
-        out.append({"row": s.label, "auc": H.roc_auc(labels.ravel(), (1 - w).ravel()),
-                    "auc_per_modality": {m: H.roc_auc(labels[:, c], 1 - w[:, c]) for c, m in enumerate(mods)},
+        out.append({"row": s.label, "auc": roc_auc(labels.ravel(), (1 - w).ravel()),
+                    "auc_per_modality": {m: roc_auc(labels[:, c], 1 - w[:, c]) for c, m in enumerate(mods)},
                     # spread of the weights: std of the first channel's weight, entropy of w
                     "w_std": float(w[:, 0].std()), "w_entropy": float(-(full * np.log(np.clip(full, 1e-12, None))).sum(1).mean()),
                     "valid_recall@20": r["valid"]["recall@20"], "test_recall@20": r["test"]["recall@20"], "epochs": _epochs(r)})
@@ -118,10 +117,6 @@ def teachers(runs: Path, dataset_name: str) -> list[dict[str, Any]]:
         if info.get("dataset") == dataset_name and (info["modality"], info.get("mode")) not in {(t["modality"], t["mode"]) for t in out}:
             out.append({"file": f.name, "mode": info.get("mode"), **info})
     return out
-
-
-def _fmt(ms: tuple[float, float], n: int) -> str:
-    return f"{ms[0]:.4f}" if n < 2 else f"{ms[0]:.4f} ± {ms[1]:.4f}"
 
 
 def report(args: Any, rep: dict[str, Any], info: dict[str, Any]) -> str:
@@ -162,7 +157,7 @@ def report(args: Any, rep: dict[str, Any], info: dict[str, Any]) -> str:
     metrics = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "valid_recall@20")
     table = H.md_table(["row", "seeds", "test R@10", "test R@20", "test N@10", "test N@20", "valid R@20",
                         "epochs (stage best/run)", "train s (mean)"],
-                       [[r["row"], len(r["seeds"]), *(_fmt(r[k], len(r["seeds"])) for k in metrics),
+                       [[r["row"], len(r["seeds"]), *(H.mean_pm(r[k], len(r["seeds"])) for k in metrics),
                          "; ".join(r["epochs"]), f"{r['train_s']:.0f}"] for r in q])
     quick = H.template(NAME, "quick", synth=QUICK_SYNTH) if args.quick else ""
     return H.template(NAME, "report", machine=H.machine_md(info), quick=quick, ml_hp=ML_HP, table=table,
@@ -172,8 +167,8 @@ def report(args: Any, rep: dict[str, Any], info: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = H.parser(__doc__, ("--epochs", 300, "max epochs per stage (quality)"), ("--patience", 20, None),
-                 ("--rel-epochs", 100, "max epochs per stage (synth)"), ("--timing-rounds", 2, None), ("--timing-epochs", 3, None))
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+                 ("--rel-epochs", 100, "max epochs per stage (synth)"), ("--timing-rounds", 2, None),
+                 ("--timing-epochs", 3, None), ("--seeds", [0, 1, 2], None))
     p.add_argument("--parts", nargs="+", default=PARTS, choices=PARTS, help="what to run (default all)")
     p.add_argument("--ml-latest-small", type=Path, default=H.ML_LATEST_SMALL)
     args = H.parse_args(p, argv, epochs=2, rel_epochs=2, timing_rounds=1, timing_epochs=2)
@@ -209,7 +204,6 @@ def main(argv: list[str] | None = None) -> int:
                     for s in steps if s.key in qres and s.cfg["seed"] == args.seeds[0] and s.label in ("backbone", "backbone+CKD", "backbone+SEA")]
         if rep.get("sweep"):  # the defaults on the sweep's seed, for comparison
             rep["sweep"] = defaults + rep["sweep"]
-    from trainer.data import load_dataset
     rep["teachers"] = teachers(runs, load_dataset(ml).name)
     json_path = args.results / f"{NAME}.json"
     if "timing" in args.parts and not args.report_only:

@@ -14,6 +14,7 @@ margo+prior and fusion-sum+repair (trainer defaults pinned in PINNED; at most EP
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
@@ -21,12 +22,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.stats import rankdata
 
 from bench import harness as H
+from trainer.data import load_dataset, write_dataset
+from trainer.reliability import ReliabilityConfig, score_items
+from trainer.reliability.calibrate import roc_auc
+from trainer.reliability.signals import unit_rows
 
 NAME = "reliability"
-DATA = H.DATA
-SOURCES = {"mlsmall": DATA / "mlsmall-mmrec", "sci": DATA / "amazon-scientific-mmrec"}
+SOURCES = {"mlsmall": H.MLSMALL_MMREC, "sci": H.DATA / "amazon-scientific-mmrec"}
 SYNTH = {"n_users": 3000, "n_items": 1500, "n_interactions": 40000, "modalities": {"image": 512, "text": 384}}
 CASES = {"synth": ("synth", None), "mlsmall-text": ("mlsmall", "text"), "mlsmall-image": ("mlsmall", "image"),
          "sci-text": ("sci", "text"), "sci-meta": ("sci", "meta")}
@@ -62,8 +67,6 @@ def clean_path(args: argparse.Namespace, source: str, seed: int, log: Any) -> Pa
 
 def corrupt_path(args: argparse.Namespace, case: str, seed: int, log: Any) -> Path:
     """The corrupted copy of ``case`` for ``seed`` (built once under WORKDIR/data, same split and ids)."""
-    from trainer.data import load_dataset, write_dataset
-
     out, (source, modality) = args.workdir / "data" / f"{case}-s{seed}", CASES[case]
     if modality is None:  # synth: the importer's own planted corruption
         return H.ensure_dataset(out, "import_synth", log=log, **SYNTH, corrupt_fraction=FRACTION, seed=seed,
@@ -87,12 +90,6 @@ def corrupt_path(args: argparse.Namespace, case: str, seed: int, log: Any) -> Pa
 
 
 # -- detection ----------------------------------------------------------------------------------
-def labels_of(data: Any) -> tuple[list[str], np.ndarray]:
-    """The corrupted modalities and the label matrix [n_items, len(mods)] (benchmark only)."""
-    mods = [m for m, c in (data.corruption or {}).items() if c.any()]
-    return mods, np.stack([data.corruption[m] for m in mods], 1)
-
-
 def precision_at_n(labels: np.ndarray, suspicion: np.ndarray) -> float:
     """Share of truly corrupted pairs among the len(corrupted) most suspicious."""
     n = int(labels.sum())
@@ -101,15 +98,9 @@ def precision_at_n(labels: np.ndarray, suspicion: np.ndarray) -> float:
 
 def detect(path: Path, seed: int) -> dict[str, Any]:
     """The score's and the audit's suspicion of every corrupted-candidate pair (in a worker)."""
-    import dataclasses
-
-    from scipy.stats import rankdata
-
-    from trainer.data import load_dataset
-    from trainer.reliability import ReliabilityConfig, score_items
-
     data = load_dataset(path)
-    mods, labels = labels_of(data)
+    mods = [m for m, c in (data.corruption or {}).items() if c.any()]  # labels [n_items, len(mods)]
+    labels = np.stack([data.corruption[m] for m in mods], 1)
     t = time.perf_counter()
     # the score gets the data without its mask (it never reads it; this makes that explicit)
     rel = score_items(dataclasses.replace(data, corruption=None), cfg=ReliabilityConfig(seed=seed))
@@ -124,8 +115,6 @@ def detect(path: Path, seed: int) -> dict[str, Any]:
 
 def detection_rows(args: argparse.Namespace, paths: dict, res: dict, steps: dict, log: Any) -> dict:
     """case -> seed -> scorer -> {auc, precision}; detectors cached under WORKDIR/detect."""
-    from trainer.data import load_dataset
-
     (cache := args.workdir / "detect").mkdir(parents=True, exist_ok=True)
     out: dict[str, dict] = {}
     for (case, seed), path in paths.items():
@@ -145,7 +134,7 @@ def detection_rows(args: argparse.Namespace, paths: dict, res: dict, steps: dict
                 if r and r.get(key):
                     w = np.load(args.workdir / "runs" / r[key])
                     scorers[f"{model} {tag}"] = np.stack([1 - w[:, r["channels"].index(m)] for m in det["mods"]], 1)
-        row = {k: {"auc": H.roc_auc(labels.ravel(), s.ravel()),
+        row = {k: {"auc": roc_auc(labels.ravel(), s.ravel()),
                    "precision": precision_at_n(labels.ravel(), s.ravel())} for k, s in scorers.items()}
         row["_seconds"], row["_self_auc"] = det["seconds"], det["self_auc"]
         d = load_dataset(path)  # the score's AUC by the items' training interactions (its evidence)
@@ -154,7 +143,7 @@ def detection_rows(args: argparse.Namespace, paths: dict, res: dict, steps: dict
         for lo, hi in BUCKETS:
             rows = (n >= lo) & (n < hi)
             row["_by_interactions"][f"{lo}-{hi - 1}" if hi < 10**9 else f">={lo}"] = {
-                k: H.roc_auc(labels[rows].ravel(), scorers[k][rows].ravel()) for k in ("score", "audit")}
+                k: roc_auc(labels[rows].ravel(), scorers[k][rows].ravel()) for k in ("score", "audit")}
         if CASES[case][1] is not None:  # a swap can land on content much like the item's own
             row["_by_swap_similarity"] = by_swap_similarity(args, case, seed, d, labels, scorers["score"])
         out.setdefault(case, {})[seed] = row
@@ -165,15 +154,12 @@ def by_swap_similarity(args: argparse.Namespace, case: str, seed: int, d: Any, l
                        suspicion: np.ndarray) -> dict[str, dict[str, float]]:
     """The score's ROC-AUC against all clean items, for the swaps whose swapped-in content has
     cosine in each SIMILARITY range to the item's own (clean) content, and their count."""
-    from trainer.data import load_dataset
-    from trainer.reliability.signals import unit_rows
-
     source, modality = CASES[case]
     own = unit_rows(load_dataset(clean_path(args, source, seed, print)).features[modality])
     cos, lab, sus, out = (own * unit_rows(d.features[modality])).sum(1), labels[:, 0], suspicion[:, 0], {}
     for lo, hi in SIMILARITY:
         keep = ~lab | ((cos >= lo) & (cos < hi))
-        out[f"[{lo:g}, {min(hi, 1):g}{')' if hi <= 1 else ']'}"] = {"auc": H.roc_auc(lab[keep], sus[keep]),
+        out[f"[{lo:g}, {min(hi, 1):g}{')' if hi <= 1 else ']'}"] = {"auc": roc_auc(lab[keep], sus[keep]),
                                                                     "swaps": int((lab & keep).sum())}
     return out
 
@@ -237,20 +223,18 @@ def _ms(values: list[float], digits: int = 3) -> str:
 def report(args: argparse.Namespace, det: dict, rec: dict, info: dict, wall: float, old: dict) -> tuple[dict, str]:
     """``old``: the stored report whose training rows (recall, learned weights) a detection-only
     run keeps (their runs' workdir may be gone); empty when this run trains."""
-    md = ["# Reliability benchmark (`bench/reliability.py`, issue 15)\n", H.machine_md(info), ""]
-    if args.quick:
-        md.append("**QUICK SMOKE RUN**: few epochs, one seed; numbers are not meaningful.\n")
     src = old.get("training_rows_from", old)  # the run that trained (a kept report keeps it)
     rec, tr = (old.get("recall20", {}), src["args"]) if old else (rec, vars(args))
-    if old:
-        md.append(H.template(NAME, "kept", date=src["machine"]["date"], command=src["machine"]["command"]))
-    md += [H.template(NAME, "intro", seeds=list(args.seeds), train_seeds=list(tr["train_seeds"]), prior=PRIOR,
-                      epochs=tr["epochs"], patience=tr["patience"], train_cases=list(tr["train_cases"]),
-                      threshold=" or ".join(str(kw["repair_threshold"]) for kw in REPAIR.values())),
-           "## Detection: ROC-AUC / precision at #corrupted\n"]
+    machine = src.get("machine", {})
+    kept = H.template(NAME, "kept", date=machine.get("date"), command=machine.get("command")) + "\n"
+    md = [H.template(NAME, "intro", machine=H.machine_md(info), kept=kept if old else "",
+                     quick=H.template(NAME, "quick") + "\n" if args.quick else "", seeds=list(args.seeds),
+                     train_seeds=list(tr["train_seeds"]), prior=PRIOR, epochs=tr["epochs"],
+                     patience=tr["patience"], train_cases=list(tr["train_cases"]),
+                     threshold=" or ".join(str(kw["repair_threshold"]) for kw in REPAIR.values()))]
     models, weights = ("fusion-learned", "margo", *GUIDED), ("weights", "last-epoch weights")
     scorers = ["score", "audit", *SIGNALS, *(f"{m} {t}" for m in models for t in weights)]
-    rows, js = [], {}
+    rows, by_n, by_sim, heads, js = [], [], [], {}, {}
     for case, by_seed in det.items():
         js[case] = {}
         for sc in scorers:
@@ -261,26 +245,22 @@ def report(args: argparse.Namespace, det: dict, rec: dict, info: dict, wall: flo
                 aucs, precs = o["auc"], o["precision"]
             rows.append([case, sc, _ms(aucs), _ms(precs)])
         js[case]["self_auc_on_injected"] = {s: r["_self_auc"] for s, r in by_seed.items()}
-    md.append(H.md_table(["case", "scorer", "ROC-AUC", "precision@#corrupted"], rows) + "\n")
-    rows = []
-    for case, by_seed in det.items():
-        buckets = next(iter(by_seed.values()))["_by_interactions"]
-        rows += [[case, sc, *(_ms([r["_by_interactions"][b][sc] for r in by_seed.values()]) for b in buckets)]
+        buckets = heads.setdefault("n", list(next(iter(by_seed.values()))["_by_interactions"]))
+        by_n += [[case, sc, *(_ms([r["_by_interactions"][b][sc] for r in by_seed.values()]) for b in buckets)]
                  for sc in ("score", "audit")]
         js[case]["auc_by_interactions"] = {s: r["_by_interactions"] for s, r in by_seed.items()}
-    if rows:
-        heads = list(next(iter(next(iter(det.values())).values()))["_by_interactions"])
-        md += ["ROC-AUC by the item's training interactions:\n",
-               H.md_table(["case", "scorer", *(f"{h} interactions" for h in heads)], rows) + "\n"]
-    rows = []
-    for case, by_seed in det.items():
         if sims := [r["_by_swap_similarity"] for r in by_seed.values() if "_by_swap_similarity" in r]:
-            rows.append([case, *(f"{_ms([x[b]['auc'] for x in sims])}, {np.mean([x[b]['swaps'] for x in sims]):.0f} swaps"
-                                 for b in sims[0])])
+            by_sim.append([case, *(f"{_ms([x[b]['auc'] for x in sims])}, "
+                                   f"{np.mean([x[b]['swaps'] for x in sims]):.0f} swaps" for b in sims[0])])
             js[case]["auc_by_swap_similarity"] = sims
-    if rows:
-        heads = list(next(s for r in det.values() for s in r.values() if "_by_swap_similarity" in s)["_by_swap_similarity"])
-        md += [H.template(NAME, "swaps"), H.md_table(["case", *(f"cosine {h}" for h in heads)], rows) + "\n"]
+            heads.setdefault("sim", list(sims[0]))
+    md.append(H.md_table(["case", "scorer", "ROC-AUC", "precision@#corrupted"], rows) + "\n")
+    if by_n:
+        md += ["ROC-AUC by the item's training interactions:\n",
+               H.md_table(["case", "scorer", *(f"{h} interactions" for h in heads["n"])], by_n) + "\n"]
+    if by_sim:
+        md += [H.template(NAME, "swaps"),
+               H.md_table(["case", *(f"cosine {h}" for h in heads["sim"])], by_sim) + "\n"]
     md += [H.template(NAME, "legend", signals=" / ".join(f"`{x}`" for x in SIGNALS)),
            "## Recall@20 on clean and corrupted data (test)\n"]
     rows = [[case, model, *(_ms(r[k], 4) for k in ("clean", "corrupt", "lost")),
@@ -343,10 +323,9 @@ def _targets(det: dict, rec: dict) -> list[str]:
         clean_ok = "holds" if m_gd >= m_fs - s_fs else "does not hold"
         if len(fs["clean"]) < 2 and m_gd < m_fs:
             clean_ok = "not measurable: one seed, no std"
-        valid = np.mean(gd["valid_corrupt"])
-        out.append(f"- {case}, {name}{tag}, seeds {common} (valid R@20 corrupted {valid:.4f}): "
-                   f"R@20 lost: guided {lost_gd:+.4f} vs fusion-sum {lost_fs:+.4f} (at most half: **{half}**); clean: "
-                   f"guided {m_gd:.4f} vs fusion-sum {m_fs:.4f} ± {s_fs:.4f} (within one std or better: **{clean_ok}**)")
+        out.append(H.template(NAME, "recall", case=case, name=name + tag, common=common, half=half,
+                              ok=clean_ok, valid=np.mean(gd["valid_corrupt"]), lost_gd=lost_gd,
+                              lost_fs=lost_fs, m_gd=m_gd, m_fs=m_fs, s_fs=s_fs))
     return out
 
 
@@ -361,9 +340,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="cases the recall runs train on, in priority order within each seed")
     p.add_argument("--epochs", type=int, default=EPOCHS, help=f"max epochs per stage ({EPOCHS})")
     p.add_argument("--patience", type=int, default=PATIENCE, help=f"early-stop patience ({PATIENCE})")
-    args = H.parse_args(p, argv)
-    if args.quick:
-        args.cases, args.seeds, args.train_seeds, args.epochs, args.train_cases = ["mlsmall-text"], [0], [0], 2, ["mlsmall-text"]
+    args = H.parse_args(p, argv, cases=["mlsmall-text"], seeds=[0], train_seeds=[0], epochs=2,
+                        train_cases=["mlsmall-text"])
     # numpy/BLAS in the workers (the score, the prior) on one thread like torch
     os.environ.update({v: os.environ.get(v, str(args.threads)) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")})
     info, t0 = H.machine_info(args.threads), time.perf_counter()

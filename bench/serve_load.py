@@ -22,7 +22,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
+import orjson
+from starlette.responses import Response
+from starlette.routing import Route
 
 from bench import harness as H
 
@@ -38,10 +42,6 @@ FLOOR_ENV = "BENCH_FLOOR_FILE"  # where the server under test finds the floor's 
 def bench_app() -> Any:
     """``create_app()`` plus ``GET /_floor``: a real k=20 payload (BENCH_FLOOR_FILE, read once)
     re-encoded per request by a plain Starlette route, like the recommendation route."""
-    import orjson
-    from starlette.responses import Response
-    from starlette.routing import Route
-
     from service.app import create_app
 
     app, payload = create_app(), {}
@@ -85,10 +85,7 @@ def setup_db(tree: Path, db: Path, bundle: Path, work: Path) -> dict[str, Any]:
     env = service_env(tree, db, work, faiss_threads="2")  # the index build may use both cores
     cached, t0 = (bundle / "index").is_dir() and any((bundle / "index").glob("*.faiss")), time.perf_counter()
     for argv in (["db", "upgrade"], ["models", "register", str(bundle), "--activate"]):
-        proc = subprocess.run([sys.executable, "-c", H.CLI, *argv], cwd=tree, env=env,
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"margo {' '.join(argv)} in {tree} failed:\n{proc.stderr[-3000:]}")
+        H.margo(argv, env, tree)
     return {"register_activate_s": time.perf_counter() - t0, "index_was_cached": cached}
 
 
@@ -96,8 +93,6 @@ def setup_db(tree: Path, db: Path, bundle: Path, work: Path) -> dict[str, Any]:
 def serve(tree: Path, env: dict[str, str], work: Path, *, log_config: Path | None = None,
           log_file: Path | None = None) -> Iterator[tuple[int, float]]:
     """``tree``'s API (``bench_app``) in one uvicorn worker: yields (port, seconds to ready)."""
-    import httpx
-
     port = H.free_port()
     floor, url = work / f"floor-{port}.json", f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "uvicorn", "bench.serve_load:bench_app", "--factory", "--host", "127.0.0.1",
@@ -194,8 +189,6 @@ def recall(users: np.ndarray, truth: list[np.ndarray], top: Callable[[int], Any]
 
 def http_recall(port: int, bundle: Any, users: np.ndarray, truth: list[np.ndarray]) -> dict[str, float]:
     """The service's answers (k=20, no explanations), one client."""
-    import httpx
-
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
         return recall(users, truth, lambda u: client.get(f"/users/u{u}/recommendations", params={"k": K}), "http",
                       lambda u, r: [bundle.item_index(x["item_id"]) for x in r.raise_for_status().json()["items"]])
@@ -294,7 +287,6 @@ def _n(d: dict[str, Any], key: str, fmt: str = ".2f") -> str:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    """Targets first, then every measurement."""
     m, cfg, lines = result["machine"], result["settings"], []
     runs = {r["n_items"]: r for r in result["runs"]}
     items = sorted(runs.items())

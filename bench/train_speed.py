@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from bench import harness as H
+from bench import mmrec_dragon
 
 NAME = "train_speed"
 TARGETS = {"epoch_s": 20.0, "eval_s": 10.0, "rss_gb": 6.0}
@@ -92,34 +93,28 @@ def _eval(data: Any, cfg: Any) -> dict[str, Any]:
 
 
 def run_measure(kind: str, args: argparse.Namespace, data: Path, log: Any, tree: Path = H.REPO, tag: str = "") -> dict[str, Any]:
-    """One measurement in a fresh ``python -P`` process: ``tree``'s trainer, this bench package."""
-    if kind == "dragon":
-        return run_dragon(args, data, log)
-    out_file = args.workdir / f"{NAME}_{kind}{tag}.json"
+    """One measurement in a fresh process: ``python -P`` with ``tree``'s trainer and this bench
+    package, or MMRec's DRAGON (bench/mmrec_dragon.py)."""
+    out_file, t = args.workdir / f"{NAME}_{kind}{tag}.json", time.perf_counter()
     cmd = [sys.executable, "-P", "-m", "bench.train_speed", "--_measure", kind, "--_data", str(data),
            "--_out", str(out_file), "--threads", str(args.threads), "--epochs", str(args.epochs)]
     # OpenMP threads wait passively (the trainer's own default since 9d0dad9; older trees get it too)
     env = H.tree_env(tree, OMP_NUM_THREADS=str(args.threads), OMP_WAIT_POLICY="PASSIVE")
-    t = time.perf_counter()
-    if (proc := subprocess.run(cmd, env=env, cwd=tree, capture_output=True, text=True)).returncode != 0:
-        log(f"[bench] {kind}{tag} FAILED:\n{proc.stderr[-3000:]}")
-        return {"kind": kind, "error": proc.stderr[-2000:]}
-    r = json.loads(out_file.read_text())
-    r.update(process_wall_s=time.perf_counter() - t, invocation=INVOCATION, tree=str(tree), finished=time.strftime("%Y-%m-%d %H:%M:%S"))
+    try:
+        if kind == "dragon":
+            deps = args.mmrec_deps or args.workdir / "mmrec-deps"
+            r = mmrec_dragon.run(args.mmrec, data, deps, args.workdir, args.epochs, args.threads, log)
+        else:
+            subprocess.run(cmd, env=env, cwd=tree, capture_output=True, text=True, check=True)
+            wall = time.perf_counter() - t
+            r = {**json.loads(out_file.read_text()), "process_wall_s": wall, "tree": str(tree)}
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        err = getattr(exc, "stderr", None) or str(exc)
+        log(f"[bench] {kind}{tag} FAILED:\n{err[-3000:]}")
+        return {"kind": kind, "error": err[-2000:]}
+    r.update(invocation=INVOCATION, finished=time.strftime("%Y-%m-%d %H:%M:%S"))
     H.atomic_write_json(out_file, r)
     log(f"[bench] {kind}{tag}: " + json.dumps(r)[:600])
-    return r
-
-
-def run_dragon(args: argparse.Namespace, data: Path, log: Any) -> dict[str, Any]:
-    from bench import mmrec_dragon
-    try:
-        r = mmrec_dragon.run(args.mmrec, data, args.mmrec_deps or args.workdir / "mmrec-deps", args.workdir, args.epochs, args.threads, log)
-    except (RuntimeError, subprocess.CalledProcessError) as exc:
-        log(f"[bench] dragon FAILED: {exc}")
-        return {"kind": "dragon", "error": str(exc)[-2000:]}
-    r.update(finished=time.strftime("%Y-%m-%d %H:%M:%S"), invocation=INVOCATION)
-    H.atomic_write_json(args.workdir / f"{NAME}_dragon.json", r)
     return r
 
 
@@ -204,16 +199,16 @@ def report(args: argparse.Namespace, info: dict, res: dict[str, dict], data: Pat
 
 
 def baseline_report(args: argparse.Namespace, info: dict, rounds: list[dict[str, dict]], commits: dict[str, str]) -> str:
-    rows, med, cpu, spread = [], {}, {}, {}
+    rows, med, cpus, spread = [], {}, {}, {}
     for tag in ("baseline", "this tree"):
         for stage in ("I", "II"):
             st = [s for r in rounds for s in r[tag].get("stages", []) if s["stage"] == stage]
             v = [_medians(r[tag]).get(stage, float("nan")) for r in rounds]
             epochs = [x for s in st for x in s["epoch_seconds"]]
             med[tag, stage], spread[tag, stage] = float(np.median(v)), (min(epochs, default=np.nan), max(epochs, default=np.nan))
-            cpu[tag, stage] = float(np.median([x for s in st for x in s.get("cpu_seconds", [])] or [np.nan]))
+            cpus[tag, stage] = float(np.median([x for s in st for x in s.get("cpu_seconds", [])] or [np.nan]))
             rows.append([tag, stage, ", ".join(f"{x:.2f}" for x in v), f"{med[tag, stage]:.2f}",
-                         "{:.2f}-{:.2f}".format(*spread[tag, stage]), f"{cpu[tag, stage]:.2f}"])
+                         "{:.2f}-{:.2f}".format(*spread[tag, stage]), f"{cpus[tag, stage]:.2f}"])
     this, base = ({s: spread[t, s] for s in ("I", "II")} for t in ("this tree", "baseline"))
     return H.template(
         NAME, "baseline", machine=H.machine_md(info), baseline=args.baseline, commits=commits, repo=H.REPO,
@@ -222,32 +217,28 @@ def baseline_report(args: argparse.Namespace, info: dict, rounds: list[dict[str,
         table=H.md_table(["tree", "stage", "median s/epoch per round", "median", "range over all epochs",
                           "median CPU s/epoch"], rows),
         ratio={s: med["this tree", s] / med["baseline", s] for s in ("I", "II")},
-        cpu_i=cpu["this tree", "I"] / cpu["baseline", "I"],
-        cpu_ii=cpu["this tree", "II"] / cpu["baseline", "II"],
+        cpu={s: cpus["this tree", s] / cpus["baseline", s] for s in ("I", "II")},
         overlap={s: "yes" if this[s][0] <= base[s][1] and base[s][0] <= this[s][1] else "no"
                  for s in ("I", "II")})
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = H.parser(__doc__, jobs=1)
+    p = H.parser(__doc__, ("--epochs", 4, "epochs per stage to time (default 4)"),
+                 ("--rounds", 2, "alternating rounds with --baseline (default 2)"), jobs=1)
     p.set_defaults(threads=2)
-    p.add_argument("--epochs", type=int, default=4, help="epochs per stage to time (default 4)")
     p.add_argument("--measure", nargs="+", default=["margo", "eval", "lightgcn"], choices=KINDS,
                    help="what to measure (default margo eval lightgcn; dragon needs --mmrec; the others are kept from WORKDIR)")
     p.add_argument("--mmrec", type=Path, help="an MMRec checkout (github.com/enoche/MMRec) for `dragon`")
     p.add_argument("--mmrec-deps", type=Path, help="where MMRec's extra packages go (default WORKDIR/mmrec-deps)")
     p.add_argument("--baseline", type=Path, help="another checkout: time its margo epochs and ours alternately")
-    p.add_argument("--rounds", type=int, default=2, help="alternating rounds with --baseline (default 2)")
     for hidden in ("--_measure", "--_data", "--_out"):  # a measurement's own process
         p.add_argument(hidden, help=argparse.SUPPRESS)
-    args = H.parse_args(p, argv)
+    args = H.parse_args(p, argv, epochs=1, measure=["margo", "eval"])  # quick: every code path, few processes
     if args._measure:  # the child process of one measurement; the parent reads the file once it exits
         Path(args._out).write_text(H.dumps(measure(args._measure, args._data, args.epochs, args.threads)))
         return 0
     if "dragon" in args.measure and not args.report_only and args.mmrec is None:
         p.error("--measure dragon needs --mmrec PATH (an MMRec checkout)")
-    if args.quick:  # every code path, few processes
-        args.epochs, args.measure = 1, ["margo", "eval"]
     info, log, t0 = H.machine_info(args.threads), H.make_logger(args.workdir / f"{NAME}.log"), time.perf_counter()
     data = ensure_data(args)
     prev = {k: args.workdir / f"{NAME}_{k}.json" for k in KINDS if args.report_only or k not in args.measure}

@@ -6,7 +6,6 @@ not run here (no timed tests either); what is checked is the machinery they shar
 
 from __future__ import annotations
 
-import argparse
 import ast
 import json
 import re
@@ -49,7 +48,7 @@ def test_load_result_skips_missing_and_half_written_runs(tmp_path: Path) -> None
     assert H.load_result(tmp_path, "nope") is None
     (tmp_path / "bad.json").write_text('{"key": ')
     assert H.load_result(tmp_path, "bad") is None
-    H.atomic_write_json(H.result_path(tmp_path, "ok"), {"key": "ok", "x": Path("/a")})
+    H.atomic_write_json(tmp_path / "ok.json", {"key": "ok", "x": Path("/a")})
     assert H.load_result(tmp_path, "ok") == {"key": "ok", "x": "/a"}
 
 
@@ -88,20 +87,28 @@ def test_write_report_writes_json_markdown_and_figures(tmp_path: Path) -> None:
 
 
 def test_quick_runs_never_write_into_the_committed_results(tmp_path: Path) -> None:
-    p = argparse.ArgumentParser()
-    H.add_common_args(p)
+    p = H.parser(None)
     quick = H.parse_args(p, ["--quick", "--workdir", str(tmp_path)])
     assert quick.results == tmp_path / "quick-results"
     assert H.parse_args(p, ["--workdir", str(tmp_path)]).results == H.RESULTS
     assert H.parse_args(p, ["--quick", "--results", str(tmp_path)]).results == tmp_path
+    # options typed by their default: a list takes one or more values of its items' type
+    p = H.parser(None, ("--seeds", [0, 1], None), ("--epochs", 3, None))
+    assert H.parse_args(p, ["--seeds", "3", "4", "--epochs", "5"]).seeds == [3, 4]
+    quick = H.parse_args(p, ["--quick"], epochs=1)  # the quick values replace the defaults
+    assert (quick.epochs, quick.seeds) == (1, [0, 1])
 
 
 def test_mean_std_and_configs() -> None:
     assert H.mean_std([1.0, 3.0, None, float("nan")]) == (2.0, pytest.approx(2**0.5))
     assert H.mean_std([2.0]) == (2.0, 0.0)
+    assert H.mean_pm((0.25, 0.01), 3) == "0.2500 ± 0.0100"
+    assert H.mean_pm((0.25, 0.0), 1, 2) == "0.25"
+    assert H.mean_pm((float("nan"), 0.0), 2) == "–" and H.mean_pm((1.0, 0.0), 0) == "–"
     cfg = H.train_config(model="margo", epochs=3, seed=7)
-    assert H.config_dict(cfg)["epochs"] == 3 and H.config_dict(cfg)["seed"] == 7
-    json.dumps(H.config_dict(cfg))
+    fields = cfg.model_dump(mode="json")
+    assert fields["epochs"] == 3 and fields["seed"] == 7
+    json.dumps(fields)
 
 
 def test_report_templates_have_every_section_the_scripts_ask_for() -> None:
