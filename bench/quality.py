@@ -20,7 +20,6 @@ import numpy as np
 from bench import harness as H
 
 NAME = "quality"
-DATA = H.DATA
 DATASETS = ("mlsmall-mmrec", "amazon-scientific-mmrec")
 METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 # MMRec's own runs (REFERENCE-NUMBERS.md; seed 999, one setting each): R@10, R@20, N@10, N@20
@@ -84,7 +83,7 @@ def plan(args: argparse.Namespace) -> list[H.Step]:
     tiers: list[list[H.Step]] = [[], [], []]
     for seed in args.seeds:
         for ds in [d for d in args.datasets if d != SYNTH]:
-            path, meta = str(DATA / ds), {"dataset": ds, "seed": seed}
+            path, meta = str(H.DATA / ds), {"dataset": ds, "seed": seed}
             base = {"seed": seed, "epochs": args.epochs, "patience": args.patience,
                     **(QUICK if args.quick else {})}
             # the ID baselines climb slowly on mlsmall-mmrec: patience 20 stopped them early
@@ -130,7 +129,6 @@ def default_cfg() -> dict[str, Any]:
 
 
 def default_label(table: dict[str, Any]) -> str | None:
-    """The SYNTH row that is the trainer's default model."""
     return next((k for k, r in table.items()
                  if {f: r["cfg"].get(f) for f in DEFAULT_FIELDS} == default_cfg()), None)
 
@@ -228,12 +226,6 @@ def select(summary: dict[str, dict[str, Any]], prefix: tuple[str, ...], skip: tu
 
 
 # -- report -------------------------------------------------------------------------------------
-def _ms(x: tuple[float, float], n: int, digits: int = 4) -> str:
-    if n == 0 or math.isnan(x[0]):
-        return "–"
-    return f"{x[0]:.{digits}f} ± {x[1]:.{digits}f}" if n > 1 else f"{x[0]:.{digits}f}"
-
-
 def _epochs(runs: list[list]) -> str:
     per: dict[str, list[str]] = {}
     for st, best, ran in (e for run in runs for e in run):
@@ -241,9 +233,14 @@ def _epochs(runs: list[list]) -> str:
     return "; ".join(f"{st} {', '.join(v)}" for st, v in per.items()) or "–"
 
 
-def _ref(ds: str, label: str) -> str:
-    return "; ".join(f"{n}: {REFERENCE[ds][n][1]:.4f}" for n in REF_OF_ROW.get(label, ())
-                     if n in REFERENCE[ds])
+def _test(table: dict[str, Any], label: str | None) -> tuple[float, float, int]:
+    """A row's test Recall@20 mean and std and its number of seeds (0 for a missing row)."""
+    r = table.get(label or "")
+    return (*r["test_recall@20"], len(r["seeds"])) if r and r["seeds"] else (math.nan, math.nan, 0)
+
+
+def _verdict(ok: bool, n: int) -> str:
+    return "n/a (missing runs)" if n == 0 else ("holds" if ok else "does not hold")
 
 
 def dataset_md(ds: str, table: dict[str, Any], default: str | None) -> list[str]:
@@ -256,29 +253,19 @@ def dataset_md(ds: str, table: dict[str, Any], default: str | None) -> list[str]
         if old := r.get("earlier_seeds"):
             seeds += f" (seed {', '.join(map(str, old))}: earlier report)"
         kept = f" (stage I kept: {r['kept_stage1']})" if r["kept_stage1"] else ""
+        refs = [f"{x}: {REFERENCE[ds][x][1]:.4f}" for x in REF_OF_ROW.get(label, ()) if x in REFERENCE[ds]]
         rows.append([f"**{label}** (default)" if label == default else label, seeds,
-                     *(_ms(r[f"test_{k}"], n) for k in METRICS), _ms(r["valid_recall@20"], n),
-                     _epochs(r["epochs"]) + kept, _ms(r["seconds"], n, 0), _ms(r["median_epoch_s"], n, 2),
-                     _ref(ds, label)])
-    ref_rows = [[name, *(v if v is not None else "–" for v in vals)] for name, vals in REFERENCE[ds].items()]
-    return [f"## {ds}\n", H.md_table(head, rows),
-            "\nMMRec's own models on exactly this split (REFERENCE-NUMBERS.md; seed 999, one setting each, not re-run here):\n",
-            H.md_table(["model (MMRec)", "R@10", "R@20", "N@10", "N@20"], ref_rows), ""]
-
-
-def _verdict(ok: bool, n: int) -> str:
-    return "n/a (missing runs)" if n == 0 else ("holds" if ok else "does not hold")
+                     *(H.mean_pm(r[k], n) for k in [*(f"test_{m}" for m in METRICS), "valid_recall@20"]),
+                     _epochs(r["epochs"]) + kept, H.mean_pm(r["seconds"], n, 0),
+                     H.mean_pm(r["median_epoch_s"], n, 2), "; ".join(refs)])
+    return [f"## {ds}\n", H.md_table(head, rows), H.template(NAME, "reference"),
+            H.md_table(["model (MMRec)", "R@10", "R@20", "N@10", "N@20"],
+                       [[name, *vals] for name, vals in REFERENCE[ds].items()]), ""]
 
 
 def goals_md(summary: dict[str, dict[str, Any]], default: str | None, best: str | None) -> list[str]:
-    def test(ds: str, label: str | None) -> tuple[float, float, int]:
-        r = summary[ds].get(label or "")
-        return (*r["test_recall@20"], len(r["seeds"])) if r and r["seeds"] else (math.nan, math.nan, 0)
-
     lines = ["## Goals (test Recall@20, mean ± std over the finished seeds)\n",
-             f"- default model (best mean relative validation R@20 over the datasets among the fusion rows, "
-             f"the sweep's aside): "
-             f"**{default or 'not yet chosen: rows missing'}**; best MARGO configuration chosen the same way among margo rows: **{best or '–'}**"]
+             H.template(NAME, "goals", default=default or "not yet chosen: rows missing", best=best or "–")]
     per_ds = []
     for ds, t in summary.items():  # each dataset alone (rows missing elsewhere included)
         if cand := {k: v["valid_recall@20"][0] for k, v in t.items()
@@ -288,21 +275,21 @@ def goals_md(summary: dict[str, dict[str, Any]], default: str | None, best: str 
     have = [ds for ds, t in summary.items() if default in t and t[default]["seeds"]]
     if default and len(have) < len(summary):
         lines.append(f"  - chosen on {', '.join(have)} only: the other datasets' fusion rows are missing")
-    for ds in summary:
-        (d, ds_, dn), (lg, lgs, ln), (b, bs, bn) = (test(ds, x) for x in (default, "lightgcn", best))
+    for ds, t in summary.items():
+        (d, ds_, dn), (lg, lgs, ln), (b, bs, bn) = (_test(t, x) for x in (default, "lightgcn", best))
         anchor = BEST_ANCHOR[ds]
         a = REFERENCE[ds][anchor][1] or math.nan
         margin = _verdict(b - bs > a, bn)
         if bn == 1:  # one seed has no std: only the sign can be read
             margin = f"{'above' if b > a else 'below'} (1 seed: the one-std margin is unchecked)"
-        lines.append(f"- {ds}: default {_ms((d, ds_), dn)} vs ID-only lightgcn {_ms((lg, lgs), ln)}: "
-                     f"{_verdict(d >= lg, min(dn, ln))}; best margo {_ms((b, bs), bn)} vs {anchor} {a:.4f} by at "
-                     f"least one std: {margin}")
+        lines.append(f"- {ds}: default {H.mean_pm((d, ds_), dn)} vs ID-only lightgcn "
+                     f"{H.mean_pm((lg, lgs), ln)}: {_verdict(d >= lg, min(dn, ln))}; best margo "
+                     f"{H.mean_pm((b, bs), bn)} vs {anchor} {a:.4f} by at least one std: {margin}")
         for label in ("bpr", "lightgcn"):
-            m, s, n = test(ds, label)
+            m, s, n = _test(t, label)
             if (refs := [REFERENCE[ds][x][1] for x in REF_OF_ROW[label] if x in REFERENCE[ds]]) and n:
                 ok = abs(m - refs[0]) <= max(s, 1e-12) or m > refs[0]
-                lines.append(f"  - {label} {_ms((m, s), n)} vs MMRec {refs[0]:.4f}: "
+                lines.append(f"  - {label} {H.mean_pm((m, s), n)} vs MMRec {refs[0]:.4f}: "
                              + ("within one std or above" if ok else "below by > one std"))
     return lines + [""]
 
@@ -310,22 +297,22 @@ def goals_md(summary: dict[str, dict[str, Any]], default: str | None, best: str 
 def notes_md(summary: dict[str, dict[str, Any]], synth: dict[str, Any], epochs: int) -> list[str]:
     """Feature standardisation on validation beside the default, and the runs the cap cut."""
     raw, std, per, missing, lines = "margo+id [freedom]", "margo+id [freedom, standardised]", [], [], []
-    for ds, t in [*summary.items(), (SYNTH, synth)]:
+    tables = [*summary.items(), (SYNTH, synth)]
+    for ds, t in tables:
         a, b = t.get(raw), t.get(std)
         if not (b and b["seeds"]):
             missing.append(ds)
         if a and b and a["seeds"] and b["seeds"]:
-            per.append(f"{ds} {_ms(a['valid_recall@20'], len(a['seeds']))} ({len(a['seeds'])} seeds) vs "
-                       f"{_ms(b['valid_recall@20'], len(b['seeds']))} ({len(b['seeds'])})")
+            na, nb = len(a["seeds"]), len(b["seeds"])
+            per.append(f"{ds} {H.mean_pm(a['valid_recall@20'], na)} ({na} seeds) vs "
+                       f"{H.mean_pm(b['valid_recall@20'], nb)} ({nb})")
     if per:
         gap = f"; not measured on {', '.join(missing)}, so the selection above cannot choose it yet"
-        lines.append(f"- `--feature-norm standardize` on {raw}, validation R@20 raw vs standardised: "
-                     f"{'; '.join(per)}{gap if missing else ''}")
-    tables = [*summary.items(), (SYNTH, synth)]
+        lines.append(H.template(NAME, "standardised", raw=raw, per="; ".join(per),
+                                gap=gap if missing else ""))
     if capped := sorted({f"{label} ({ds})" for ds, t in tables for label, r in t.items()
                          for run in r["epochs"] for _, _, ran in run if ran >= epochs}):
-        lines.append(f"- rows with runs stopped by the {epochs}-epoch cap rather than by patience (more "
-                     f"epochs might raise them): {', '.join(capped)}")
+        lines.append(H.template(NAME, "capped", epochs=epochs, rows=", ".join(capped)))
     return lines
 
 
@@ -334,17 +321,13 @@ def synth_md(table: dict[str, Any], args: argparse.Namespace) -> list[str]:
     if not table:
         return []
     dl = default_label(table)
+    keys = ("test_recall@20", "test_ndcg@20", "valid_recall@20")
     rows = [[f"**{label}** (default)" if label == dl else label, len(r["seeds"]),
-             *(_ms(r[k], len(r["seeds"])) for k in ("test_recall@20", "test_ndcg@20", "valid_recall@20")),
-             _epochs(r["epochs"]), _ms(r["seconds"], len(r["seeds"]), 0)] for label, r in table.items()]
-    d, lg = table.get(dl or ""), table.get("lightgcn")
-    verdict = "n/a (missing runs)"
-    if d and lg and d["seeds"] and lg["seeds"]:
-        verdict = "holds" if d["test_recall@20"][0] >= lg["test_recall@20"][0] else "does not hold"
-    return [f"## {SYNTH}: unnormalised features, heavy-tailed popularity\n",
-            H.template(NAME, "synth", args=SYNTH_ARGS, default=default_cfg(),
-                       patience=args.baseline_patience),
-            f"Target *default model never below the ID-only LightGCN* (mean test R@20): **{verdict}**.\n",
+             *(H.mean_pm(r[k], len(r["seeds"])) for k in keys),
+             _epochs(r["epochs"]), H.mean_pm(r["seconds"], len(r["seeds"]), 0)] for label, r in table.items()]
+    (d, _, dn), (lg, _, ln) = (_test(table, x) for x in (dl, "lightgcn"))
+    return [H.template(NAME, "synth", synth=SYNTH, args=SYNTH_ARGS, default=default_cfg(),
+                       patience=args.baseline_patience, verdict=_verdict(d >= lg, min(dn, ln))),
             H.md_table(["model", "seeds", "test R@20", "test N@20", "valid R@20", "epochs (stage best/run)",
                         "s / run"], rows), ""]
 
@@ -358,9 +341,8 @@ def report(args: argparse.Namespace, steps: list[H.Step], results: dict[str, dic
     fusions = ("fusion-sum", "fusion-learned", "margo")
     default, best = select(summary, fusions, tuple(SWEEP)), select(summary, ("margo",))
     info, done, planned = H.machine_info(args.threads), sum(s.key in results for s in steps), len(steps)
-    md = ["# Quality benchmark (`bench/quality.py`)\n",
-          H.machine_md(info, f"; runs finished: {done} of {planned}"),
-          H.template(NAME, "protocol", a=args, prune=PRUNE["freedom"]["prune_ratio"], margo=ROW_CFG["margo"],
+    md = [H.template(NAME, "protocol", machine=H.machine_md(info, f"; runs finished: {done} of {planned}"),
+                     a=args, prune=PRUNE["freedom"]["prune_ratio"], margo=ROW_CFG["margo"],
                      baselines=BASELINE_CFG, earlier=EARLIER.name)]
     if args.quick:
         md.append(f"**QUICK SMOKE RUN** ({QUICK}): the numbers mean nothing.\n")
@@ -368,16 +350,11 @@ def report(args: argparse.Namespace, steps: list[H.Step], results: dict[str, dic
     if (alt := select(summary, fusions)) != default:  # what validation picks with the sweep's rows
         vs = "; ".join(f"{ds} {t[alt]['valid_recall@20'][0]:.4f} vs {t[default]['valid_recall@20'][0]:.4f}"
                        for ds, t in summary.items() if alt in t and default in t)
-        md.insert(-1, f"- with the issue-17 sweep rows ({'; '.join(SWEEP)}) validation would pick "
-                      f"**{alt}** as the default ({vs}); the trainer keeps lr 1e-3 and one negative "
-                      f"(the baselines share optimiser and sampler)")
-    d, lg = synth.get(default_label(synth) or ""), synth.get("lightgcn")
-    if d and lg and d["seeds"] and lg["seeds"]:
-        ok = d["test_recall@20"][0] >= lg["test_recall@20"][0]
-        md.insert(-1, f"- {SYNTH} (below): the trainer's default model "
-                      f"{_ms(d['test_recall@20'], len(d['seeds']))} "
-                      f"vs ID-only lightgcn {_ms(lg['test_recall@20'], len(lg['seeds']))}: "
-                      f"{'holds' if ok else 'does not hold'}")
+        md.insert(-1, H.template(NAME, "sweep-pick", sweep="; ".join(SWEEP), alt=alt, vs=vs))
+    (d, ds_, dn), (lg, lgs, ln) = (_test(synth, x) for x in (default_label(synth), "lightgcn"))
+    if dn and ln:
+        md.insert(-1, f"- {SYNTH} (below): the trainer's default model {H.mean_pm((d, ds_), dn)} "
+                      f"vs ID-only lightgcn {H.mean_pm((lg, lgs), ln)}: {_verdict(d >= lg, 1)}")
     md[-1:-1] = notes_md(summary, synth, args.epochs)
     for ds, table in summary.items():
         md += dataset_md(ds, table, default)
@@ -414,17 +391,14 @@ def weight_figures(args: argparse.Namespace, steps: list[H.Step], results: dict,
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = H.parser(__doc__)
+    p = H.parser(__doc__, ("--seeds", [0, 1, 2], None), ("--epochs", 300, "maximum epochs per stage"),
+                 ("--patience", 20, "early stop of the fusion rows"),
+                 ("--baseline-patience", 50, "early stop of bpr and lightgcn (slow climbers: patience 20 cut "
+                                             "them)"), ("--synth", 3, f"{SYNTH} seeds (0: none)"),
+                 ("--earlier", str(EARLIER), "an earlier report's rows to fill in what the run store lacks "
+                                             "('' none)"))
     p.add_argument("--datasets", nargs="+", default=[*DATASETS, SYNTH], choices=[*DATASETS, SYNTH])
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--epochs", type=int, default=300, help="maximum epochs per stage")
-    p.add_argument("--patience", type=int, default=20, help="early stop of the fusion rows")
-    p.add_argument("--baseline-patience", type=int, default=50,
-                   help="early stop of bpr and lightgcn (slow climbers: patience 20 cut them)")
     p.add_argument("--rows", nargs="+", help="only these row labels (and their stage-I parents)")
-    p.add_argument("--synth", type=int, default=3, metavar="N", help=f"{SYNTH} seeds (0: none)")
-    p.add_argument("--earlier", default=str(EARLIER),
-                   help="an earlier report's rows to fill in what the run store lacks ('' none)")
     args = H.parse_args(p, argv)
     if args.quick:
         args.datasets, args.seeds, args.synth = args.datasets[:1], args.seeds[:1], 0
