@@ -42,14 +42,11 @@ def graph_peak(shape: str, n_users: int, block_entries: int | None, dataset: str
 def markdown(data: dict[str, Any]) -> str:
     rows = data["cases"]
     worst = max(r["peak_rss_mb"] for r in rows if r["builder"] == "blocks (now)")
-    return (f"# User graph memory (issue 14)\n\n{H.machine_md(data['machine'])}\nUser co-occurrence graph, k={GRAPH_K}.\n\n"
-            + H.md_table(["case", "users", "builder", "edges", "RSS before (MB)", "peak RSS (MB)", "seconds"],
-                         [[*(r[k] for k in ("shape", "users", "builder", "edges", "rss_before_mb",
-                                            "peak_rss_mb")), f"{r['seconds']:g}"]
-                          for r in rows])
-            + f"\n\nWorst peak RSS of the block builder: {worst} MB (target <= {TARGET_MB:.0f} MB: {'met' if worst <= TARGET_MB else 'NOT met'})"
-            ". Same graph either way (tests/trainer/test_user_graph_blocks.py). Seconds are on a shared 2-core machine (load "
-            "average above): compare them within this table only.\n")
+    keys = ("shape", "users", "builder", "edges", "rss_before_mb", "peak_rss_mb")
+    table = H.md_table(["case", "users", "builder", "edges", "RSS before (MB)", "peak RSS (MB)", "seconds"],
+                       [[*(r[k] for k in keys), f"{r['seconds']:g}"] for r in rows])
+    return H.template(NAME, "report", machine=H.machine_md(data["machine"]), k=GRAPH_K, table=table,
+                      worst=worst, target=TARGET_MB, met="met" if worst <= TARGET_MB else "NOT met")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -70,11 +70,9 @@ def markdown(data: dict[str, Any]) -> str:
     rows = [[label, s["quiet"]["torch_threads"],
              *(f"{s[k]['median_epoch_s']:.3f}" for k in ("quiet", "busy")), f"{s['ratio']:.1f}x",
              f"{s['quiet']['loadavg'][0]:.1f} / {s['busy']['loadavg'][0]:.1f}"] for label, s in data["settings"].items()]
-    return (f"# Thread settings under a competing load\n\nBPR epoch on {data['data']} (median of epochs 2-{data['epochs']}, "
-            f"training only), each setting in a fresh process; 'busy' = beside {data['cores']} busy-loop processes (one per core). "
-            "Same setting's two runs back to back.\n\n"
-            + H.md_table(["setting", "torch threads", "s/epoch", "s/epoch busy", "busy / quiet", "load 1m"], rows)
-            + "\n\n" + H.machine_md(data["machine"]))
+    heads = ["setting", "torch threads", "s/epoch", "s/epoch busy", "busy / quiet", "load 1m"]
+    table = H.md_table(heads, rows)
+    return H.template(NAME, "report", d=data, table=table, machine=H.machine_md(data["machine"]))
 
 
 def main(argv: list[str] | None = None) -> None:
