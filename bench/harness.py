@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -202,11 +202,35 @@ def tree_env(tree: Path, **extra: str) -> dict[str, str]:
     return {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "PYTHONPATH": path, **extra}
 
 
+def versus(ref: str, work: Path) -> tuple[dict[str, Path], dict[str, str]]:
+    """The trees "baseline" (``ref``: another checkout, or a commit of this repository exported once
+    under the existing folder ``work`` by ``git archive``) and "this tree", and their commits."""
+    base, commit, git = Path(ref).resolve(), None, ["git", "-C", str(REPO)]
+    if not base.is_dir():
+        commit = subprocess.run([*git, "rev-parse", "--short=12", ref], capture_output=True, text=True,
+                                check=True).stdout.strip()
+        if not (base := Path(work) / f"base-{commit}").is_dir():  # extracted aside, renamed: whole or absent
+            archive = subprocess.run([*git, "archive", commit], capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", tmp := tempfile.mkdtemp(dir=work)], input=archive, check=True)
+            Path(tmp).rename(base)
+    commits = {"baseline": commit or git_commit(base), "this tree": git_commit()}
+    return {"baseline": base, "this tree": REPO}, commits
+
+
 def abba(rounds: int, tags: Sequence[str]) -> Iterator[tuple[int, str]]:
     """(round, tag) in ABBA order (every other round reversed): none always goes first."""
     for i in range(rounds):
         for tag in list(tags)[:: -1 if i % 2 else 1]:
             yield i, tag
+
+
+def medians(rounds: Iterable[dict[str, Any]], value: Callable[[Any], dict[Any, float]]) -> dict[str, dict]:
+    """tag -> name -> the median over ``rounds`` (tag -> result) of ``value(result)[name]``."""
+    seen: dict[str, dict[Any, list[float]]] = {}
+    for tag, result in ((t, r) for rnd in rounds for t, r in rnd.items()):
+        for name, v in value(result).items():
+            seen.setdefault(tag, {}).setdefault(name, []).append(v)
+    return {tag: {name: float(np.median(v)) for name, v in d.items()} for tag, d in seen.items()}
 
 
 def free_port() -> int:

@@ -1,7 +1,7 @@
 """What request metrics and JSON access logs cost on the serving path (issue 5): one synthetic bundle
 served as by bench.serve_load, variants interleaved over ``--rounds`` (``before`` = the ``--base``
-commit via ``git archive``; ``off``, ``metrics``, ``metrics+logs`` = this tree's settings), then the
-same app from ``create_app`` driven in process (no sockets): CPU microseconds per request.
+commit via ``git archive``, or another checkout; ``off``, ``metrics``, ``metrics+logs`` = this tree's
+settings), then the same app from ``create_app`` driven in process (no sockets): CPU µs per request.
 
     .venv/bin/python -m bench.observe_overhead [--quick]
 """
@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging.config
-import statistics
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -27,17 +25,6 @@ NAME = "observe_overhead"
 VARIANTS = ("before", "off", "metrics", "metrics+logs")
 IN_PROCESS = ("bare", "off", "metrics", "metrics+logs")
 KEYS = ("floor_c1", "floor_c32", "rec_c1", "rec_c32")
-
-
-def export_base(commit: str, work: Path) -> Path:
-    """The tree at ``commit`` under ``work`` (read-only use; the repository is not touched)."""
-    sha = subprocess.run(["git", "rev-parse", commit], cwd=H.REPO, capture_output=True, text=True, check=True).stdout.strip()
-    dest = work / f"base-{sha[:12]}"
-    if not (dest / "service").is_dir():
-        dest.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "archive", sha], cwd=H.REPO, capture_output=True, check=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
-    return dest
 
 
 # -- in process: the per-request cost without the network and the machine's noise ---------------------
@@ -129,7 +116,8 @@ def report(result: dict[str, Any]) -> str:
 
 def measure(args: Any) -> dict[str, Any]:
     (work := args.workdir / "observe").mkdir(parents=True, exist_ok=True)
-    t_start, log_config, base = time.time(), work / "log_config.json", export_base(args.base, work)
+    t_start, log_config, (trees, _) = time.time(), work / "log_config.json", H.versus(args.base, work)
+    base = trees["baseline"]
     bundle = ensure_bundle(work, args.items, args.users, base)  # both read the older format
     dbs = {"before": work / f"serve-base-{args.items}.db", "this": work / f"serve-{args.items}.db"}
     for key, tree in (("before", base), ("this", H.REPO)):
@@ -142,10 +130,10 @@ def measure(args: Any) -> dict[str, Any]:
                           log_requests=str(v == "metrics+logs").lower())
         variants[v] = {"tree": H.REPO, "log_config": log_config, "env": env}
     held, rows = alternate(variants, args, work)
-    runs = {v: [r for r in rows if r["tree"] == v] for v in VARIANTS}
-    stats = ("rps", "p50_ms", "p99_ms")
-    summary = {v: {k: {**{q: statistics.median(r[k][q] for r in runs[v]) for q in stats},
-                       "errors": sum(r[k]["errors"] for r in runs[v])} for k in KEYS} for v in VARIANTS}
+    runs, stats = {v: [r for r in rows if r["tree"] == v] for v in VARIANTS}, ("rps", "p50_ms", "p99_ms")
+    med = H.medians(({r["tree"]: r} for r in rows), lambda r: {(k, q): r[k][q] for k in KEYS for q in stats})
+    summary = {v: {k: {**{q: med[v][k, q] for q in stats}, "errors": sum(r[k]["errors"] for r in runs[v])}
+                   for k in KEYS} for v in VARIANTS}
     return {"machine": H.machine_info(packages=("fastapi", "uvicorn")), "items": args.items,
             "duration_s": args.duration, "rounds": args.rounds, "in_process_requests": args.in_process_requests,
             "quick": args.quick, "in_process_repeats": args.in_process_repeats,

@@ -1,8 +1,8 @@
 """Serving benchmark: wrk against ``margo``'s API (public CLI set-up, public app factory, one uvicorn
 worker) on synthetic bundles of 10k/100k/1M items (bench/synth_bundle.py): req/s and p50/p99 of
 uncached recommendations and of the HTTP + JSON floor, recall@20 of the API's answers against exact
-search, and the ANN alternatives. ``--baseline PATH`` serves another checkout and this tree
-alternately into serve_load_vs_baseline.{json,md}.
+search, and the ANN alternatives. ``--baseline PATH|COMMIT`` serves another checkout (or a commit of
+this repository) and this tree alternately into serve_load_vs_baseline.{json,md}.
 
     .venv/bin/python -m bench.serve_load [--sizes 10000 --duration 3 | --quick]
 """
@@ -260,9 +260,8 @@ def bench_size(n_items: int, args: Any, work: Path) -> dict[str, Any]:
     return run
 
 
-def baseline_size(n_items: int, args: Any, work: Path) -> dict[str, Any]:
+def baseline_size(n_items: int, trees: dict[str, Path], args: Any, work: Path) -> dict[str, Any]:
     """The same load against ``--baseline`` and this tree, alternating, ``--rounds`` times."""
-    trees = {"baseline": args.baseline.resolve(), "this tree": H.REPO}
     bundle = ensure_bundle(work, n_items, args.users, trees["baseline"])  # both read the older format
     dbs = {tag: work / f"serve-{tag.replace(' ', '-')}-{n_items}.db" for tag in trees}
     out: dict[str, Any] = {"n_items": n_items, "setup": {t: setup_db(tree, dbs[t], bundle, work) for t, tree in trees.items()}}
@@ -375,17 +374,19 @@ def plot(result: dict[str, Any]) -> dict[str, Any]:
     return {f"{NAME}.png": fig}
 
 
+def _vs_floor(r: dict[str, Any]) -> dict[str, float]:  # the baseline summary's figures of one pass
+    return {"rps32": r["rec_c32"]["rps"], "p50_1": r["rec_c1"]["p50_ms"],
+            "frac": r["rec_c32"]["rps"] / r["floor_c32"]["rps"]}
+
+
 def baseline_markdown(result: dict[str, Any]) -> str:
     rows, summary = [], []
     for size in result["runs"]:
-        med: dict[str, dict[str, list[float]]] = {}
-        for r in size["rounds"]:
-            frac = r["rec_c32"]["rps"] / r["floor_c32"]["rps"]
-            rows.append([f"{size['n_items']:,}", r["round"], r["tree"], _fmt_run(r["rec_c32"]), _fmt_run(r["rec_c1"]),
-                         f"{r['floor_c32']['rps']:,.0f} req/s", f"{frac:.3f}", f"{r['loadavg_before'][0]:.1f}"])
-            for key, v in (("rps32", r["rec_c32"]["rps"]), ("p50_1", r["rec_c1"]["p50_ms"]), ("frac", frac)):
-                med.setdefault(r["tree"], {}).setdefault(key, []).append(v)
-        t, b = ({k: float(np.median(v)) for k, v in med[x].items()} for x in ("this tree", "baseline"))
+        rows += [[f"{size['n_items']:,}", r["round"], r["tree"], _fmt_run(r["rec_c32"]), _fmt_run(r["rec_c1"]),
+                  f"{r['floor_c32']['rps']:,.0f} req/s", f"{_vs_floor(r)['frac']:.3f}",
+                  f"{r['loadavg_before'][0]:.1f}"] for r in size["rounds"]]
+        med = H.medians(({r["tree"]: r} for r in size["rounds"]), _vs_floor)
+        t, b = med["this tree"], med["baseline"]
         summary.append(H.template(NAME, "summary", n=size["n_items"], rps=t["rps32"] / b["rps32"],
                                   p50=t["p50_1"] / b["p50_1"], t_frac=t["frac"], b_frac=b["frac"]))
     table = H.md_table(["items", "round", "tree", "recommendations c=32", "recommendations c=1", "floor c=32",
@@ -403,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
                  ("--hnsw-sizes", "100000", "sizes to also measure HNSW on ('' = none)"),
                  ("--slot-wait", 300.0, "max seconds to wait for the bench training slots"),
                  ("--rounds", 2, "alternating rounds with --baseline (default 2)"), jobs=1)
-    p.add_argument("--baseline", type=Path, help="another checkout: serve it and this tree alternately")
+    p.add_argument("--baseline", help="another checkout or a commit: serve it and this tree alternately")
     args = H.parse_args(p, argv, sizes="25000", users=2000, duration=1, warmup=1, recall_users=50, hnsw_sizes="25000")
     args.hnsw_sizes = {int(s) for s in args.hnsw_sizes.split(",") if s}
     if args.report_only:
@@ -421,8 +422,9 @@ def main(argv: list[str] | None = None) -> int:
                      "wrk_version": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0],
                      "rounds": args.rounds, "quick": args.quick}}
     if args.baseline:
-        result.update(baseline=str(args.baseline), commits={"baseline": H.git_commit(args.baseline), "this tree": H.git_commit()},
-                      runs=[baseline_size(n, args, work) for n in sizes], wall_s=time.time() - started)
+        trees, commits = H.versus(args.baseline, work)
+        runs = [baseline_size(n, trees, args, work) for n in sizes]
+        result.update(baseline=args.baseline, commits=commits, runs=runs, wall_s=time.time() - started)
         H.write_report(args.results, f"{NAME}_vs_baseline", result, baseline_markdown(result), log=print)
     else:
         result.update(runs=[bench_size(n, args, work) for n in sizes], wall_s=time.time() - started)

@@ -2,7 +2,7 @@
 threads): median s/epoch of margo's two stages (and of margo-freedom, fusion-sum, lightgcn), one
 full evaluation, peak RSS, each in a fresh process while every bench training slot is held;
 ``dragon``: MMRec's own DRAGON side by side (``--mmrec PATH``, bench/mmrec_dragon.py).
-``--baseline PATH`` times another checkout's margo epochs and this tree's alternately.
+``--baseline PATH|COMMIT`` times another checkout's (or commit's) margo epochs and ours alternately.
 
     .venv/bin/python -m bench.train_speed [--quick | --measure margo eval dragon --mmrec ../MMRec]
 """
@@ -118,13 +118,12 @@ def run_measure(kind: str, args: argparse.Namespace, data: Path, log: Any, tree:
     return r
 
 
-def ensure_data(args: argparse.Namespace) -> Path:
-    """The synthetic dataset; with ``--baseline`` written by the baseline's importer (its format)."""
+def ensure_data(args: argparse.Namespace, tree: Path) -> Path:
+    """The synthetic dataset, written by ``tree``'s importer (with ``--baseline``: the baseline's format)."""
     name, kw = ("synth_quick", QUICK_DATA) if args.quick else ("synth_baby", {})
-    out = args.workdir / "data" / (name.replace("_", "-") + ("-baseline" if args.baseline else ""))
+    out = args.workdir / "data" / (name.replace("_", "-") + ("" if tree == H.REPO else "-baseline"))
     if not (out / "stats.json").is_file():
         code = f"from bench import harness as H; H.ensure_dataset({str(out)!r}, 'import_synth', seed=0, name={name!r}, **{kw!r})"
-        tree = args.baseline.resolve() if args.baseline else H.REPO
         subprocess.run([sys.executable, "-P", "-c", code], cwd=tree, env=H.tree_env(tree), check=True)
     return out
 
@@ -199,15 +198,16 @@ def report(args: argparse.Namespace, info: dict, res: dict[str, dict], data: Pat
 
 
 def baseline_report(args: argparse.Namespace, info: dict, rounds: list[dict[str, dict]], commits: dict[str, str]) -> str:
-    rows, med, cpus, spread = [], {}, {}, {}
+    med = H.medians(rounds, lambda r: {s: _medians(r).get(s, np.nan) for s in ("I", "II")})
+    rows, cpus, spread = [], {}, {}
     for tag in ("baseline", "this tree"):
         for stage in ("I", "II"):
             st = [s for r in rounds for s in r[tag].get("stages", []) if s["stage"] == stage]
-            v = [_medians(r[tag]).get(stage, float("nan")) for r in rounds]
             epochs = [x for s in st for x in s["epoch_seconds"]]
-            med[tag, stage], spread[tag, stage] = float(np.median(v)), (min(epochs, default=np.nan), max(epochs, default=np.nan))
+            spread[tag, stage] = (min(epochs, default=np.nan), max(epochs, default=np.nan))
             cpus[tag, stage] = float(np.median([x for s in st for x in s.get("cpu_seconds", [])] or [np.nan]))
-            rows.append([tag, stage, ", ".join(f"{x:.2f}" for x in v), f"{med[tag, stage]:.2f}",
+            per_round = ", ".join(f"{_medians(r[tag]).get(stage, np.nan):.2f}" for r in rounds)
+            rows.append([tag, stage, per_round, f"{med[tag][stage]:.2f}",
                          "{:.2f}-{:.2f}".format(*spread[tag, stage]), f"{cpus[tag, stage]:.2f}"])
     this, base = ({s: spread[t, s] for s in ("I", "II")} for t in ("this tree", "baseline"))
     return H.template(
@@ -216,7 +216,7 @@ def baseline_report(args: argparse.Namespace, info: dict, rounds: list[dict[str,
         data="small data " + str(QUICK_DATA) if args.quick else "synth-baby (import_synth defaults)",
         table=H.md_table(["tree", "stage", "median s/epoch per round", "median", "range over all epochs",
                           "median CPU s/epoch"], rows),
-        ratio={s: med["this tree", s] / med["baseline", s] for s in ("I", "II")},
+        ratio={s: med["this tree"][s] / med["baseline"][s] for s in ("I", "II")},
         cpu={s: cpus["this tree", s] / cpus["baseline", s] for s in ("I", "II")},
         overlap={s: "yes" if this[s][0] <= base[s][1] and base[s][0] <= this[s][1] else "no"
                  for s in ("I", "II")})
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="what to measure (default margo eval lightgcn; dragon needs --mmrec; the others are kept from WORKDIR)")
     p.add_argument("--mmrec", type=Path, help="an MMRec checkout (github.com/enoche/MMRec) for `dragon`")
     p.add_argument("--mmrec-deps", type=Path, help="where MMRec's extra packages go (default WORKDIR/mmrec-deps)")
-    p.add_argument("--baseline", type=Path, help="another checkout: time its margo epochs and ours alternately")
+    p.add_argument("--baseline", help="another checkout or a commit: its margo epochs and ours, alternately")
     for hidden in ("--_measure", "--_data", "--_out"):  # a measurement's own process
         p.add_argument(hidden, help=argparse.SUPPRESS)
     args = H.parse_args(p, argv, epochs=1, measure=["margo", "eval"])  # quick: every code path, few processes
@@ -240,19 +240,19 @@ def main(argv: list[str] | None = None) -> int:
     if "dragon" in args.measure and not args.report_only and args.mmrec is None:
         p.error("--measure dragon needs --mmrec PATH (an MMRec checkout)")
     info, log, t0 = H.machine_info(args.threads), H.make_logger(args.workdir / f"{NAME}.log"), time.perf_counter()
-    data = ensure_data(args)
+    trees, commits = H.versus(args.baseline, args.workdir) if args.baseline else ({"this tree": H.REPO}, {})
+    data = ensure_data(args, trees.get("baseline", H.REPO))
     prev = {k: args.workdir / f"{NAME}_{k}.json" for k in KINDS if args.report_only or k not in args.measure}
     res = {k: json.loads(f.read_text()) for k, f in prev.items() if f.is_file() and not args.quick}  # earlier runs
     with H.hold_slots(args.workdir / "slots", args.max_train, log=log):
         loads = [H.loadavg()]
         if args.baseline:
-            trees = {"baseline": args.baseline.resolve(), "this tree": H.REPO}
             rounds: list[dict[str, dict]] = [{} for _ in range(args.rounds)]
             for i, tag in H.abba(args.rounds, list(trees)):  # neither always goes first
                 rounds[i][tag] = run_measure("margo", args, data, log, trees[tag], f"-{tag.replace(' ', '-')}-{i}")
-            commits = {"baseline": H.git_commit(args.baseline), "this tree": H.git_commit()}
-            H.write_report(args.results, f"{NAME}_vs_baseline", {"machine": info, "baseline": str(args.baseline), "commits": commits,
-                           "args": vars(args), "rounds": rounds, "loadavg_end": H.loadavg()}, baseline_report(args, info, rounds, commits))
+            stored = {"machine": info, "baseline": args.baseline, "commits": commits, "args": vars(args),
+                      "rounds": rounds, "loadavg_end": H.loadavg()}
+            H.write_report(args.results, f"{NAME}_vs_baseline", stored, baseline_report(args, info, rounds, commits))
             return 0
         for kind in [] if args.report_only else args.measure:
             res[kind] = run_measure(kind, args, data, log)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import subprocess
 import threading
 from pathlib import Path
 
@@ -50,6 +51,24 @@ def test_load_result_skips_missing_and_half_written_runs(tmp_path: Path) -> None
     assert H.load_result(tmp_path, "bad") is None
     H.atomic_write_json(tmp_path / "ok.json", {"key": "ok", "x": Path("/a")})
     assert H.load_result(tmp_path, "ok") == {"key": "ok", "x": "/a"}
+
+
+def test_versus_exports_a_commit_once_and_medians_go_per_tree(tmp_path: Path) -> None:
+    def git(*argv: str) -> str:
+        return subprocess.run(["git", "-C", str(H.REPO), *argv], capture_output=True, text=True,
+                              check=True).stdout
+
+    trees, commits = H.versus("HEAD", tmp_path)
+    assert trees["this tree"] == H.REPO
+    assert commits["baseline"] == git("rev-parse", "--short=12", "HEAD").strip()
+    exported = (trees["baseline"] / "bench" / "harness.py").read_text()
+    assert exported == git("show", "HEAD:bench/harness.py")
+    assert H.versus("HEAD", tmp_path)[0] == trees and len(list(tmp_path.iterdir())) == 1  # once
+    assert H.versus(str(trees["baseline"]), tmp_path)[0] == trees  # a folder: as it is
+    assert list(H.abba(2, ["a", "b"])) == [(0, "a"), (0, "b"), (1, "b"), (1, "a")]
+    rounds = [{"a": 1.0, "b": 4.0}, {"b": 2.0, "a": 3.0}, {"a": 8.0}]
+    assert H.medians(rounds, lambda x: {"x": x, "2x": 2 * x}) == {
+        "a": {"x": 3.0, "2x": 6.0}, "b": {"x": 3.0, "2x": 6.0}}
 
 
 def test_held_slots_keep_training_runs_out(tmp_path: Path) -> None:
