@@ -3,14 +3,20 @@ threads): median s/epoch of margo's two stages (and of margo-freedom, fusion-sum
 full evaluation, peak RSS, each in a fresh process while every bench training slot is held;
 ``dragon``: MMRec's own DRAGON side by side (``--mmrec PATH``, bench/mmrec_dragon.py).
 ``--baseline PATH|COMMIT`` times another checkout's (or commit's) margo epochs and ours alternately.
+``threads``: a BPR epoch per thread setting, each in a fresh process, on the machine as it is and
+beside one busy loop per core (issue 17.4), into threads.{json,md}.
 
     .venv/bin/python -m bench.train_speed [--quick | --measure margo eval dragon --mmrec ../MMRec]
+    .venv/bin/python -m bench.train_speed --measure threads [--epochs 6 --threads-data PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
+import os
+import statistics
 import subprocess
 import sys
 import time
@@ -128,6 +134,78 @@ def ensure_data(args: argparse.Namespace, tree: Path) -> Path:
     return out
 
 
+# -- thread settings under a competing load (issue 17.4): threads.{json,md} ------------------------------
+# label -> (TrainConfig.threads, extra environment); None = torch's default (one per core)
+SETTINGS = {"torch default (one thread per core)": (None, {}),
+            "threads=2, OMP_WAIT_POLICY=PASSIVE": (2, {"OMP_WAIT_POLICY": "PASSIVE"}),
+            "threads=1": (1, {}), "trainer default (threads=None: auto, PASSIVE)": ("auto", {})}
+
+
+def bpr_epochs(data: str, threads: str, epochs: int) -> dict[str, Any]:
+    """Train BPR (one validation at the end): seconds of the epochs after the first. ``auto``
+    imports the trainer first, as ``margo train`` does (its OpenMP wait policy applies); the others
+    import torch first (the wait policy is read when torch loads: a fresh process per setting)."""
+    if threads == "auto":
+        import trainer  # noqa: F401
+    import torch
+
+    from trainer.data.dataset import load_dataset
+    from trainer.train import fit
+    # "None": torch's own default count (one per core), pinned so the trainer keeps it
+    t = torch.get_num_threads() if threads == "None" else None if threads == "auto" else int(threads)
+    cfg = H.train_config(model="bpr", epochs=epochs, eval_every=epochs, threads=t, reg_weight=0.1)
+    r = fit(load_dataset(data), cfg, progress=False)
+    return {"epoch_s": r.stages[0].epoch_seconds[1:], "torch_threads": torch.get_num_threads()}
+
+
+def _busy(stop: float) -> None:
+    while time.time() < stop:
+        pass
+
+
+def bpr_setting(args: argparse.Namespace, data: Path, threads: object, env: dict[str, str], epochs: int,
+                busy: int) -> dict[str, Any]:
+    """One setting in a fresh process, beside ``busy`` busy-loop processes."""
+    out_file = args.workdir / f"{NAME}_bpr.json"
+    cmd = [sys.executable, "-m", "bench.train_speed", "--_measure", f"bpr:{threads}", "--_data", str(data),
+           "--_out", str(out_file), "--epochs", str(epochs)]
+    procs = [mp.Process(target=_busy, args=(time.time() + 600,)) for _ in range(busy)]
+    for pr in procs:
+        pr.start()
+    try:
+        t0 = time.perf_counter()
+        subprocess.run(cmd, env={k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | env,
+                       cwd=H.REPO, capture_output=True, text=True, check=True)
+    finally:
+        for pr in procs:
+            pr.terminate()
+            pr.join()
+    res = json.loads(out_file.read_text())
+    return {**res, "median_epoch_s": statistics.median(res["epoch_s"]), "wall_s": time.perf_counter() - t0,
+            "loadavg": H.loadavg()}
+
+
+def threads_run(args: argparse.Namespace, log: Any) -> dict[str, Any]:
+    """Every setting quiet, then beside one busy loop per core, back to back: only the ratio means something."""
+    data, epochs = ensure_data(args, H.REPO) if args.quick else args.threads_data, max(2, args.epochs)
+    out = {"machine": H.machine_info(None), "cores": (cores := os.cpu_count() or 1), "data": data.name,
+           "epochs": epochs, "settings": {}}
+    for label, (threads, env) in SETTINGS.items():
+        quiet, loaded = (bpr_setting(args, data, threads, env, epochs, busy) for busy in (0, cores))
+        out["settings"][label] = s = {"env": env, "quiet": quiet, "busy": loaded,
+                                      "ratio": loaded["median_epoch_s"] / quiet["median_epoch_s"]}
+        log(f"[threads] {label}: busy / quiet {s['ratio']:.2f}")
+    return out
+
+
+def threads_markdown(data: dict[str, Any]) -> str:
+    rows = [[label, s["quiet"]["torch_threads"],
+             *(f"{s[k]['median_epoch_s']:.3f}" for k in ("quiet", "busy")), f"{s['ratio']:.1f}x",
+             f"{s['quiet']['loadavg'][0]:.1f} / {s['busy']['loadavg'][0]:.1f}"] for label, s in data["settings"].items()]
+    table = H.md_table(["setting", "torch threads", "s/epoch", "s/epoch busy", "busy / quiet", "load 1m"], rows)
+    return H.template("threads", "report", d=data, table=table, machine=H.machine_md(data["machine"]))
+
+
 # -- report -------------------------------------------------------------------------------------------
 def _f(x: float | None) -> str:  # seconds, or a dash for a missing measurement
     return "–" if x is None or x != x else f"{x:.2f}"
@@ -224,22 +302,35 @@ def baseline_report(args: argparse.Namespace, info: dict, rounds: list[dict[str,
 
 def main(argv: list[str] | None = None) -> int:
     p = H.parser(__doc__, ("--epochs", 4, "epochs per stage to time (default 4)"),
-                 ("--rounds", 2, "alternating rounds with --baseline (default 2)"), jobs=1)
+                 ("--rounds", 2, "alternating rounds with --baseline (default 2)"),
+                 ("--threads-data", H.DATA / "amazon-scientific-mmrec", "data set of `threads` (default "
+                  "amazon-scientific-mmrec; --quick: the small synthetic set)"), jobs=1)
     p.set_defaults(threads=2)
-    p.add_argument("--measure", nargs="+", default=["margo", "eval", "lightgcn"], choices=KINDS,
-                   help="what to measure (default margo eval lightgcn; dragon needs --mmrec; the others are kept from WORKDIR)")
+    p.add_argument("--measure", nargs="+", default=["margo", "eval", "lightgcn"], choices=[*KINDS, "threads"],
+                   help="what to measure (default margo eval lightgcn; dragon needs --mmrec; the others are kept "
+                   "from WORKDIR; threads: a report of its own)")
     p.add_argument("--mmrec", type=Path, help="an MMRec checkout (github.com/enoche/MMRec) for `dragon`")
     p.add_argument("--mmrec-deps", type=Path, help="where MMRec's extra packages go (default WORKDIR/mmrec-deps)")
     p.add_argument("--baseline", help="another checkout or a commit: its margo epochs and ours, alternately")
     for hidden in ("--_measure", "--_data", "--_out"):  # a measurement's own process
         p.add_argument(hidden, help=argparse.SUPPRESS)
-    args = H.parse_args(p, argv, epochs=1, measure=["margo", "eval"])  # quick: every code path, few processes
+    args = H.parse_args(p, argv, epochs=1)
+    if args.quick and args.measure == p.get_default("measure"):  # every code path, few processes
+        args.measure = ["margo", "eval"]
     if args._measure:  # the child process of one measurement; the parent reads the file once it exits
-        Path(args._out).write_text(H.dumps(measure(args._measure, args._data, args.epochs, args.threads)))
+        kind, _, threads = args._measure.partition(":")
+        out = bpr_epochs(args._data, threads, args.epochs) if kind == "bpr" else measure(
+            kind, args._data, args.epochs, args.threads)
+        Path(args._out).write_text(H.dumps(out))
         return 0
     if "dragon" in args.measure and not args.report_only and args.mmrec is None:
         p.error("--measure dragon needs --mmrec PATH (an MMRec checkout)")
     info, log, t0 = H.machine_info(args.threads), H.make_logger(args.workdir / f"{NAME}.log"), time.perf_counter()
+    if "threads" in args.measure:
+        threads = H.stored_report(args, "threads") if args.report_only else threads_run(args, log)
+        H.write_report(args.results, "threads", threads, threads_markdown(threads), log=log)
+        if args.measure == ["threads"]:
+            return 0
     trees, commits = H.versus(args.baseline, args.workdir) if args.baseline else ({"this tree": H.REPO}, {})
     data = ensure_data(args, trees.get("baseline", H.REPO))
     prev = {k: args.workdir / f"{NAME}_{k}.json" for k in KINDS if args.report_only or k not in args.measure}

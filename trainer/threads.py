@@ -1,8 +1,9 @@
 """How many CPU threads a training run uses, chosen so a shared machine does not stall it.
 
-Measured in bench/threads.py (issue 17.4): with torch's default (one intra-op thread per core)
-and the cores taken by other processes, every OpenMP parallel region waits for a worker that
-is not running, and a BPR epoch took many times longer than with one thread. Two defences:
+Measured by ``python -m bench.train_speed --measure threads`` (issue 17.4): with torch's default
+(one intra-op thread per core) and the cores taken by other processes, every OpenMP parallel
+region waits for a worker that is not running, and a BPR epoch took many times longer than with
+one thread. Two defences:
 
 - ``OMP_WAIT_POLICY=PASSIVE`` (set in ``trainer/__init__.py`` before torch is imported, unless
   the user set it): idle workers sleep instead of spinning, so they neither steal cores from
