@@ -159,8 +159,9 @@ def bpr_epochs(data: str, threads: str, epochs: int) -> dict[str, Any]:
 
 
 def _busy(stop: float) -> None:
+    """One core of competing load: spin on the clock until ``stop`` (the point is the busy core)."""
     while time.time() < stop:
-        pass
+        continue
 
 
 def bpr_setting(args: argparse.Namespace, data: Path, threads: object, env: dict[str, str], epochs: int,
