@@ -270,6 +270,7 @@ def report(args: argparse.Namespace, det: dict, rec: dict, info: dict, wall: flo
         md += [H.template(NAME, "swaps"),
                H.md_table(["case", *(f"cosine {h}" for h in heads["sim"])], by_sim) + "\n"]
     md += [H.template(NAME, "legend", signals=" / ".join(f"`{x}`" for x in SIGNALS)),
+           H.template(NAME, "reference"),
            "## Recall@20 on clean and corrupted data (test)\n"]
     rows = [[case, model, *(_ms(r[k], 4) for k in ("clean", "corrupt", "lost")),
              f"{sum(r['stage2_kept'])}/{len(r['stage2_kept'])}" if model.startswith("margo") else "–"]
