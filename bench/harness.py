@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -96,6 +97,11 @@ def template(name: str, section: str, /, **values: Any) -> str:
     start = text.index(f"<!-- {section} -->\n") + len(f"<!-- {section} -->\n")
     end = text.find("\n<!-- ", start)
     return text[start : end if end >= 0 else len(text) - text.endswith("\n")].format(**values)
+
+
+def config(name: str) -> dict[str, Any]:
+    """The declarative settings of a script (cases, rows, reference figures): bench/configs/<name>.toml."""
+    return tomllib.loads((REPO / "bench" / "configs" / f"{name}.toml").read_text())
 
 
 def stored_report(args: Any, name: str) -> dict[str, Any]:

@@ -1,13 +1,9 @@
 """Reliability benchmark (issue 15): does the reliability score find corrupted content, and
-does a fusion guided by it keep its Recall@20 when content is corrupted?
-
-Cases, 20% of items corrupted in one modality per seed (the mask is written beside the copy and
-read only here): synth (``import_synth``'s planted noise), mlsmall-text / mlsmall-image (titles /
-genre slot swapped for other items'), sci-text / sci-meta (amazon-scientific titles / category
-text). Detection: ROC-AUC and precision at #corrupted of the audit, the score and its signals, and
-1 - the learned weights. Recall: test Recall@20 on clean and corrupted data of fusion-sum, margo,
-margo+prior, fusion-sum+repair and margo+repair (trainer defaults pinned in PINNED; at most EPOCHS
-per stage).
+does a fusion guided by it keep its Recall@20 when content is corrupted? Cases (20% of items
+corrupted in one modality per seed; the mask is written beside the copy and read only here),
+models and targets: bench/configs/reliability.toml. Detection: ROC-AUC and precision at
+#corrupted of the audit, the score, its signals and 1 - the learned weights; recall: test
+Recall@20 on clean and corrupted data (trainer defaults pinned in PINNED).
 
     .venv/bin/python -m bench.reliability [--quick | --report-only | --train-seeds]
 """
@@ -33,34 +29,11 @@ from trainer.reliability.signals import unit_rows
 
 NAME = "reliability"
 SOURCES = {"mlsmall": H.MLSMALL_MMREC, "sci": H.DATA / "amazon-scientific-mmrec"}
-SYNTH = {"n_users": 3000, "n_items": 1500, "n_interactions": 40000, "modalities": {"image": 512, "text": 384}}
-CASES = {"synth": ("synth", None), "mlsmall-text": ("mlsmall", "text"), "mlsmall-image": ("mlsmall", "image"),
-         "sci-text": ("sci", "text"), "sci-meta": ("sci", "meta")}
-FRACTION, SEEDS = 0.2, (0, 1, 2)
-EPOCHS, PATIENCE = 40, 5  # a shared 2-core machine: far below the quality benchmark's 300/20
-PRIOR = 5.0  # reliability_prior of the guided model (W starts at 5 log score)
-# the reliability-guided margo: W starts at PRIOR * log(score), stage II fine-tuned at the
-# paper's lr 1e-4 (at 1e-3 Theta overfits within a few epochs here and stage I is kept: the
-# earlier runs of this benchmark, where that variant lost to this one on validation)
-GUIDED = {"margo+prior": {"model": "margo", "reliability_prior": PRIOR, "lr_stage2": 1e-4}}
-# the reliability-guided content: fusion-sum on content repaired by the score (its own stage I);
-# only content scored below the threshold moves (at 1, every item by 1 - score: it cost clean R@20);
-# 0.5 (a swap more likely than not) and 0.7 (more swaps caught, more clean rows touched) compete on
-# validation like the other guided models
-REPAIR = {f"fusion-sum+repair{'' if t == 0.5 else f' (t {t})'}": {
-    "model": "fusion-sum", "reliability_repair": True, "repair_threshold": t} for t in (0.5, 0.7)}
-# MARGO (both stages, its own stage I) on the same repaired content (t 0.5): the learned per-item
-# weights can still turn down what the repair leaves of a swap. On mlsmall-text (3 seeds) it had
-# the best clean and corrupted validation R@20 of the repairs tried (fusion-sum at t 0.5-0.7, with
-# the prediction replacing the content, with an EM prior shift of the score: issue 15's notes)
-REPAIR["margo+repair"] = {"model": "margo", "reliability_repair": True, "repair_threshold": 0.5}
+C = H.config(NAME)  # cases, models and targets, with the reasons for them
+CASES, SYNTH, GUIDED, REPAIR, SIGNALS = (C[k] for k in ("cases", "synth", "guided", "repair", "signals"))
+PRIOR, BUCKETS = GUIDED["margo+prior"]["reliability_prior"], C["buckets"]
 MODELS = ("fusion-sum", "margo", *GUIDED, *REPAIR)
-TRAIN_CASES = ("mlsmall-text", "sci-text", "mlsmall-image", "sci-meta", "synth")  # priority order
 PINNED = {"backbone": "dragon", "id_channel": False, "alpha": 0.1, "weight_lr": None}
-TARGET_AUC = {"synth": 0.95}  # every real-data case: 0.90
-SIGNALS = ("cross_modal", "matching", "assignment", "matching_robust", "assignment_robust", "collab_from_content")  # also alone
-BUCKETS = ((0, 5), (5, 20), (20, 10**9))  # training interactions per item, for the AUC split
-SIMILARITY = ((-1.0, 0.5), (0.5, 0.8), (0.8, 1.01))  # cosine of the swapped-in to the own row
 
 
 # -- datasets -----------------------------------------------------------------------------------
@@ -74,13 +47,13 @@ def clean_path(args: argparse.Namespace, source: str, seed: int, log: Any) -> Pa
 def corrupt_path(args: argparse.Namespace, case: str, seed: int, log: Any) -> Path:
     """The corrupted copy of ``case`` for ``seed`` (built once under WORKDIR/data, same split and ids)."""
     out, (source, modality) = args.workdir / "data" / f"{case}-s{seed}", CASES[case]
-    if modality is None:  # synth: the importer's own planted corruption
-        return H.ensure_dataset(out, "import_synth", log=log, **SYNTH, corrupt_fraction=FRACTION, seed=seed,
+    if not modality:  # synth: the importer's own planted corruption
+        return H.ensure_dataset(out, "import_synth", log=log, **SYNTH, corrupt_fraction=C["fraction"], seed=seed,
                                 name="synth_corrupt")
     if (out / "stats.json").is_file():
         return out
     d, rng = load_dataset(clean_path(args, source, seed, log)), np.random.default_rng(1000 + seed)
-    bad = rng.choice(n := d.n_items, size=round(FRACTION * n), replace=False)
+    bad = rng.choice(n := d.n_items, size=round(C["fraction"] * n), replace=False)
     src = (bad + rng.integers(1, n, size=bad.size)) % n  # another item, never itself
     feats = {m: f.copy() for m, f in d.features.items()}
     feats[modality][bad] = d.features[modality][src]
@@ -150,7 +123,7 @@ def detection_rows(args: argparse.Namespace, paths: dict, res: dict, steps: dict
             rows = (n >= lo) & (n < hi)
             row["_by_interactions"][f"{lo}-{hi - 1}" if hi < 10**9 else f">={lo}"] = {
                 k: roc_auc(labels[rows].ravel(), scorers[k][rows].ravel()) for k in ("score", "audit")}
-        if CASES[case][1] is not None:  # a swap can land on content much like the item's own
+        if CASES[case][1]:  # a swap can land on content much like the item's own
             row["_by_swap_similarity"] = by_swap_similarity(args, case, seed, d, labels, scorers["score"])
         out.setdefault(case, {})[seed] = row
     return out
@@ -159,11 +132,11 @@ def detection_rows(args: argparse.Namespace, paths: dict, res: dict, steps: dict
 def by_swap_similarity(args: argparse.Namespace, case: str, seed: int, d: Any, labels: np.ndarray,
                        suspicion: np.ndarray) -> dict[str, dict[str, float]]:
     """The score's ROC-AUC against all clean items, for the swaps whose swapped-in content has
-    cosine in each SIMILARITY range to the item's own (clean) content, and their count."""
+    cosine in each similarity range to the item's own (clean) content, and their count."""
     source, modality = CASES[case]
     own = unit_rows(load_dataset(clean_path(args, source, seed, print)).features[modality])
     cos, lab, sus, out = (own * unit_rows(d.features[modality])).sum(1), labels[:, 0], suspicion[:, 0], {}
-    for lo, hi in SIMILARITY:
+    for lo, hi in C["similarity"]:
         keep = ~lab | ((cos >= lo) & (cos < hi))
         out[f"[{lo:g}, {min(hi, 1):g}{')' if hi <= 1 else ']'}"] = {"auc": roc_auc(lab[keep], sus[keep]),
                                                                     "swaps": int((lab & keep).sum())}
@@ -300,7 +273,7 @@ def selected_guided(rec: dict) -> dict[str, str]:
 def _targets(det: dict, rec: dict) -> list[str]:
     out = []
     for case, by_seed in det.items():
-        aucs, goal = [r["score"]["auc"] for r in by_seed.values()], TARGET_AUC.get(case, 0.90)
+        aucs, goal = [r["score"]["auc"] for r in by_seed.values()], C["target_auc"].get(case, 0.90)
         worst = float(np.min(aucs))
         line = (f"- {case}: score ROC-AUC {float(np.mean(aucs)):.3f} (worst seed {worst:.3f}) >= {goal}: "
                 f"**{'holds' if worst >= goal else 'does not hold'}**")
@@ -342,15 +315,15 @@ def _targets(det: dict, rec: dict) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     p = H.parser(__doc__)
     p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
-    p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS), help="detection seeds")
-    p.add_argument("--train-seeds", nargs="*", type=int, default=list(SEEDS),
+    p.add_argument("--seeds", nargs="+", type=int, default=C["seeds"], help="detection seeds")
+    p.add_argument("--train-seeds", nargs="*", type=int, default=C["seeds"],
                    help="training seeds (none: detection only)")
-    p.add_argument("--train-cases", nargs="*", default=list(TRAIN_CASES), choices=list(CASES),
+    p.add_argument("--train-cases", nargs="*", default=C["train_cases"], choices=list(CASES),
                    help="cases the recall runs train on, in priority order within each seed")
     p.add_argument("--models", nargs="*", default=None, choices=list(MODELS),
                    help="train only these models beside fusion-sum (default: all; a row added later)")
-    p.add_argument("--epochs", type=int, default=EPOCHS, help=f"max epochs per stage ({EPOCHS})")
-    p.add_argument("--patience", type=int, default=PATIENCE, help=f"early-stop patience ({PATIENCE})")
+    p.add_argument("--epochs", type=int, default=C["epochs"], help="max epochs per stage (%(default)s)")
+    p.add_argument("--patience", type=int, default=C["patience"], help="early-stop patience (%(default)s)")
     args = H.parse_args(p, argv, cases=["mlsmall-text"], seeds=[0], train_seeds=[0], epochs=2,
                         train_cases=["mlsmall-text"])
     # numpy/BLAS in the workers (the score, the prior) on one thread like torch
