@@ -34,6 +34,12 @@ FOLDIN_PREFIX = "foldin_"
 #                                      edges (and id embedding) add to its embedding
 USER_SELF, USER_MSG, ITEM_EDGES = "foldin_user_self", "foldin_user_msg", "foldin_item_edges"
 PROPAGATION = (USER_SELF, USER_MSG, ITEM_EDGES)
+# optional beside the propagation parts (newer FREEDOM exports): the users' side of F3, what a
+# new item's edges bring it (trainer/foldin/interactions.py), the mirror of foldin_user_msg
+#   foldin_user_out   [n_users, M, d]  n_u = sum_{l<L} (A^l X0)_u / (sqrt(d_u) (L+1)):
+#                                      Z_i = X_i / (L+1) + sum_{u in N(i)} n_u / sqrt(|N(i)|)
+# A bundle without it (older exports) still loads; its items fold from features only.
+USER_OUT = "foldin_user_out"
 
 
 def knn_name(modality: str) -> str:
@@ -125,6 +131,11 @@ def check_foldin(
     if propagation:  # FREEDOM's F3 split by node (trainer/models/freedom.py): all or none
         want[PROPAGATION[0]] = (sizes["U"], sizes["M"], sizes["D"])
         want.update({n: (sizes["I"], sizes["M"], sizes["D"]) for n in PROPAGATION[1:]})
+    if USER_OUT in arrays:  # part of the propagation split: meaningless without it
+        if not propagation:
+            raise BundleError(f"{path / (USER_OUT + '.npy')}: without the propagation parts "
+                              f"{list(PROPAGATION)}")
+        want[USER_OUT] = (sizes["U"], sizes["M"], sizes["D"])
     for m in info.modalities:  # D1 / F1: the projection a new item's layer-0 node comes from
         want.update({f"proj_{m}_{p}": arrays.get(f"proj_{m}_{p}", np.empty(0)).shape
                      for p in ("w1", "b1")})

@@ -3,6 +3,8 @@
 numpy/scipy only (the API process imports it; it must never import torch).
 
     fold_in_items(bundle, features) -> FoldedItems     trainer/foldin/items.py
+    fold_in_items(bundle, features, users=[ItemUsers, ...])   with the interactions posted
+                                                       for them (trainer/foldin/interactions.py)
     fold_in_user(bundle, item_rows, ...) -> q [M*d]    trainer/foldin/users.py
     UserFoldIn.fold_in_many([UserInput, ...]) -> [U, M*d]   many users in stacked solves
 
@@ -11,6 +13,7 @@ where) and ``FoldInUnavailable`` (a bundle without fold-in state, e.g. an older 
 """
 
 from trainer.bundle_foldin import FoldInError, FoldInInputError, FoldInUnavailable
+from trainer.foldin.interactions import ItemUsers, has_user_out
 from trainer.foldin.items import FoldedItems, ItemFoldIn, fold_in_items
 from trainer.foldin.users import UserFoldIn, UserInput, UserInputError, fold_in_user
 
@@ -20,9 +23,11 @@ __all__ = [
     "FoldInUnavailable",
     "FoldedItems",
     "ItemFoldIn",
+    "ItemUsers",
     "UserFoldIn",
     "UserInput",
     "UserInputError",
     "fold_in_items",
     "fold_in_user",
+    "has_user_out",
 ]

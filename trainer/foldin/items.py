@@ -56,6 +56,7 @@ the catalogue. Unweighted models have w = 1 everywhere, so both give 1.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -74,6 +75,7 @@ from trainer.bundle_foldin import (
     scale_name,
 )
 from trainer.foldin.cache import per_bundle
+from trainer.foldin.interactions import ItemEdges, ItemUsers
 from trainer.foldin.placement import PLACEMENT_DEFAULTS, ContentPlacement
 from trainer.foldin.propagation import impute_edges, item_edges
 from trainer.knn import l2_normalize, nearest_rows, nearest_rows_prefiltered
@@ -108,6 +110,9 @@ class FoldedItems:
     search: dict[str, str]  # modality -> "exact" / "scan" (full scans) or "prefilter" (approx.)
     placement: str = "model"  # "edges", "content" (placement.py) or "model" (D1 + D5 only)
     model_embeddings: np.ndarray | None = None  # float32 [n, M, d]: the D1 + D5 step's e_j
+    # int [n]: users whose posted interactions gave the item its edges (interactions.py;
+    # those items are the model step plus them, whatever ``placement`` says); None: no users
+    interactions: np.ndarray | None = None
 
 
 class ItemFoldIn:
@@ -296,8 +301,10 @@ class ItemFoldIn:
         *,
         weight_prior: WeightPrior = "neighbours",
         placement: Placement = "auto",
+        users: Sequence[ItemUsers] | None = None,
     ) -> FoldedItems:
-        """Place the items whose raw features are ``features`` ([n, f_m] per modality)."""
+        """Place the items whose raw features are ``features`` ([n, f_m] per modality);
+        ``users`` (one per item) the interactions posted for them (interactions.py)."""
         if weight_prior not in ("neighbours", "catalogue"):
             raise FoldInInputError(f"weight_prior must be neighbours or catalogue, not "
                                    f"{weight_prior!r}")
@@ -309,6 +316,11 @@ class ItemFoldIn:
         if placement == "edges" and self.edges is None:
             raise FoldInInputError("placement edges needs a bundle with the propagation parts")
         x = self.check(features)
+        if users is not None and len(users) != next(iter(x.values())).shape[0]:
+            raise FoldInInputError(f"users: expected one entry per item "
+                                   f"({next(iter(x.values())).shape[0]}), got {len(users)}")
+        # checked before the search: bad users, or a bundle without n, fail fast
+        posted = ItemEdges.from_bundle(self.bundle).edges(users) if users is not None else None
         nodes = self.layer0(x)
         units = self.units(x)
         nbrs = self.neighbours(x, units)
@@ -327,6 +339,10 @@ class ItemFoldIn:
             agree = np.min([np.einsum("nd,nkd->nk", units[m], np.asarray(self.knn[m][rows],
                             np.float32)) for m in self.modalities], axis=0)
             emb = self.placement(self.content(units), rows, sims, agree)
+        if posted is not None:  # the model step plus the edges its users give it
+            live = posted[1] > 0
+            emb = emb.copy()
+            emb[live] = model_emb[live] + posted[0][live].reshape(-1, *emb.shape[1:])
         return FoldedItems(
             embeddings=emb.astype(np.float32),
             weights=weights,
@@ -337,6 +353,7 @@ class ItemFoldIn:
             search=dict(self.search),
             placement=placement,
             model_embeddings=model_emb,
+            interactions=None if posted is None else posted[1],
         )
 
     def prior(
@@ -360,6 +377,7 @@ def fold_in_items(
     *,
     weight_prior: WeightPrior = "neighbours",
     placement: Placement = "auto",
+    users: Sequence[ItemUsers] | None = None,
 ) -> FoldedItems:
     """Fold ``n_new`` items into ``bundle``'s scoring space from their raw features.
 
@@ -371,8 +389,11 @@ def fold_in_items(
     ``"edges"`` adds the content neighbours' edge parts to the model's step
     (trainer/foldin/propagation.py; the default where the bundle has them), ``"content"``
     calibrates the step (trainer/foldin/placement.py; the default otherwise), ``"model"``
-    returns the model's D1 + D5 step alone.
+    returns the model's D1 + D5 step alone. ``users``: per item, the interactions posted
+    for it since training (``ItemUsers``; trainer/foldin/interactions.py): an item with any
+    gets the model step plus the edges they give it; needs ``foldin_user_out`` in the bundle
+    (``FoldInUnavailable`` otherwise).
     """
     return ItemFoldIn.from_bundle(bundle).fold_in(
-        features, weight_prior=weight_prior, placement=placement
+        features, weight_prior=weight_prior, placement=placement, users=users
     )

@@ -1,0 +1,187 @@
+"""A new item's edges from the interactions posted for it (FREEDOM backbone; numpy only).
+
+The mirror of the user fold (propagation.py). F3's layer mean splits by node on the item side
+as on the user side (A_hat: a_ui = 1/sqrt(d_u d_i); the item's layer l+1 is the sum over its
+users of a_ui times the user's layer l):
+
+    Z_i = X_i / (L+1) + sum_{u in N(i)} n_u / sqrt(|N(i)|)
+    n_u = sum_{l<L} (A^l X0)_u / (sqrt(d_u) (L+1))          (foldin_user_out, [U, M, d])
+
+so a new item j whose interactions were posted after training, by users the model trained
+(c: confidences, 1 each by default), gets the model's forward pass with those edges added
+and the users held fixed:
+
+    e_j = (model step)_j + sum_u c_u n_u / sqrt(sum_u c_u)
+
+where the model step (items.py, ``placement="model"``: X_j / (L+1) + F4's hop S X_I over its
+content neighbours) is what the item has without edges, and the sum replaces the imputed
+edge part of ``placement="edges"`` (its content neighbours' mean r). A new item has no id
+embedding (X_j^id = 0), so its id channel is its neighbours' hop plus its users' id-channel
+messages: the collaborative signal the features-only fold lacks. For a catalogue item and its
+training users the sum is exactly what its edges gave it, r_i less its id node's share
+(tests/trainer/test_foldin_interactions.py). A user the model never trained (a folded user,
+known by its query q) sends n = q T_u, T_u the ridge map q_u -> n_u fit on the trained
+users (lam relative to tr(Q^T Q) / D), as the user fold maps a folded item's vector.
+
+Users' own vectors do not move here (their new item is folded into them by the user fold,
+users.py, through its vector), exactly as the user fold holds items fixed.
+
+Bundles exported before ``foldin_user_out`` lack n; ``user_out_from_graph`` computes it from
+the bundle's parts and the pairs the model trained on (the caller's: a bundle records every
+interaction of its dataset as ``seen``, not which of them it trained on), and ``with_user_out``
+gives such a bundle the array (bench/freshness.py does, for stores exported before it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from trainer.bundle import ModelBundle
+from trainer.bundle_foldin import (
+    FOLDIN_STATE,
+    USER_OUT,
+    USER_SELF,
+    FoldInInputError,
+    FoldInUnavailable,
+    fold_in_info,
+)
+from trainer.foldin.cache import per_bundle
+from trainer.foldin.propagation import has_propagation
+from trainer.foldin.refresh import normalized_graph
+
+MAP_LAM = 1.0  # ridge of the folded-user map q -> n, relative to tr(Q^T Q) / D
+
+
+@dataclass(frozen=True)
+class ItemUsers:
+    """The interactions posted for one new item: users the model trained (rows) and users
+    it did not (their query vectors q, [k, M*d]); ``weights``: a confidence >= 0 each,
+    rows first, then vectors."""
+
+    user_rows: np.ndarray
+    user_vectors: np.ndarray | None = None
+    weights: np.ndarray | None = None
+
+
+def has_user_out(bundle: ModelBundle) -> bool:
+    """Whether the bundle can fold items from their interactions."""
+    return has_propagation(bundle) and USER_OUT in bundle.arrays
+
+
+def user_out_from_graph(bundle: ModelBundle, train_pairs: np.ndarray) -> np.ndarray:
+    """n [U, M, d] float32 from the bundle's parts (P_u / (L+1), X_I) and ``train_pairs``
+    (int [n, 2] of bundle rows: user, item), the pairs the model trained on."""
+    if not has_propagation(bundle):
+        raise FoldInUnavailable(f"{bundle.path}: item fold-in from interactions needs the "
+                                "propagation parts (a FREEDOM model exported with this version)")
+    layers = int(round(1.0 / fold_in_info(bundle.manifest, bundle.path).self_scale)) - 1
+    n_u, n_i = bundle.n_users, bundle.n_items
+    pairs = np.asarray(train_pairs, np.int64).reshape(-1, 2)
+    if len(pairs) and ((pairs.min(0) < 0).any() or (pairs.max(0) >= [n_u, n_i]).any()):
+        raise FoldInInputError(f"pairs must hold user rows < {n_u} and item rows < {n_i}")
+    arrays = bundle.arrays
+    shape = arrays["item_emb"].shape[1:]
+    x = np.vstack([np.asarray(arrays[USER_SELF], np.float64).reshape(n_u, -1) * (layers + 1),
+                   np.asarray(arrays[FOLDIN_STATE], np.float64).reshape(n_i, -1)])
+    adj = normalized_graph(n_u, n_i, pairs)
+    acc = x[:n_u].copy()
+    for _ in range(layers - 1):  # layers 1 .. L-1 of the users
+        x = adj @ x
+        acc += x[:n_u]
+    deg = np.diff(adj.indptr)[:n_u].astype(np.float64)  # distinct items of each user
+    acc /= (np.sqrt(np.maximum(deg, 1.0)) * (layers + 1))[:, None]
+    return acc.reshape(n_u, *shape).astype(np.float32)
+
+
+def with_user_out(bundle: ModelBundle, train_pairs: np.ndarray) -> ModelBundle:
+    """The bundle, with ``foldin_user_out`` computed from ``train_pairs`` if it lacks it."""
+    if USER_OUT in bundle.arrays:
+        return bundle
+    out = user_out_from_graph(bundle, train_pairs)
+    return dataclasses.replace(bundle, arrays={**bundle.arrays, USER_OUT: out},
+                               _user_index={}, _item_index={})
+
+
+class ItemEdges:
+    """sum_u c_u n_u / sqrt(sum c) for one bundle (n, and the map for folded users, once)."""
+
+    def __init__(self, bundle: ModelBundle, *, lam: float = MAP_LAM) -> None:
+        if not has_user_out(bundle):
+            raise FoldInUnavailable(
+                f"{bundle.path}: no {USER_OUT}.npy (a FREEDOM bundle exported before item "
+                "fold-in from interactions, or another backbone): items fold from features only")
+        self.n_users = bundle.n_users
+        self.out = np.asarray(bundle.arrays[USER_OUT], np.float32).reshape(self.n_users, -1)
+        self.dim = self.out.shape[1]
+        self._bundle = weakref.ref(bundle)
+        self._lam = lam
+        self._map: np.ndarray | None = None  # built on the first folded user
+
+    @classmethod
+    def from_bundle(cls, bundle: ModelBundle) -> ItemEdges:
+        """The bundle's ItemEdges, built on first use and kept while the bundle lives."""
+        return per_bundle(_CACHE, bundle, lambda: cls(bundle))
+
+    def vector_map(self) -> np.ndarray:
+        """T_u [D, D] = (Q^T Q + lam tr(Q^T Q)/D I)^-1 Q^T N over the trained users."""
+        if self._map is None:
+            bundle = self._bundle()
+            if bundle is None:
+                raise ReferenceError("the model bundle of this ItemEdges was released")
+            queries = np.asarray(bundle.query_vectors(), np.float32)
+            gram, cross = np.zeros((self.dim, self.dim)), np.zeros((self.dim, self.dim))
+            for start in range(0, self.n_users, 8192):  # float64 sums by blocks
+                q = queries[start : start + 8192].astype(np.float64)
+                gram += q.T @ q
+                cross += q.T @ self.out[start : start + 8192].astype(np.float64)
+            ridge = self._lam * max(float(np.trace(gram)) / self.dim, 1e-12)
+            self._map = np.linalg.solve(gram + ridge * np.eye(self.dim), cross)
+        return self._map
+
+    def check(self, users: ItemUsers, item: int) -> tuple[np.ndarray, np.ndarray]:
+        """(messages n [k, D] float64, confidences c [k]) of one item's users; FoldInInputError
+        naming the item on bad input."""
+        rows = np.asarray(users.user_rows if users.user_rows is not None else [],
+                          np.int64).ravel()
+        if rows.size and (rows.min() < 0 or rows.max() >= self.n_users):
+            bad = int(rows[(rows < 0) | (rows >= self.n_users)][0])
+            raise FoldInInputError(
+                f"item {item}: user row {bad} is not in the model (0..{self.n_users - 1})",
+                item=item)
+        msg = self.out[rows].astype(np.float64)
+        if users.user_vectors is not None:
+            q = np.asarray(users.user_vectors, np.float64)
+            q = q[None, :] if q.ndim == 1 else q
+            if q.ndim != 2 or q.shape[1] != self.dim or not np.isfinite(q).all():
+                raise FoldInInputError(
+                    f"item {item}: user_vectors must be finite [k, {self.dim}], got shape "
+                    f"{q.shape}", item=item)
+            if len(q):
+                msg = np.concatenate([msg, q @ self.vector_map()])
+        c = (np.ones(len(msg)) if users.weights is None
+             else np.asarray(users.weights, np.float64).ravel())
+        if c.shape != (len(msg),) or not np.isfinite(c).all() or (c < 0).any():
+            raise FoldInInputError(f"item {item}: weights: expected {len(msg)} finite values "
+                                   ">= 0", item=item)
+        return msg, c
+
+    def edges(self, users: Sequence[ItemUsers]) -> tuple[np.ndarray, np.ndarray]:
+        """(edge parts [n, D] float32, users counted [n] int: those with confidence > 0)
+        of n items; an item without any posted user gets 0 and count 0."""
+        out = np.zeros((len(users), self.dim), np.float32)
+        counts = np.zeros(len(users), np.int64)
+        for j, u in enumerate(users):
+            msg, c = self.check(u, j)
+            total = float(c.sum())
+            if total > 0:
+                out[j] = c @ msg / np.sqrt(total)
+                counts[j] = int((c > 0).sum())
+        return out, counts
+
+
+_CACHE: dict[int, tuple[weakref.ref, ItemEdges]] = {}
