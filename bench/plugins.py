@@ -24,26 +24,12 @@ from trainer.reliability.calibrate import roc_auc
 from trainer.train import fit
 
 NAME = "plugins"
-ML_HP = {"reg_weight": 1e-3}  # bench/results/quality.md, ml-latest-small's own validation sweep
-MARGO_KW = {"model": "margo", "alpha": 1.0}
-SYNTH, SYNTH_MODS = {"n_users": 3000, "n_items": 1500, "n_interactions": 40000}, {"image": 512, "text": 384}
-QUICK_SYNTH = {"n_users": 400, "n_items": 300, "n_interactions": 4000}
-# reliability.py's best margo config on synth by AUC (per-channel graph, alpha 1, fast weights)
-SYNTH_MARGO = {"model": "margo", "per_channel_graph": True, "alpha": 1.0, "weight_lr": 0.1, "lr_stage2": 1e-4}
-PLUGIN_SETS: list[tuple[str, ...]] = [(), ("ckd",), ("sea",), ("ckd", "sea")]
-# timing rows: (label, plug-ins, extra options); SEA's costlier and cheaper variants beside the default
-TIMING_ROWS: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [
-    ("margo", (), {}), ("margo+CKD", ("ckd",), {}), ("margo+SEA", ("sea",), {}), ("margo+SEA full-catalogue", ("sea",), {"sea_scope": "full"}),
-    ("margo+SEA 50 CLUB steps", ("sea",), {"sea_club_steps": 50}), ("margo+SEA neg-l2", ("sea",), {"sea_distance": "neg-l2"}),
-    ("margo+CKD+SEA", ("ckd", "sea"), {})]
-# validation-only sweep around the defaults (backbone, first seed): is a default clearly wrong?
-SWEEP = [("ckd", {"ckd_lambda_kd": 0.001}), ("ckd", {"ckd_lambda_kd": 0.1}),
-         ("sea", {"sea_alpha": 0.1, "sea_beta": 0.01}), ("sea", {"sea_alpha": 0.001, "sea_beta": 0.001})]
-PARTS = ["reliability", "sweep", "quality", "timing"]
+C = H.config(NAME)  # datasets, the rows of each part, the sweep around the defaults
+ML_HP, MARGO_KW, SYNTH, SYNTH_MODS = C["ml_hp"], C["margo"], C["synth"], C["synth_modalities"]
 
 
 def plugin_steps(path: str, base: dict[str, Any], meta: dict[str, Any], *, first: str, then: dict | None,
-                 sets: list[tuple[str, ...]] = PLUGIN_SETS) -> list[H.Step]:
+                 sets: list[list[str]]) -> list[H.Step]:
     """One row per plug-in set: ``first`` (a model) with the plug-ins and, when ``then`` is
     given, a row continuing from its stage I with those options. The first CKD row trains the
     teachers; the other CKD rows wait for it (the cache)."""
@@ -65,9 +51,9 @@ def timing(args: Any, path: str, log: H.Log) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     data, per = load_dataset(path), {}
     for rnd in range(args.timing_rounds):
-        for label, plugins, extra in TIMING_ROWS[:: 6 if args.quick else 1]:  # quick: margo, margo+CKD+SEA
+        for label, row in list(C["timing"].items())[:: 6 if args.quick else 1]:  # quick: margo, margo+CKD+SEA
             # validation only at the last epoch of a stage (not timed anyway), never early stop
-            cfg = H.train_config(**{**ML_HP, **MARGO_KW, **extra}, plugins=plugins, epochs=args.timing_epochs,
+            cfg = H.train_config(**{**ML_HP, **MARGO_KW, **row}, epochs=args.timing_epochs,
                                  patience=1000, eval_every=args.timing_epochs, seed=rnd, threads=args.threads)
             res = fit(data, cfg, progress=False, plugin_cache=args.workdir / "timing-cache")
             for s in res.stages:  # the first epoch carries warm-up
@@ -153,13 +139,13 @@ def report(args: Any, rep: dict[str, Any], info: dict[str, Any]) -> str:
                             "test R@20", "epochs"],
                            [[r["row"], f"{r['auc']:.4f}", *(f"{r['auc_per_modality'][m]:.4f}" for m in mods),
                              *(f"{r[k]:.4f}" for k in keys), r["epochs"]] for r in rel])
-        parts.append(H.template(NAME, "reliability", synth=SYNTH, mods=mods, margo=SYNTH_MARGO, table=table))
+        parts.append(H.template(NAME, "reliability", synth=SYNTH, mods=mods, margo=C["synth_margo"], table=table))
     metrics = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "valid_recall@20")
     table = H.md_table(["row", "seeds", "test R@10", "test R@20", "test N@10", "test N@20", "valid R@20",
                         "epochs (stage best/run)", "train s (mean)"],
                        [[r["row"], len(r["seeds"]), *(H.mean_pm(r[k], len(r["seeds"])) for k in metrics),
                          "; ".join(r["epochs"]), f"{r['train_s']:.0f}"] for r in q])
-    quick = H.template(NAME, "quick", synth=QUICK_SYNTH) if args.quick else ""
+    quick = H.template(NAME, "quick", synth=C["quick_synth"]) if args.quick else ""
     return H.template(NAME, "report", machine=H.machine_md(info), quick=quick, ml_hp=ML_HP, table=table,
                       alpha=MARGO_KW["alpha"], patience=args.patience, epochs=args.epochs,
                       parts="".join(parts)) + "\n"
@@ -169,27 +155,28 @@ def main(argv: list[str] | None = None) -> int:
     p = H.parser(__doc__, ("--epochs", 300, "max epochs per stage (quality)"), ("--patience", 20, None),
                  ("--rel-epochs", 100, "max epochs per stage (synth)"), ("--timing-rounds", 2, None),
                  ("--timing-epochs", 3, None), ("--seeds", [0, 1, 2], None))
-    p.add_argument("--parts", nargs="+", default=PARTS, choices=PARTS, help="what to run (default all)")
+    p.add_argument("--parts", nargs="+", default=C["parts"], choices=C["parts"], help="what to run (default all)")
     p.add_argument("--ml-latest-small", type=Path, default=H.ML_LATEST_SMALL)
     args = H.parse_args(p, argv, epochs=2, rel_epochs=2, timing_rounds=1, timing_epochs=2)
     log, info, runs, t0, rep = H.make_logger(args.workdir / f"{NAME}.log"), H.machine_info(args.threads), args.workdir / "runs", time.perf_counter(), {}
     if args.quick:  # every code path, few runs, small synthetic data for both datasets
-        args.seeds, args.parts, sets = args.seeds[:1], [x for x in args.parts if x != "sweep"], [(), ("ckd", "sea")]
-        ml = synth = H.ensure_dataset(args.workdir / "data" / "plugins-quick", "import_synth", log=log, **QUICK_SYNTH,
+        args.seeds, args.parts, sets = args.seeds[:1], [x for x in args.parts if x != "sweep"], [[], ["ckd", "sea"]]
+        ml = synth = H.ensure_dataset(args.workdir / "data" / "plugins-quick", "import_synth", log=log, **C["quick_synth"],
                                       modalities={"image": 64, "text": 32}, corrupt_fraction=0.2, seed=0)
     else:
-        sets = PLUGIN_SETS
+        sets = C["plugin_sets"]
         ml = H.ensure_dataset(args.workdir / "data" / "ml-latest-small", "import_movielens", args.ml_latest_small, log=log)
         synth = H.ensure_dataset(args.workdir / "data" / "synth-corrupt", "import_synth", log=log, **SYNTH,
                                  modalities=SYNTH_MODS, corrupt_fraction=0.2, seed=0)
     if "reliability" in args.parts:
-        steps = plugin_steps(str(synth), {"epochs": args.rel_epochs, "patience": 10, "seed": 0, **SYNTH_MARGO},
+        steps = plugin_steps(str(synth), {"epochs": args.rel_epochs, "patience": 10, "seed": 0, **C["synth_margo"]},
                              {"dataset": "synth", "seed": 0, "stage1_cache": True}, first="margo", then=None, sets=sets)
         rep["reliability"] = auc_rows(steps, H.run_or_load(steps, args, runs, log), str(synth), runs)
     if "sweep" in args.parts:
         base = {"epochs": args.epochs, "patience": args.patience, "seed": args.seeds[0], **ML_HP, "model": "fusion-sum"}
         meta = {"dataset": "ml-latest-small", "seed": args.seeds[0], "phase": "sweep"}
-        steps = [H.Step(f"backbone+{p.upper()} {kw}", str(ml), {**base, "plugins": [p], **kw}, "fit", meta=meta) for p, kw in SWEEP]
+        steps = [H.Step(f"backbone+{x['plugin'].upper()} {x['set']}", str(ml),
+                        {**base, "plugins": [x["plugin"]], **x["set"]}, "fit", meta=meta) for x in C["sweep"]]
         res = H.run_or_load(steps, args, runs, log)
         rep["sweep"] = [{"row": s.label, "valid_recall@20": res[s.key]["valid"]["recall@20"]} for s in steps if s.key in res]
     if "quality" in args.parts:

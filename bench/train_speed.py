@@ -1,10 +1,7 @@
 """Training speed on the Amazon-Baby-shaped synthetic dataset (``import_synth`` defaults, 2 torch
-threads): median s/epoch of margo's two stages (and of margo-freedom, fusion-sum, lightgcn), one
-full evaluation, peak RSS, each in a fresh process while every bench training slot is held;
-``dragon``: MMRec's own DRAGON side by side (``--mmrec PATH``, bench/mmrec_dragon.py).
-``--baseline PATH|COMMIT`` times another checkout's (or commit's) margo epochs and ours alternately.
-``threads``: a BPR epoch per thread setting, each in a fresh process, on the machine as it is and
-beside one busy loop per core (issue 17.4), into threads.{json,md}.
+threads): median s/epoch of each stage, one full evaluation and peak RSS, each in a fresh process
+while every bench training slot is held (what each kind trains: bench/configs/train_speed.toml).
+``threads``: a BPR epoch per thread setting, quiet and beside one busy loop per core (issue 17.4).
 
     .venv/bin/python -m bench.train_speed [--quick | --measure margo eval dragon --mmrec ../MMRec]
     .venv/bin/python -m bench.train_speed --measure threads [--epochs 6 --threads-data PATH]
@@ -29,17 +26,10 @@ from bench import harness as H
 from bench import mmrec_dragon
 
 NAME = "train_speed"
-TARGETS = {"epoch_s": 20.0, "eval_s": 10.0, "rss_gb": 6.0}
-# REFERENCE-NUMBERS.md, MMRec on this machine kind, 2 threads: (s/epoch, eval s, peak RSS GB)
-REFERENCE = {"LightGCN": (4.1, 2.3, 0.85), "FREEDOM": (15.0, 2.3, 1.37), "DRAGON (MARGO's backbone)": (69.0, 2.1, 1.68)}
+C = H.config(NAME)  # targets, MMRec's reference figures, what each measurement trains
+TARGETS, REFERENCE, EPOCHS, QUICK_DATA = (C[k] for k in ("targets", "reference", "epochs", "quick_data"))
 DRAGON_EPOCH_S = REFERENCE["DRAGON (MARGO's backbone)"][0]
-FLOOR_S = 10.0  # REFERENCE-NUMBERS.md: ~1.7 TFLOP/epoch of the 4096->256 projection, ~89 GFLOP/s
-# kind -> (model, other fields); margo pinned to the DRAGON-style backbone, whatever the defaults
-DRAGON = {"backbone": "dragon", "id_channel": False, "feature_norm": "none"}
-EPOCHS = {"margo": ("margo", DRAGON), "margo-freedom": ("margo", {**DRAGON, "backbone": "freedom"}),
-          "lightgcn": ("lightgcn", {}), "fusion-sum": ("fusion-sum", DRAGON)}
 KINDS = (*EPOCHS, "eval", "dragon")
-QUICK_DATA = {"n_users": 1500, "n_items": 800, "n_interactions": 12000, "modalities": {"image": 512, "text": 64}}
 INVOCATION = time.strftime("%Y-%m-%dT%H:%M:%S")  # side by side = same invocation
 
 
@@ -51,10 +41,10 @@ def measure(kind: str, data_path: str, epochs: int, threads: int) -> dict[str, A
     from trainer.data import load_dataset
     out: dict[str, Any] = {"kind": kind, "threads": torch.get_num_threads(), "loadavg_start": H.loadavg()}
     t0, data = time.perf_counter(), load_dataset(data_path)
-    out["load_s"], (model, extra) = time.perf_counter() - t0, EPOCHS.get(kind, ("margo", DRAGON))
+    out["load_s"] = time.perf_counter() - t0
     known = getattr(TrainConfig, "model_fields", None) or TrainConfig.__dataclass_fields__  # an older trainer lacks some
     # validation only after the last epoch of each stage (eval_every = epochs), never early stop
-    fields = {"model": model, "epochs": epochs, "patience": 1000, "eval_every": epochs, **extra}
+    fields = {**EPOCHS.get(kind, EPOCHS["margo"]), "epochs": epochs, "patience": 1000, "eval_every": epochs}
     cfg = H.train_config(**{k: v for k, v in fields.items() if k in known}, threads=threads, seed=0)
     out.update(_epochs(data, cfg) if kind in EPOCHS else _eval(data, cfg))
     return {**out, "peak_rss_mb": H.peak_rss_mb(), "loadavg_end": H.loadavg()}
@@ -135,10 +125,6 @@ def ensure_data(args: argparse.Namespace, tree: Path) -> Path:
 
 
 # -- thread settings under a competing load (issue 17.4): threads.{json,md} ------------------------------
-# label -> (TrainConfig.threads, extra environment); None = torch's default (one per core)
-SETTINGS = {"torch default (one thread per core)": (None, {}),
-            "threads=2, OMP_WAIT_POLICY=PASSIVE": (2, {"OMP_WAIT_POLICY": "PASSIVE"}),
-            "threads=1": (1, {}), "trainer default (threads=None: auto, PASSIVE)": ("auto", {})}
 
 
 def bpr_epochs(data: str, threads: str, epochs: int) -> dict[str, Any]:
@@ -164,7 +150,7 @@ def _busy(stop: float) -> None:
         continue
 
 
-def bpr_setting(args: argparse.Namespace, data: Path, threads: object, env: dict[str, str], epochs: int,
+def bpr_setting(args: argparse.Namespace, data: Path, threads: str, env: dict[str, str], epochs: int,
                 busy: int) -> dict[str, Any]:
     """One setting in a fresh process, beside ``busy`` busy-loop processes."""
     out_file = args.workdir / f"{NAME}_bpr.json"
@@ -191,9 +177,9 @@ def threads_run(args: argparse.Namespace, log: Any) -> dict[str, Any]:
     data, epochs = ensure_data(args, H.REPO) if args.quick else args.threads_data, max(2, args.epochs)
     out = {"machine": H.machine_info(None), "cores": (cores := os.cpu_count() or 1), "data": data.name,
            "epochs": epochs, "settings": {}}
-    for label, (threads, env) in SETTINGS.items():
-        quiet, loaded = (bpr_setting(args, data, threads, env, epochs, busy) for busy in (0, cores))
-        out["settings"][label] = s = {"env": env, "quiet": quiet, "busy": loaded,
+    for label, setting in C["threads"].items():
+        quiet, loaded = (bpr_setting(args, data, epochs=epochs, busy=busy, **setting) for busy in (0, cores))
+        out["settings"][label] = s = {"env": setting["env"], "quiet": quiet, "busy": loaded,
                                       "ratio": loaded["median_epoch_s"] / quiet["median_epoch_s"]}
         log(f"[threads] {label}: busy / quiet {s['ratio']:.2f}")
     return out
@@ -241,7 +227,7 @@ def report(args: argparse.Namespace, info: dict, res: dict[str, dict], data: Pat
              for k, v in _medians(res.get("margo-freedom", {})).items()]
     rows += [[f"{k} (context)", _f(res[k]["stages"][0]["median_s"]), "", _gb(res[k]), ""]
              for k in ("fusion-sum", "lightgcn") if res.get(k, {}).get("stages")]
-    floor = {"floor": H.template(NAME, "floor", floor_s=FLOOR_S), "floor_x": worst / FLOOR_S,
+    floor = {"floor": H.template(NAME, "floor", floor_s=C["floor_s"]), "floor_x": worst / C["floor_s"],
              "dragon_s": DRAGON_EPOCH_S}
     if dr.get("median_s"):
         table = H.md_table(["model", "s / epoch (median)", "per-epoch seconds", "evaluation s", "peak RSS"], [
