@@ -1,8 +1,6 @@
-"""Issue 14 hardening benchmark: ``margo serve --workers 2`` on its own PostgreSQL database (through a
-TCP proxy that can stall) and redis-server, loaded by client threads while one fault at a time is
-injected (no fault first): PostgreSQL hung and reset, Redis hung and killed, an API worker and the
-job worker (mid-retrain) killed, 8 overlapping writers, 2,000 slow-header clients, bad input. Per
-phase: req/s, errors by kind, slowest answer, first 503, recovery, records lost (2xx but not in SQL).
+"""Issue 14 hardening benchmark: a live ``margo serve --workers 2`` on its own PostgreSQL database
+and Redis, loaded by client threads while one fault at a time is injected (no fault first); the
+phases and the columns are described in bench/templates/faults.md.
 
     .venv/bin/python -m bench.faults [--quick]
 """
@@ -40,10 +38,7 @@ BATCH, STAMP0 = 100, 10**10  # interactions per POST; each phase writes timestam
 SLOW_CLIENTS, HEADER_TIMEOUT_S, JOB_STALE_S = 2000, 5.0, 5.0
 HEADER = "X-API-Key"
 KEYS: dict[str, str] = {}
-PACKAGES = ("scipy", "fastapi", "uvicorn")
 PG_ADMIN, PG_DB = "postgresql://postgres@127.0.0.1:5432/postgres", "margo_bench_faults"
-KINDS, WRITE, BAD_KEYS = ("rec", "sql", "bad", "write"), ("requests", "503", "max_s"), ("requests", "4xx")
-SQL = ("requests", "503", "first_503_after_fault_s", "max_s")  # the columns of each kind in the report
 BAD = [("GET", "/users/a%00b/recommendations", None), ("GET", "/jobs?offset=99999999999999999999999", None),
        ("POST", "/interactions", b'{"interactions": [{"user_id": "u1", "item_id": "i1", "weight": NaN}]}'),
        ("POST", "/interactions", b'{"interactions": [{"user_id": "u\\u0000", "item_id": "i1"}]}'),
@@ -132,7 +127,7 @@ def load(port: int, seconds: float, fault: Callable[[], None], bad_input: bool, 
     """Recommendation readers, one SQL reader (GET /jobs), ``writers`` interaction writers (8:
     overlapping batches) and, for the flood, bad requests for ``seconds``; ``fault()`` runs 1 s in.
     Each request: (start, latency, status or 0 = failed); ``acked``: records of 2xx batches."""
-    log: dict[str, list[tuple[float, float, int]]] = {k: [] for k in ("rec", "sql", "bad", "write")}
+    log: dict[str, list[tuple[float, float, int]]] = {"rec": [], "sql": [], "bad": [], "write": []}
     stop, rng, t0, acked = time.monotonic() + seconds, np.random.default_rng(0), time.monotonic(), set()
     batches = iter(range(10**6))  # shared by the writers (next() is atomic under the GIL)
 
@@ -330,10 +325,12 @@ def faults_md(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
          "SQL slowest s", "bad req", "bad 4xx", "writes (503, slowest s)", "records acked", "records lost", "5xx (not 503)", "failed",
          "recovered s", "restored s"],
         [[r["phase"], *(cell(r, "rec", k) for k in ("rps", "p50_ms", "max_s")),
-          r["rec"]["requests"] - r["rec"]["ok"], *(cell(r, "sql", k) for k in SQL),
-          *(cell(r, "bad", k) for k in BAD_KEYS), "{} ({}, {})".format(*(cell(r, "write", k) for k in WRITE)),
+          r["rec"]["requests"] - r["rec"]["ok"],
+          *(cell(r, "sql", k) for k in ("requests", "503", "first_503_after_fault_s", "max_s")),
+          *(cell(r, "bad", k) for k in ("requests", "4xx")),
+          "{} ({}, {})".format(*(cell(r, "write", k) for k in ("requests", "503", "max_s"))),
           r["records_acked"], r["records_lost"],
-          *(sum(cell(r, k, x) or 0 for k in KINDS) for x in ("5xx_other", "failed")),
+          *(sum(cell(r, k, x) or 0 for k in ("rec", "sql", "bad", "write")) for x in ("5xx_other", "failed")),
           f"{r['recovered_s']:g}", f"{r['restored_s']:g}" if "restored_s" in r else ""] for r in rows])
     job, slow = (next((r for r in rows if key in r), None) for key in ("killed_job", "slow_closed"))
     return H.template(NAME, "report", machine=H.machine_md(info), table=table, stale=JOB_STALE_S,
@@ -343,7 +340,7 @@ def faults_md(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = H.parse_args(H.parser(__doc__, report_only=False), argv)
-    log, info = H.make_logger(args.workdir / f"{NAME}.log"), H.machine_info(packages=PACKAGES)
+    log, info = H.make_logger(args.workdir / f"{NAME}.log"), H.machine_info(packages=("scipy", "fastapi", "uvicorn"))
     faults = fault_phases(args, log)
     H.write_report(args.results, NAME, {"machine": info, "commit": H.git_commit(), "faults": faults},
                    faults_md(faults, info), log=log)
