@@ -72,6 +72,20 @@ def test_flat_ratios_and_targets() -> None:
     assert t["new users: fold-in >= 2x popular"] and not t["new users: fold-in >= 85% of retrained"]
     assert not t["new items: cold recall >= 50% of retrained"]
     assert "does not hold" in md
+    # before the "with interactions" arm: no row, no verdict; with it: its ratio and verdict
+    posted = "new items with their training interactions posted: cold recall >= 50% of retrained"
+    assert posted not in t and "with their interactions posted" not in md
+    cell["new_items"]["with interactions"] = {"cold_recall": 0.06, "warm": {"recall@20": 0.25}}
+    f = F.flat(cell)
+    assert f["new items with interactions: cold recall / retrained"] == pytest.approx(0.6)
+    assert f["warm with posted new items / without new items"] == pytest.approx(0.25 / 0.27)
+    summary, md = F.summarise({"tiny": [cell]})
+    assert summary["tiny"]["targets"][posted] and f"- {posted}: **holds**" in md
+    # a seed evaluated before the arm beside one after: the row is left out, not half-filled
+    items = {k: v for k, v in cell["new_items"].items() if k != "with interactions"}
+    old = {**cell, "new_items": items}
+    summary, _ = F.summarise({"tiny": [cell, old]})
+    assert posted not in summary["tiny"]["targets"]
 
 
 def test_serving_verdict_compares_fold_in_with_known_users() -> None:

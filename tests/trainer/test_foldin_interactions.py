@@ -70,16 +70,30 @@ def test_fold_in_with_posted_users_by_hand(tiny, trained):
              ItemUsers(np.array([1]), user_vectors=q, weights=np.array([1.0, 3.0]))]
     folded = fold_in_items(bundle, feats, users=users)
     shape = plain.embeddings.shape[1:]
-    model = plain.model_embeddings.astype(np.float64)
-    # the model step plus sum_u c_u n_u / sqrt(sum c)
-    want0 = model[0] + ((n[2] + n[5]) / np.sqrt(2)).reshape(shape)
-    # a folded user sends q T_u, T_u the ridge map q_u -> n_u over the trained users (lam 1)
+    # the users' part sum_u c_u n_u / sqrt(sum c); a folded user sends q T_u, T_u the ridge map
+    # q_u -> n_u over the trained users (lam 1)
     qs = bundle.query_vectors().astype(np.float64)
     g = qs.T @ qs
-    t = np.linalg.solve(g + np.trace(g) / len(g) * np.eye(len(g)), qs.T @ n)
-    want2 = model[2] + ((n[1] + 3.0 * (q @ t)[0]) / 2.0).reshape(shape)
-    np.testing.assert_allclose(folded.embeddings[0], want0, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(folded.embeddings[2], want2, rtol=1e-4, atol=1e-5)
+    tu = np.linalg.solve(g + np.trace(g) / len(g) * np.eye(len(g)), qs.T @ n)
+    part = {0: ((n[2] + n[5]) / np.sqrt(2)).reshape(shape),
+            2: ((n[1] + 3.0 * (q @ tu)[0]) / 2.0).reshape(shape)}
+    # the id node X^id = t^id W, W the ridge map t_i^id -> X_i^id over the catalogue (lam 0.01
+    # of tr / d), t_i^id = r_i^id - X_i^id / (L+1); it enters the model step as a node does:
+    # X / (L+1) plus its share of the item hop, sum_m a^id_m / k
+    idc, info = bundle.channels.index("id"), bundle.manifest.fold_in
+    x = np.asarray(bundle.arrays["foldin_state"][:, idc], np.float64)
+    t = np.asarray(bundle.arrays[ITEM_EDGES][:, idc], np.float64) - info.self_scale * x
+    g = t.T @ t
+    w = np.linalg.solve(g + 0.01 * np.trace(g) / len(g) * np.eye(len(g)), t.T @ x)
+    k = min(info.knn_k, bundle.n_items + 1)
+    share = info.self_scale + sum(info.graphs["id"].values()) / k
+    model = plain.model_embeddings.astype(np.float64)
+    for j in (0, 2):
+        want = model[j] + part[j]
+        want[idc] += share * (part[j][idc] @ w)
+        np.testing.assert_allclose(folded.embeddings[j], want, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(folded.model_embeddings[j], want - part[j], rtol=1e-4,
+                                   atol=1e-5)
     # no posted user: the features-only fold (the neighbours' imputed edges)
     np.testing.assert_array_equal(folded.embeddings[1], plain.embeddings[1])
     np.testing.assert_array_equal(folded.interactions, [2, 0, 2])

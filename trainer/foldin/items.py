@@ -320,8 +320,14 @@ class ItemFoldIn:
             raise FoldInInputError(f"users: expected one entry per item "
                                    f"({next(iter(x.values())).shape[0]}), got {len(users)}")
         # checked before the search: bad users, or a bundle without n, fail fast
-        posted = ItemEdges.from_bundle(self.bundle).edges(users) if users is not None else None
+        edges = ItemEdges.from_bundle(self.bundle) if users is not None else None
+        posted = edges.edges(users) if edges is not None else None
         nodes = self.layer0(x)
+        if edges is not None and posted is not None and posted[1].any():
+            live = posted[1] > 0  # items with users get an id node (interactions.py)
+            id_nodes = edges.id_nodes(posted[0][live])
+            if id_nodes is not None:
+                nodes[live, edges.id_channel] = id_nodes
         units = self.units(x)
         nbrs = self.neighbours(x, units)
         emb = np.float32(self.info.self_scale) * nodes
