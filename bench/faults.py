@@ -38,6 +38,7 @@ BATCH, STAMP0 = 100, 10**10  # interactions per POST; each phase writes timestam
 SLOW_CLIENTS, HEADER_TIMEOUT_S, JOB_STALE_S = 2000, 5.0, 5.0
 HEADER = "X-API-Key"
 KEYS: dict[str, str] = {}
+PACKAGES = ("scipy", "fastapi", "uvicorn")
 PG_ADMIN, PG_DB = "postgresql://postgres@127.0.0.1:5432/postgres", "margo_bench_faults"
 BAD = [("GET", "/users/a%00b/recommendations", None), ("GET", "/jobs?offset=99999999999999999999999", None),
        ("POST", "/interactions", b'{"interactions": [{"user_id": "u1", "item_id": "i1", "weight": NaN}]}'),
@@ -340,7 +341,7 @@ def faults_md(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = H.parse_args(H.parser(__doc__, report_only=False), argv)
-    log, info = H.make_logger(args.workdir / f"{NAME}.log"), H.machine_info(packages=("scipy", "fastapi", "uvicorn"))
+    log, info = H.make_logger(args.workdir / f"{NAME}.log"), H.machine_info(packages=PACKAGES)
     faults = fault_phases(args, log)
     H.write_report(args.results, NAME, {"machine": info, "commit": H.git_commit(), "faults": faults},
                    faults_md(faults, info), log=log)

@@ -26,6 +26,7 @@ from trainer.train import fit
 NAME = "plugins"
 C = H.config(NAME)  # datasets, the rows of each part, the sweep around the defaults
 ML_HP, MARGO_KW, SYNTH, SYNTH_MODS = C["ml_hp"], C["margo"], C["synth"], C["synth_modalities"]
+SYNTH_MARGO, QUICK_SYNTH, PARTS = C["synth_margo"], C["quick_synth"], C["parts"]
 
 
 def plugin_steps(path: str, base: dict[str, Any], meta: dict[str, Any], *, first: str, then: dict | None,
@@ -139,13 +140,13 @@ def report(args: Any, rep: dict[str, Any], info: dict[str, Any]) -> str:
                             "test R@20", "epochs"],
                            [[r["row"], f"{r['auc']:.4f}", *(f"{r['auc_per_modality'][m]:.4f}" for m in mods),
                              *(f"{r[k]:.4f}" for k in keys), r["epochs"]] for r in rel])
-        parts.append(H.template(NAME, "reliability", synth=SYNTH, mods=mods, margo=C["synth_margo"], table=table))
+        parts.append(H.template(NAME, "reliability", synth=SYNTH, mods=mods, margo=SYNTH_MARGO, table=table))
     metrics = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "valid_recall@20")
     table = H.md_table(["row", "seeds", "test R@10", "test R@20", "test N@10", "test N@20", "valid R@20",
                         "epochs (stage best/run)", "train s (mean)"],
                        [[r["row"], len(r["seeds"]), *(H.mean_pm(r[k], len(r["seeds"])) for k in metrics),
                          "; ".join(r["epochs"]), f"{r['train_s']:.0f}"] for r in q])
-    quick = H.template(NAME, "quick", synth=C["quick_synth"]) if args.quick else ""
+    quick = H.template(NAME, "quick", synth=QUICK_SYNTH) if args.quick else ""
     return H.template(NAME, "report", machine=H.machine_md(info), quick=quick, ml_hp=ML_HP, table=table,
                       alpha=MARGO_KW["alpha"], patience=args.patience, epochs=args.epochs,
                       parts="".join(parts)) + "\n"
@@ -155,13 +156,14 @@ def main(argv: list[str] | None = None) -> int:
     p = H.parser(__doc__, ("--epochs", 300, "max epochs per stage (quality)"), ("--patience", 20, None),
                  ("--rel-epochs", 100, "max epochs per stage (synth)"), ("--timing-rounds", 2, None),
                  ("--timing-epochs", 3, None), ("--seeds", [0, 1, 2], None))
-    p.add_argument("--parts", nargs="+", default=C["parts"], choices=C["parts"], help="what to run (default all)")
+    p.add_argument("--parts", nargs="+", default=PARTS, choices=PARTS, help="what to run (default all)")
     p.add_argument("--ml-latest-small", type=Path, default=H.ML_LATEST_SMALL)
     args = H.parse_args(p, argv, epochs=2, rel_epochs=2, timing_rounds=1, timing_epochs=2)
     log, info, runs, t0, rep = H.make_logger(args.workdir / f"{NAME}.log"), H.machine_info(args.threads), args.workdir / "runs", time.perf_counter(), {}
     if args.quick:  # every code path, few runs, small synthetic data for both datasets
-        args.seeds, args.parts, sets = args.seeds[:1], [x for x in args.parts if x != "sweep"], [[], ["ckd", "sea"]]
-        ml = synth = H.ensure_dataset(args.workdir / "data" / "plugins-quick", "import_synth", log=log, **C["quick_synth"],
+        args.seeds, args.parts = args.seeds[:1], [x for x in args.parts if x != "sweep"]
+        sets = [[], ["ckd", "sea"]]
+        ml = synth = H.ensure_dataset(args.workdir / "data" / "plugins-quick", "import_synth", log=log, **QUICK_SYNTH,
                                       modalities={"image": 64, "text": 32}, corrupt_fraction=0.2, seed=0)
     else:
         sets = C["plugin_sets"]
@@ -169,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         synth = H.ensure_dataset(args.workdir / "data" / "synth-corrupt", "import_synth", log=log, **SYNTH,
                                  modalities=SYNTH_MODS, corrupt_fraction=0.2, seed=0)
     if "reliability" in args.parts:
-        steps = plugin_steps(str(synth), {"epochs": args.rel_epochs, "patience": 10, "seed": 0, **C["synth_margo"]},
+        steps = plugin_steps(str(synth), {"epochs": args.rel_epochs, "patience": 10, "seed": 0, **SYNTH_MARGO},
                              {"dataset": "synth", "seed": 0, "stage1_cache": True}, first="margo", then=None, sets=sets)
         rep["reliability"] = auc_rows(steps, H.run_or_load(steps, args, runs, log), str(synth), runs)
     if "sweep" in args.parts:

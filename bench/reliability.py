@@ -31,7 +31,7 @@ NAME = "reliability"
 SOURCES = {"mlsmall": H.MLSMALL_MMREC, "sci": H.DATA / "amazon-scientific-mmrec"}
 C = H.config(NAME)  # cases, models and targets, with the reasons for them
 CASES, SYNTH, GUIDED, REPAIR, SIGNALS = (C[k] for k in ("cases", "synth", "guided", "repair", "signals"))
-PRIOR, BUCKETS = GUIDED["margo+prior"]["reliability_prior"], C["buckets"]
+PRIOR, BUCKETS, FRACTION = GUIDED["margo+prior"]["reliability_prior"], C["buckets"], C["fraction"]
 MODELS = ("fusion-sum", "margo", *GUIDED, *REPAIR)
 PINNED = {"backbone": "dragon", "id_channel": False, "alpha": 0.1, "weight_lr": None}
 
@@ -48,12 +48,12 @@ def corrupt_path(args: argparse.Namespace, case: str, seed: int, log: Any) -> Pa
     """The corrupted copy of ``case`` for ``seed`` (built once under WORKDIR/data, same split and ids)."""
     out, (source, modality) = args.workdir / "data" / f"{case}-s{seed}", CASES[case]
     if not modality:  # synth: the importer's own planted corruption
-        return H.ensure_dataset(out, "import_synth", log=log, **SYNTH, corrupt_fraction=C["fraction"], seed=seed,
+        return H.ensure_dataset(out, "import_synth", log=log, **SYNTH, corrupt_fraction=FRACTION, seed=seed,
                                 name="synth_corrupt")
     if (out / "stats.json").is_file():
         return out
     d, rng = load_dataset(clean_path(args, source, seed, log)), np.random.default_rng(1000 + seed)
-    bad = rng.choice(n := d.n_items, size=round(C["fraction"] * n), replace=False)
+    bad = rng.choice(n := d.n_items, size=round(FRACTION * n), replace=False)
     src = (bad + rng.integers(1, n, size=bad.size)) % n  # another item, never itself
     feats = {m: f.copy() for m, f in d.features.items()}
     feats[modality][bad] = d.features[modality][src]
