@@ -17,9 +17,11 @@ from trainer.foldin import (
     FoldInInputError,
     FoldInUnavailable,
     ItemFoldIn,
+    ItemUsers,
     UserFoldIn,
     UserInput,
     UserInputError,
+    has_user_out,
 )
 
 if TYPE_CHECKING:
@@ -98,15 +100,27 @@ def plan(
     return ItemPlan(ready, waiting)
 
 
-def fold_items(folder: ItemFoldIn, ready: dict[str, dict[str, np.ndarray]]) -> list[FoldedRow]:
-    """Fold items (id -> modality -> raw feature vector) in one call; FoldRefused names the
-    item and modality the math refused."""
+NO_USERS = ItemUsers(np.empty(0, np.int64))
+
+
+def fold_items(
+    folder: ItemFoldIn,
+    ready: dict[str, dict[str, np.ndarray]],
+    users: dict[str, ItemUsers] | None = None,
+) -> list[FoldedRow]:
+    """Fold items (id -> modality -> raw feature vector) in one call; ``users``: the
+    interactions posted for some of them (their users; trainer/foldin/interactions.py), used
+    where the bundle can (``foldin_user_out``). FoldRefused names the item and modality the
+    math refused."""
     if not ready:
         return []
     ids = list(ready)
     features = {m: np.stack([ready[i][m] for i in ids]) for m in folder.modalities}
+    posted = None
+    if users and has_user_out(folder.bundle):
+        posted = [users.get(i, NO_USERS) for i in ids]
     try:
-        folded = folder.fold_in(features)
+        folded = folder.fold_in(features, users=posted)
     except FoldInInputError as exc:
         item = ids[exc.item] if exc.item is not None and 0 <= exc.item < len(ids) else ids[0]
         raise FoldRefused(item, exc.modality, str(exc)) from exc
@@ -138,7 +152,9 @@ def provenance(folded: Any, n: int, item_ids: list[str], version: str) -> dict[s
         ]
         for m, rows in folded.neighbours.items()
     }
-    return {"model_version": version, "weight_prior": folded.weight_prior, "neighbours": neighbours}
+    counted = folded.interactions
+    return {"model_version": version, "weight_prior": folded.weight_prior, "neighbours": neighbours,
+            "interactions": 0 if counted is None else int(counted[n])}
 
 
 def stored_row(row: FoldedRow, item_db_id: int) -> dict[str, Any]:

@@ -22,6 +22,10 @@ class FoldedItemInfo(BaseModel):
     neighbours: dict[str, list[FoldedNeighbour]] = Field(
         description="per modality, the nearest catalogue items its embedding was built from"
     )
+    interactions: int = Field(
+        0, description="users whose interactions posted since training its embedding was "
+        "folded from as well (0: from its content alone)"
+    )  # fmt: skip
 
 
 class FoldedUserInfo(BaseModel):

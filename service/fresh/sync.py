@@ -8,6 +8,12 @@ applies new ``folded_items`` rows of its model version on the registry's refresh
 or poll), and a model loaded for serving folds the newest unknown items that have content
 but no row for it yet (after a retrain: those added while it trained).
 
+Interactions with folded items: an item's fold takes the users who interacted with it as
+well (trainer/foldin/interactions.py: the model's propagation from their trained vectors, for
+bundles that export ``foldin_user_out``): when it is folded, and again after each write by one
+of its users (``refold_posted_items``, in the writing process before those users fold: their
+folds then see the item's new vector); every process applies the stored row as any other.
+
 Users: see service/fresh/users.py. The process that takes ``POST /interactions`` folds its
 users after the answer (WriteFolds: coalesced, bounded, batched); a reader folds only when SQL
 has no current row (new model version, or the writer has not folded the user yet or dropped
@@ -20,6 +26,7 @@ import datetime as dt
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -34,6 +41,7 @@ from service.fresh import fold
 from service.fresh.items import FoldedRow
 from service.fresh.users import FoldedUser
 from trainer.bundle import ModelBundle
+from trainer.foldin import ItemUsers, has_user_out
 
 if TYPE_CHECKING:
     from service.live import LiveModel
@@ -43,16 +51,28 @@ log = logging.getLogger(__name__)
 REFRESH_OVERLAP = dt.timedelta(seconds=5)
 HISTORY_LIMIT = 1000
 """A user's fold reads at most this many of their newest interactions."""
+ITEM_USERS_LIMIT = 1000
+"""A folded item's fold takes at most this many of its users (by SQL user id, the oldest)."""
+REFOLD_ITEMS_LIMIT = 256
+"""Folded items a write folds again at most (the written users' newest first)."""
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 # -- items -------------------------------------------------------------------------------------
+QueryOf = Callable[[Session, str], np.ndarray | None]
+
+
 def fold_and_store(
-    session: Session, bundle: ModelBundle, version: str, external_ids: list[str]
+    session: Session,
+    bundle: ModelBundle,
+    version: str,
+    external_ids: list[str],
+    query_of: QueryOf | None = None,
 ) -> dict[str, str]:
-    """Fold the given items (those ``bundle`` does not know) from their stored content into
-    model ``version``, in the caller's transaction; returns {item id: why it waits} for those
-    not folded now. FoldRefused when the math refuses one (the caller answers 422 and rolls
-    back)."""
+    """Fold the given items (those ``bundle`` does not know) from their stored content and
+    the interactions posted for them (``item_users``) into model ``version``, in the caller's
+    transaction; returns {item id: why it waits} for those not folded now. FoldRefused when
+    the math refuses one (the caller answers 422 and rolls back)."""
     folder = fold.item_folder(bundle)
     unknown = [i for i in external_ids if bundle.item_index(i) is None]
     if folder is None or not unknown:
@@ -67,13 +87,84 @@ def fold_and_store(
     waiting = {i: "no content vectors yet" for i in unknown if i not in content}
     planned = fold.plan(folder, content, pending)
     waiting.update(planned.waiting)
-    rows = fold.fold_items(folder, planned.ready)
+    users = item_users(session, bundle, list(planned.ready), query_of)
+    rows = fold.fold_items(folder, planned.ready, users)
     fsql.save_folded_items(
         session,
         version=version,
         rows=[fold.stored_row(r, db_ids[r.item_id]) for r in rows],
     )
     return waiting
+
+
+def item_users(
+    session: Session, bundle: ModelBundle, external_ids: list[str], query_of: QueryOf | None
+) -> dict[str, ItemUsers]:
+    """The users who interacted with each item (all SQL has: the model never trained on
+    these items), at most ITEM_USERS_LIMIT each: users the model knows by their row, others
+    by their folded query (``query_of``; left out without one). Empty when the bundle cannot
+    fold items from interactions."""
+    if not external_ids or not has_user_out(bundle):
+        return {}
+    by_item: dict[str, set[str]] = {}
+    for user_id, item_id in fsql.interactions_with(session, external_ids=external_ids,
+                                                   since=EPOCH):
+        by_item.setdefault(item_id, set()).add(user_id)
+    out: dict[str, ItemUsers] = {}
+    for item_id, users in by_item.items():
+        rows: list[int] = []
+        vectors: list[np.ndarray] = []
+        for user_id in sorted(users)[:ITEM_USERS_LIMIT]:
+            row = bundle.user_index(user_id)
+            if row is not None:
+                rows.append(row)
+            elif query_of is not None and (q := query_of(session, user_id)) is not None:
+                vectors.append(q)
+        out[item_id] = ItemUsers(np.asarray(rows, np.int64),
+                                 user_vectors=np.stack(vectors) if vectors else None)
+    return out
+
+
+def folded_query(model: LiveModel) -> QueryOf:
+    """A user's folded query in ``model``: this process's cache, else their stored row of
+    the model's version (None without one)."""
+    shape = (len(model.channels) * model.bundle.dim,)
+
+    def query(session: Session, user_id: str) -> np.ndarray | None:
+        hit = model.users.get(user_id)
+        if hit is not None:
+            return hit.query
+        now = fsql.folded_user_now(session, external_id=user_id, version=model.version)
+        if now is None or now[1] is None:
+            return None
+        return np.frombuffer(now[1], dtype=np.float32).reshape(shape)
+
+    return query
+
+
+def refold_posted_items(model: LiveModel, db: Database, user_ids: list[str]) -> int:
+    """Fold again the folded items the users interacted with (their new interactions among
+    them), store the rows and apply them here; returns how many were folded."""
+    if not has_user_out(model.bundle) or fold.item_folder(model.bundle) is None:
+        return 0
+    rows: set[int] = set()
+    for user_id in user_ids:
+        held = model.overlay.rows(user_id)
+        if held is not None:
+            rows.update(int(r) for r in held[held >= model.n_items])
+    items = [i for i in (model.folded.item_id(r) for r in sorted(rows, reverse=True)) if i]
+    if not items:
+        return 0
+    items = items[:REFOLD_ITEMS_LIMIT]
+    try:
+        with db.session() as session:
+            waiting = fold_and_store(session, model.bundle, model.version, items,
+                                     query_of=folded_query(model))
+    except fold.FoldRefused as exc:  # content it was folded from before: not expected
+        log.warning("model %s: not folding items again: %s", model.version, exc)
+        return 0
+    refresh_items(model, db)
+    return len(items) - len(waiting)
 
 
 def refresh_items(model: LiveModel, db: Database, *, full: bool = False) -> int:
@@ -230,6 +321,7 @@ def fold_users_on_write(model: LiveModel, db: Database, user_ids: list[str]) -> 
     """Fold the given users of written batches now; returns how many were folded."""
     if model.user_folder is None:
         return 0
+    refold_posted_items(model, db, user_ids)  # first: the users' folds see the new vectors
     model.users.drop(user_ids)
     todo = [u for u in user_ids if model.overlay.rows(u) is not None]
     return len(fold_and_store_users(model, db, todo)) if todo else 0
