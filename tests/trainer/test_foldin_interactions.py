@@ -146,3 +146,31 @@ def test_the_bundle_carries_n_or_refuses_it(trained, tmp_path):
     fold_in_items(old, feats)  # features only: unchanged
     with pytest.raises(FoldInInputError, match="user rows"):
         user_out_from_graph(old, np.array([[old.n_users, 0]]))
+
+
+def test_a_catalogue_item_with_new_users_by_hand(tiny, trained):
+    """update_items: the item's training users' messages plus the new ones, over the square
+    root of its new degree; the rest of its embedding (content, hop, id node) kept."""
+    bundle = trained
+    n = np.asarray(bundle.arrays[USER_OUT], np.float64).reshape(bundle.n_users, -1)
+    e = np.asarray(bundle.arrays["item_emb"], np.float64).reshape(bundle.n_items, -1)
+    pairs = np.unique(tiny.train[:, :2], axis=0)
+    deg = np.bincount(pairs[:, 1], minlength=bundle.n_items)
+    np.testing.assert_array_equal(bundle.arrays["item_pos_count"], deg)  # distinct pairs
+    edges = ItemEdges.from_bundle(bundle)
+    t = edges.trained_edges()
+    items = np.array([4, 17])
+    old = [pairs[pairs[:, 1] == i, 0] for i in items]
+    new = [np.setdiff1d(np.arange(bundle.n_users), o)[:3] for o in old]
+    got = edges.update_items(items, [ItemUsers(new[0]),
+                                     ItemUsers(new[1], weights=np.array([1.0, 2.0, 0.0]))])
+    want0 = e[4] - t[4] + (n[old[0]].sum(0) + n[new[0]].sum(0)) / np.sqrt(deg[4] + 3)
+    c = np.array([1.0, 2.0, 0.0])
+    want1 = e[17] - t[17] + (n[old[1]].sum(0) + c @ n[new[1]]) / np.sqrt(deg[17] + 3)
+    np.testing.assert_allclose(got.reshape(2, -1), np.stack([want0, want1]), rtol=1e-4,
+                               atol=1e-5)
+    # no new user: the trained embedding
+    same = edges.update_items(items[:1], [ItemUsers(np.empty(0, np.int64))])
+    np.testing.assert_allclose(same.reshape(-1), e[4], rtol=1e-5, atol=1e-5)
+    with pytest.raises(FoldInInputError, match="item_rows"):
+        edges.update_items(np.array([bundle.n_items]), [ItemUsers(new[0])])
