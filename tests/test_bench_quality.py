@@ -3,8 +3,11 @@ sweep's rows everywhere, and every row's config is one the trainer accepts (no t
 
 from __future__ import annotations
 
+import json
+
 from bench import harness as H
 from bench import quality as Q
+from trainer.config import TrainConfig
 
 
 def _plan(seeds: list[int]) -> list[H.Step]:
@@ -44,4 +47,24 @@ def test_select_skips_screen_rows_for_the_default() -> None:
     assert Q.select(one, ("margo",)) == "margo+id [freedom, prune 0.5]"
     both = {ds: {"margo+id [freedom, prune 0.5]": base, screened: better} for ds in Q.DATASETS}
     assert Q.select(both, ("margo",)) == screened
-    assert Q.select(both, ("margo",), (*Q.SWEEP, *Q.SCREEN)) == "margo+id [freedom, prune 0.5]"
+
+
+def test_the_trainer_default_is_the_committed_validation_pick() -> None:
+    """Issue 17: the default model is what wins on validation. A changed TrainConfig default (or a
+    new winning row) fails here until bench/results/quality.json is rerun and agrees."""
+    data = json.loads((H.RESULTS / "quality.json").read_text())
+    pick = data["default_row"]
+    cfgs = [t[pick]["cfg"] for t in data["summary"].values() if pick in t]
+    assert len(cfgs) == len(Q.DATASETS) and all(Q.is_trainer_default(c) for c in cfgs), pick
+
+
+def test_is_trainer_default_reads_protocol_and_left_out_fields() -> None:
+    d = TrainConfig()
+    row = {"model": "margo", "backbone": "freedom", "id_channel": True,
+           "prune_ratio": d.prune_ratio, "alpha": d.alpha, "weight_lr": d.weight_lr,
+           "dim": d.dim, "lr": d.lr}
+    assert Q.is_trainer_default(row)
+    assert not Q.is_trainer_default({**row, "id_channel": False})
+    # a row that leaves d and lr out ran at MMRec's (PROTOCOL), not at today's defaults
+    left_out = {k: v for k, v in row.items() if k not in Q.PROTOCOL}
+    assert Q.is_trainer_default(left_out) == ({"dim": d.dim, "lr": d.lr} == Q.PROTOCOL)

@@ -45,13 +45,13 @@ def test_validation_imports_no_torch():
 def test_defaults_and_the_saved_dict_are_unchanged():
     cfg = TrainConfig()
     d = cfg.to_dict()
-    want = ("margo", 64, 1e-3, 300, 0.01)
+    want = ("margo", 64, 2e-3, 300, 0.01)  # lr: issue 17's validation
     assert (d["model"], d["dim"], d["lr"], d["epochs"], d["alpha"]) == want
     # the default model is the quality benchmark's validation winner (bench/results/quality.md)
     assert (d["backbone"], d["id_channel"], d["weight_lr"]) == ("freedom", True, 1e-2)
     assert (d["feature_norm"], d["prune_ratio"]) == ("auto", 0.5)  # issue 17's validation
     assert d["topk"] == [10, 20, 50] and d["plugins"] == [] and d["lr_stage2"] is None
-    assert cfg.weighted and cfg.stage2_lr == 1e-3
+    assert cfg.weighted and cfg.stage2_lr == 2e-3
     assert TrainConfig(lr_stage2=1e-4).stage2_lr == 1e-4
     assert not TrainConfig(model="bpr").weighted
     assert TrainConfig(**d) == cfg  # a bundle's hyperparameters rebuild the same config
