@@ -22,30 +22,16 @@ from bench import harness as H
 NAME = "quality"
 DATASETS = ("mlsmall-mmrec", "amazon-scientific-mmrec")
 METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
-# MMRec's own runs (REFERENCE-NUMBERS.md; seed 999, one setting each): R@10, R@20, N@10, N@20
-REFERENCE: dict[str, dict[str, tuple[float | None, ...]]] = {
-    "mlsmall-mmrec": {
-        "MostPop (no training)": (None, 0.1594, None, None), "LATTICE": (0.1661, 0.2531, 0.1455, 0.1702),
-        "LGMRec": (None, 0.2482, None, 0.1779), "VBPR": (None, 0.2667, None, 0.1813), "LightGCN": (None, 0.2684, None, 0.1826),
-        "BPR-MF (reg 1.0)": (None, 0.2713, None, 0.1831), "FREEDOM": (None, 0.2792, None, 0.1929),
-        "DRAGON (MARGO's backbone)": (None, 0.2842, None, 0.1938), "SMORE": (0.1997, 0.2910, 0.1757, 0.2017),
-        "MGCN (patience 20)": (0.1440, 0.2129, 0.1279, 0.1474), "MGCN (patience 50)": (0.1918, 0.2976, 0.1678, 0.2012)},
-    "amazon-scientific-mmrec": {
-        "MostPop (no training)": (None, 0.0615, None, None), "BPR-MF (reg 0.1)": (0.0998, 0.1324, 0.0654, 0.0737),
-        "LightGCN": (0.1259, 0.1730, 0.0789, 0.0909), "FREEDOM": (0.1489, 0.2030, 0.0899, 0.1037),
-        "SMORE": (0.1557, 0.2151, 0.0927, 0.1078), "DRAGON (MARGO's backbone)": (0.1575, 0.2059, 0.0958, 0.1081)}}
-BEST_ANCHOR = {"mlsmall-mmrec": "MGCN (patience 50)", "amazon-scientific-mmrec": "SMORE"}
-REF_OF_ROW = {"bpr": ("BPR-MF (reg 1.0)", "BPR-MF (reg 0.1)"), "lightgcn": ("LightGCN",), "vbpr": ("VBPR",),
-              "fusion-sum [dragon]": ("DRAGON (MARGO's backbone)",), "fusion-sum+id [freedom]": ("FREEDOM",)}
+C = H.config(NAME)  # MMRec's reference figures, the baselines' settings, the sweeps, SYNTH's shape
+# dataset -> MMRec model -> (R@10, R@20, N@10, N@20), None where MMRec reports no figure
+REFERENCE = {ds: {m: tuple(v.get(k) for k in ("r10", "r20", "n10", "n20")) for m, v in t.items()}
+             for ds, t in C["reference"].items()}
+BEST_ANCHOR, REF_OF_ROW, BASELINE_CFG = C["best_anchor"], C["ref_of_row"], C["baselines"]
+SWEEP, SCREEN, SYNTH_ARGS = C["sweep"], C["screen"], C["synth"]
 # values chosen on validation by the earlier sweeps (mlsmall-mmrec, seed 0): margo alpha 0.01
 # with a faster W (weight_lr 1e-2); fusion-learned keeps the stage lr (None)
 ROW_CFG: dict[str, dict[str, Any]] = {"margo": {"alpha": 0.01, "weight_lr": 1e-2},
                                       "fusion-learned": {"weight_lr": None}}
-# the ID baselines as MMRec's reference runs were set (REFERENCE-NUMBERS.md): BPR-MF reg 1.0 on
-# mlsmall-mmrec, 0.1 on amazon-scientific (1.0 collapses there); LightGCN MMRec's 1e-4
-BASELINE_CFG: dict[str, dict[str, dict[str, Any]]] = {
-    "mlsmall-mmrec": {"bpr": {"reg_weight": 1.0}, "lightgcn": {"reg_weight": 1e-4}},
-    "amazon-scientific-mmrec": {"bpr": {"reg_weight": 0.1}, "lightgcn": {"reg_weight": 1e-4}}}
 QUICK = {"epochs": 3, "patience": 3}
 # MMRec's optimiser settings, explicit in every run (the trainer's defaults moved to the sweep's
 # winner): baselines and rows without an lr or d in their label use them
@@ -53,45 +39,13 @@ PROTOCOL = {"dim": 64, "lr": 1e-3}
 # the default model is chosen among rows of at most this d: d 128 doubles the FREEDOM epoch on the
 # Baby shape (every item's 4096-d feature projected per batch), past issue 17's 10 s target
 DEFAULT_MAX_DIM = 64
-# issue 17's margin over MMRec's best (seed 0 of mlsmall-mmrec on validation first, the winner at
-# 3 seeds on both); the default model is chosen among these rows too
-SWEEP = {"prune 0.5, 4 negatives": {"prune_ratio": 0.5, "n_negatives": 4},
-         "prune 0.5, lr 2e-3": {"prune_ratio": 0.5, "lr": 2e-3},
-         "prune 0.5, lr 5e-3": {"prune_ratio": 0.5, "lr": 5e-3},
-         "prune 0.5, lr 2e-3, 4 negatives": {"prune_ratio": 0.5, "lr": 2e-3, "n_negatives": 4},
-         "prune 0.5, lr 2e-3, d 128": {"prune_ratio": 0.5, "lr": 2e-3, "dim": 128},
-         "prune 0.5, d 128": {"prune_ratio": 0.5, "dim": 128}}
-# issue 17's second sweep around lr 2e-3: each knob screened on validation at seed 0 of
-# mlsmall-mmrec only (planned there alone); the two best, d 128 at lr 2e-3 and at 1e-3, went on
-# to SWEEP (3 seeds on both)
-_LR2 = {"prune_ratio": 0.5, "lr": 2e-3}
-SCREEN = {"prune 0.5, lr 2e-3, reg 1e-4": {**_LR2, "reg_weight": 1e-4},
-          "prune 0.5, lr 2e-3, reg 1e-2": {**_LR2, "reg_weight": 1e-2},
-          "prune 0.5, lr 2e-3, 1 layer": {**_LR2, "n_layers": 1},
-          "prune 0.5, lr 2e-3, 3 layers": {**_LR2, "n_layers": 3},
-          "prune 0.5, lr 2e-3, knn 5": {**_LR2, "knn_k": 5},
-          "prune 0.5, lr 2e-3, knn 20": {**_LR2, "knn_k": 20},
-          # mlsmall's "image" is genres and year: an equal graph mix (amazon-scientific's default)
-          "prune 0.5, lr 2e-3, image graph 0.5": {**_LR2, "graph_weights": {"image": 0.5, "text": 0.5}},
-          "prune 0.5, lr 2e-3, batch 1024": {**_LR2, "batch_size": 1024},
-          "prune 0.5, lr 2e-3, patience 50": {**_LR2, "patience": 50},
-          "prune 0.5, lr 2e-3, d 128, patience 50": {**_LR2, "dim": 128, "patience": 50},
-          "prune 0.5, lr 2e-3, d 128, 4 negatives": {**_LR2, "dim": 128, "n_negatives": 4},
-          "prune 0.5, 4 negatives, d 128": {"prune_ratio": 0.5, "n_negatives": 4, "dim": 128},
-          "prune 0.5, lr 2e-3, d 128, 2 negatives": {**_LR2, "dim": 128, "n_negatives": 2},
-          "prune 0.5, lr 2e-3, d 256": {**_LR2, "dim": 256}}
 SCREEN_AT = (DATASETS[0], 0)  # (dataset, seed) of the screening
 VARIANTS = {"standardised": {"feature_norm": "standardize"}, "prune 0.5": {"prune_ratio": 0.5}, **SWEEP,
             **SCREEN}
 PRUNE = {"freedom": {"prune_ratio": 0.8}}  # freedom rows without a prune variant: the old default
 # the rows of an earlier report whose run store is gone (summarise says how they are used)
 EARLIER = H.RESULTS / f"{NAME}_earlier.json"
-# "never below ID-only LightGCN" on synthetic data built to be hard: unnormalised feature scales
-# (4 orders of magnitude per column) and Zipf-like item popularity; the demo's size
-SYNTH = "synth-skewed"
-SYNTH_ARGS: dict[str, Any] = {"n_users": 2000, "n_items": 1000, "n_interactions": 30000,
-                              "modalities": {"image": 512, "text": 384},
-                              "popularity_skew": 1.2, "unnormalised": True, "seed": 0}
+SYNTH = "synth-skewed"  # "never below ID-only LightGCN" on data built to be hard (the config)
 
 
 # -- steps --------------------------------------------------------------------------------------
