@@ -152,10 +152,17 @@ def evaluate_cell(data: Any, split: Split, run_dir: Path) -> dict[str, Any]:
         kt = np.ascontiguousarray(keys.T)
         top = M.full_ranking_topk(lambda u, q=q, kt=kt: q[u] @ kt, np.arange(len(R)), sub(train, R, cols), K)
         res["new_items"][arm] = {"cold_recall": micro_recall(top, tg_cold), "cold_pairs": tg_cold.nnz,
-                                 "warm": M.topk_metrics(top[warm_u], warm_u, tg_warm, (K,))}
+                                 "warm": M.topk_metrics(top[warm_u], warm_u, tg_warm, (K,)), "all": all_targets(top, tg_cold, tg_warm)}
     res["new_items"]["fold-in"]["warm_without_new_items"] = res["returning"]["fold-in"]
     res["new_items"]["with interactions"] = posted_items(bn, data, split, (train, test), u_of, q_new, q_ret, vb, secs=res)
     return res
+
+
+def all_targets(top: np.ndarray, tg_cold: Any, tg_warm: Any) -> dict[str, float]:
+    """Users' R@20 over all their test targets, warm and new items (what a cold gain costs warm)."""
+    tg = (tg_cold + tg_warm).tocsr()
+    users = np.flatnonzero(np.diff(tg.indptr) > 0)
+    return M.topk_metrics(top[users], users, tg, (K,))
 
 
 def updated_items(bn: Any, base_pairs: np.ndarray, held: np.ndarray) -> np.ndarray:
@@ -201,6 +208,7 @@ def posted_items(bn: Any, data: Any, split: Split, pairs: tuple[Any, Any], u_of:
     warm_u, kt = np.flatnonzero(np.diff(tg_warm.indptr) > 0), np.ascontiguousarray(np.vstack([vb, folded.vectors]).T)
     top = M.full_ranking_topk(lambda u: q[u] @ kt, np.arange(len(R)), sub(train, R, cols), K)
     return {"cold_recall": micro_recall(top, tg_cold), "cold_pairs": tg_cold.nnz, "warm": M.topk_metrics(top[warm_u], warm_u, tg_warm, (K,)),
+            "all": all_targets(top, tg_cold, tg_warm),
             "posted_pairs": int(on_cold.nnz), "posted_by_new_users": int(np.isin(on_cold.indices, N).sum()),
             "users_refolded": int((np.diff(cold_of.indptr) > 0).sum())}
 
@@ -263,6 +271,9 @@ def flat(c: dict[str, Any]) -> dict[str, float]:
                 "new items with interactions: cold recall / retrained": wi["cold_recall"] / ni["retrained"]["cold_recall"],
                 f"warm {R20} with new items and their interactions posted": wi["warm"][R20],
                 "warm with posted new items / without new items": wi["warm"][R20] / ni["fold-in"]["warm_without_new_items"][R20]}
+    for arm, text in (("fold-in", "features only"), ("with interactions", "interactions posted"), ("retrained", "retrained")):
+        if "all" in ni.get(arm, {}):
+            out[f"{R20} over warm + new items' targets, {text}"] = ni[arm]["all"][R20]
     w, wo = ni["fold-in"]["warm"][R20], ni["fold-in"]["warm_without_new_items"][R20]
     out |= {f"new items cold recall@{K} chance": ni.get("chance", float("nan")), f"warm {R20} with new items folded in": w,
             f"warm {R20} without them": wo, f"warm {R20} retrained (all items)": ni["retrained"]["warm"][R20], "warm with / without new items": w / wo,

@@ -84,6 +84,9 @@ def test_flat_ratios_and_targets() -> None:
     f = F.flat(cell)
     assert f["new items with interactions: cold recall / retrained"] == pytest.approx(0.6)
     assert f["warm with posted new items / without new items"] == pytest.approx(0.25 / 0.27)
+    assert not any("over warm + new" in k for k in f)  # evaluations without the row
+    cell["new_items"]["retrained"]["all"] = {"recall@20": 0.31}
+    assert F.flat(cell)["recall@20 over warm + new items' targets, retrained"] == 0.31
     summary, md = F.summarise({"tiny": [cell]})
     assert summary["tiny"]["targets"][posted] and f"- {posted}: **holds**" in md
     # a seed evaluated before the arm beside one after: the row is left out, not half-filled
@@ -100,3 +103,12 @@ def test_serving_verdict_compares_fold_in_with_known_users() -> None:
     md = F.serving_md(sv)
     assert "p50 2.000" in md and "**holds**" in md
     assert "does not hold" in F.serving_md({**sv, "fold-in": {**arm, "rps_c32": 85.0}})
+
+
+def test_all_targets_averages_users_over_warm_and_new_items() -> None:
+    top = np.tile(np.arange(20), (3, 1))  # every user's top-20 is items 0..19
+    # user 0: a new item in the list (20 is not); user 1: a warm item in it; user 2: nothing
+    cold = sp.csr_matrix(([1.0, 1.0], ([0, 0], [5, 20])), shape=(3, 30))
+    warm = sp.csr_matrix(([1.0], ([1], [3])), shape=(3, 30))
+    got = F.all_targets(top, cold, warm)
+    assert got["users"] == 2 and got["recall@20"] == pytest.approx((0.5 + 1.0) / 2)

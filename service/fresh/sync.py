@@ -54,7 +54,7 @@ HISTORY_LIMIT = 1000
 ITEM_USERS_LIMIT = 1000
 """A folded item's fold takes at most this many of its users (by SQL user id, the oldest)."""
 REFOLD_ITEMS_LIMIT = 256
-"""Folded items a write folds again at most (the written users' newest first)."""
+"""Folded items a write folds again at most (by slot, the latest slots first)."""
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
@@ -144,7 +144,9 @@ def folded_query(model: LiveModel) -> QueryOf:
 
 def refold_posted_items(model: LiveModel, db: Database, user_ids: list[str]) -> int:
     """Fold again the folded items the users interacted with (their new interactions among
-    them), store the rows and apply them here; returns how many were folded."""
+    them), store the rows and apply them here; returns how many were folded. All of those
+    items, not only the ones of this write (the write hands over its users): a user's
+    earlier folded items are folded again too, from the same users unless others came."""
     if not has_user_out(model.bundle) or fold.item_folder(model.bundle) is None:
         return 0
     rows: set[int] = set()
