@@ -352,23 +352,32 @@ class Registry:
             self.cache.invalidate_users(users)
         self._wake.set()
 
-    def poll_once(self) -> None:
-        """Follow the active version in SQL; apply catalogue and interaction changes."""
+    def _active_row(self) -> ModelVersion | None:
         with self.db.session() as session:
             active = crud.active_version(session)
-            row = crud.get_model(session, version=active) if active else None
+            return crud.get_model(session, version=active) if active else None
+
+    def _differs(self, row: ModelVersion | None) -> bool:
         current = self._current
-        if row is not None and (current is None or current.version != row.version):
-            failed_at = self._load_failures.get(row.version)
-            if failed_at is None or time.monotonic() - failed_at > RETRY_FAILED_LOAD_S:
-                with self._activation:
-                    if self._current is None or self._current.version != row.version:
-                        try:
-                            self._swap(self._load(row))
-                            self._load_failures.pop(row.version, None)
-                        except ModelLoadError as exc:
-                            self._load_failures[row.version] = time.monotonic()
-                            log.error("%s; still serving the previous model", exc.detail)
+        return row is not None and (current is None or current.version != row.version)
+
+    def poll_once(self) -> None:
+        """Follow the active version in SQL; apply catalogue and interaction changes."""
+        row = self._active_row()
+        if self._differs(row):
+            with self._activation:
+                # read again under the lock: an activation in this process may have committed
+                # and swapped since the read above, and that stale row would swap it back
+                row = self._active_row()
+                failed_at = self._load_failures.get(row.version) if row else None
+                retry = failed_at is None or time.monotonic() - failed_at > RETRY_FAILED_LOAD_S
+                if row is not None and self._differs(row) and retry:
+                    try:
+                        self._swap(self._load(row))
+                        self._load_failures.pop(row.version, None)
+                    except ModelLoadError as exc:
+                        self._load_failures[row.version] = time.monotonic()
+                        log.error("%s; still serving the previous model", exc.detail)
         live = self._current
         if live is not None:
             live.refresh_folded(self.db)  # before the catalogue: it resolves folded ids

@@ -148,6 +148,26 @@ def test_another_process_follows_an_activation_by_polling(
             reg.db.dispose()
 
 
+def test_a_poll_that_read_before_an_activation_does_not_swap_it_back(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The poller reads SQL, then an activation in this process commits and swaps, then the
+    poller gets the lock: it must not serve the version it read (seen under load in
+    tests/service/test_hot_swap.py as responses from a model deactivated before they started)."""
+    registry.register(make_bundle(tmp_path / "v1"), activate=True)
+    registry.register(make_bundle(tmp_path / "v2", seed=1), activate=True)
+    registry.register(make_bundle(tmp_path / "v3", seed=2))
+    stale = registry._active_row()  # v2, as the poller's first read
+    reads = iter([stale])
+    real = registry._active_row
+    # the poller's first read returns the stale row; meanwhile v3 is activated and swapped in
+    registry.activate("v3")
+    monkeypatch.setattr(registry, "_active_row", lambda: next(reads, None) or real())
+    registry.poll_once()
+    assert registry.current is not None and registry.current.version == "v3"
+    assert registry.get("v3").status == "active"
+
+
 def test_another_process_follows_catalogue_and_interactions(
     settings: Settings, tmp_path: Path
 ) -> None:
