@@ -137,11 +137,13 @@ def evaluate_cell(data: Any, split: Split, run_dir: Path) -> dict[str, Any]:
                         "retrained": M.evaluate_vectors(qf[R], vf[W], tr, tg, (K,))}
     u_of = np.full(data.n_users, -1)  # graph refresh (trainer/foldin/refresh.py): all held-back rows at once
     u_of[R] = np.arange(len(R))
-    base_pairs, held = load_dataset(run_dir / "base-data").train[:, :2], np.c_[u_of[split.held_back[:, 0]], row_of[split.held_back[:, 1]]]
+    base_pairs = load_dataset(run_dir / "base-data").train[:, :2]
+    held = np.c_[u_of[split.held_back[:, 0]], row_of[split.held_back[:, 1]]]
     ue, ie = refresh(base, base_pairs, held)
     res["returning"]["graph refresh"] = M.evaluate_vectors(ue.reshape(len(R), -1), item_vectors(ie, base.arrays["item_weights"]), tr, tg, (K,))
     bn = with_user_out(base, base_pairs)  # n from the base graph where the bundle predates it
-    res["returning"]["fold-in + item update"] = M.evaluate_vectors(q_ret, updated_items(bn, base_pairs, held), tr, tg, (K,))
+    v_upd = updated_items(bn, base_pairs, held)
+    res["returning"]["fold-in + item update"] = M.evaluate_vectors(q_ret, v_upd, tr, tg, (K,))
     res["fold_in_user_ms"], t = float(np.median(secs) * 1e3), time.perf_counter()
     folded = fold_in_items(base, {m: data.features[m][C] for m in base.manifest.fold_in.modalities})
     res["fold_in_items_ms_per_item"] = (time.perf_counter() - t) * 1e3 / len(C)
@@ -152,9 +154,11 @@ def evaluate_cell(data: Any, split: Split, run_dir: Path) -> dict[str, Any]:
         kt = np.ascontiguousarray(keys.T)
         top = M.full_ranking_topk(lambda u, q=q, kt=kt: q[u] @ kt, np.arange(len(R)), sub(train, R, cols), K)
         res["new_items"][arm] = {"cold_recall": micro_recall(top, tg_cold), "cold_pairs": tg_cold.nnz,
-                                 "warm": M.topk_metrics(top[warm_u], warm_u, tg_warm, (K,)), "all": all_targets(top, tg_cold, tg_warm)}
+                                 "warm": M.topk_metrics(top[warm_u], warm_u, tg_warm, (K,)),
+                                 "all": all_targets(top, tg_cold, tg_warm)}
     res["new_items"]["fold-in"]["warm_without_new_items"] = res["returning"]["fold-in"]
-    res["new_items"]["with interactions"] = posted_items(bn, data, split, (train, test), u_of, q_new, q_ret, vb, secs=res)
+    res["new_items"]["with interactions"] = posted_items(bn, data, split, (train, test), u_of,
+                                                         (q_new, q_ret), vb, secs=res)
     return res
 
 
@@ -180,12 +184,13 @@ def updated_items(bn: Any, base_pairs: np.ndarray, held: np.ndarray) -> np.ndarr
 
 
 def posted_items(bn: Any, data: Any, split: Split, pairs: tuple[Any, Any], u_of: np.ndarray,
-                 q_new: np.ndarray, q_ret: np.ndarray, vb: np.ndarray, secs: dict[str, Any]) -> dict[str, Any]:
+                 queries: tuple[np.ndarray, np.ndarray], vb: np.ndarray,
+                 secs: dict[str, Any]) -> dict[str, Any]:
     """New items with every training row on them posted afterwards (trainer/foldin/interactions.py):
     a base user's by their row, a new user's by their folded q; then each returning user folded again
     with the new items they posted (their vectors, as served). The same ranking as "fold-in"."""
     W, C, R, N = split.base_items, split.cold_items, split.base_users, split.new_users
-    train, test = pairs
+    (train, test), (q_new, q_ret) = pairs, queries
     n_of = np.full(data.n_users, -1)
     n_of[N] = np.arange(len(N))
     on_cold = sub(train, np.arange(data.n_users), C).tocsc()  # [all users, C]
@@ -205,9 +210,11 @@ def posted_items(bn: Any, data: Any, split: Split, pairs: tuple[Any, Any], u_of:
     cols = np.r_[W, C]
     tg_cold = sp.hstack([sp.csr_matrix((len(R), len(W))), sub(test, R, C)]).tocsr()
     tg_warm = sp.hstack([sub(test, R, W), sp.csr_matrix((len(R), len(C)))]).tocsr()
-    warm_u, kt = np.flatnonzero(np.diff(tg_warm.indptr) > 0), np.ascontiguousarray(np.vstack([vb, folded.vectors]).T)
+    warm_u = np.flatnonzero(np.diff(tg_warm.indptr) > 0)
+    kt = np.ascontiguousarray(np.vstack([vb, folded.vectors]).T)
     top = M.full_ranking_topk(lambda u: q[u] @ kt, np.arange(len(R)), sub(train, R, cols), K)
-    return {"cold_recall": micro_recall(top, tg_cold), "cold_pairs": tg_cold.nnz, "warm": M.topk_metrics(top[warm_u], warm_u, tg_warm, (K,)),
+    return {"cold_recall": micro_recall(top, tg_cold), "cold_pairs": tg_cold.nnz,
+            "warm": M.topk_metrics(top[warm_u], warm_u, tg_warm, (K,)),
             "all": all_targets(top, tg_cold, tg_warm),
             "posted_pairs": int(on_cold.nnz), "posted_by_new_users": int(np.isin(on_cold.indices, N).sum()),
             "users_refolded": int((np.diff(cold_of.indptr) > 0).sum())}
@@ -260,25 +267,31 @@ def flat(c: dict[str, Any]) -> dict[str, float]:
     out |= {f"returning {R20} {a}": rt[a][R20] for a in rt}
     gap = rt["retrained"][R20] - rt["stale"][R20]  # no gap to recover: NaN
     out["returning: share of the stale-retrained gap recovered"] = (rt["fold-in"][R20] - rt["stale"][R20]) / gap if gap > 0 else float("nan")
-    for arm, text in (("graph refresh", "a graph refresh"), ("fold-in + item update", "the fold-in + item update")):
+    for arm, text in (("graph refresh", "a graph refresh"),
+                      ("fold-in + item update", "the fold-in + item update")):
         if arm in rt:  # bench arms, not served
-            out[f"returning: share of the gap recovered by {text}"] = (rt[arm][R20] - rt["stale"][R20]) / gap if gap > 0 else float("nan")
+            share = (rt[arm][R20] - rt["stale"][R20]) / gap if gap > 0 else float("nan")
+            out[f"returning: share of the gap recovered by {text}"] = share
     out |= {f"new items cold recall@{K} {a}": ni[a]["cold_recall"] for a in ("fold-in", "retrained")} | {
         "new items cold recall fold-in / retrained": ni["fold-in"]["cold_recall"] / ni["retrained"]["cold_recall"]}
     if "with interactions" in ni:  # evaluations before the arm lack it
         wi = ni["with interactions"]
         out |= {f"new items cold recall@{K} with their interactions posted": wi["cold_recall"],
-                "new items with interactions: cold recall / retrained": wi["cold_recall"] / ni["retrained"]["cold_recall"],
+                "new items with interactions: cold recall / retrained":
+                    wi["cold_recall"] / ni["retrained"]["cold_recall"],
                 f"warm {R20} with new items and their interactions posted": wi["warm"][R20],
-                "warm with posted new items / without new items": wi["warm"][R20] / ni["fold-in"]["warm_without_new_items"][R20]}
-    for arm, text in (("fold-in", "features only"), ("with interactions", "interactions posted"), ("retrained", "retrained")):
+                "warm with posted new items / without new items":
+                    wi["warm"][R20] / ni["fold-in"]["warm_without_new_items"][R20]}
+    for arm, text in (("fold-in", "features only"), ("with interactions", "interactions posted"),
+                      ("retrained", "retrained")):
         if "all" in ni.get(arm, {}):
             out[f"{R20} over warm + new items' targets, {text}"] = ni[arm]["all"][R20]
     w, wo = ni["fold-in"]["warm"][R20], ni["fold-in"]["warm_without_new_items"][R20]
     out |= {f"new items cold recall@{K} chance": ni.get("chance", float("nan")), f"warm {R20} with new items folded in": w,
             f"warm {R20} without them": wo, f"warm {R20} retrained (all items)": ni["retrained"]["warm"][R20], "warm with / without new items": w / wo,
             "warm retrained with / without its new items": ni["retrained"]["warm"][R20] / rt["retrained"][R20]}
-    out |= {"fold_in_user ms (median)": c["fold_in_user_ms"], "fold_in_items ms per item": c["fold_in_items_ms_per_item"]}
+    out |= {"fold_in_user ms (median)": c["fold_in_user_ms"],
+            "fold_in_items ms per item": c["fold_in_items_ms_per_item"]}
     if "fold_in_items_with_interactions_ms_per_item" in c:
         out["fold_in_items with interactions ms per item"] = c["fold_in_items_with_interactions_ms_per_item"]
     return out
@@ -308,7 +321,8 @@ def summarise(evals: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, Any], s
         lines += [f"\n## {ds}\n\nseeds {summary[ds]['seeds']}; {cfg} ({'the same' if same else 'DIFFERENT'} config in every run "
                   f"but the seed); seed {cells[0]['seed']}: " + ", ".join(f"{k[2:]} {cells[0][k]}" for k in cells[0] if k.startswith("n_")),
                   "", H.md_table(["row", "mean", "std"], [(k, *v) for k, v in rows.items()]), "",
-                  *[f"- {text}: **{'holds' if holds[text] else 'does not hold'}** (per seed: {per_seed[key]})" for key, _, text in targets],
+                  *[f"- {text}: **{'holds' if holds[text] else 'does not hold'}** (per seed: {per_seed[key]})"
+                    for key, _, text in targets],
                   "", "runs (seed, run, stages (stage, best epoch, epochs run), seconds, date): "
                   + "; ".join(str((c["seed"], b, r["stages"], round(r["seconds"]), r.get("date"))) for c in cells for b, r in c["runs"].items())]
     return summary, "\n".join(lines)
