@@ -30,6 +30,8 @@ C = H.config(NAME)  # targets, MMRec's reference figures, what each measurement 
 TARGETS, REFERENCE, EPOCHS, QUICK_DATA = (C[k] for k in ("targets", "reference", "epochs", "quick_data"))
 DRAGON_EPOCH_S = REFERENCE["DRAGON (MARGO's backbone)"][0]
 KINDS = (*EPOCHS, "eval", "dragon")
+FREEDOM_ROWS = {"margo-freedom": "FREEDOM-style backbone, content channels",
+                "default": "the trainer's default model", "default-d128": "the default model at d 128"}
 INVOCATION = time.strftime("%Y-%m-%dT%H:%M:%S")  # side by side = same invocation
 
 
@@ -222,9 +224,9 @@ def report(args: argparse.Namespace, info: dict, res: dict[str, dict], data: Pat
     rows = [["margo stage I (= a fusion-sum epoch: same model, same loss)", _f(s1), "", _gb(m), ok(s1, ep)],
             ["margo stage II", _f(s2), "", "", ok(s2, ep)],
             ["full evaluation (margo)", "", _f(e_s), _gb(ev), ok(e_s, TARGETS["eval_s"])]]
-    rows += [[f"margo-freedom stage {k} (FREEDOM-style backbone)", _f(v), "",
-              _gb(res["margo-freedom"]) if k == "I" else "", ok(v, ep)]
-             for k, v in _medians(res.get("margo-freedom", {})).items()]
+    rows += [[f"{kind} stage {k} ({what})", _f(v), "", _gb(res[kind]) if k == "I" else "",
+              ok(v, TARGETS["freedom_epoch_s"])]
+             for kind, what in FREEDOM_ROWS.items() for k, v in _medians(res.get(kind, {})).items()]
     rows += [[f"{k} (context)", _f(res[k]["stages"][0]["median_s"]), "", _gb(res[k]), ""]
              for k in ("fusion-sum", "lightgcn") if res.get(k, {}).get("stages")]
     floor = {"floor": H.template(NAME, "floor", floor_s=C["floor_s"]), "floor_x": worst / C["floor_s"],
