@@ -26,12 +26,17 @@ FAST = {"epochs": 1, "batch_size": 512, "lr": 0.01, "patience": 5, "hidden": 32,
 
 @pytest.fixture(scope="module")
 def trained(tiny, tmp_path_factory):
-    """The default margo + id model on FREEDOM (one epoch), its bundle given n from the
-    training pairs when its export lacks it."""
+    """The default margo + id model on FREEDOM (one epoch): its bundle, n exported."""
     cfg = TrainConfig(model="margo", backbone="freedom", id_channel=True, seed=4, **FAST)
     result = fit(tiny, cfg, progress=False)
-    path = export_model(result, tiny, cfg, tmp_path_factory.mktemp("inter") / "b")
-    return with_user_out(load_bundle(path), np.unique(tiny.train[:, :2], axis=0))
+    return load_bundle(export_model(result, tiny, cfg, tmp_path_factory.mktemp("inter") / "b"))
+
+
+def test_the_export_writes_n_as_the_numpy_graph_computes_it(tiny, trained):
+    assert USER_OUT in trained.arrays
+    again = user_out_from_graph(trained, np.unique(tiny.train[:, :2], axis=0))
+    np.testing.assert_allclose(trained.arrays[USER_OUT], again, rtol=1e-4, atol=1e-5)
+    assert with_user_out(trained, np.empty((0, 2), np.int64)) is trained  # kept as exported
 
 
 def test_a_catalogue_items_training_users_give_exactly_its_edges(tiny, trained):

@@ -125,12 +125,17 @@ class FreedomBackbone(Recommender):
         m, d, n_u = len(self.channels), self.dim, self.n_users
         x_i = self.item_nodes().reshape(self.n_items, m * d)
         x = torch.cat([self.preference, x_i], 0)
-        deg = np.diff(self.adj.csr.indptr)[n_u:].astype(np.float64)  # distinct training users
+        degrees = np.diff(self.adj.csr.indptr).astype(np.float64)  # distinct training pairs
+        deg, deg_u = degrees[n_u:], degrees[:n_u]
         layers = [x]
         for _ in range(self.n_layers):
             layers.append(self.adj(layers[-1]))
         scale = torch.from_numpy(1.0 / np.sqrt(np.maximum(deg, 1.0))).float()[:, None]
         msg = sum(layer[n_u:] for layer in layers[:-1]) * scale / (self.n_layers + 1)
+        # the users' side, for new items (trainer/foldin/interactions.py): Z_i = X_i / (L+1) +
+        # sum_{u in N(i)} n_u / sqrt(d_i), n_u = sum_{l<L} (A^l X0)_u / (sqrt(d_u) (L+1))
+        scale_u = torch.from_numpy(1.0 / np.sqrt(np.maximum(deg_u, 1.0))).float()[:, None]
+        out_u = sum(layer[:n_u] for layer in layers[:-1]) * scale_u / (self.n_layers + 1)
         z_i = sum(layer[n_u:] for layer in layers) / (self.n_layers + 1)
         content = x_i.view(self.n_items, m, d).clone()
         if self.item_id is not None:
@@ -142,7 +147,8 @@ class FreedomBackbone(Recommender):
 
         return {"foldin_user_self": out(self.preference / (self.n_layers + 1), n_u),
                 "foldin_user_msg": out(msg, self.n_items),
-                "foldin_item_edges": out(edges, self.n_items)}
+                "foldin_item_edges": out(edges, self.n_items),
+                "foldin_user_out": out(out_u, n_u)}
 
     def fold_in_spec(self) -> dict[str, object]:
         # a new item has no edges: Z = X / (L + 1) (F3's layer mean), then F4 e = Z + S X

@@ -14,25 +14,23 @@ from service.settings import Settings
 from tests.service.fresh.helpers import FRESH, content_of, eventually, new_item, two_apps
 from trainer.bundle import load_bundle, write_bundle
 from trainer.bundle_foldin import USER_OUT
-from trainer.data import load_dataset
 from trainer.foldin import ItemUsers, fold_in_items, has_user_out
-from trainer.foldin.interactions import with_user_out
 from trainer.manifest import MANIFEST
 
 POSTERS = ["0", "5", "9", "14", "21"]  # users the tiny model trained
 
 
 @pytest.fixture
-def settings_with_n(
+def settings_without_n(
     job_settings: Callable[..., Settings], tiny_model: tuple[Path, Path], tmp_path: Path
 ) -> Callable[..., Settings]:
-    """job_settings whose model is the tiny bundle given ``foldin_user_out`` (computed from
-    its training pairs: the exporter of this version does not write it yet)."""
-    data, bundle = load_dataset(tiny_model[0]), load_bundle(tiny_model[1])
-    assert bundle.item_ids == list(data.item_ids) and bundle.user_ids == list(data.user_ids)
-    full = with_user_out(bundle, np.unique(data.train[:, :2], axis=0))
+    """job_settings whose model is the tiny bundle without ``foldin_user_out``, as FREEDOM
+    bundles exported before it was written are."""
+    bundle = load_bundle(tiny_model[1])
+    assert USER_OUT in bundle.arrays  # the exporter writes it
     raw = json.loads((bundle.path / MANIFEST).read_text())
-    write_bundle(tmp_path / "models" / "tiny", manifest=raw, arrays=dict(full.arrays),
+    arrays = {k: v for k, v in bundle.arrays.items() if k != USER_OUT}
+    write_bundle(tmp_path / "models" / "tiny", manifest=raw, arrays=arrays,
                  user_ids=bundle.user_ids, item_ids=bundle.item_ids, item_meta=bundle.item_meta)
     return job_settings
 
@@ -93,22 +91,22 @@ def run(settings: Settings, data_dir: Path) -> None:
 
 
 def test_posted_interactions_move_a_folded_items_vector_sqlite(
-    settings_with_n: Callable[..., Settings], tiny_model: tuple[Path, Path]
+    job_settings: Callable[..., Settings], tiny_model: tuple[Path, Path]
 ) -> None:
-    run(settings_with_n(), tiny_model[0])
+    run(job_settings(), tiny_model[0])
 
 
 def test_posted_interactions_move_a_folded_items_vector_postgresql(
-    settings_with_n: Callable[..., Settings], tiny_model: tuple[Path, Path], postgres_db: str
+    job_settings: Callable[..., Settings], tiny_model: tuple[Path, Path], postgres_db: str
 ) -> None:
-    run(settings_with_n(database_url=postgres_db), tiny_model[0])
+    run(job_settings(database_url=postgres_db), tiny_model[0])
 
 
 def test_an_item_folded_after_its_interactions_takes_them(
-    settings_with_n: Callable[..., Settings], tiny_model: tuple[Path, Path]
+    job_settings: Callable[..., Settings], tiny_model: tuple[Path, Path]
 ) -> None:
     """Interactions posted while the item waited for content count when it is folded."""
-    with two_apps(settings_with_n()) as (a, _, write, _):
+    with two_apps(job_settings()) as (a, _, write, _):
         content = content_of(tiny_model[0], a.app.state.margo.registry.current.bundle.item_ids[10])
         half = {"item_id": "late", "content": {"image": content["image"]}}
         assert a.post("/items", json={"items": [half]}, headers=write).json()["folded"] == []
@@ -121,9 +119,9 @@ def test_an_item_folded_after_its_interactions_takes_them(
 
 
 def test_a_bundle_without_n_folds_items_from_content_only(
-    job_settings: Callable[..., Settings], tiny_model: tuple[Path, Path]
+    settings_without_n: Callable[..., Settings], tiny_model: tuple[Path, Path]
 ) -> None:
-    with two_apps(job_settings()) as (a, _, write, _):
+    with two_apps(settings_without_n()) as (a, _, write, _):
         model = a.app.state.margo.registry.current
         assert not has_user_out(model.bundle)
         body = {"items": [new_item(tiny_model[0], "plain", model.bundle.item_ids[8])]}
