@@ -29,7 +29,7 @@ from trainer.bundle import load_bundle
 from trainer.data import load_dataset, write_dataset
 from trainer.export import export_model
 from trainer.foldin import ItemFoldIn, ItemUsers, fold_in_items, fold_in_user
-from trainer.foldin.interactions import ItemEdges, with_user_out
+from trainer.foldin.interactions import updated_catalogue, with_user_out
 from trainer.foldin.refresh import refresh
 from trainer.scoring import item_vectors
 from trainer.train import fit
@@ -170,16 +170,17 @@ def all_targets(top: np.ndarray, tg_cold: Any, tg_warm: Any) -> dict[str, float]
 
 
 def updated_items(bn: Any, base_pairs: np.ndarray, held: np.ndarray) -> np.ndarray:
-    """The base catalogue's v with each held-back pair's item given that user (users held fixed:
-    trainer/foldin/interactions.py update_items), pairs already trained on left out."""
+    """The base catalogue's v with each held-back pair's item given that user (users held fixed),
+    pairs already trained on left out: updated_catalogue, the function the service serves."""
     known = set(map(tuple, np.asarray(base_pairs).tolist()))
     new = np.unique(held, axis=0)
     new = new[[tuple(p) not in known for p in new.tolist()]]
     new = new[np.argsort(new[:, 1], kind="stable")]
     items, starts = np.unique(new[:, 1], return_index=True)
-    users = [ItemUsers(u) for u in np.split(new[:, 0], starts[1:])]
+    posted = {int(i): ItemUsers(u) for i, u in zip(items, np.split(new[:, 0], starts[1:]), strict=True)}
+    rows, upd = updated_catalogue(bn, posted)
     emb = np.array(bn.arrays["item_emb"], np.float32)
-    emb[items] = ItemEdges.from_bundle(bn).update_items(items, users)
+    emb[rows] = upd
     return item_vectors(emb, bn.arrays["item_weights"])
 
 

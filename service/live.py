@@ -213,23 +213,33 @@ class LiveModel:
         cold = rows >= self.bundle.n_items
         return (not cold.any()), cold
 
-    def _gather(self, rows: np.ndarray, base: np.ndarray, side: np.ndarray) -> np.ndarray:
+    def _gather(
+        self, rows: np.ndarray, base: np.ndarray, side: np.ndarray, updated: str | None = None
+    ) -> np.ndarray:
+        """Rows of ``base`` (bundle rows) or ``side`` (folded slots); with ``updated`` (the
+        UpdatedItems array it names), recomputed catalogue rows from there."""
         plain, cold = self._split(rows)
         if plain:
-            return base[rows]
-        out = np.empty((rows.size, *base.shape[1:]), dtype=base.dtype)
-        out[~cold] = base[rows[~cold]]
-        out[cold] = side[rows[cold] - self.bundle.n_items]
+            out = base[rows]
+        else:
+            out = np.empty((rows.size, *base.shape[1:]), dtype=base.dtype)
+            out[~cold] = base[rows[~cold]]
+            out[cold] = side[rows[cold] - self.bundle.n_items]
+        if updated is not None:
+            upd = self.folded.updated
+            hit, slots = upd.lookup(rows)  # the index first: the arrays then hold its slots
+            if slots.size:
+                out[hit] = getattr(upd, updated)[slots]
         return out
 
     def vectors_of(self, rows: np.ndarray) -> np.ndarray:
-        """v_i of item rows, bundle or folded, float32 [r, M*d]."""
-        if self.folded.high_water == 0:
+        """v_i of item rows, bundle (recomputed where updated) or folded, float32 [r, M*d]."""
+        if self.folded.high_water == 0 and not len(self.folded.updated):
             return self.index.vectors[rows]
-        return self._gather(rows, self.index.vectors, self.folded.vectors)
+        return self._gather(rows, self.index.vectors, self.folded.vectors, "vectors")
 
     def emb_of(self, rows: np.ndarray) -> np.ndarray:
-        return self._gather(rows, self.arrays["item_emb"], self.folded.emb)
+        return self._gather(rows, self.arrays["item_emb"], self.folded.emb, "emb")
 
     def weights_of(self, rows: np.ndarray) -> np.ndarray:
         return self._gather(rows, self.arrays["item_weights"], self.folded.weights)
@@ -245,19 +255,43 @@ class LiveModel:
         return out
 
     def search(self, query: np.ndarray, n: int) -> np.ndarray:
-        """About the ``n`` best rows: the bundle's index, and the folded items exactly."""
+        """About the ``n`` best rows, each once: the bundle's index without the updated
+        catalogue rows (it holds their trained vectors), those exactly with their recomputed
+        vectors, and the folded items exactly."""
         ids = self.index.search(query, n)
-        if self.folded.high_water == 0:
-            return ids
-        return np.concatenate([ids, self.folded.search(query, n)])
+        parts = [ids]
+        upd = self.folded.updated
+        snapshot = upd.index  # one snapshot for both: each updated row comes from one side
+        rows, slots = snapshot
+        if rows.size and n > 0:
+            stale = upd.lookup(ids, snapshot)[0]
+            if stale.any():  # as many of the others as asked for: search past the dropped
+                ids = self.index.search(query, n + int(stale.sum()))
+                stale = upd.lookup(ids, snapshot)[0]
+            parts[0] = ids[~stale]
+            scores = upd.vectors[slots] @ query
+            top = np.argpartition(-scores, n - 1)[:n] if n < rows.size else slice(None)
+            parts.append(rows[top])
+        if self.folded.high_water:
+            parts.append(self.folded.search(query, n))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def exact_scores(self, query: np.ndarray) -> np.ndarray:
         """``v_i . q`` of every row, float32 [n_rows]."""
         scores = self.index.exact_scores(query)
+        upd = self.folded.updated
+        rows, slots = upd.index
+        if rows.size:
+            scores[rows] = upd.vectors[slots] @ query  # a fresh product: ours to change
         hw = self.folded.high_water
         if hw == 0:
             return scores
         return np.concatenate([scores, self.folded.vectors[:hw] @ query])
+
+    @property
+    def trained_until(self) -> dt.datetime:
+        """Interactions ingested from this time on are new to the model (the overlay's start)."""
+        return self.created_at - OVERLAY_MARGIN
 
     @cached_property
     def user_folder(self) -> object | None:

@@ -13,6 +13,13 @@ the model is reloaded and it is among the newest). Arrays grow by doubling, up t
 Writers hold ``_lock``; readers never lock. A slot's vector is written before its row is
 unhidden in the catalogue, and a freed slot is scrubbed from the catalogue and the seen
 overlay before it is reused.
+
+Catalogue items whose vectors were recomputed from the users who interacted with them since
+training (:class:`UpdatedItems`, ``FoldedItemSet.updated``; service/fresh/sync.py) keep their
+bundle rows; the model reads their new vectors instead of the bundle's, leaves them out of
+the FAISS results and scores them exactly beside the folded items (service/live.py). They
+count among the items held (``len``, ``nbytes``, ``evicted``: /metrics' margo_foldin_items*),
+at most ``capacity`` of them besides the folded items.
 """
 
 from __future__ import annotations
@@ -37,6 +44,108 @@ class FoldedRow:
     provenance: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class UpdatedRow:
+    """A catalogue item's recomputed embedding (its bundle ``row``) and its trained weights."""
+
+    row: int
+    emb: np.ndarray  # float32 [M, d]
+    weights: np.ndarray  # float32 [M]
+    provenance: dict[str, Any]
+
+
+class UpdatedItems:
+    """Catalogue rows with a recomputed embedding, at most ``capacity`` (past it the one
+    updated longest ago falls back to its trained vector until its next update).
+
+    Readers take ``index`` (sorted rows, their slots: one tuple, swapped whole) and then the
+    slot arrays; a writer grows the arrays and writes a slot before it publishes an index
+    that names it, so a reader's arrays always hold the slots its index names."""
+
+    def __init__(self, n_channels: int, dim: int, capacity: int) -> None:
+        self.n_channels = n_channels
+        self.dim = dim
+        self.capacity = capacity
+        self.vectors = np.zeros((0, n_channels * dim), dtype=np.float32)
+        self.emb = np.zeros((0, n_channels, dim), dtype=np.float32)
+        self.index: tuple[np.ndarray, np.ndarray] = (np.empty(0, np.int64), np.empty(0, np.int64))
+        self.provenance: dict[int, dict[str, Any]] = {}  # row -> how it was updated
+        self._slot: dict[int, int] = {}
+        self._age: OrderedDict[int, None] = OrderedDict()  # updated longest ago first
+        self._free: list[int] = []
+        self._taken = 0  # slots ever taken
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._slot)
+
+    def nbytes(self) -> int:
+        return int(self.vectors.nbytes + self.emb.nbytes)
+
+    def lookup(
+        self, rows: np.ndarray, index: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(mask of the updated ones among ``rows``, their slots), by ``index`` (a snapshot
+        the caller took) or the current one."""
+        updated, slots = self.index if index is None else index
+        if updated.size == 0 or rows.size == 0:
+            return np.zeros(rows.shape, dtype=bool), np.empty(0, np.int64)
+        pos = np.minimum(np.searchsorted(updated, rows), updated.size - 1)
+        hit = updated[pos] == rows
+        return hit, slots[pos[hit]]
+
+    def put(self, rows: np.ndarray, emb: np.ndarray, weights: np.ndarray,
+            provenance: list[dict[str, Any]]) -> None:
+        """Set the embeddings ``emb`` [k, M, d] (and vectors with the rows' ``weights``
+        [k, M]) of catalogue ``rows`` (distinct); the caller holds the set's lock."""
+        if self.capacity <= 0 or len(rows) == 0:
+            return
+        keep = slice(-self.capacity, None)
+        rows = [int(r) for r in np.asarray(rows)[keep]]
+        emb, weights, provenance = emb[keep], weights[keep], provenance[keep]
+        vectors = scoring.item_vectors(np.asarray(emb, np.float32), np.asarray(weights, np.float32))
+        for row in rows:
+            if row in self._age:
+                self._age.move_to_end(row)
+        over = len(self._slot) + sum(r not in self._slot for r in rows) - self.capacity
+        if over > 0:  # out of the index before their slots are reused: they read as trained
+            for _ in range(over):
+                old, _ = self._age.popitem(last=False)
+                self._free.append(self._slot.pop(old))
+                self.provenance.pop(old, None)
+            self.evicted += over
+            self._publish()
+        for n, row in enumerate(rows):
+            slot = self._slot.get(row)
+            if slot is None:
+                slot = self._take_slot()
+                self._slot[row] = slot
+            self.emb[slot] = emb[n]
+            self.vectors[slot] = vectors[n]
+            self.provenance[row] = provenance[n]
+            self._age[row] = None
+            self._age.move_to_end(row)
+        self._publish()
+
+    def _publish(self) -> None:
+        ordered = np.asarray(sorted(self._slot), np.int64)
+        self.index = (ordered, np.asarray([self._slot[r] for r in ordered.tolist()], np.int64))
+
+    def _take_slot(self) -> int:
+        if self._free:
+            return self._free.pop(0)
+        slot = self._taken
+        self._taken += 1
+        if slot >= self.vectors.shape[0]:
+            size = max(16, min(self.capacity, 2 * self.vectors.shape[0]))
+            vectors = np.zeros((size, self.vectors.shape[1]), dtype=np.float32)
+            emb = np.zeros((size, self.n_channels, self.dim), dtype=np.float32)
+            n = self.vectors.shape[0]
+            vectors[:n], emb[:n] = self.vectors, self.emb
+            self.vectors, self.emb = vectors, emb  # copied, then swapped: readers see either
+        return slot
+
+
 class FoldedItemSet:
     def __init__(self, n_items: int, n_channels: int, dim: int, capacity: int) -> None:
         self.base = n_items
@@ -54,11 +163,13 @@ class FoldedItemSet:
         self.evicted = 0  # items dropped for capacity since the model was loaded
         self.generation = 0  # bumped on every change: part of the response cache key
         self.revision = ""  # SQL watermark of the rows applied
+        self.updated = UpdatedItems(n_channels, dim, capacity)  # catalogue rows recomputed
         self._lock = threading.Lock()
 
     # -- reads -------------------------------------------------------------------------------
     def __len__(self) -> int:
-        return len(self._slot)
+        """Items held: folded ones and updated catalogue items."""
+        return len(self._slot) + len(self.updated)
 
     @property
     def high_water(self) -> int:
@@ -74,8 +185,10 @@ class FoldedItemSet:
         return self.ids[slot] if 0 <= slot < len(self.ids) else None
 
     def nbytes(self) -> int:
-        """Bytes of the arrays held (allocated slots, not only the live ones)."""
-        return int(self.vectors.nbytes + self.emb.nbytes + self.weights.nbytes)
+        """Bytes of the arrays held (allocated slots, not only the live ones), updated
+        catalogue items' included."""
+        own = self.vectors.nbytes + self.emb.nbytes + self.weights.nbytes
+        return int(own + self.updated.nbytes())
 
     def search(self, query: np.ndarray, n: int) -> np.ndarray:
         """Rows of the ``n`` folded items with the largest ``v_i . q`` (exact; free slots have
@@ -116,6 +229,23 @@ class FoldedItemSet:
             self.generation += 1
         # a row evicted and then reused in the same call is live again, not freed
         return written, [r for r in freed if r not in set(written)]
+
+    def put_updates(self, rows: list[UpdatedRow]) -> None:
+        """Set recomputed embeddings of catalogue items (service/fresh/sync.py)."""
+        if not rows:
+            return
+        latest = {r.row: r for r in rows}  # one entry a row, the last
+        items = list(latest.values())
+        with self._lock:
+            before = self.updated.evicted
+            self.updated.put(
+                np.asarray([r.row for r in items], np.int64),
+                np.stack([np.asarray(r.emb, np.float32) for r in items]),
+                np.stack([np.asarray(r.weights, np.float32) for r in items]),
+                [r.provenance for r in items],
+            )
+            self.evicted += self.updated.evicted - before  # /metrics counts both kinds
+            self.generation += 1
 
     def remove(self, item_ids: list[str]) -> list[int]:
         """Drop items (their folds failed or the model now knows them); returns freed rows."""

@@ -14,6 +14,14 @@ bundles that export ``foldin_user_out``): when it is folded, and again after eac
 of its users (``refold_posted_items``, in the writing process before those users fold: their
 folds then see the item's new vector); every process applies the stored row as any other.
 
+Interactions with catalogue items: a trained item's vector takes the users who interacted
+with it since training as well (trainer/foldin/interactions.py ``updated_catalogue``, the users
+held fixed; known users by row, others by their folded query), recomputed after each write
+for the items its users interacted with since training (``update_catalogue_items``, in the
+writing process after those users fold: newcomers count by their new query); stored as a
+``folded_items`` row of the version for the trained item, so every process applies it as any
+other folded row (service/fresh/items.py ``UpdatedItems``). A new version starts with none.
+
 Users: see service/fresh/users.py. The process that takes ``POST /interactions`` folds its
 users after the answer (WriteFolds: coalesced, bounded, batched); a reader folds only when SQL
 has no current row (new model version, or the writer has not folded the user yet or dropped
@@ -38,10 +46,11 @@ from service.db import crud
 from service.db.crud import foldin as fsql
 from service.db.session import Database
 from service.fresh import fold
-from service.fresh.items import FoldedRow
+from service.fresh.items import FoldedRow, UpdatedRow
 from service.fresh.users import FoldedUser
 from trainer.bundle import ModelBundle
 from trainer.foldin import ItemUsers, has_user_out
+from trainer.foldin.interactions import posted_users, updated_catalogue
 
 if TYPE_CHECKING:
     from service.live import LiveModel
@@ -55,6 +64,10 @@ ITEM_USERS_LIMIT = 1000
 """A folded item's fold takes at most this many of its users (by SQL user id, the oldest)."""
 REFOLD_ITEMS_LIMIT = 256
 """Folded items a write folds again at most (by slot, the latest slots first)."""
+UPDATE_ITEMS_LIMIT = 256
+"""Catalogue items a write recomputes at most (its users in order, each one's newest first)."""
+UPDATE_PROVENANCE = "interactions"
+"""``provenance["update"]`` of a stored catalogue item's recomputed row."""
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
@@ -169,6 +182,84 @@ def refold_posted_items(model: LiveModel, db: Database, user_ids: list[str]) -> 
     return len(items) - len(waiting)
 
 
+def update_catalogue_items(model: LiveModel, db: Database, user_ids: list[str]) -> int:
+    """Recompute the catalogue items the users interacted with since training (at most
+    UPDATE_ITEMS_LIMIT: the users in order, each one's newest first; not the items they
+    trained on) from all their users since training (``catalogue_users``), store the rows
+    and apply them here; returns how many were stored."""
+    bundle = model.bundle
+    if not has_user_out(bundle) or model.folded.updated.capacity <= 0:
+        return 0
+    todo: dict[str, int] = {}
+    with db.session() as session:
+        histories = fsql.user_histories(session, external_ids=user_ids, limit=HISTORY_LIMIT)
+        for user_id in user_ids:
+            held, history = model.overlay.rows(user_id), histories.get(user_id)
+            if held is None or history is None:
+                continue
+            since = set(held[held < model.n_items].tolist())
+            user_row = bundle.user_index(user_id)
+            if user_row is not None:
+                since.difference_update(bundle.seen_items(user_row).tolist())
+            for item_id in history[1]:
+                row = bundle.item_index(item_id)
+                if row in since and len(todo) < UPDATE_ITEMS_LIMIT:
+                    todo[item_id] = row
+        if not todo:
+            return 0
+        posted = catalogue_users(session, model, list(todo), folded_query(model))
+        rows, emb = updated_catalogue(bundle, {todo[i]: u for i, u in posted.items()})
+        if rows.size == 0:
+            return 0
+        weights = np.asarray(model.arrays["item_weights"][rows], np.float32)
+        ids = [bundle.item_ids[r] for r in rows.tolist()]
+        db_ids = fsql.item_ids_by_external(session, external_ids=ids)
+        stored = [
+            fold.stored_row(
+                FoldedRow(i, emb[n], weights[n], {"model_version": model.version,
+                                                  "update": UPDATE_PROVENANCE,
+                                                  "interactions": posted_users(posted[i])}),
+                db_ids[i],
+            )
+            for n, i in enumerate(ids)
+            if i in db_ids
+        ]
+        fsql.save_folded_items(session, version=model.version, rows=stored)
+    refresh_items(model, db)
+    return len(stored)
+
+
+def catalogue_users(
+    session: Session, model: LiveModel, external_ids: list[str], query_of: QueryOf
+) -> dict[str, ItemUsers]:
+    """The users who interacted with each catalogue item since training (at most
+    ITEM_USERS_LIMIT each, by SQL user id) and were not among its training users (the
+    bundle's ``seen`` of a known user): known users by row, others by their folded query
+    (left out until they have one)."""
+    bundle = model.bundle
+    by_item: dict[str, set[str]] = {}
+    for user_id, item_id in fsql.interactions_with(session, external_ids=external_ids,
+                                                   since=model.trained_until):
+        by_item.setdefault(item_id, set()).add(user_id)
+    out: dict[str, ItemUsers] = {}
+    for item_id, users in by_item.items():
+        item_row = bundle.item_index(item_id)
+        rows: list[int] = []
+        vectors: list[np.ndarray] = []
+        for user_id in sorted(users):
+            if len(rows) + len(vectors) >= ITEM_USERS_LIMIT:
+                break
+            row = bundle.user_index(user_id)
+            if row is not None:
+                if item_row not in bundle.seen_items(row):
+                    rows.append(row)
+            elif (q := query_of(session, user_id)) is not None:
+                vectors.append(q)
+        out[item_id] = ItemUsers(np.asarray(rows, np.int64),
+                                 user_vectors=np.stack(vectors) if vectors else None)
+    return out
+
+
 def refresh_items(model: LiveModel, db: Database, *, full: bool = False) -> int:
     """Apply folded rows of the model's version stored since the last refresh (all with
     ``full``); returns how many were applied."""
@@ -185,17 +276,23 @@ def refresh_items(model: LiveModel, db: Database, *, full: bool = False) -> int:
     shape = (len(model.channels), model.bundle.dim)
     ready: list[FoldedRow] = []
     gone: list[str] = []
+    updates: list[UpdatedRow] = []
     for item_id, status, emb, weights, provenance, _, _ in stored:
-        if model.bundle.item_index(item_id) is not None:
-            continue  # the model learned it
+        trained = model.bundle.item_index(item_id)
+        if trained is not None:  # a catalogue item recomputed from its users since training
+            if status == "ready" and emb is not None and weights is not None:
+                got = fold.row_from_sql(item_id, emb, weights, provenance, shape)
+                updates.append(UpdatedRow(trained, got.emb, got.weights, got.provenance))
+            continue
         if status == "ready" and emb is not None and weights is not None:
             ready.append(fold.row_from_sql(item_id, emb, weights, provenance, shape))
         else:
             gone.append(item_id)
     apply_rows(model, db, ready, gone)
+    folded.put_updates(updates)
     if revision > folded.revision:
         folded.revision = revision
-    return len(ready)
+    return len(ready) + len(updates)
 
 
 def apply_rows(
@@ -326,7 +423,11 @@ def fold_users_on_write(model: LiveModel, db: Database, user_ids: list[str]) -> 
     refold_posted_items(model, db, user_ids)  # first: the users' folds see the new vectors
     model.users.drop(user_ids)
     todo = [u for u in user_ids if model.overlay.rows(u) is not None]
-    return len(fold_and_store_users(model, db, todo)) if todo else 0
+    folded = len(fold_and_store_users(model, db, todo)) if todo else 0
+    # after: a newcomer counts by the query just folded (the users' folds read catalogue
+    # items' trained vectors, as bench/freshness.py's 'fold-in + item update' arm does)
+    update_catalogue_items(model, db, user_ids)
+    return folded
 
 
 class WriteFolds:

@@ -17,7 +17,13 @@ from trainer.foldin import (
     fold_in_items,
     has_user_out,
 )
-from trainer.foldin.interactions import ItemEdges, user_out_from_graph, with_user_out
+from trainer.foldin.interactions import (
+    ItemEdges,
+    posted_users,
+    updated_catalogue,
+    user_out_from_graph,
+    with_user_out,
+)
 from trainer.manifest import MANIFEST
 from trainer.train import fit
 
@@ -179,3 +185,23 @@ def test_a_catalogue_item_with_new_users_by_hand(tiny, trained):
     np.testing.assert_allclose(same.reshape(-1), e[4], rtol=1e-5, atol=1e-5)
     with pytest.raises(FoldInInputError, match="item_rows"):
         edges.update_items(np.array([bundle.n_items]), [ItemUsers(new[0])])
+
+
+def test_the_served_update_is_update_items_by_row(trained):
+    """updated_catalogue (what the service serves and bench/freshness.py evaluates): the rows
+    with any user, ascending, each with update_items; trained_edges of some rows is theirs."""
+    bundle = trained
+    edges = ItemEdges.from_bundle(bundle)
+    np.testing.assert_array_equal(edges.trained_edges(np.array([9, 2])),
+                                  edges.trained_edges()[[9, 2]])
+    q = np.asarray(bundle.query_vectors()[[7]], np.float32)  # a folded user's query
+    posted = {9: ItemUsers(np.array([1, 3]), user_vectors=q), 2: ItemUsers(np.array([5])),
+              4: ItemUsers(np.empty(0, np.int64))}
+    rows, emb = updated_catalogue(bundle, posted)
+    np.testing.assert_array_equal(rows, [2, 9])
+    want = edges.update_items(np.array([2, 9]), [posted[2], posted[9]])
+    np.testing.assert_array_equal(emb, want)
+    assert emb.dtype == np.float32 and emb.shape == (2, *bundle.arrays["item_emb"].shape[1:])
+    assert posted_users(posted[9]) == 3 and posted_users(posted[4]) == 0
+    none, empty = updated_catalogue(bundle, {4: posted[4]})
+    assert none.size == 0 and empty.shape == (0, *bundle.arrays["item_emb"].shape[1:])

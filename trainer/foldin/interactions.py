@@ -43,8 +43,10 @@ retrained gap of returning users: a user's new interactions also change the item
 seed 0, all held-back rows posted: synthetic test R@20 stale 0.332, user fold 0.341, user fold
 + item update 0.376, graph refresh (trainer/foldin/refresh.py) 0.374, retrained 0.380 (91% of
 the gap vs 20% and 88%); stale users with updated items alone 0.369. mlsmall 0.301 / 0.302 /
-0.308 / 0.305 (retrained 0.301: no gap in that run). A bench arm: the service does not
-update catalogue items' vectors (their FAISS index is fixed while a model serves).
+0.308 / 0.305 (retrained 0.301: no gap in that run). Served (``updated_catalogue``): after
+each write the service recomputes the written users' catalogue items from all their users
+since training and scores them exactly beside its fixed FAISS index (service/fresh/sync.py);
+bench/freshness.py's arm calls the same function.
 
 Bundles exported before ``foldin_user_out`` lack n; ``user_out_from_graph`` computes it from
 the bundle's parts and the pairs the model trained on (the caller's: a bundle records every
@@ -56,7 +58,7 @@ from __future__ import annotations
 
 import dataclasses
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -224,15 +226,17 @@ class ItemEdges:
                                    ">= 0", item=item)
         return msg, c
 
-    def trained_edges(self) -> np.ndarray:
-        """t [I, M*d] float64: what each catalogue item's training users gave it (r_i less
-        its id node's share, X_i^id / (L+1))."""
+    def trained_edges(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """t [I, M*d] float64 (or of ``rows`` only: a served write reads no more than the
+        items it updates): what each catalogue item's training users gave it (r_i less its
+        id node's share, X_i^id / (L+1))."""
         arrays = self.bundle.arrays
-        t = np.asarray(arrays[ITEM_EDGES], np.float64).copy()
+        pick = slice(None) if rows is None else np.asarray(rows, np.int64)
+        t = np.array(arrays[ITEM_EDGES][pick], np.float64)
         if self.id_channel is not None:
             scale = fold_in_info(self.bundle.manifest, self.bundle.path).self_scale
-            t[:, self.id_channel] -= scale * np.asarray(arrays[FOLDIN_STATE][:, self.id_channel],
-                                                        np.float64)
+            t[:, self.id_channel] -= scale * np.asarray(
+                arrays[FOLDIN_STATE][pick][:, self.id_channel], np.float64)
         return t.reshape(len(t), -1)
 
     def update_items(self, item_rows: np.ndarray, users: Sequence[ItemUsers]) -> np.ndarray:
@@ -248,15 +252,15 @@ class ItemEdges:
             raise FoldInInputError(f"item_rows: one catalogue row (0..{n_items - 1}) per "
                                    f"entry of users ({len(users)})")
         arrays = self.bundle.arrays
-        t = self.trained_edges()[rows]
-        deg = np.asarray(arrays["item_pos_count"], np.float64)[rows]
+        t = self.trained_edges(rows)
+        deg = np.asarray(arrays["item_pos_count"][rows], np.float64)
         sums = np.zeros_like(t)
         total = np.zeros(len(rows))
         for j, u in enumerate(users):
             msg, c = self.check(u, j)
             sums[j], total[j] = c @ msg, c.sum()
         new_t = (np.sqrt(deg)[:, None] * t + sums) / np.sqrt(np.maximum(deg + total, 1.0))[:, None]
-        emb = np.asarray(arrays["item_emb"], np.float64)[rows].reshape(len(rows), -1)
+        emb = np.asarray(arrays["item_emb"][rows], np.float64).reshape(len(rows), -1)
         return (emb - t + new_t).reshape(len(rows), *self.shape).astype(np.float32)
 
     def edges(self, users: Sequence[ItemUsers]) -> tuple[np.ndarray, np.ndarray]:
@@ -271,6 +275,28 @@ class ItemEdges:
                 out[j] = c @ msg / np.sqrt(total)
                 counts[j] = int((c > 0).sum())
         return out, counts
+
+
+def posted_users(users: ItemUsers) -> int:
+    """How many users ``users`` holds (rows and vectors)."""
+    rows = 0 if users.user_rows is None else np.asarray(users.user_rows).size
+    vectors = 0 if users.user_vectors is None else len(np.atleast_2d(users.user_vectors))
+    return rows + vectors
+
+
+def updated_catalogue(
+    bundle: ModelBundle, posted: Mapping[int, ItemUsers]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(item rows, ascending; e' [k, M, d] float32) of the catalogue items in ``posted`` (item
+    row -> the users who interacted with it since training and were not among its training
+    users) that have any user: ``ItemEdges.update_items``, the one computation the service
+    serves (service/fresh/sync.py, after each write) and bench/freshness.py evaluates. Their
+    vectors are ``trainer.scoring.item_vectors(e', item_weights[rows])``: the weights stay."""
+    keep = sorted(r for r, u in posted.items() if posted_users(u))
+    rows = np.asarray(keep, np.int64)
+    if not keep:
+        return rows, np.zeros((0, *bundle.arrays["item_emb"].shape[1:]), np.float32)
+    return rows, ItemEdges.from_bundle(bundle).update_items(rows, [posted[r] for r in keep])
 
 
 _CACHE: dict[int, tuple[weakref.ref, ItemEdges]] = {}
