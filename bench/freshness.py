@@ -267,10 +267,11 @@ def flat(c: dict[str, Any]) -> dict[str, float]:
     out |= {f"new users fold-in / {a}": nu["fold-in"][R20] / nu[a][R20] for a in ("popular", "retrained")}
     out |= {f"returning {R20} {a}": rt[a][R20] for a in rt}
     gap = rt["retrained"][R20] - rt["stale"][R20]  # no gap to recover: NaN
-    out["returning: share of the stale-retrained gap recovered"] = (rt["fold-in"][R20] - rt["stale"][R20]) / gap if gap > 0 else float("nan")
+    out["returning: share of the stale-retrained gap recovered by the user fold alone"] = (
+        (rt["fold-in"][R20] - rt["stale"][R20]) / gap if gap > 0 else float("nan"))
     for arm, text in (("graph refresh", "a graph refresh"),
-                      ("fold-in + item update", "the fold-in + item update")):
-        if arm in rt:  # bench arms, not served
+                      ("fold-in + item update", "the fold-in + item update (served)")):
+        if arm in rt:  # the item update: served since 49f4b58 (an evaluation before it lacks the arm)
             share = (rt[arm][R20] - rt["stale"][R20]) / gap if gap > 0 else float("nan")
             out[f"returning: share of the gap recovered by {text}"] = share
     out |= {f"new items cold recall@{K} {a}": ni[a]["cold_recall"] for a in ("fold-in", "retrained")} | {
@@ -300,7 +301,8 @@ def flat(c: dict[str, Any]) -> dict[str, float]:
 
 TARGETS = (("new users fold-in / popular", 2.0, "new users: fold-in >= 2x popular"),
            ("new users fold-in / retrained", 0.85, "new users: fold-in >= 85% of retrained"),
-           ("returning: share of the stale-retrained gap recovered", 0.7, "returning users: fold-in recovers >= 70% of the gap"),
+           ("returning: share of the gap recovered by the fold-in + item update (served)", 0.7,
+            "returning users: the served fold (user + the items they touched) recovers >= 70% of the gap"),
            ("new items cold recall fold-in / retrained", 0.5, "new items: cold recall >= 50% of retrained"),
            ("new items with interactions: cold recall / retrained", 0.5,
             "new items with their training interactions posted: cold recall >= 50% of retrained"),

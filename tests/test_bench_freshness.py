@@ -65,12 +65,19 @@ def test_flat_ratios_and_targets() -> None:
     }
     f = F.flat(cell)
     assert f["new users fold-in / popular"] == pytest.approx(2.5)
-    assert f["returning: share of the stale-retrained gap recovered"] == pytest.approx(0.7)
-    update = "returning: share of the gap recovered by the fold-in + item update"
-    assert update not in f  # an evaluation without the arm
+    alone = "returning: share of the stale-retrained gap recovered by the user fold alone"
+    assert f[alone] == pytest.approx(0.7)
+    update = "returning: share of the gap recovered by the fold-in + item update (served)"
+    assert update not in f  # an evaluation without the arm: no verdict on returning users
+    verdicts = F.summarise({"t": [cell]})[0]["t"]["targets"]
+    assert not any(k.startswith("returning users") for k in verdicts)
     cell["returning"]["fold-in + item update"] = {"recall@20": 0.29}
     assert F.flat(cell)[update] == pytest.approx(0.9)
     assert F.flat(cell)["returning recall@20 fold-in + item update"] == pytest.approx(0.29)
+    verdicts = F.summarise({"t": [cell]})[0]["t"]["targets"]
+    assert verdicts["returning users: the served fold (user + the items they touched) recovers "
+                    ">= 70% of the gap"]
+    del cell["returning"]["fold-in + item update"]
     assert f["new items cold recall fold-in / retrained"] == pytest.approx(0.4)
     summary, md = F.summarise({"tiny": [cell]})
     t = summary["tiny"]["targets"]
