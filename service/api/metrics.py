@@ -5,7 +5,7 @@ what is read only when scraped (nothing on the request path):
 
     margo_model_info{version,kind}, margo_catalog_items, margo_catalog_hidden_items
     margo_jobs{status}                                          from SQL: every process agrees
-    margo_foldin_{items,users}[_bytes,_capacity,_evicted]       fold-in held in memory
+    margo_foldin_{items,updated_items,users}[_bytes,_capacity,_evicted]   fold-in in memory
 
 With several uvicorn workers ``margo serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh
 folder before they start, so a scrape of any worker sums the counters of all of them; the
@@ -73,19 +73,21 @@ class StateCollector(Collector):
 
 def foldin_gauges(model: LiveModel | None) -> Iterator[Metric]:
     """Folded items and users held in memory (service/fresh/), their bytes, caps, evictions."""
-    specs = {
-        "items": "Items folded in since training held by this process",
-        "users": "Folded user queries held by this process (LRU)",
+    specs = {  # kind: (what, its cap)
+        "items": ("Items folded in since training held by this process", "ITEMS"),
+        "updated_items": ("Catalogue items recomputed from their new users, held", "ITEMS"),
+        "users": ("Folded user queries held by this process (LRU)", "USERS"),
     }
-    for kind, text in specs.items():
+    for kind, (text, limit) in specs.items():
         count = GaugeMetricFamily(f"margo_foldin_{kind}", text)
         size = GaugeMetricFamily(f"margo_foldin_{kind}_bytes", f"Bytes of the {kind} arrays")
-        cap = GaugeMetricFamily(f"margo_foldin_{kind}_capacity", f"MARGO_FOLDIN_MAX_{kind.upper()}")
+        cap = GaugeMetricFamily(f"margo_foldin_{kind}_capacity", f"MARGO_FOLDIN_MAX_{limit}")
         gone = GaugeMetricFamily(
-            f"margo_foldin_{kind}_evicted", f"Folded {kind} dropped for capacity (this model)"
+            f"margo_foldin_{kind}_evicted", f"{kind} dropped for capacity (this model)"
         )
         if model is not None:
-            held = model.folded if kind == "items" else model.users
+            held = {"items": model.folded, "updated_items": model.folded.updated,
+                    "users": model.users}[kind]
             count.add_metric([], len(held))
             size.add_metric([], held.nbytes())
             cap.add_metric([], held.capacity)

@@ -17,9 +17,9 @@ overlay before it is reused.
 Catalogue items whose vectors were recomputed from the users who interacted with them since
 training (:class:`UpdatedItems`, ``FoldedItemSet.updated``; service/fresh/sync.py) keep their
 bundle rows; the model reads their new vectors instead of the bundle's, leaves them out of
-the FAISS results and scores them exactly beside the folded items (service/live.py). They
-count among the items held (``len``, ``nbytes``, ``evicted``: /metrics' margo_foldin_items*),
-at most ``capacity`` of them besides the folded items.
+the FAISS results and scores them exactly beside the folded items (service/live.py). They are
+counted apart (their own ``len``, ``nbytes``, ``evicted``: /metrics'
+margo_foldin_updated_items*), at most ``capacity`` of them besides the folded items.
 """
 
 from __future__ import annotations
@@ -168,8 +168,8 @@ class FoldedItemSet:
 
     # -- reads -------------------------------------------------------------------------------
     def __len__(self) -> int:
-        """Items held: folded ones and updated catalogue items."""
-        return len(self._slot) + len(self.updated)
+        """Folded items held (the updated catalogue items count in ``updated``)."""
+        return len(self._slot)
 
     @property
     def high_water(self) -> int:
@@ -185,10 +185,8 @@ class FoldedItemSet:
         return self.ids[slot] if 0 <= slot < len(self.ids) else None
 
     def nbytes(self) -> int:
-        """Bytes of the arrays held (allocated slots, not only the live ones), updated
-        catalogue items' included."""
-        own = self.vectors.nbytes + self.emb.nbytes + self.weights.nbytes
-        return int(own + self.updated.nbytes())
+        """Bytes of the folded items' arrays (allocated slots, not only the live ones)."""
+        return int(self.vectors.nbytes + self.emb.nbytes + self.weights.nbytes)
 
     def search(self, query: np.ndarray, n: int) -> np.ndarray:
         """Rows of the ``n`` folded items with the largest ``v_i . q`` (exact; free slots have
@@ -237,14 +235,12 @@ class FoldedItemSet:
         latest = {r.row: r for r in rows}  # one entry a row, the last
         items = list(latest.values())
         with self._lock:
-            before = self.updated.evicted
             self.updated.put(
                 np.asarray([r.row for r in items], np.int64),
                 np.stack([np.asarray(r.emb, np.float32) for r in items]),
                 np.stack([np.asarray(r.weights, np.float32) for r in items]),
                 [r.provenance for r in items],
             )
-            self.evicted += self.updated.evicted - before  # /metrics counts both kinds
             self.generation += 1
 
     def remove(self, item_ids: list[str]) -> list[int]:

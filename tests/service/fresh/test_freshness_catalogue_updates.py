@@ -72,9 +72,9 @@ def expected(bundle: ModelBundle, row: int, users: ItemUsers) -> np.ndarray:
 
 def foldin_items_metric(client: TestClient) -> float:
     for line in client.get("/metrics").text.splitlines():
-        if line.startswith("margo_foldin_items "):
+        if line.startswith("margo_foldin_updated_items "):
             return float(line.split()[1])
-    raise AssertionError("no margo_foldin_items")
+    raise AssertionError("no margo_foldin_updated_items")
 
 
 def run(settings: Settings) -> None:
@@ -184,9 +184,11 @@ def test_a_bundle_without_n_keeps_catalogue_vectors(
 
 def test_updated_items_are_bounded_and_counted() -> None:
     """At most ``capacity`` updated rows (the one updated longest ago falls back to its trained
-    vector), counted in the set's length, bytes and evictions (/metrics)."""
+    vector), counted apart from the folded items: their own length, bytes and evictions
+    (/metrics' margo_foldin_updated_items*)."""
     folded = FoldedItemSet(n_items=10, n_channels=2, dim=3, capacity=2)
     bytes_before, generation = folded.nbytes(), folded.generation
+    updated_before = folded.updated.nbytes()
     rng = np.random.default_rng(0)
 
     def row(r: int) -> UpdatedRow:
@@ -195,7 +197,8 @@ def test_updated_items_are_bounded_and_counted() -> None:
 
     first = [row(7), row(2)]
     folded.put_updates(first)
-    assert len(folded) == 2 and folded.nbytes() > bytes_before
+    assert len(folded.updated) == 2 and folded.updated.nbytes() > updated_before
+    assert len(folded) == 0 and folded.nbytes() == bytes_before  # counted apart
     assert folded.generation == generation + 1
     hit, slots = folded.updated.lookup(np.array([2, 3, 7, 7]))
     assert hit.tolist() == [True, False, True, True]
@@ -203,7 +206,7 @@ def test_updated_items_are_bounded_and_counted() -> None:
                                   item_vectors(first[1].emb[None], first[1].weights[None])[0])
     again = row(7)
     folded.put_updates([again, row(4)])  # 7 again: now the newest; 2 falls back
-    assert len(folded) == 2 and folded.evicted == 1
+    assert len(folded.updated) == 2 and folded.updated.evicted == 1 and folded.evicted == 0
     assert folded.updated.index[0].tolist() == [4, 7]
     assert 2 not in folded.updated.provenance
     _, slots = folded.updated.lookup(np.array([7]))
