@@ -207,3 +207,20 @@ def test_a_bad_user_of_many_is_named(bundle):
     assert info.value.user == 1 and isinstance(info.value, FoldInInputError)
     with pytest.raises(UserInputError, match="user 0: .*at least one interaction"):
         f.fold_in_many([UserInput(np.array([], np.int64))])
+
+
+def test_bundle_bound_precomputations_do_not_keep_their_bundle_alive():
+    import gc
+
+    from trainer.foldin.cache import BundleBound
+
+    class Holder:  # stands in for a ModelBundle: only weak-referenceability matters
+        pass
+
+    held = Holder()
+    bound = BundleBound(held)  # type: ignore[arg-type]
+    assert bound.bundle is held
+    del held
+    gc.collect()
+    with pytest.raises(ReferenceError, match="model bundle of this BundleBound was released"):
+        _ = bound.bundle

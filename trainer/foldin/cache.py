@@ -22,3 +22,19 @@ def per_bundle(
     made, key = make(), id(bundle)
     cache[key] = (weakref.ref(bundle, lambda _: cache.pop(key, None)), made)
     return made
+
+
+class BundleBound:
+    """A precomputation that reads its bundle's arrays but must not keep the bundle alive (a
+    swapped-out model's arrays are freed with it): holds it weakly as ``bundle``."""
+
+    def __init__(self, bundle: ModelBundle) -> None:
+        self._bundle = weakref.ref(bundle)
+
+    @property
+    def bundle(self) -> ModelBundle:
+        """The bundle this was built from (while it is alive)."""
+        bundle = self._bundle()
+        if bundle is None:
+            raise ReferenceError(f"the model bundle of this {type(self).__name__} was released")
+        return bundle

@@ -73,7 +73,7 @@ from trainer.bundle_foldin import (
     FoldInUnavailable,
     fold_in_info,
 )
-from trainer.foldin.cache import per_bundle
+from trainer.foldin.cache import BundleBound, per_bundle
 from trainer.foldin.propagation import has_propagation
 from trainer.foldin.refresh import normalized_graph
 
@@ -134,7 +134,7 @@ def with_user_out(bundle: ModelBundle, train_pairs: np.ndarray) -> ModelBundle:
                                _user_index={}, _item_index={})
 
 
-class ItemEdges:
+class ItemEdges(BundleBound):
     """sum_u c_u n_u / sqrt(sum c) for one bundle (n, and the map for folded users, once)."""
 
     def __init__(self, bundle: ModelBundle, *, lam: float = MAP_LAM) -> None:
@@ -145,20 +145,13 @@ class ItemEdges:
         self.n_users = bundle.n_users
         self.out = np.asarray(bundle.arrays[USER_OUT], np.float32).reshape(self.n_users, -1)
         self.dim = self.out.shape[1]
-        self._bundle = weakref.ref(bundle)
+        super().__init__(bundle)
         self._lam = lam
         self._map: np.ndarray | None = None  # built on the first folded user
         channels = bundle.channels
         self.id_channel = channels.index("id") if "id" in channels else None
         self.shape = tuple(bundle.arrays["item_emb"].shape[1:])
         self._id_map: np.ndarray | None = None  # built on the first item with users
-
-    @property
-    def bundle(self) -> ModelBundle:
-        bundle = self._bundle()
-        if bundle is None:
-            raise ReferenceError("the model bundle of this ItemEdges was released")
-        return bundle
 
     @classmethod
     def from_bundle(cls, bundle: ModelBundle) -> ItemEdges:

@@ -83,7 +83,7 @@ from trainer.bundle_foldin import (
     mu_name,
     scale_name,
 )
-from trainer.foldin.cache import per_bundle
+from trainer.foldin.cache import BundleBound, per_bundle
 from trainer.foldin.interactions import ItemEdges, ItemUsers
 from trainer.foldin.placement import PLACEMENT_DEFAULTS, ContentPlacement
 from trainer.foldin.propagation import impute_edges, item_edges
@@ -124,7 +124,7 @@ class FoldedItems:
     interactions: np.ndarray | None = None
 
 
-class ItemFoldIn:
+class ItemFoldIn(BundleBound):
     """The per-bundle part of item fold-in (projections, states, kNN features), built once."""
 
     def __init__(
@@ -142,7 +142,7 @@ class ItemFoldIn:
         info = fold_in_info(bundle.manifest, bundle.path)
         arrays = bundle.arrays
         # weak: the per-bundle cache below must not keep a replaced bundle alive
-        self._bundle = weakref.ref(bundle)
+        super().__init__(bundle)
         self.info = info
         self.channels = bundle.channels
         self.modalities = list(info.modalities)
@@ -202,14 +202,6 @@ class ItemFoldIn:
             [np.asarray(arrays[low_name(m)] if m in self.basis else self.knn[m], np.float32)
              for m in self.modalities], axis=1,
         )
-
-    @property
-    def bundle(self) -> ModelBundle:
-        """The bundle this was built from (while it is alive)."""
-        bundle = self._bundle()
-        if bundle is None:
-            raise ReferenceError("the model bundle of this ItemFoldIn was released")
-        return bundle
 
     @classmethod
     def from_bundle(cls, bundle: ModelBundle) -> ItemFoldIn:
