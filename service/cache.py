@@ -2,8 +2,10 @@
 
 Entries are the encoded JSON bodies of recommendation responses, grouped by user so one call
 drops all the entries of a written batch's users when their interactions change. The field of
-an entry carries the model version, the catalogue revision (hidden flags and categories) and
-every query parameter, so a new model or a hidden item never serves a stale page.
+an entry carries the model version, the catalogue revision (hidden flags and categories), the
+folded items' revision, the user's interactions since training (``SeenOverlay.token``) and
+every query parameter, so a new model, a hidden item or a page computed before the user's
+newest interactions arrived (and stored after their invalidation) is never served.
 
 Redis layout: one hash per user, ``<prefix>rec:<user_id>``, field -> body, with a TTL that
 each write renews.

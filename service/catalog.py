@@ -12,6 +12,7 @@ could see half an update; readers never lock.
 from __future__ import annotations
 
 import threading
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -155,11 +156,17 @@ class Catalog:
 
 
 class SeenOverlay:
-    """Items each user interacted with after the bundle was trained (from SQL), by row."""
+    """Items each user interacted with after the bundle was trained (from SQL), by row.
+
+    ``token(user)`` names a user's rows (their count and a checksum) and is part of the key
+    of their cached pages: a page computed from rows that changed meanwhile is stored under
+    the old token, where no later read looks (invalidating the user's entries alone cannot
+    stop a request that read the old rows from storing its page after the invalidation)."""
 
     def __init__(self, item_row: Callable[[str], int | None]) -> None:
         self._item_row = item_row
         self._by_user: dict[str, np.ndarray] = {}
+        self._tokens: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def add(self, pairs: Iterable[tuple[str, str]]) -> set[str]:
@@ -176,12 +183,23 @@ class SeenOverlay:
                 merged = np.union1d(old, list(rows)) if old is not None else np.array(sorted(rows))
                 merged = merged.astype(np.int64)
                 if old is None or merged.size != old.size:
-                    self._by_user[user_id] = merged
+                    self._set(user_id, merged)
                     changed.add(user_id)
         return changed
 
+    def _set(self, user_id: str, rows: np.ndarray) -> None:
+        # the rows first: a request reads the token before the rows, so one that saw the new
+        # token reads the new rows; one that saw the old token may read either, and its page
+        # goes under the old token (never an old page under the new one)
+        self._by_user[user_id] = rows
+        self._tokens[user_id] = f"{rows.size}.{zlib.crc32(rows.tobytes()):08x}"
+
     def rows(self, user_id: str) -> np.ndarray | None:
         return self._by_user.get(user_id)
+
+    def token(self, user_id: str) -> str:
+        """The user's rows by name ("" without any): changes whenever they do."""
+        return self._tokens.get(user_id, "")
 
     def forget(self, rows: Iterable[int]) -> set[str]:
         """Drop rows handed back by folded items (a slot's next item is another one);
@@ -194,6 +212,6 @@ class SeenOverlay:
             for user_id, held in list(self._by_user.items()):
                 keep = ~np.isin(held, gone)
                 if not keep.all():
-                    self._by_user[user_id] = held[keep]
+                    self._set(user_id, held[keep])
                     changed.add(user_id)
         return changed

@@ -53,9 +53,11 @@ async def serve_recommendations(state: ServiceState, user_id: str, params: RecPa
     categories = tuple(sorted(set(params.category)))
     k, offset = params.k, params.offset
     query = RecQuery(user_id, k, offset, params.exclude_seen, params.explain, categories)
+    # read before the state it names (catalog, folded items, the user's rows since training):
+    # a page computed while one of them changes is stored under the old name
     field = cache_field(
-        model.version, model.catalog.revision, model.folded.generation, k, offset,
-        query.exclude_seen, query.explain, *categories,
+        model.version, model.catalog.revision, model.folded.revision,
+        model.overlay.token(user_id), k, offset, query.exclude_seen, query.explain, *categories,
     )  # fmt: skip
     cache = state.cache
     body = cache.get(user_id, field)

@@ -161,8 +161,10 @@ class FoldedItemSet:
         self._age: OrderedDict[str, None] = OrderedDict()  # oldest fold first
         self._free: list[int] = []
         self.evicted = 0  # items dropped for capacity since the model was loaded
-        self.generation = 0  # bumped on every change: part of the response cache key
-        self.revision = ""  # SQL watermark of the rows applied
+        # SQL watermark of the rows applied, set after them: part of the response cache key,
+        # the same in every process that applied the same rows (a count of changes was not:
+        # one poll may apply what another process applied in two, and Redis shares pages)
+        self.revision = ""
         self.updated = UpdatedItems(n_channels, dim, capacity)  # catalogue rows recomputed
         self._lock = threading.Lock()
 
@@ -224,7 +226,6 @@ class FoldedItemSet:
                 self._age[item.item_id] = None
                 self._age.move_to_end(item.item_id)
                 written.append(self.base + slot)
-            self.generation += 1
         # a row evicted and then reused in the same call is live again, not freed
         return written, [r for r in freed if r not in set(written)]
 
@@ -241,7 +242,6 @@ class FoldedItemSet:
                 np.stack([np.asarray(r.weights, np.float32) for r in items]),
                 [r.provenance for r in items],
             )
-            self.generation += 1
 
     def remove(self, item_ids: list[str]) -> list[int]:
         """Drop items (their folds failed or the model now knows them); returns freed rows."""
@@ -250,8 +250,6 @@ class FoldedItemSet:
             for item_id in item_ids:
                 if item_id in self._slot:
                     freed.append(self._release(item_id))
-            if freed:
-                self.generation += 1
         return freed
 
     def _take_slot(self) -> int:

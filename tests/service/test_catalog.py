@@ -40,3 +40,18 @@ def test_overlay_reports_changed_users_once() -> None:
     assert overlay.add([("u", "i3")]) == set()
     assert overlay.rows("u").tolist() == [3, 5] and overlay.rows("v") is None
     assert np.issubdtype(overlay.rows("u").dtype, np.integer)
+
+
+def test_overlay_token_names_a_users_rows() -> None:
+    overlay, other = SeenOverlay(ROWS.get), SeenOverlay(ROWS.get)
+    assert overlay.token("u") == ""
+    overlay.add([("u", "i3")])
+    first = overlay.token("u")
+    overlay.add([("u", "i3")])  # nothing new: the same name
+    assert overlay.token("u") == first != ""
+    overlay.add([("u", "i5")])
+    assert overlay.token("u") not in ("", first)
+    other.add([("u", "i5"), ("u", "i3")])  # the same rows, another process: the same name
+    assert other.token("u") == overlay.token("u")
+    overlay.forget([5])
+    assert overlay.token("u") == first and overlay.token("v") == ""
