@@ -135,7 +135,9 @@ class ItemOut(BaseModel):
         None, description="the active model's view of the item; null if it does not know it"
     )
     cold: bool = Field(False, description="the active model did not train on the item")
-    fold_in: ItemFoldInStatus | None = Field(None, description="fold-in state of a cold item")
+    fold_in: ItemFoldInStatus | None = Field(
+        None, description="fold-in state of a cold item, or of a trained item updated since"
+    )
 
 
 def check_labels(value: list[str] | None) -> list[str] | None:

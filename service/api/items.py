@@ -17,7 +17,7 @@ from service.db.tables import Item
 from service.errors import InvalidRequest, NotFound
 from service.fresh.fold import FoldRefused
 from service.fresh.schemas import ItemsWriteOut
-from service.fresh.status import folded_weights, item_status
+from service.fresh.status import folded_weights, item_status, updated_status
 from service.fresh.sync import fold_and_store
 from service.jobs.encode import submit_encode
 from service.limits import SafeId
@@ -81,6 +81,7 @@ def item_out(item: Item, model: LiveModel | None, session: Session | None = None
         fold_in=(
             item_status(session, model, item.external_id, item.id)
             if cold and model is not None and session is not None
+            else updated_status(model, item.external_id) if model is not None
             else None
         ),
     )

@@ -38,7 +38,9 @@ class FoldedUserInfo(BaseModel):
 class ItemFoldInStatus(BaseModel):
     status: str = Field(
         description="'folded' (recommendable now), 'pending' (text being encoded), "
-        "'waiting' (content missing), 'failed' or 'unavailable' (the model has no fold-in)"
+        "'waiting' (content missing), 'failed' or 'unavailable' (the model has no fold-in); "
+        "for an item the model trained on, 'updated' (its embedding recomputed with the users "
+        "who interacted with it since training)"
     )
     detail: str | None = Field(None, description="why it is not folded, when it is not")
     provenance: FoldedItemInfo | None = None

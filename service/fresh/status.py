@@ -44,6 +44,21 @@ def item_status(session: Session, model: LiveModel, item_id: str, db_id: int) ->
     return ItemFoldInStatus(status="waiting", detail=detail)
 
 
+def updated_status(model: LiveModel, item_id: str) -> ItemFoldInStatus | None:
+    """A trained item whose embedding this process holds recomputed from the users who
+    interacted with it since training (service/fresh/sync.py ``update_catalogue_items``)."""
+    row = model.bundle.item_index(item_id)
+    how = model.folded.updated.provenance.get(row) if row is not None else None
+    if how is None:
+        return None
+    users = int(how.get("interactions", 0))
+    return ItemFoldInStatus(
+        status="updated",
+        detail=f"embedding recomputed with {users} user(s) who interacted with it since "
+        "training; learned at the next retrain",
+    )
+
+
 def folded_weights(model: LiveModel, item_id: str) -> list[float] | None:
     row = model.folded.row(item_id)
     if row is None:
