@@ -224,12 +224,13 @@ def cmd_keys_revoke(args: argparse.Namespace, settings: Settings | None = None) 
 def cmd_worker(args: argparse.Namespace, settings: Settings | None = None) -> int:
     """Run retraining jobs from the RQ queue on Redis until stopped (or, --burst, drained)."""
     import redis
-    from rq import Queue, Worker
+    from rq import Queue
     from rq.serializers import JSONSerializer
 
     from service.events import redis_client
     from service.jobs.lifecycle import sweep_stale
     from service.jobs.queue import QueueUnavailable, encode_queue_name
+    from service.jobs.rq_worker import MargoWorker
 
     settings = settings or get_settings()
     if not settings.redis_url:
@@ -251,7 +252,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings | None = None) -> in
     client = redis.Redis.from_url(settings.redis_url)  # the worker's blocking pops wait long
     names = [encode_queue_name(settings), settings.queue_name]  # short encode jobs first
     queues = [Queue(n, connection=client, serializer=JSONSerializer) for n in names]
-    worker = Worker(queues, connection=client, serializer=JSONSerializer, name=args.name)
+    worker = MargoWorker(queues, connection=client, serializer=JSONSerializer, name=args.name)
     print(f"margo worker {worker.name} on queues {', '.join(names)}", flush=True)
     worker.work(burst=args.burst, logging_level=args.log_level.upper())
     return 0

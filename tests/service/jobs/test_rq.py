@@ -56,7 +56,9 @@ def rq_settings(
     client.close()
 
 
-def start_worker(settings: Settings, name: str, *, burst: bool) -> subprocess.Popen:
+def start_worker(settings: Settings, name: str, *, burst: bool, log: Path) -> subprocess.Popen:
+    """A worker process whose output goes to ``log`` (not to a pipe nobody reads while it
+    runs: past 64 KiB the worker would block in a write); read back when a test fails."""
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
@@ -71,7 +73,8 @@ def start_worker(settings: Settings, name: str, *, burst: bool) -> subprocess.Po
         "MARGO_TRAIN_THREADS": "1",
     }
     args = [MARGO, "worker", "--name", name] + (["--burst"] if burst else [])
-    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    with log.open("wb") as out:  # the child holds its own descriptor
+        return subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def kill_tree(pid: int) -> None:
@@ -99,7 +102,7 @@ def recs(client: TestClient, user: str) -> tuple[str, list[str]]:
     return body["model_version"], [it["item_id"] for it in body["items"]]
 
 
-def test_loop_through_rq_on_postgres(rq_settings: Settings) -> None:
+def test_loop_through_rq_on_postgres(rq_settings: Settings, tmp_path: Path) -> None:
     admin, write = api_key(rq_settings, "admin"), api_key(rq_settings, "write")
     with serving(rq_settings) as client:
         version, before = recs(client, "5")
@@ -114,14 +117,19 @@ def test_loop_through_rq_on_postgres(rq_settings: Settings) -> None:
         ]
         r = client.post("/retrain", json={}, headers=admin)
         assert r.status_code == 409 and job_id in r.json()["detail"]
-        worker = start_worker(rq_settings, f"{rq_settings.queue_name}-w1", burst=True)
+        log = tmp_path / "worker.log"
+        worker = start_worker(rq_settings, f"{rq_settings.queue_name}-w1", burst=True, log=log)
         try:
             job = wait_job(client, job_id, admin, timeout=120)
-            assert worker.wait(60) == 0
+            exited = worker.wait(60)
+        except subprocess.TimeoutExpired:
+            exited = None
         finally:
             if worker.poll() is None:
                 kill_tree(worker.pid)
-        assert job["status"] == "succeeded", (job, worker.stdout.read().decode()[-3000:])
+        printed = log.read_text(errors="replace")[-3000:]
+        assert exited == 0, f"the burst worker did not exit cleanly ({exited}):\n{printed}"
+        assert job["status"] == "succeeded", (job, printed)
         assert job["metrics"]["gate"]["active_version"] == version
         # the API process follows the activation made by the worker (Redis event / SQL poll)
         new_version = wait_for(
@@ -133,7 +141,9 @@ def test_loop_through_rq_on_postgres(rq_settings: Settings) -> None:
         assert before[1] not in recs(client, "rq-new")[1]
 
 
-def test_sigkill_mid_job_requeues_the_job_once_and_keeps_the_model(rq_settings: Settings) -> None:
+def test_sigkill_mid_job_requeues_the_job_once_and_keeps_the_model(
+    rq_settings: Settings, tmp_path: Path
+) -> None:
     admin = api_key(rq_settings, "admin")
     with serving(rq_settings) as client:
         active = client.get("/models").json()["active"]
@@ -147,7 +157,8 @@ def test_sigkill_mid_job_requeues_the_job_once_and_keeps_the_model(rq_settings: 
             return client.get(f"/jobs/{job_id}", headers=admin).json()
 
         for attempt in (1, 2):
-            worker = start_worker(rq_settings, f"{rq_settings.queue_name}-w{attempt}", burst=False)
+            name, log = f"{rq_settings.queue_name}-w{attempt}", tmp_path / f"w{attempt}.log"
+            worker = start_worker(rq_settings, name, burst=False, log=log)
             try:
                 wait_for(lambda: job()["epoch"], timeout=120, what=f"attempt {attempt} to train")
             finally:
