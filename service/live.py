@@ -118,8 +118,9 @@ class LiveModel:
         # most popular first, ties broken by row so the order is total and stable
         popular_order = np.lexsort((np.arange(bundle.n_items), -popularity.astype(np.int64)))
         created = parse_time(bundle.manifest.created_at) or dt.datetime.now(dt.UTC)
-        spare = settings.foldin_max_items
-        folded = FoldedItemSet(bundle.n_items, len(bundle.channels), bundle.dim, spare)
+        folded = FoldedItemSet(
+            bundle.n_items, len(bundle.channels), bundle.dim, settings.foldin_max_items
+        )
 
         def row_of(item_id: str) -> int | None:
             row = bundle.item_index(item_id)
@@ -129,7 +130,7 @@ class LiveModel:
             version=version,
             bundle=bundle,
             index=index,
-            catalog=Catalog(bundle.n_items, row_of, spare=spare),
+            catalog=Catalog(bundle.n_items, row_of, spare=folded.slots.limit),
             overlay=SeenOverlay(row_of),
             arrays=arrays,
             queries=bundle.query_vectors(),

@@ -8,11 +8,14 @@ index stays exactly as built); folded vectors are searched exactly beside it
 
 At most ``capacity`` items are held (``MARGO_FOLDIN_MAX_ITEMS``); past it the item folded
 longest ago is evicted (it stays in SQL, and is served again after the next retrain, or when
-the model is reloaded and it is among the newest). Arrays grow by doubling, up to capacity.
+the model is reloaded and it is among the newest). Arrays grow by doubling, up to capacity
+plus a margin of freed slots (:class:`Slots`).
 
 Writers hold ``_lock``; readers never lock. A slot's vector is written before its row is
-unhidden in the catalogue, and a freed slot is scrubbed from the catalogue and the seen
-overlay before it is reused.
+unhidden in the catalogue; a freed slot is scrubbed from the catalogue and the seen overlay
+(every row ``put`` and ``remove`` free, a row taken again in the same call included), and is
+taken again only REUSE_AFTER_S after it was freed, so a request that read its row before
+does not find the next item's id or vector there.
 
 Catalogue items whose vectors were recomputed from the users who interacted with them since
 training (:class:`UpdatedItems`, ``FoldedItemSet.updated``; service/fresh/sync.py) keep their
@@ -25,7 +28,8 @@ margo_foldin_updated_items*), at most ``capacity`` of them besides the folded it
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +58,40 @@ class UpdatedRow:
     provenance: dict[str, Any]
 
 
+REUSE_AFTER_S = 5.0
+"""A freed slot is taken again only this long after it was freed (longer than a request holds
+the rows it read), unless every slot is taken."""
+
+
+class Slots:
+    """Slot numbers of a set of at most ``capacity`` entries: up to ``limit`` slots (the
+    capacity plus a margin) so that a freed slot can wait REUSE_AFTER_S before it is reused;
+    when all of them are taken (more than the margin freed within that time) the one freed
+    longest ago is reused at once. The caller holds its lock."""
+
+    def __init__(self, capacity: int) -> None:
+        self.limit = capacity + (max(16, capacity // 16) if capacity > 0 else 0)
+        self.taken = 0  # slots ever taken: 0 .. taken - 1
+        self._free: deque[tuple[float, int]] = deque()  # (when freed, slot), oldest first
+
+    def free(self, slot: int) -> None:
+        self._free.append((time.monotonic(), slot))
+
+    def take(self) -> int:
+        """A slot freed long enough ago, else a new one, else the one freed longest ago."""
+        if self._free and (
+            self.taken >= self.limit or self._free[0][0] <= time.monotonic() - REUSE_AFTER_S
+        ):
+            return self._free.popleft()[1]
+        self.taken += 1
+        return self.taken - 1
+
+    def grown(self, slot: int, size: int) -> int:
+        """The array size to hold ``slot`` (``size`` when it does already): doubling, capped
+        at ``limit``."""
+        return size if slot < size else min(self.limit, max(16, 2 * size, slot + 1))
+
+
 class UpdatedItems:
     """Catalogue rows with a recomputed embedding, at most ``capacity`` (past it the one
     updated longest ago falls back to its trained vector until its next update).
@@ -72,8 +110,7 @@ class UpdatedItems:
         self.provenance: dict[int, dict[str, Any]] = {}  # row -> how it was updated
         self._slot: dict[int, int] = {}
         self._age: OrderedDict[int, None] = OrderedDict()  # updated longest ago first
-        self._free: list[int] = []
-        self._taken = 0  # slots ever taken
+        self.slots = Slots(capacity)
         self.evicted = 0
 
     def __len__(self) -> int:
@@ -111,7 +148,7 @@ class UpdatedItems:
         if over > 0:  # out of the index before their slots are reused: they read as trained
             for _ in range(over):
                 old, _ = self._age.popitem(last=False)
-                self._free.append(self._slot.pop(old))
+                self.slots.free(self._slot.pop(old))
                 self.provenance.pop(old, None)
             self.evicted += over
             self._publish()
@@ -132,12 +169,9 @@ class UpdatedItems:
         self.index = (ordered, np.asarray([self._slot[r] for r in ordered.tolist()], np.int64))
 
     def _take_slot(self) -> int:
-        if self._free:
-            return self._free.pop(0)
-        slot = self._taken
-        self._taken += 1
-        if slot >= self.vectors.shape[0]:
-            size = max(16, min(self.capacity, 2 * self.vectors.shape[0]))
+        slot = self.slots.take()
+        size = self.slots.grown(slot, self.vectors.shape[0])
+        if size > self.vectors.shape[0]:
             vectors = np.zeros((size, self.vectors.shape[1]), dtype=np.float32)
             emb = np.zeros((size, self.n_channels, self.dim), dtype=np.float32)
             n = self.vectors.shape[0]
@@ -159,7 +193,7 @@ class FoldedItemSet:
         self.provenance: dict[str, dict[str, Any]] = {}
         self._slot: dict[str, int] = {}
         self._age: OrderedDict[str, None] = OrderedDict()  # oldest fold first
-        self._free: list[int] = []
+        self.slots = Slots(capacity)  # the catalogue keeps slots.limit spare rows for them
         self.evicted = 0  # items dropped for capacity since the model was loaded
         # SQL watermark of the rows applied, set after them: part of the response cache key,
         # the same in every process that applied the same rows (a count of changes was not:
@@ -203,7 +237,8 @@ class FoldedItemSet:
     # -- writes ------------------------------------------------------------------------------
     def put(self, rows: list[FoldedRow]) -> tuple[list[int], list[int]]:
         """Add or replace items; returns (rows written, rows freed by eviction). The caller
-        updates the catalogue for both (written rows become visible there)."""
+        scrubs the freed rows first (the catalogue, the seen overlay: a row may be freed and
+        written in one call when every slot is taken), then makes the written ones visible."""
         written: list[int] = []
         freed: list[int] = []
         if self.capacity <= 0:
@@ -226,8 +261,7 @@ class FoldedItemSet:
                 self._age[item.item_id] = None
                 self._age.move_to_end(item.item_id)
                 written.append(self.base + slot)
-        # a row evicted and then reused in the same call is live again, not freed
-        return written, [r for r in freed if r not in set(written)]
+        return written, freed
 
     def put_updates(self, rows: list[UpdatedRow]) -> None:
         """Set recomputed embeddings of catalogue items (service/fresh/sync.py)."""
@@ -253,12 +287,12 @@ class FoldedItemSet:
         return freed
 
     def _take_slot(self) -> int:
-        if self._free:
-            return self._free.pop(0)  # the slot freed longest ago: in-flight readers are done
-        slot = len(self.ids)
-        if slot >= self.vectors.shape[0]:
-            self._grow(max(16, min(self.capacity, 2 * self.vectors.shape[0])))
-        self.ids.append(None)
+        slot = self.slots.take()
+        size = self.slots.grown(slot, self.vectors.shape[0])
+        if size > self.vectors.shape[0]:
+            self._grow(size)
+        if slot == len(self.ids):
+            self.ids.append(None)
         return slot
 
     def _grow(self, size: int) -> None:
@@ -282,5 +316,5 @@ class FoldedItemSet:
         self.provenance.pop(item_id, None)
         self.ids[slot] = None
         self.vectors[slot] = 0.0
-        self._free.append(slot)
+        self.slots.free(slot)
         return self.base + slot

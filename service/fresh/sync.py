@@ -302,8 +302,8 @@ def apply_rows(
     posted with them since training come from SQL (users who have them fold again)."""
     freed = model.folded.remove(gone or [])
     written, evicted = model.folded.put(rows)
-    freed = [r for r in freed + evicted if r not in set(written)]
-    if freed:
+    freed += evicted  # all of them, a row written again in this call too: its old item's
+    if freed:  # users and labels leave before the new item's arrive below
         model.catalog.clear_rows(freed)
         for user_id in model.overlay.forget(freed):
             model.users.drop([user_id])

@@ -216,3 +216,66 @@ def test_metrics_report_folded_items_and_users(live: Live, tiny_model: tuple[Pat
     assert values["margo_foldin_items"] == 1 and values["margo_foldin_items_bytes"] > 0
     assert values["margo_foldin_users"] == 1 and values["margo_foldin_users_bytes"] > 0
     assert values["margo_foldin_items_capacity"] == 10_000
+
+
+def test_an_evicted_items_slot_carries_nothing_of_it_to_the_next(
+    job_settings, tiny_model: tuple[Path, Path]
+) -> None:
+    """At MARGO_FOLDIN_MAX_ITEMS the item folded longest ago leaves; the row its slot gave it
+    must leave with it: its users' seen rows and its labels are not the next item's."""
+    from tests.service.fresh.helpers import two_apps
+
+    with two_apps(job_settings(foldin_max_items=2)) as (a, _, write, _):
+        model = model_of(a)
+        ids = model.bundle.item_ids
+
+        def fold(item_id: str, like: str, label: str) -> int:
+            body = {"items": [new_item(tiny_model[0], item_id, like, categories=[label])]}
+            assert a.post("/items", json=body, headers=write).json()["folded"] == [item_id]
+            return model.row_of(item_id)
+
+        first = fold("first", ids[3], "old-label")
+        records = [{"user_id": "fan", "item_id": "first"}, {"user_id": "fan", "item_id": ids[0]}]
+        assert a.post("/interactions", json={"interactions": records},
+                      headers=write).status_code == 201  # fmt: skip
+        assert first in model.overlay.rows("fan").tolist()
+        fold("second", ids[4], "new-label")
+        third = fold("third", ids[5], "new-label")  # "first" leaves
+        assert model.row_of("first") is None and len(model.folded) == 2
+        assert third not in model.overlay.rows("fan").tolist()  # the fan never saw "third"
+        assert first not in model.overlay.rows("fan").tolist()
+        assert rec_ids(a, "fan", category="old-label") == []
+        assert set(rec_ids(a, "fan", category="new-label")) == {"second", "third"}
+
+
+def test_a_slot_taken_again_in_the_call_that_freed_it_is_scrubbed_first(
+    job_settings, tiny_model: tuple[Path, Path]
+) -> None:
+    """Past the margin of waiting slots (20 items folded in one call at capacity 20) a slot
+    is freed and taken again at once: its old item's users and labels still leave it."""
+    from tests.service.fresh.helpers import two_apps
+
+    with two_apps(job_settings(foldin_max_items=20)) as (a, _, write, _):
+        model = model_of(a)
+        ids = model.bundle.item_ids
+
+        def post(prefix: str, label: str) -> None:
+            body = {"items": [new_item(tiny_model[0], f"{prefix}{n}", ids[n], categories=[label])
+                              for n in range(20)]}  # fmt: skip
+            assert len(a.post("/items", json=body, headers=write).json()["folded"]) == 20
+
+        # the fan's item is known before it is folded: folded first, evicted first
+        assert a.post("/items", json={"items": [{"item_id": "old0"}]},
+                      headers=write).status_code == 200  # fmt: skip
+        records = [{"user_id": "fan", "item_id": "old0"}, {"user_id": "fan", "item_id": ids[0]}]
+        assert a.post("/interactions", json={"interactions": records},
+                      headers=write).status_code == 201  # fmt: skip
+        post("old", "old-label")
+        oldest = model.row_of("old0")
+        assert oldest in model.overlay.rows("fan").tolist()
+        post("new", "new-label")
+        taker = model.folded.item_id(oldest)
+        assert taker is not None and taker.startswith("new")  # taken again in that call
+        assert oldest not in model.overlay.rows("fan").tolist()
+        assert rec_ids(a, "fan", category="old-label") == []
+        assert taker in rec_ids(a, "fan", category="new-label")
