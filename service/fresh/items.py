@@ -4,7 +4,7 @@ Bundle items are rows ``0 .. n_items-1``; a folded item gets a slot ``s`` and is
 ``n_items + s`` everywhere a request uses rows (filters, the seen overlay, explanations), so
 the ranking treats both alike. The FAISS index of the bundle is never changed (an IVF or HNSW
 index stays exactly as built); folded vectors are searched exactly beside it
-(:meth:`FoldedItemSet.search`, one matrix-vector product over at most ``capacity`` rows).
+(:meth:`FoldedItemSet.search`, one matrix-vector product over at most ``Slots.limit`` rows).
 
 At most ``capacity`` items are held (``MARGO_FOLDIN_MAX_ITEMS``); past it the item folded
 longest ago is evicted (it stays in SQL, and is served again after the next retrain, or when
