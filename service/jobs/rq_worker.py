@@ -25,6 +25,8 @@ class MargoWorker(Worker):
         self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
         self.pubsub = self.connection.pubsub()
         self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        # RQ's own handler of listener errors, where this RQ version has one (pyproject: rq>=1.16)
+        handler = getattr(self, "_pubsub_exception_handler", None)
         self.pubsub_thread = self.pubsub.run_in_thread(
-            sleep_time=LISTEN_WAKE_S, daemon=True, exception_handler=self._pubsub_exception_handler
+            sleep_time=LISTEN_WAKE_S, daemon=True, exception_handler=handler
         )
