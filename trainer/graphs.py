@@ -197,6 +197,13 @@ class SparseOp:
         the cost when few rows are needed (a training batch's users)."""
         return SparseOp(self.csr[index], self.device)
 
+    def transposed(self) -> SparseOp:
+        """``M^T`` as an operator, sharing this one's two torch copies (no new CSR build)."""
+        op = SparseOp.__new__(SparseOp)
+        op.shape, op.csr, op.device = self.shape[::-1], self.csr.T.tocsr(), self.device
+        op.matrix, op.transpose = self.transpose, self.matrix
+        return op
+
     def to(self, device: str | torch.device) -> SparseOp:
         self.device = torch.device(device)
         self.matrix = self.matrix.to(device)

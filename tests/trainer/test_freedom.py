@@ -102,6 +102,51 @@ def test_training_uses_the_pruned_graph_and_evaluation_the_full_one():
     torch.testing.assert_close(model.eval().embeddings()[0], full)
 
 
+@pytest.mark.parametrize("n_layers", [1, 2, 3])
+@pytest.mark.parametrize("training", [True, False])
+def test_the_batch_forward_pass_equals_the_full_one_with_its_gradients(n_layers, training, tiny):
+    """batch_embeddings (the graph's two blocks, the last user layer for the batch only) gives
+    embeddings()'s rows of the batch's users and the same gradient for every parameter."""
+    cfg = TrainConfig(backbone="freedom", id_channel=True, n_layers=n_layers, dim=8, seed=0)
+    model = build_model(cfg, tiny).train(training)
+    model.start_epoch(np.random.default_rng(0))
+    users = torch.tensor([3, 0, 3, 7, 1])  # repeats: a user twice in one batch
+    gen = torch.Generator().manual_seed(1)
+    weights = torch.randn(len(users), len(model.channels), 8, generator=gen)
+
+    def grads(user: torch.Tensor, item: torch.Tensor) -> dict[str, torch.Tensor]:
+        model.zero_grad()
+        ((user * weights).sum() + item.pow(2).sum()).backward()
+        return {k: p.grad.clone() for k, p in model.named_parameters()}
+
+    full_user, full_item = model.embeddings()
+    full_grads = grads(full_user[users], full_item)
+    batch_user, batch_item = model.batch_embeddings(users)
+    torch.testing.assert_close(batch_user, full_user[users])
+    torch.testing.assert_close(batch_item, full_item)
+    for name, g in grads(batch_user, batch_item).items():
+        torch.testing.assert_close(g, full_grads[name], msg=name)
+
+
+def test_the_projection_of_fixed_features_has_nn_linears_gradient():
+    from trainer.models import fixed_linear
+
+    torch.manual_seed(0)
+    lin, x = torch.nn.Linear(6, 3), torch.randn(5, 6)
+    project = fixed_linear.FixedInputProjection()
+    (lin(x).pow(2).sum()).backward()
+    expected = lin.weight.grad.clone(), lin.bias.grad.clone()
+    lin.zero_grad()
+    out = project(lin, x)
+    torch.testing.assert_close(out, lin(x))
+    out.pow(2).sum().backward()
+    torch.testing.assert_close((lin.weight.grad, lin.bias.grad), expected)
+    assert project(lin, x) is not None and len(project._held) == 1  # x^T made once
+    with torch.no_grad():  # evaluation: the plain layer, nothing cached for a new input
+        torch.testing.assert_close(project(lin, x + 1), lin(x + 1))
+    assert project._held[id(lin)][0] is x
+
+
 @pytest.mark.parametrize("model", ["fusion-sum", "fusion-learned", "margo"])
 def test_every_fusion_on_freedom_exports_the_scoring_identity(model, tiny, tmp_path):
     cfg = TrainConfig(model=model, id_channel=True, **FAST)
@@ -116,9 +161,7 @@ def test_every_fusion_on_freedom_exports_the_scoring_identity(model, tiny, tmp_p
         per_channel = torch.einsum("umd,imd->uim", user, item)
         w = result.model.fusion_weights()
         score = per_channel.sum(-1) if w is None else (per_channel * w[None]).sum(-1)
-    np.testing.assert_allclose(
-        b.query_vectors() @ b.item_vectors().T, score.numpy(), atol=1e-4
-    )
+    np.testing.assert_allclose(b.query_vectors() @ b.item_vectors().T, score.numpy(), atol=1e-4)
     # cold start: the exported linear map reproduces each content channel's layer-0 node F1
     nodes = result.model.item_nodes().detach().numpy()
     for c, m in enumerate(["image", "text"]):
