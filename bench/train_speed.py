@@ -264,7 +264,8 @@ def report(args: argparse.Namespace, info: dict, res: dict[str, dict], data: Pat
                                  for k, v in res.items() if "loadavg_start" in v]))
 
 
-def baseline_report(args: argparse.Namespace, info: dict, rounds: list[dict[str, dict]], commits: dict[str, str]) -> str:
+def baseline_report(args: argparse.Namespace, info: dict, rounds: list[dict[str, dict]], commits: dict[str, str],
+                    kind: str = "margo") -> str:
     med = H.medians(rounds, lambda r: {s: _medians(r).get(s, np.nan) for s in ("I", "II")})
     rows, cpus, spread = [], {}, {}
     for tag in ("baseline", "this tree"):
@@ -278,7 +279,7 @@ def baseline_report(args: argparse.Namespace, info: dict, rounds: list[dict[str,
                          "{:.2f}-{:.2f}".format(*spread[tag, stage]), f"{cpus[tag, stage]:.2f}"])
     this, base = ({s: spread[t, s] for s in ("I", "II")} for t in ("this tree", "baseline"))
     return H.template(
-        NAME, "baseline", machine=H.machine_md(info), baseline=args.baseline, commits=commits, repo=H.REPO,
+        NAME, "baseline", machine=H.machine_md(info), baseline=args.baseline, commits=commits, repo=H.REPO, kind=kind,
         epochs=args.epochs, threads=args.threads, rounds=args.rounds,
         data="small data " + str(QUICK_DATA) if args.quick else "synth-baby (import_synth defaults)",
         table=H.md_table(["tree", "stage", "median s/epoch per round", "median", "range over all epochs",
@@ -300,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
                    "from WORKDIR; threads: a report of its own)")
     p.add_argument("--mmrec", type=Path, help="an MMRec checkout (github.com/enoche/MMRec) for `dragon`")
     p.add_argument("--mmrec-deps", type=Path, help="where MMRec's extra packages go (default WORKDIR/mmrec-deps)")
-    p.add_argument("--baseline", help="another checkout or a commit: its margo epochs and ours, alternately")
+    p.add_argument("--baseline", help="another checkout or a commit: its epochs and ours, alternately, of the first "
+                   "--measure kind that trains (default margo)")
     for hidden in ("--_measure", "--_data", "--_out"):  # a measurement's own process
         p.add_argument(hidden, help=argparse.SUPPRESS)
     args = H.parse_args(p, argv, epochs=1)
@@ -327,12 +329,14 @@ def main(argv: list[str] | None = None) -> int:
     with H.hold_slots(args.workdir / "slots", args.max_train, log=log):
         loads = [H.loadavg()]
         if args.baseline:
+            kind = next((k for k in args.measure if k in EPOCHS), "margo")
             rounds: list[dict[str, dict]] = [{} for _ in range(args.rounds)]
             for i, tag in H.abba(args.rounds, list(trees)):  # neither always goes first
-                rounds[i][tag] = run_measure("margo", args, data, log, trees[tag], f"-{tag.replace(' ', '-')}-{i}")
+                rounds[i][tag] = run_measure(kind, args, data, log, trees[tag], f"-{tag.replace(' ', '-')}-{i}")
             stored = {"machine": info, "baseline": args.baseline, "commits": commits, "args": vars(args),
-                      "rounds": rounds, "loadavg_end": H.loadavg()}
-            H.write_report(args.results, f"{NAME}_vs_baseline", stored, baseline_report(args, info, rounds, commits))
+                      "kind": kind, "rounds": rounds, "loadavg_end": H.loadavg()}
+            name = f"{NAME}_vs_baseline" + ("" if kind == "margo" else f"_{kind.replace('-', '_')}")
+            H.write_report(args.results, name, stored, baseline_report(args, info, rounds, commits, kind))
             return 0
         for kind in [] if args.report_only else args.measure:
             res[kind] = run_measure(kind, args, data, log)
