@@ -198,7 +198,8 @@ class SparseOp:
         return SparseOp(self.csr[index], self.device)
 
     def transposed(self) -> SparseOp:
-        """``M^T`` as an operator, sharing this one's two torch copies (no new CSR build)."""
+        """``M^T`` as an operator, sharing this one's two torch CSR copies (only the host CSR
+        that ``rows`` cuts from is transposed)."""
         op = SparseOp.__new__(SparseOp)
         op.shape, op.csr, op.device = self.shape[::-1], self.csr.T.tocsr(), self.device
         op.matrix, op.transpose = self.transpose, self.matrix

@@ -4,8 +4,10 @@ Every training step projects all items' raw features (F1 / D1: ``X = F W^T + b``
 [n_items, 4096] on the Baby shape), and the weight gradient ``G^T F`` is one of the step's two
 largest GEMMs. Torch computes it on F's transposed view; the same product from a contiguous
 copy of F^T, made once, took 44 ms instead of 64 ms at d 128 on the 2-core CPU (7,050 x 4,096
-x 128), and a step of the default model 101 ms instead of 117 ms (``bench/train_speed``). The
-copy doubles the feature's memory, so it is only kept up to ``MAX_TRANSPOSE_BYTES``.
+x 128), and a step of the default model 101 ms instead of 117 ms (both ad hoc; the epochs side
+by side: bench/results/train_speed_vs_baseline_default.md). DRAGON's wider first layer (256)
+gained nothing, so only FREEDOM uses it. The copy doubles the feature's memory, so it is only
+kept up to ``MAX_TRANSPOSE_BYTES``.
 """
 
 from __future__ import annotations
