@@ -286,6 +286,7 @@ def baseline_report(args: argparse.Namespace, info: dict, rounds: list[dict[str,
                           "median CPU s/epoch"], rows),
         ratio={s: med["this tree"][s] / med["baseline"][s] for s in ("I", "II")},
         cpu={s: cpus["this tree", s] / cpus["baseline", s] for s in ("I", "II")},
+        reference=", ".join(f"{k} {e:.1f}" for k, (e, _, _) in REFERENCE.items()),
         overlap={s: "yes" if this[s][0] <= base[s][1] and base[s][0] <= this[s][1] else "no"
                  for s in ("I", "II")})
 
