@@ -239,7 +239,7 @@ def recommend(
     """The payload of GET /users/{id}/recommendations (plain dicts for orjson).
 
     ``folded``: the user's query folded in from interactions posted since training
-    (service/fresh/sync.py ``user_query``); it replaces a known user's trained query and makes
+    (service/fresh/user_sync.py ``user_query``); it replaces a known user's trained query and makes
     an unknown user ``fold-in`` instead of ``popular``."""
     user_row = model.bundle.user_index(q.user_id)
     if user_row is None and folded is None:

@@ -181,12 +181,8 @@ class Registry:
             bundle.n_items,
             time.perf_counter() - started,
         )
-        index = self.build_index(bundle, version) if build_index else None
+        index = bundle_index(bundle, version, self.settings) if build_index else None
         return Registered(self.get(version), bundle, index)
-
-    def build_index(self, bundle: ModelBundle, version: str) -> ItemIndex:
-        """Build (or find) the bundle's index now, so activation only reads it."""
-        return bundle_index(bundle, version, self.settings)
 
     def scan_model_dir(self) -> list[str]:
         """Register every bundle under the model directory not registered yet."""
@@ -395,7 +391,7 @@ class Registry:
 
     def interactions_added(self, user_ids: list[str]) -> None:
         """The overlay and the users' pages at once; their folded queries come after the
-        answer (service.fresh.sync.fold_after_write); until then a read folds the user."""
+        answer (service.fresh.user_sync.fold_after_write); until then a read folds the user."""
         live = self._current
         if live is not None:
             live.refresh_overlay(self.db)

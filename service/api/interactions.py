@@ -19,7 +19,7 @@ from service.api.responses import errors
 from service.auth import WriteAccess
 from service.db import crud
 from service.errors import InvalidRequest
-from service.fresh.sync import fold_after_write
+from service.fresh.user_sync import fold_after_write
 from service.schemas import IngestOut, InteractionsIn
 
 router = APIRouter(prefix="/interactions", tags=["interactions"])

@@ -32,7 +32,7 @@ from service.cache import cache_field
 from service.db import crud
 from service.db.tables import ApiRole
 from service.errors import NoActiveModel
-from service.fresh.sync import user_query
+from service.fresh.user_sync import user_query
 from service.limits import SafeId, id_problem
 from service.metrics import CACHE_HIT, CACHE_MISS
 from service.ranking import RecQuery, recommend

@@ -4,7 +4,7 @@ A user's query is folded when they post interactions (in the process that takes 
 and stored in SQL with the model version; every other process drops its copy when it learns
 of the interactions (Redis event or poll) and reads the SQL row on that user's next request.
 So a request never folds unless the row is missing or stale (a new model version, or the
-writer's fold has not run or was dropped: see ``WriteFolds`` in ``service/fresh/sync.py``).
+writer's fold has not run or was dropped: see ``WriteFolds`` in ``service/fresh/user_sync.py``).
 
 At most ``capacity`` users are held (``MARGO_FOLDIN_MAX_USERS``); the least recently used
 goes first (it is read back from SQL when that user returns).

@@ -85,6 +85,7 @@ from trainer.bundle_foldin import (
 )
 from trainer.foldin.cache import BundleBound, per_bundle
 from trainer.foldin.interactions import ItemEdges, ItemUsers
+from trainer.foldin.item_input import check_features
 from trainer.foldin.placement import PLACEMENT_DEFAULTS, ContentPlacement
 from trainer.foldin.propagation import impute_edges, item_edges
 from trainer.knn import l2_normalize, nearest_rows, nearest_rows_prefiltered
@@ -209,45 +210,6 @@ class ItemFoldIn(BundleBound):
         return per_bundle(_CACHE, bundle, lambda: cls(bundle))
 
     # -- the steps -------------------------------------------------------------------------
-    def check(self, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """float32 [n, f_m] per modality, or FoldInInputError naming the item and modality."""
-        if not isinstance(features, dict):
-            raise FoldInInputError("features must map each modality to an array")
-        unknown = sorted(set(features) - set(self.modalities))
-        if unknown:
-            raise FoldInInputError(
-                f"modality {unknown[0]!r} is not one of this model's {self.modalities}",
-                modality=unknown[0],
-            )
-        out: dict[str, np.ndarray] = {}
-        n = None
-        for m in self.modalities:
-            if m not in features:
-                raise FoldInInputError(f"modality {m!r}: features missing", modality=m)
-            try:
-                x = np.asarray(features[m], dtype=np.float32)
-            except (TypeError, ValueError) as exc:
-                raise FoldInInputError(f"modality {m!r}: not numeric ({exc})", modality=m) from exc
-            x = x[None, :] if x.ndim == 1 else x
-            if x.ndim != 2 or x.shape[1] != self.dims[m]:
-                raise FoldInInputError(
-                    f"modality {m!r}: expected {self.dims[m]} values per item, "
-                    f"got shape {tuple(np.shape(features[m]))}", modality=m,
-                )
-            if n is not None and x.shape[0] != n:
-                raise FoldInInputError(
-                    f"modality {m!r}: {x.shape[0]} items, other modalities have {n}", modality=m
-                )
-            n = x.shape[0]
-            bad = ~np.isfinite(x).all(axis=1)
-            if bad.any():
-                j = int(np.argmax(bad))
-                raise FoldInInputError(
-                    f"item {j}, modality {m!r}: features contain NaN or inf", item=j, modality=m
-                )
-            out[m] = x
-        return out
-
     def layer0(self, x: dict[str, np.ndarray]) -> np.ndarray:
         """x_j per channel [n, M, d] (id channel 0)."""
         n = next(iter(x.values())).shape[0]
@@ -316,7 +278,7 @@ class ItemFoldIn(BundleBound):
             placement = "content" if self.edges is None else "edges"
         if placement == "edges" and self.edges is None:
             raise FoldInInputError("placement edges needs a bundle with the propagation parts")
-        x = self.check(features)
+        x = check_features(features, self.modalities, self.dims)
         if users is not None and len(users) != next(iter(x.values())).shape[0]:
             raise FoldInInputError(f"users: expected one entry per item "
                                    f"({next(iter(x.values())).shape[0]}), got {len(users)}")

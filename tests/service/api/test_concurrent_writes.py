@@ -77,7 +77,7 @@ def slow_fold_client(
         folds.append(len(user_ids))
         return len(user_ids)
 
-    monkeypatch.setattr("service.fresh.sync.fold_users_on_write", slow_fold)
+    monkeypatch.setattr("service.fresh.user_sync.fold_users_on_write", slow_fold)
     for c in start(request, make_settings, sqlite_url):
         yield c, folds
 

@@ -1,4 +1,4 @@
-"""The written users' folds (service/fresh/sync.py): one history query, one stacked solve and
+"""The written users' folds (service/fresh/user_sync.py): one history query, one stacked solve and
 one upsert per batch, equal to folding the users one by one (SQLite and PostgreSQL); users
 written again while their fold waits are folded once, from their newest history; the queue is
 bounded and its users still get their folds on their next read."""
@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from service.db.crud import foldin as fsql
 from service.db.session import Database
 from service.db.tables import FoldedUser, Interaction, User
-from service.fresh import fold, sync
+from service.fresh import fold, user_folds, user_sync
 from service.settings import Settings
 from tests.service.conftest import start_client
 from tests.service.fresh.helpers import content_of, rec_ids
@@ -92,7 +92,7 @@ def test_a_batch_folds_and_stores_as_users_one_by_one(
         assert len(short["twice"][1]) == 1 and len(short) == 5
     for u in users[:-1]:
         model.users.drop([u])
-    folded = sync.fold_and_store_users(model, db, users)
+    folded = user_folds.fold_and_store_users(model, db, users)
     assert set(folded) == {"solo", "twice", "odd", "4"}
     folder = model.user_folder
     want = {
@@ -140,7 +140,7 @@ def test_users_written_while_their_fold_waits_fold_once_from_the_newest_history(
     ids = model.bundle.item_ids
     calls: list[list[str]] = []
     hold, entered, release = threading.Event(), threading.Event(), threading.Event()
-    real = sync.fold_users_on_write
+    real = user_sync.fold_users_on_write
 
     def folds(model_, db_, users):  # once armed, the next fold waits for the test
         calls.append(list(users))
@@ -150,15 +150,17 @@ def test_users_written_while_their_fold_waits_fold_once_from_the_newest_history(
             assert release.wait(10)
         return real(model_, db_, users)
 
-    writes = sync.WriteFolds()
-    monkeypatch.setattr(sync, "fold_users_on_write", folds)
-    monkeypatch.setattr(sync, "WRITES", writes)
+    writes = user_sync.WriteFolds()
+    monkeypatch.setattr(user_sync, "fold_users_on_write", folds)
+    monkeypatch.setattr(user_sync, "WRITES", writes)
     post(client, write, [("w1", ids[1], 1), ("w2", ids[2], 1)])
     post(client, write, [("w3", ids[3], 1)])
     assert calls == [["w1", "w2"], ["w3"]]  # each request's background task folded its own
     calls.clear()
     hold.set()  # a fold under way in another thread; two batches posted meanwhile
-    folder = threading.Thread(target=sync.fold_after_write, args=(model, db, ["w1", "w3"], 200))
+    folder = threading.Thread(
+        target=user_sync.fold_after_write, args=(model, db, ["w1", "w3"], 200)
+    )
     folder.start()
     assert entered.wait(10)
     post(client, write, [("w1", ids[4], 2), ("w3", ids[5], 2)])
@@ -179,13 +181,13 @@ def test_a_full_queue_leaves_its_oldest_users_to_their_reads(
     client, write, db = app
     model = client.app.state.margo.registry.current
     ids = model.bundle.item_ids
-    writes = sync.WriteFolds()
-    monkeypatch.setattr(sync, "WRITES", writes)
+    writes = user_sync.WriteFolds()
+    monkeypatch.setattr(user_sync, "WRITES", writes)
     writes._busy = True  # another thread is folding: the posts below only queue
     post(client, write, [(f"q{n}", ids[n], 1) for n in range(5)])
     post(client, write, [(f"q{n}", ids[n], 1) for n in range(5, 7)])
     assert list(writes._waiting) == [f"q{n}" for n in range(7)]
-    sync.fold_after_write(model, db, ["q1"], 4)  # a bound of 4: the 3 oldest leave
+    user_sync.fold_after_write(model, db, ["q1"], 4)  # a bound of 4: the 3 oldest leave
     assert list(writes._waiting) == ["q3", "q4", "q5", "q6"] and writes.dropped == 3
     assert writes.coalesced == 1
     # q0 waits for no fold: its read folds it, with its interaction
@@ -197,7 +199,7 @@ def test_a_full_queue_leaves_its_oldest_users_to_their_reads(
     assert client.get("/users/q3/recommendations").json()["strategy"] == "fold-in"
     assert list(writes._waiting) == ["q4", "q5", "q6"] and writes.forgotten == 1
     writes._busy = False
-    sync.fold_after_write(model, db, ["q7"], 10)
+    user_sync.fold_after_write(model, db, ["q7"], 10)
     assert len(writes) == 0 and writes.folded == 3  # q7 has no interactions: no fold
     for u in ("q3", "q4", "q5", "q6"):
         assert model.users.get(u) is not None
@@ -219,7 +221,7 @@ def test_a_fold_that_read_before_a_write_is_not_cached(
         return out
 
     monkeypatch.setattr(fold, "fold_users", write_meanwhile)
-    folded = sync.fold_and_store_users(model, db, ["racer", "calm"])
+    folded = user_folds.fold_and_store_users(model, db, ["racer", "calm"])
     assert set(folded) == {"racer", "calm"}
     assert model.users.get("racer") is None  # its next read goes to SQL
     assert model.users.get("calm") is folded["calm"]
