@@ -42,6 +42,17 @@ def test_split_holds_out_users_items_and_each_users_last_rows() -> None:
     assert np.array_equal(again.base_rows, s.base_rows)
 
 
+def test_held_back_rows_are_each_users_last_fifth_in_row_order() -> None:
+    train, _, _ = _data()
+    back = F.held_back(20, train)
+    for u in range(20):
+        mine = np.flatnonzero(train[:, 0] == u)  # row positions, in row order
+        n_back = round(0.2 * len(mine))
+        assert back[mine].tolist() == [False] * (len(mine) - n_back) + [True] * n_back
+    s = F.make_split(20, 30, train, *_data()[1:], seed=0)  # the split holds back the same rows
+    assert {tuple(p) for p in s.held_back} <= {tuple(p) for p in train[back]}
+
+
 def test_micro_recall_counts_pairs_not_users() -> None:
     top = np.array([[0, 1], [2, 3]])
     # user 0: targets {1, 4} (1 found); user 1: targets {2} (found) -> 2 of 3 pairs
@@ -75,9 +86,23 @@ def test_flat_ratios_and_targets() -> None:
     assert F.flat(cell)[update] == pytest.approx(0.9)
     assert F.flat(cell)["returning recall@20 fold-in + item update"] == pytest.approx(0.29)
     verdicts = F.summarise({"t": [cell]})[0]["t"]["targets"]
-    assert verdicts["returning users: the served fold (user + the items they touched) recovers "
-                    ">= 70% of the gap"]
-    del cell["returning"]["fold-in + item update"]
+    combined = ("returning users (base of the other questions too): the served fold recovers "
+                ">= 70% of the gap")
+    own = ("returning users (the issue's protocol, own base): the served fold (user + the items "
+           "they touched) recovers >= 70% of the gap")
+    assert verdicts[combined] and own not in verdicts  # no returning-base run: no verdict
+    # the issue's own protocol (a base without only the held-back rows): rows and verdict of its own
+    cell["returning_only"] = {"stale": {"recall@20": 0.2}, "fold-in": {"recall@20": 0.21},
+                              "retrained": {"recall@20": 0.3}, "n_users": 5,
+                              "fold-in + item update": {"recall@20": 0.25}}
+    f2 = F.flat(cell)
+    assert f2["returning, own base recall@20 stale"] == 0.2
+    assert not any("n_users" in k for k in f2)  # counts are not rows
+    served = "returning, own base: share of the gap recovered by the fold-in + item update (served)"
+    assert f2[served] == pytest.approx(0.5)
+    verdicts = F.summarise({"t": [cell]})[0]["t"]["targets"]
+    assert verdicts[combined] and not verdicts[own]
+    del cell["returning"]["fold-in + item update"], cell["returning_only"]
     assert f["new items cold recall fold-in / retrained"] == pytest.approx(0.4)
     summary, md = F.summarise({"tiny": [cell]})
     t = summary["tiny"]["targets"]
