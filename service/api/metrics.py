@@ -6,6 +6,7 @@ what is read only when scraped (nothing on the request path):
     margo_model_info{version,kind}, margo_catalog_items, margo_catalog_hidden_items
     margo_jobs{status}                                          from SQL: every process agrees
     margo_foldin_{items,updated_items,users}[_bytes,_capacity,_evicted]   fold-in in memory
+    margo_foldin_write_backlog, margo_foldin_write_users_total{outcome}   written users' folds
 
 With several uvicorn workers ``margo serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh
 folder before they start, so a scrape of any worker sums the counters of all of them; the
@@ -21,7 +22,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -29,6 +30,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from service.db import crud
+from service.fresh import user_sync
 from service.metrics import CACHE_REQUESTS, FAISS_SEARCH_SECONDS, MULTIPROC_ENV, REQUEST_SECONDS
 
 if TYPE_CHECKING:
@@ -93,6 +95,23 @@ def foldin_gauges(model: LiveModel | None) -> Iterator[Metric]:
             cap.add_metric([], held.capacity)
             gone.add_metric([], held.evicted)
         yield from (count, size, cap, gone)
+    yield from write_fold_gauges()
+
+
+def write_fold_gauges() -> Iterator[Metric]:
+    """The users of POST /interactions whose folds wait or run (WriteFolds), and what became
+    of the others since this process started."""
+    backlog = GaugeMetricFamily(
+        "margo_foldin_write_backlog", "Written users waiting for their fold or being folded"
+    )
+    writes = user_sync.WRITES
+    backlog.add_metric([], writes.backlog())
+    done = CounterMetricFamily(
+        "margo_foldin_write_users", "Written users by outcome (this process)", labels=["outcome"]
+    )
+    for outcome in ("folded", "coalesced", "dropped", "forgotten"):
+        done.add_metric([outcome], getattr(writes, outcome))
+    yield from (backlog, done)
 
 
 def scrape(state: ServiceState) -> bytes:

@@ -89,6 +89,7 @@ class WriteFolds:
         self._lock = threading.Lock()
         self._waiting: OrderedDict[str, tuple[LiveModel, Database]] = OrderedDict()
         self._busy = False
+        self.in_flight = 0  # users of the batch being folded (out of the queue already)
         self.folded = 0
         self.coalesced = 0
         self.dropped = 0
@@ -96,6 +97,11 @@ class WriteFolds:
 
     def __len__(self) -> int:
         return len(self._waiting)
+
+    def backlog(self) -> int:
+        """Users waiting for their fold or being folded now (``/metrics``)."""
+        with self._lock:
+            return len(self._waiting) + self.in_flight
 
     def forget(self, model: LiveModel, user_ids: list[str]) -> None:
         """Unqueue users of ``model`` that a read has just folded from SQL."""
@@ -126,6 +132,7 @@ class WriteFolds:
         try:
             while True:
                 with self._lock:
+                    self.in_flight = 0
                     if not self._waiting:
                         self._busy = False
                         return
@@ -133,6 +140,7 @@ class WriteFolds:
                         self._waiting.popitem(last=False)
                         for _ in range(min(max(limit, 1), len(self._waiting)))
                     ]
+                    self.in_flight = len(batch)
                 groups: dict[int, tuple[LiveModel, Database, list[str]]] = {}
                 for user_id, (model, db) in batch:
                     groups.setdefault(id(model), (model, db, []))[2].append(user_id)
@@ -140,7 +148,7 @@ class WriteFolds:
                     self.folded += _fold_logged(model, db, users)
         except BaseException:
             with self._lock:
-                self._busy = False
+                self._busy, self.in_flight = False, 0
             raise
 
 

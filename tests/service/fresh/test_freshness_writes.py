@@ -166,10 +166,19 @@ def test_users_written_while_their_fold_waits_fold_once_from_the_newest_history(
     post(client, write, [("w1", ids[4], 2), ("w3", ids[5], 2)])
     post(client, write, [("w1", ids[6], 3), ("w2", ids[7], 2)])
     assert calls == [["w1", "w3"]]  # the posts only queued their users
+    # the backlog: the batch being folded (w1, w3) and the users queued behind it (w1, w3, w2)
+    assert writes.in_flight == 2 and len(writes) == 3 and writes.backlog() == 5
+    metrics = client.get("/metrics").text
+    assert "margo_foldin_write_backlog 5.0" in metrics
     release.set()
     folder.join(10)
     assert calls == [["w1", "w3"], ["w1", "w3", "w2"]]  # then w1 once more, not twice
     assert writes.coalesced == 1 and len(writes) == 0 and writes.dropped == 0
+    assert writes.backlog() == 0
+    metrics = client.get("/metrics").text
+    assert "margo_foldin_write_backlog 0.0" in metrics
+    assert 'margo_foldin_write_users_total{outcome="coalesced"} 1.0' in metrics
+    assert f'margo_foldin_write_users_total{{outcome="folded"}} {writes.folded:.1f}' in metrics
     for user, n in (("w1", 3), ("w2", 2), ("w3", 2)):  # every posted interaction counted
         assert stored(db, user)[2] == newest_interaction(db, user)
         assert model.users.get(user).items == n
