@@ -131,9 +131,10 @@ def test_flat_ratios_and_targets() -> None:
 def test_serving_verdict_compares_fold_in_with_known_users() -> None:
     arm = {"rps_c32": 100.0, "p99_ms_c1": 10.0, "p50_ms_c1": 2.0}
     sv = {"n_items": 100, "date": "d", "loadavg_before": [1.0], "strategy": "fold-in",
-          "held_bench_slots": True, "known": arm, "fold-in": {**arm, "p50_ms_c1": 4.0}}
+          "held_bench_slots": True, "known": arm, "fold-in": {**arm, "p50_ms_c1": 4.0},
+          "runs": [{"arm": a, "connections": c} for a in ("known", "fold-in") * 3 for c in (1, 32)]}
     md = F.serving_md(sv)
-    assert "p50 2.000" in md and "**holds**" in md
+    assert "p50 2.000" in md and "**holds**" in md and "median of 3 runs each" in md
     assert "does not hold" in F.serving_md({**sv, "fold-in": {**arm, "rps_c32": 85.0}})
 
 
